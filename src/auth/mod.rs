@@ -1,0 +1,11 @@
+//! Credentials and access decisions: token minting and hashing, password hashing,
+//! and the pure function that decides whether a visitor may reach a port.
+//!
+//! Nothing here does I/O; the edge and control call into it with what they know.
+
+pub mod decide;
+pub mod password;
+pub mod token;
+
+pub use decide::{authorize, Decision, Visitor};
+pub use token::{Secret, TokenHash, TokenKind};

@@ -1,0 +1,301 @@
+//! The edge's in-memory picture of who and what exists: users, API tokens,
+//! workspaces and agents, as a set of concurrent maps.
+//!
+//! The edge answers every request from here, never from the database. Control
+//! fills it at start ([`Change`]s from the store's snapshot) and applies a
+//! [`Change`] after each write it commits, so the two never disagree for long.
+//! Removals cascade: removing a user removes their tokens, workspaces and agents.
+
+use crate::auth::{TokenHash, Visitor};
+use dashmap::DashMap;
+
+/// A user as the edge needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub admin: bool,
+    pub organization: Option<String>,
+}
+
+/// A workspace: a named group of agents owned by one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: i64,
+    pub owner_id: i64,
+    pub name: String,
+}
+
+/// An agent: one tunnel end inside a workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub name: String,
+    /// Hash of the agent's token, which it presents when it dials in.
+    pub token_hash: TokenHash,
+}
+
+/// One update to the catalog.
+#[derive(Clone, Debug)]
+pub enum Change {
+    User(User),
+    UserRemoved(i64),
+    ApiToken { hash: TokenHash, user_id: i64 },
+    ApiTokenRemoved(TokenHash),
+    Workspace(Workspace),
+    WorkspaceRemoved(i64),
+    Agent(Agent),
+    AgentRemoved(i64),
+}
+
+/// What an app host's names resolve to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// One agent of a workspace owned by `owner_id`.
+    Agent { owner_id: i64, agent_id: i64 },
+    /// The short form named a workspace that has several agents (or none).
+    Ambiguous { owner_id: i64, agents: Vec<String> },
+    /// Nothing by those names.
+    Nothing,
+}
+
+/// The concurrent maps behind the edge's lookups.
+#[derive(Default, Debug)]
+pub struct Catalog {
+    users: DashMap<i64, User>,
+    user_ids: DashMap<String, i64>,
+    api_tokens: DashMap<TokenHash, i64>,
+    workspaces: DashMap<i64, Workspace>,
+    /// (owner id, workspace name) -> workspace id
+    workspace_ids: DashMap<(i64, String), i64>,
+    agents: DashMap<i64, Agent>,
+    /// (workspace id, agent name) -> agent id
+    agent_ids: DashMap<(i64, String), i64>,
+    agent_tokens: DashMap<TokenHash, i64>,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one change.
+    pub fn apply(&self, change: Change) {
+        match change {
+            Change::User(u) => {
+                if let Some(old) = self.users.get(&u.id).map(|o| o.username.clone()) {
+                    self.user_ids.remove(&old);
+                }
+                self.user_ids.insert(u.username.clone(), u.id);
+                self.users.insert(u.id, u);
+            }
+            Change::UserRemoved(id) => {
+                if let Some((_, u)) = self.users.remove(&id) {
+                    self.user_ids.remove(&u.username);
+                }
+                self.api_tokens.retain(|_, uid| *uid != id);
+                let owned: Vec<i64> = self
+                    .workspaces
+                    .iter()
+                    .filter(|w| w.owner_id == id)
+                    .map(|w| w.id)
+                    .collect();
+                for ws in owned {
+                    self.apply(Change::WorkspaceRemoved(ws));
+                }
+            }
+            Change::ApiToken { hash, user_id } => {
+                self.api_tokens.insert(hash, user_id);
+            }
+            Change::ApiTokenRemoved(hash) => {
+                self.api_tokens.remove(&hash);
+            }
+            Change::Workspace(w) => {
+                self.workspace_ids
+                    .insert((w.owner_id, w.name.clone()), w.id);
+                self.workspaces.insert(w.id, w);
+            }
+            Change::WorkspaceRemoved(id) => {
+                if let Some((_, w)) = self.workspaces.remove(&id) {
+                    self.workspace_ids.remove(&(w.owner_id, w.name));
+                }
+                let agents: Vec<i64> = self
+                    .agents
+                    .iter()
+                    .filter(|a| a.workspace_id == id)
+                    .map(|a| a.id)
+                    .collect();
+                for a in agents {
+                    self.apply(Change::AgentRemoved(a));
+                }
+            }
+            Change::Agent(a) => {
+                if let Some(old) = self.agents.get(&a.id).map(|o| o.token_hash) {
+                    self.agent_tokens.remove(&old);
+                }
+                self.agent_ids
+                    .insert((a.workspace_id, a.name.clone()), a.id);
+                self.agent_tokens.insert(a.token_hash, a.id);
+                self.agents.insert(a.id, a);
+            }
+            Change::AgentRemoved(id) => {
+                if let Some((_, a)) = self.agents.remove(&id) {
+                    self.agent_ids.remove(&(a.workspace_id, a.name));
+                    self.agent_tokens.remove(&a.token_hash);
+                }
+            }
+        }
+    }
+
+    /// The visitor an API token belongs to.
+    pub fn visitor_for_token(&self, hash: &TokenHash) -> Option<Visitor> {
+        let user_id = *self.api_tokens.get(hash)?;
+        let u = self.users.get(&user_id)?;
+        Some(Visitor {
+            user_id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            admin: u.admin,
+        })
+    }
+
+    /// The agent a tunnel token belongs to.
+    pub fn agent_for_token(&self, hash: &TokenHash) -> Option<Agent> {
+        let id = *self.agent_tokens.get(hash)?;
+        self.agents.get(&id).map(|a| a.clone())
+    }
+
+    /// An agent by id.
+    pub fn agent(&self, id: i64) -> Option<Agent> {
+        self.agents.get(&id).map(|a| a.clone())
+    }
+
+    /// A workspace by id.
+    pub fn workspace(&self, id: i64) -> Option<Workspace> {
+        self.workspaces.get(&id).map(|w| w.clone())
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: i64) -> Option<User> {
+        self.users.get(&id).map(|u| u.clone())
+    }
+
+    /// Resolves `agent--workspace--user` (or the short form, `agent = None`).
+    pub fn resolve(&self, user: &str, workspace: &str, agent: Option<&str>) -> Resolved {
+        let Some(owner_id) = self.user_ids.get(user).map(|r| *r) else {
+            return Resolved::Nothing;
+        };
+        let Some(ws_id) = self
+            .workspace_ids
+            .get(&(owner_id, workspace.to_owned()))
+            .map(|r| *r)
+        else {
+            return Resolved::Nothing;
+        };
+        match agent {
+            Some(name) => match self.agent_ids.get(&(ws_id, name.to_owned())) {
+                Some(id) => Resolved::Agent {
+                    owner_id,
+                    agent_id: *id,
+                },
+                None => Resolved::Nothing,
+            },
+            None => {
+                let mut agents: Vec<(String, i64)> = self
+                    .agents
+                    .iter()
+                    .filter(|a| a.workspace_id == ws_id)
+                    .map(|a| (a.name.clone(), a.id))
+                    .collect();
+                if agents.len() == 1 {
+                    let (_, agent_id) = agents.pop().expect("one agent");
+                    Resolved::Agent { owner_id, agent_id }
+                } else {
+                    agents.sort();
+                    Resolved::Ambiguous {
+                        owner_id,
+                        agents: agents.into_iter().map(|(n, _)| n).collect(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of agents known (for metrics and tests).
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Catalog {
+        let c = Catalog::new();
+        c.apply(Change::User(User {
+            id: 1,
+            username: "alice".into(),
+            email: "a@x".into(),
+            admin: false,
+            organization: None,
+        }));
+        c.apply(Change::ApiToken {
+            hash: TokenHash::of("t1"),
+            user_id: 1,
+        });
+        c.apply(Change::Workspace(Workspace {
+            id: 10,
+            owner_id: 1,
+            name: "api".into(),
+        }));
+        c.apply(Change::Agent(Agent {
+            id: 100,
+            workspace_id: 10,
+            name: "main".into(),
+            token_hash: TokenHash::of("a1"),
+        }));
+        c
+    }
+
+    #[test]
+    fn resolves_full_and_short_forms() {
+        let c = seed();
+        let want = Resolved::Agent {
+            owner_id: 1,
+            agent_id: 100,
+        };
+        assert_eq!(c.resolve("alice", "api", Some("main")), want);
+        assert_eq!(c.resolve("alice", "api", None), want);
+        assert_eq!(c.resolve("alice", "api", Some("other")), Resolved::Nothing);
+        assert_eq!(c.resolve("bob", "api", Some("main")), Resolved::Nothing);
+        c.apply(Change::Agent(Agent {
+            id: 101,
+            workspace_id: 10,
+            name: "gpu".into(),
+            token_hash: TokenHash::of("a2"),
+        }));
+        assert_eq!(
+            c.resolve("alice", "api", None),
+            Resolved::Ambiguous {
+                owner_id: 1,
+                agents: vec!["gpu".into(), "main".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn removing_a_user_cascades() {
+        let c = seed();
+        assert!(c.visitor_for_token(&TokenHash::of("t1")).is_some());
+        assert!(c.agent_for_token(&TokenHash::of("a1")).is_some());
+        c.apply(Change::UserRemoved(1));
+        assert!(c.visitor_for_token(&TokenHash::of("t1")).is_none());
+        assert!(c.agent_for_token(&TokenHash::of("a1")).is_none());
+        assert_eq!(c.resolve("alice", "api", Some("main")), Resolved::Nothing);
+        assert_eq!(c.agent_count(), 0);
+    }
+}

@@ -1,0 +1,15 @@
+//! berth: a dev-URL edge proxy.
+//!
+//! A developer's web server inside a workspace becomes reachable at its own
+//! HTTPS subdomain (`https://3000--main--api--alice.apps.example.com`). The
+//! workspace's **agent** dials out to an **edge**, which terminates TLS, reads
+//! the host name, checks who may see the port, and forwards the request through
+//! the agent's tunnel. The **control** plane holds users, workspaces and agents.
+//!
+//! Vocabulary: an *app host* is one DNS label under an edge's wildcard; a
+//! *target* is what it names (port or app, agent, workspace, user); the
+//! *catalog* is the edge's in-memory copy of what exists.
+
+pub mod auth;
+pub mod catalog;
+pub mod host;
