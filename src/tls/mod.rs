@@ -290,3 +290,5 @@ pub fn server_config_with_alpn(
     Ok(Arc::new(config))
 }
 
+#[cfg(test)]
+mod tests;
