@@ -12,4 +12,5 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod edge;
 pub mod host;
