@@ -12,5 +12,6 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod edge;
 pub mod host;
 pub mod tls;

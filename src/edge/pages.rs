@@ -1,0 +1,511 @@
+//! Error responses of the edge (SPEC section 3): JSON
+//! `{"error": code, "message": message}` for programs, a small self-contained
+//! page for browsers.
+
+use axum::body::Body;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, Response, StatusCode};
+
+/// Every way the edge refuses or fails a request on an app host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorPage {
+    /// 404: the host is outside every wildcard or its label is malformed;
+    /// `reason` is the [`crate::host::HostError`] text.
+    UnknownHost { reason: String },
+    /// 404: nothing there, or nothing the visitor may see (indistinguishable).
+    NotFound,
+    /// 404: the short form was used while the workspace has several agents.
+    Ambiguous { agents: Vec<String> },
+    /// 401: credentials are needed.
+    Unauthenticated { reason: String },
+    /// 502: the workspace's agent is not connected.
+    AgentOffline { agent: String, workspace: String },
+    /// 502: the agent is connected but nothing listens on the port.
+    PortClosed { port: u16 },
+    /// 403: the agent's `--allow-ports` refuses the port.
+    PortNotAllowed { port: u16 },
+    /// 504: the app did not answer in time.
+    UpstreamTimeout { seconds: u64 },
+    /// 502: talking to the app failed.
+    UpstreamFailed { detail: String },
+    /// 400: the request itself is unusable.
+    BadRequest { reason: String },
+}
+
+/// Title, explanation and (optional) what to do, as plain text.
+struct Text {
+    title: &'static str,
+    explanation: String,
+    hint: Option<String>,
+}
+
+impl ErrorPage {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorPage::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ErrorPage::AgentOffline { .. }
+            | ErrorPage::PortClosed { .. }
+            | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ErrorPage::PortNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ErrorPage::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The machine-readable `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorPage::UnknownHost { .. } => "unknown_host",
+            ErrorPage::NotFound => "not_found",
+            ErrorPage::Ambiguous { .. } => "agent_required",
+            ErrorPage::Unauthenticated { .. } => "unauthenticated",
+            ErrorPage::AgentOffline { .. } => "workspace_offline",
+            ErrorPage::PortClosed { .. } => "port_closed",
+            ErrorPage::PortNotAllowed { .. } => "port_not_allowed",
+            ErrorPage::UpstreamTimeout { .. } => "upstream_timeout",
+            ErrorPage::UpstreamFailed { .. } => "upstream_error",
+            ErrorPage::BadRequest { .. } => "bad_request",
+        }
+    }
+
+    /// The human-readable `message` field: what went wrong and what to do.
+    pub fn message(&self) -> String {
+        let text = self.text();
+        match text.hint {
+            Some(hint) => format!("{} {hint}", text.explanation),
+            None => text.explanation,
+        }
+    }
+
+    fn text(&self) -> Text {
+        let (title, explanation, hint) = match self {
+            ErrorPage::UnknownHost { reason } => (
+                "Unknown app host",
+                sentence(reason),
+                Some(
+                    "App hosts look like {port}--{agent}--{workspace}--{user} under this \
+                     edge's domain; check the address."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::NotFound => (
+                "Not found",
+                "Not found, or not shared with you.".to_string(),
+                Some(
+                    "If you expected to see this app, ask the workspace owner to share it \
+                     with you."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::Ambiguous { agents } => {
+                let list = if agents.is_empty() {
+                    "several agents".to_string()
+                } else {
+                    let quoted: Vec<String> = agents.iter().map(|a| format!("'{a}'")).collect();
+                    format!("several agents ({})", quoted.join(", "))
+                };
+                let example = agents.first().map(String::as_str).unwrap_or("{agent}");
+                (
+                    "Agent required",
+                    format!(
+                        "This workspace has {list}, so the short form \
+                         {{port}}--{{workspace}}--{{user}} does not say which one to use."
+                    ),
+                    Some(format!(
+                        "Name the agent with the full form {{port}}--{{agent}}--{{workspace}}--{{user}}, \
+                         for example {{port}}--{example}--{{workspace}}--{{user}}."
+                    )),
+                )
+            }
+            // The caller says what is needed (a token, an expired share link...).
+            ErrorPage::Unauthenticated { reason } => ("Sign-in required", sentence(reason), None),
+            ErrorPage::AgentOffline { agent, workspace } => (
+                "Workspace offline",
+                format!(
+                    "The agent '{agent}' of workspace '{workspace}' is not connected to berth."
+                ),
+                Some(
+                    "Start the workspace, or run `berth agent` inside it, then reload.".to_string(),
+                ),
+            ),
+            ErrorPage::PortClosed { port } => (
+                "Nothing on this port",
+                format!("Nothing is listening on port {port} in the workspace."),
+                Some(format!(
+                    "Start your server on port {port} (listening on localhost is enough); \
+                     this page retries every 2 seconds."
+                )),
+            ),
+            ErrorPage::PortNotAllowed { port } => (
+                "Port not allowed",
+                format!("The workspace's agent does not allow port {port} to be forwarded."),
+                Some(
+                    "The agent was started with --allow-ports, which leaves this port out; \
+                     restart it with the port included."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::UpstreamTimeout { seconds } => (
+                "App timed out",
+                format!("The app did not answer within {seconds} seconds."),
+                Some("Check that your server is not stuck, then try again.".to_string()),
+            ),
+            ErrorPage::UpstreamFailed { detail } => (
+                "App error",
+                format!(
+                    "berth could not get an answer from the app: {}",
+                    sentence(detail)
+                ),
+                Some("Check the app's logs in the workspace, then try again.".to_string()),
+            ),
+            ErrorPage::BadRequest { reason } => ("Bad request", sentence(reason), None),
+        };
+        Text {
+            title,
+            explanation,
+            hint,
+        }
+    }
+}
+
+/// Makes `s` end like a sentence.
+fn sentence(s: &str) -> String {
+    let s = s.trim();
+    if s.is_empty() {
+        "No further detail.".to_string()
+    } else if s.ends_with(['.', '!', '?']) {
+        s.to_string()
+    } else {
+        format!("{s}.")
+    }
+}
+
+/// True when the client takes HTML (a browser): an `Accept` media range of
+/// `text/html` without `q=0`.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut params = range.split(';').map(str::trim);
+            let media = params.next().unwrap_or_default();
+            media.eq_ignore_ascii_case("text/html")
+                && !params.any(|p| {
+                    p.split_once('=').is_some_and(|(k, v)| {
+                        k.trim().eq_ignore_ascii_case("q")
+                            && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                    })
+                })
+        })
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;\
+background:#f6f7f9;color:#1f2328}\
+main{max-width:34rem;margin:12vh auto;padding:2rem;background:#fff;\
+border:1px solid #d8dee4;border-radius:8px}\
+h1{margin:0 0 .75rem;font-size:1.35rem}\
+p{margin:.5rem 0}\
+.code{color:#656d76;font:13px ui-monospace,SFMono-Regular,Menlo,monospace}\
+.hint{color:#424a53}\
+@media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}\
+main{background:#161b22;border-color:#30363d}.hint{color:#c9d1d9}.code{color:#8b949e}}";
+
+fn html_page(page: &ErrorPage) -> String {
+    let text = page.text();
+    let refresh = if matches!(page, ErrorPage::PortClosed { .. }) {
+        "<meta http-equiv=\"refresh\" content=\"2\">\n"
+    } else {
+        ""
+    };
+    let hint = text
+        .hint
+        .map(|h| format!("<p class=\"hint\">{}</p>\n", escape_html(&h)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
+         {refresh}<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
+         <h1>{title}</h1>\n<p>{explanation}</p>\n{hint}\
+         <p class=\"code\">{status} · {code} · berth</p>\n</main>\n</body>\n</html>\n",
+        title = escape_html(text.title),
+        explanation = escape_html(&text.explanation),
+        status = page.status().as_u16(),
+        code = page.code(),
+    )
+}
+
+fn json_body(page: &ErrorPage) -> String {
+    serde_json::json!({ "error": page.code(), "message": page.message() }).to_string()
+}
+
+/// The response for `page`: an HTML page when `html`, else JSON.
+pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
+    let (body, content_type) = if html {
+        (html_page(page), "text/html; charset=utf-8")
+    } else {
+        (json_body(page), "application/json")
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = page.status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if matches!(page, ErrorPage::Unauthenticated { .. }) {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"berth\""),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn all() -> Vec<(ErrorPage, u16, &'static str)> {
+        vec![
+            (
+                ErrorPage::UnknownHost {
+                    reason: "The host 'x' is not under this edge's domain.".into(),
+                },
+                404,
+                "unknown_host",
+            ),
+            (ErrorPage::NotFound, 404, "not_found"),
+            (
+                ErrorPage::Ambiguous {
+                    agents: vec!["main".into(), "gpu".into()],
+                },
+                404,
+                "agent_required",
+            ),
+            (
+                ErrorPage::Unauthenticated {
+                    reason: "this app needs a berth API token".into(),
+                },
+                401,
+                "unauthenticated",
+            ),
+            (
+                ErrorPage::AgentOffline {
+                    agent: "main".into(),
+                    workspace: "dev".into(),
+                },
+                502,
+                "workspace_offline",
+            ),
+            (ErrorPage::PortClosed { port: 3000 }, 502, "port_closed"),
+            (
+                ErrorPage::PortNotAllowed { port: 22 },
+                403,
+                "port_not_allowed",
+            ),
+            (
+                ErrorPage::UpstreamTimeout { seconds: 30 },
+                504,
+                "upstream_timeout",
+            ),
+            (
+                ErrorPage::UpstreamFailed {
+                    detail: "connection reset".into(),
+                },
+                502,
+                "upstream_error",
+            ),
+            (
+                ErrorPage::BadRequest {
+                    reason: "bad path".into(),
+                },
+                400,
+                "bad_request",
+            ),
+        ]
+    }
+
+    async fn body_of(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn status_and_code_per_variant() {
+        for (page, status, code) in all() {
+            assert_eq!(page.status().as_u16(), status, "{page:?}");
+            assert_eq!(page.code(), code, "{page:?}");
+            let message = page.message();
+            assert!(message.ends_with('.'), "{message}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let m = ErrorPage::NotFound.message();
+        assert!(m.starts_with("Not found, or not shared with you."), "{m}");
+        assert!(m.contains("ask the workspace owner to share it"), "{m}");
+        let m = ErrorPage::PortClosed { port: 3000 }.message();
+        assert!(m.contains("Nothing is listening on port 3000"), "{m}");
+        let m = ErrorPage::Ambiguous {
+            agents: vec!["main".into(), "gpu".into()],
+        }
+        .message();
+        assert!(m.contains("'main', 'gpu'"), "{m}");
+        assert!(m.contains("{port}--main--{workspace}--{user}"), "{m}");
+        let m = ErrorPage::AgentOffline {
+            agent: "main".into(),
+            workspace: "dev".into(),
+        }
+        .message();
+        assert!(m.contains("'main'") && m.contains("'dev'") && m.contains("berth agent"));
+        let m = ErrorPage::PortNotAllowed { port: 22 }.message();
+        assert!(m.contains("port 22") && m.contains("--allow-ports"), "{m}");
+        let m = ErrorPage::UpstreamTimeout { seconds: 30 }.message();
+        assert!(m.contains("30 seconds"), "{m}");
+        assert_eq!(
+            ErrorPage::BadRequest { reason: "".into() }.message(),
+            "No further detail."
+        );
+    }
+
+    #[tokio::test]
+    async fn json_bodies() {
+        for (page, status, code) in all() {
+            let response = render(&page, false);
+            assert_eq!(response.status().as_u16(), status);
+            let h = response.headers();
+            assert_eq!(h[CONTENT_TYPE], "application/json");
+            assert_eq!(h[CACHE_CONTROL], "no-store");
+            let v: serde_json::Value = serde_json::from_str(&body_of(response).await).unwrap();
+            assert_eq!(v["error"], code);
+            assert_eq!(v["message"], page.message());
+            assert_eq!(v.as_object().unwrap().len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn html_bodies() {
+        for (page, status, code) in all() {
+            let response = render(&page, true);
+            assert_eq!(response.status().as_u16(), status);
+            let h = response.headers();
+            assert_eq!(h[CONTENT_TYPE], "text/html; charset=utf-8");
+            assert_eq!(h[CACHE_CONTROL], "no-store");
+            let body = body_of(response).await;
+            assert!(body.starts_with("<!doctype html>"));
+            assert!(body.contains("<title>"));
+            assert!(body.contains(code));
+            assert!(!body.contains("http://") && !body.contains("https://"));
+            assert!(!body.contains("<script"), "no JS needed");
+            let refreshes = body.contains("http-equiv=\"refresh\" content=\"2\"");
+            assert_eq!(refreshes, matches!(page, ErrorPage::PortClosed { .. }));
+        }
+    }
+
+    #[tokio::test]
+    async fn html_escapes_interpolated_text() {
+        let evil = "<script>alert('x')</script> & \"q\"";
+        let pages = [
+            ErrorPage::UnknownHost {
+                reason: evil.into(),
+            },
+            ErrorPage::Unauthenticated {
+                reason: evil.into(),
+            },
+            ErrorPage::UpstreamFailed {
+                detail: evil.into(),
+            },
+            ErrorPage::BadRequest {
+                reason: evil.into(),
+            },
+            ErrorPage::AgentOffline {
+                agent: evil.into(),
+                workspace: evil.into(),
+            },
+            ErrorPage::Ambiguous {
+                agents: vec![evil.into()],
+            },
+        ];
+        for page in pages {
+            let body = body_of(render(&page, true)).await;
+            assert!(!body.contains("<script"), "{body}");
+            assert!(body
+                .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"));
+            // JSON carries the text as is (it is data, not markup).
+            let v: serde_json::Value =
+                serde_json::from_str(&body_of(render(&page, false)).await).unwrap();
+            assert!(v["message"].as_str().unwrap().contains(evil));
+        }
+    }
+
+    #[test]
+    fn unauthenticated_names_the_scheme() {
+        let response = render(&ErrorPage::Unauthenticated { reason: "x".into() }, false);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"berth\""
+        );
+        let response = render(&ErrorPage::NotFound, false);
+        assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn escape_html_table() {
+        assert_eq!(escape_html(""), "");
+        assert_eq!(escape_html("plain é"), "plain é");
+        assert_eq!(escape_html("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn wants_html_for_browsers_only() {
+        let accept = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(ACCEPT, HeaderValue::from_str(v).unwrap());
+            }
+            wants_html(&h)
+        };
+        // Firefox, Chrome, Safari navigations.
+        assert!(accept(&[
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ]));
+        assert!(accept(&["text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"]));
+        assert!(accept(&["TEXT/HTML"]));
+        assert!(accept(&["application/json", "text/html;q=0.5"]));
+        assert!(accept(&["application/json, text/html ; q=0.1"]));
+        // curl, fetch(), programs.
+        assert!(!accept(&[]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&["application/json"]));
+        assert!(!accept(&["application/json, text/plain, */*"]));
+        assert!(!accept(&["text/html;q=0"]));
+        assert!(!accept(&["text/html; q=0.0, application/json"]));
+        assert!(!accept(&["text/htmlx"]));
+    }
+}
