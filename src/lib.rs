@@ -13,3 +13,4 @@
 pub mod auth;
 pub mod catalog;
 pub mod host;
+pub mod store;
