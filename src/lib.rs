@@ -12,5 +12,6 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod control;
 pub mod host;
 pub mod store;
