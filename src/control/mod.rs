@@ -19,6 +19,9 @@ mod users;
 mod validate;
 mod workspaces;
 
+#[cfg(test)]
+mod tests;
+
 
 pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
 pub use error::ApiError;
