@@ -22,7 +22,6 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-
 pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};

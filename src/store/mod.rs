@@ -3,7 +3,7 @@
 //! [`Store`] is the only place that speaks SQL. It runs on SQLite today (one
 //! file, `data_dir/berth.db`, WAL mode); PostgreSQL will come behind the same
 //! methods, so the statements here stick to SQL both accept (`RETURNING`,
-//! `ON DELETE CASCADE`, positional `?` binds that a PostgreSQL backend rewrites).
+//! `ON DELETE CASCADE`, numbered `$1` binds, which SQLite reads as positional too).
 //!
 //! Secrets never reach the database: passwords are stored as argon2id PHC
 //! strings, tokens as the hex SHA-256 ([`TokenHash::to_hex`]). A freshly
@@ -353,6 +353,11 @@ impl Store {
 
     async fn migrated(pool: SqlitePool) -> Result<Store, StoreError> {
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // Compute the dummy hash now, off the async threads, so that the first
+        // login for an unknown user is not slower than the others.
+        drop(tokio::task::spawn_blocking(|| {
+            LazyLock::force(&DUMMY_HASH).len()
+        }));
         Ok(Store { pool })
     }
 
@@ -373,7 +378,7 @@ impl Store {
             .expect("password hashing does not panic");
         let sql = format!(
             "INSERT INTO users (username, email, password_hash, role, organization, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
         );
         let rec: UserRecord = sqlx::query_as(&sql)
             .bind(&username)
@@ -390,7 +395,7 @@ impl Store {
 
     /// The user with this id.
     pub async fn user(&self, id: i64) -> Result<UserRow, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let rec: Option<UserRecord> = sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -401,7 +406,7 @@ impl Store {
 
     /// The user with this name.
     pub async fn user_by_name(&self, username: &str) -> Result<UserRow, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
         let rec: Option<UserRecord> = sqlx::query_as(&sql)
             .bind(username)
             .fetch_optional(&self.pool)
@@ -431,7 +436,7 @@ impl Store {
     /// Deletes a user by name, with (by cascade) their tokens, workspaces and
     /// agents. Returns the deleted row.
     pub async fn delete_user(&self, username: &str) -> Result<UserRow, StoreError> {
-        let sql = format!("DELETE FROM users WHERE username = ? RETURNING {USER_COLUMNS}");
+        let sql = format!("DELETE FROM users WHERE username = $1 RETURNING {USER_COLUMNS}");
         let rec: Option<UserRecord> = sqlx::query_as(&sql)
             .bind(username)
             .fetch_optional(&self.pool)
@@ -452,13 +457,13 @@ impl Store {
             Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        let stored = user
-            .as_ref()
-            .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
-            .await
-            .expect("password verification does not panic");
+        let ok = tokio::task::spawn_blocking(move || {
+            password::verify(&password, stored.as_deref().unwrap_or(&DUMMY_HASH))
+        })
+        .await
+        .expect("password verification does not panic");
         Ok(user.filter(|_| ok))
     }
 
@@ -474,7 +479,7 @@ impl Store {
         let secret = token::generate(TokenKind::Api);
         let hash = TokenHash::of(secret.expose());
         let rec: ApiTokenRecord = sqlx::query_as(
-            "INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, user_id, token_hash, name, created_at",
         )
         .bind(user_id)
@@ -491,7 +496,7 @@ impl Store {
     /// this is for checks such as bootstrap's).
     pub async fn user_for_api_token(&self, hash: &TokenHash) -> Result<Option<i64>, StoreError> {
         let row: Option<(i64,)> =
-            sqlx::query_as("SELECT user_id FROM api_tokens WHERE token_hash = ?")
+            sqlx::query_as("SELECT user_id FROM api_tokens WHERE token_hash = $1")
                 .bind(hash.to_hex())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -508,7 +513,7 @@ impl Store {
         name: &str,
     ) -> Result<WorkspaceRow, StoreError> {
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO workspaces (owner_id, name, created_at) VALUES (?, ?, ?) RETURNING id",
+            "INSERT INTO workspaces (owner_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(owner_id)
         .bind(name)
@@ -521,7 +526,7 @@ impl Store {
 
     /// The workspace with this id.
     pub async fn workspace(&self, id: i64) -> Result<WorkspaceRow, StoreError> {
-        let sql = format!("{WORKSPACE_SELECT} WHERE w.id = ?");
+        let sql = format!("{WORKSPACE_SELECT} WHERE w.id = $1");
         let rec: Option<WorkspaceRecord> = sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -536,7 +541,7 @@ impl Store {
         owner: &str,
         name: &str,
     ) -> Result<WorkspaceRow, StoreError> {
-        let sql = format!("{WORKSPACE_SELECT} WHERE u.username = ? AND w.name = ?");
+        let sql = format!("{WORKSPACE_SELECT} WHERE u.username = $1 AND w.name = $2");
         let rec: Option<WorkspaceRecord> = sqlx::query_as(&sql)
             .bind(owner)
             .bind(name)
@@ -554,7 +559,7 @@ impl Store {
         let recs: Vec<WorkspaceRecord> = match owner_id {
             Some(id) => {
                 let sql =
-                    format!("{WORKSPACE_SELECT} WHERE w.owner_id = ? ORDER BY u.username, w.name");
+                    format!("{WORKSPACE_SELECT} WHERE w.owner_id = $1 ORDER BY u.username, w.name");
                 sqlx::query_as(&sql).bind(id).fetch_all(&self.pool).await?
             }
             None => {
@@ -567,7 +572,7 @@ impl Store {
 
     /// Deletes a workspace and (by cascade) its agents.
     pub async fn delete_workspace(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM workspaces WHERE id = ?")
+        let done = sqlx::query("DELETE FROM workspaces WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -588,7 +593,7 @@ impl Store {
     ) -> Result<(AgentRow, Secret), StoreError> {
         let secret = token::generate(TokenKind::Agent);
         let sql = format!(
-            "INSERT INTO agents (workspace_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO agents (workspace_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING {AGENT_COLUMNS}"
         );
         let rec: AgentRecord = sqlx::query_as(&sql)
@@ -608,7 +613,8 @@ impl Store {
         workspace_id: i64,
         name: &str,
     ) -> Result<AgentRow, StoreError> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = ? AND name = ?");
+        let sql =
+            format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 AND name = $2");
         let rec: Option<AgentRecord> = sqlx::query_as(&sql)
             .bind(workspace_id)
             .bind(name)
@@ -621,7 +627,7 @@ impl Store {
     /// A workspace's agents, by name.
     pub async fn list_agents(&self, workspace_id: i64) -> Result<Vec<AgentRow>, StoreError> {
         let sql =
-            format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = ? ORDER BY name");
+            format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 ORDER BY name");
         convert(
             sqlx::query_as::<_, AgentRecord>(&sql)
                 .bind(workspace_id)
@@ -648,7 +654,7 @@ impl Store {
     ) -> Result<(AgentRow, Secret), StoreError> {
         let secret = token::generate(TokenKind::Agent);
         let sql =
-            format!("UPDATE agents SET token_hash = ? WHERE id = ? RETURNING {AGENT_COLUMNS}");
+            format!("UPDATE agents SET token_hash = $1 WHERE id = $2 RETURNING {AGENT_COLUMNS}");
         let rec: Option<AgentRecord> = sqlx::query_as(&sql)
             .bind(TokenHash::of(secret.expose()).to_hex())
             .bind(agent_id)
