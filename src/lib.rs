@@ -10,8 +10,15 @@
 //! *target* is what it names (port or app, agent, workspace, user); the
 //! *catalog* is the edge's in-memory copy of what exists.
 
+pub mod agent;
 pub mod auth;
 pub mod catalog;
+pub mod config;
+pub mod control;
 pub mod edge;
 pub mod host;
+pub mod roles;
+pub mod store;
+pub mod telemetry;
 pub mod tls;
+pub mod tunnel;

@@ -1,1 +1,332 @@
-fn main() {}
+//! The `berth` binary: parse the command line, set up logging, load the
+//! configuration, and run one role.
+
+use berth::agent::{self, AgentConfig};
+use berth::auth::Secret;
+use berth::config::{FileConfig, LogFormat, Overrides, RoleDefaults, ServerConfig};
+use berth::roles::Server;
+use berth::tunnel::agent::Upstream;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// berth: workspace ports at their own HTTPS subdomains, through outbound agent tunnels.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything on this machine: control plane, edge and an agent for
+    /// this machine's loopback ports, with SQLite and a local CA. No set-up needed.
+    Dev(DevArgs),
+    /// Run the control plane (API, users, workspaces) with its built-in edge,
+    /// for a real deployment on your own domain.
+    Control(ControlArgs),
+    /// Run inside a workspace: dial out to berth and serve this workspace's ports.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServerArgs {
+    /// TOML configuration file (see config/); environment BERTH_{SECTION}_{KEY} and flags override it
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for the public HTTPS listener [dev default: 127.0.0.1:8443]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for the database, CA and tokens [dev default: .berth]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address for /metrics, /healthz and /readyz, off the public port ("off" to disable)
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Log lines as "text" or "json"
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+struct ControlArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Host name of the dashboard and API, e.g. berth.example.com
+    #[arg(long, value_name = "HOST")]
+    base_domain: Option<String>,
+    /// App hosts served by the built-in edge, e.g. "*.apps.example.com" [default: *.<base-domain>]
+    #[arg(long, value_name = "PATTERN")]
+    wildcard: Option<String>,
+    /// Database URL [default: SQLite in the data dir]
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// "self-signed" (a local CA in the data dir) or "files" (--cert-file, --key-file)
+    #[arg(long, value_name = "MODE")]
+    tls_mode: Option<String>,
+    /// PEM certificate chain (tls mode "files")
+    #[arg(long, value_name = "FILE")]
+    cert_file: Option<PathBuf>,
+    /// PEM private key (tls mode "files")
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// The control plane or edge to dial, e.g. https://berth.example.com
+    #[arg(long, env = "BERTH_URL", value_name = "URL")]
+    url: String,
+    /// The agent token (berth_agent_...); prefer --token-file or BERTH_TOKEN over the command line
+    #[arg(
+        long,
+        env = "BERTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        required_unless_present = "token_file"
+    )]
+    token: Option<String>,
+    /// Read the agent token from this file
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for the edge, instead of SSL_CERT_FILE or the system store
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Addresses the agent may dial for workspace ports, in order [default: 127.0.0.1 and ::1]
+    #[arg(long = "upstream-host", value_name = "IP")]
+    upstream_hosts: Vec<IpAddr>,
+    /// Only these ports may be reached, e.g. "3000,8000-8100" [default: all]
+    #[arg(long, value_name = "PORTS", value_parser = parse_ports)]
+    allow_ports: Option<BTreeSet<u16>>,
+    /// Log lines as "text" or "json"
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+/// Parses "3000,8000-8100" into a set of ports.
+fn parse_ports(s: &str) -> Result<BTreeSet<u16>, String> {
+    let mut set = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let port = |p: &str| -> Result<u16, String> {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{p:?} is not a port (1-65535)")),
+            }
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (port(a)?, port(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: the range is backwards"));
+                }
+                set.extend(a..=b);
+            }
+            None => {
+                set.insert(port(part)?);
+            }
+        }
+    }
+    if set.is_empty() {
+        return Err("no ports given".into());
+    }
+    Ok(set)
+}
+
+/// Exit code for configuration errors (EX_CONFIG-like, as linkerd uses 64).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime");
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(a) => {
+                run_server(a.server, Overrides::default(), RoleDefaults::DEV, true).await
+            }
+            Command::Control(a) => {
+                let flags = Overrides {
+                    base_domain: a.base_domain,
+                    wildcard: a.wildcard,
+                    database_url: a.database_url,
+                    tls_mode: a.tls_mode,
+                    cert_file: a.cert_file,
+                    key_file: a.key_file,
+                    ..Default::default()
+                };
+                run_server(a.server, flags, RoleDefaults::CONTROL, false).await
+            }
+            Command::Agent(a) => run_agent(a).await,
+        }
+    })
+}
+
+async fn run_server(
+    args: ServerArgs,
+    mut flags: Overrides,
+    role: RoleDefaults,
+    dev: bool,
+) -> ExitCode {
+    flags.listen = args.listen;
+    flags.data_dir = args.data_dir;
+    flags.admin_listen = args.admin_listen;
+    flags.log_format = args.log_format;
+    let cfg = FileConfig::load(args.config.as_deref(), std::env::vars())
+        .and_then(|file| ServerConfig::resolve(file, flags, role));
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    berth::telemetry::init_tracing(cfg.log_format);
+    let server = match Server::build(cfg, dev).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&server, dev);
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_banner(server: &Server, dev: bool) {
+    let cfg = server.config();
+    let base = cfg.base_url();
+    let port = cfg.url_port().map(|p| format!(":{p}")).unwrap_or_default();
+    let token_path = server.admin_token_path.display();
+    println!("berth {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  dashboard and API  {base}");
+    println!(
+        "  apps               https://{}{port}",
+        cfg.wildcard.as_str()
+    );
+    if let Some(ca) = &server.ca_path {
+        println!(
+            "  local CA           {}   (trust it in your browser, or pass --cacert to curl)",
+            ca.display()
+        );
+    }
+    println!("  admin API token    {token_path}");
+    if let Some(pw) = &server.admin_password {
+        println!("  admin password     {pw}   (shown once: note it now)");
+    }
+    if dev {
+        let app = cfg.wildcard.host_for("3000--main--dev--admin");
+        let cacert = server
+            .ca_path
+            .as_ref()
+            .map(|p| format!("--cacert {} ", p.display()))
+            .unwrap_or_default();
+        println!();
+        println!("Start any web server on 127.0.0.1:3000, then:");
+        println!(
+            "  curl {cacert}-H \"Authorization: Bearer $(cat {token_path})\" https://{app}{port}/"
+        );
+    }
+}
+
+async fn run_agent(a: AgentArgs) -> ExitCode {
+    let format = match a.log_format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            eprintln!("berth: --log-format {other:?} is not \"text\" or \"json\"");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    berth::telemetry::init_tracing(format);
+    let token = match (a.token, a.token_file) {
+        (Some(t), _) => t,
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) => {
+                eprintln!("berth: cannot read --token-file {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        (None, None) => unreachable!("clap requires --token or --token-file"),
+    };
+    if !berth::auth::token::is_well_formed(&token, berth::auth::TokenKind::Agent) {
+        eprintln!("berth: the agent token must look like berth_agent_... (create one with POST /api/v1/workspaces/USER/WORKSPACE/agents)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut upstream = Upstream::default();
+    if !a.upstream_hosts.is_empty() {
+        upstream.hosts = a.upstream_hosts;
+    }
+    upstream.allow_ports = a.allow_ports;
+    let cfg = AgentConfig {
+        url: a.url,
+        token: Secret::new(token),
+        ca_file: a.ca_file,
+        upstream,
+    };
+    match agent::run(cfg, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports() {
+        assert_eq!(super::parse_ports("3000, 8000-8002").unwrap().len(), 4);
+        assert!(super::parse_ports("0").is_err());
+        assert!(super::parse_ports("9-3").is_err());
+        assert!(super::parse_ports("x").is_err());
+        assert!(super::parse_ports("").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,2 +1,206 @@
-//! The edge: terminates TLS for app hosts and forwards requests through agent tunnels.
+//! The edge: terminates TLS, reads the app host, decides who may pass, and
+//! forwards through the agent's tunnel.
+//!
+//! [`Frontdoor`] splits traffic by host: the base domain goes to the control
+//! plane's API (when this process runs one), `/_berth/agent/connect` there
+//! accepts agent tunnels, and every host under the wildcard goes through
+//! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
+
+pub mod body;
+pub mod connector;
+pub mod headers;
 pub mod pages;
+pub mod proxy;
+pub mod server;
+
+use crate::auth::{TokenHash, TokenKind};
+use crate::catalog::Catalog;
+use crate::config::Limits;
+use crate::host::Wildcard;
+use crate::telemetry::EdgeMetrics;
+use crate::tunnel::{self, edge::Tunnels};
+use axum::body::Body;
+use connector::TunnelConnector;
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The proxying half: routes, authorizes and forwards app-host requests.
+pub struct Edge {
+    /// Who and what exists.
+    pub catalog: Arc<Catalog>,
+    /// Live agent tunnels.
+    pub tunnels: Arc<Tunnels>,
+    /// The wildcard this edge serves.
+    pub wildcard: Wildcard,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: EdgeMetrics,
+    client: Client<TunnelConnector, Body>,
+}
+
+impl Edge {
+    /// An edge over `catalog` and `tunnels`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        tunnels: Arc<Tunnels>,
+        wildcard: Wildcard,
+        limits: Limits,
+        metrics: EdgeMetrics,
+    ) -> Self {
+        let connector = TunnelConnector::new(
+            tunnels.clone(),
+            crate::tls::client::insecure_client_config(&[b"http/1.1"]),
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .set_host(false)
+            .build(connector);
+        Edge {
+            catalog,
+            tunnels,
+            wildcard,
+            limits,
+            metrics,
+            client,
+        }
+    }
+}
+
+/// Dispatches each request by host and path.
+pub struct Frontdoor {
+    /// The proxy for app hosts.
+    pub edge: Arc<Edge>,
+    /// This role's own host name (lower case, no port).
+    pub base_domain: String,
+    /// The control plane's API, when this process runs one.
+    pub control: Option<axum::Router>,
+}
+
+/// The host a request was sent to: `:authority` (HTTP/2) or `Host` (HTTP/1.1).
+pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri().host().or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
+/// `Host` without port and trailing dot, for comparing with a domain.
+fn bare_host(host: &str) -> &str {
+    let no_port = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    no_port.strip_suffix('.').unwrap_or(no_port)
+}
+
+impl Frontdoor {
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let host = request_host(&req).map(bare_host).unwrap_or("");
+        if !host.eq_ignore_ascii_case(&self.base_domain) {
+            return proxy::proxy(&self.edge, req, peer).await;
+        }
+        match req.uri().path() {
+            tunnel::CONNECT_PATH => self.accept_agent(req),
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
+            _ => match &self.control {
+                Some(router) => {
+                    use tower::ServiceExt;
+                    match router.clone().oneshot(req).await {
+                        Ok(res) => res,
+                        Err(never) => match never {},
+                    }
+                }
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({"error": "not_found", "message": "this edge serves apps only; the API is on the control plane"}),
+                ),
+            },
+        }
+    }
+
+    /// Upgrades an agent's connection into a tunnel after checking its token.
+    fn accept_agent(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let wants = req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(tunnel::UPGRADE_PROTOCOL));
+        if !wants || req.version() != http::Version::HTTP_11 {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "bad_request", "message": format!("agents connect here with HTTP/1.1 and Upgrade: {}", tunnel::UPGRADE_PROTOCOL)}),
+            );
+        }
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|t| TokenKind::of(t) == Some(TokenKind::Agent));
+        let Some(agent) = token.and_then(|t| self.edge.catalog.agent_for_token(&TokenHash::of(t)))
+        else {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "invalid_token", "message": "the agent token is missing, malformed, or unknown"}),
+            );
+        };
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let tunnels = self.edge.tunnels.clone();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(io) => tunnels.serve(agent.id, io).await,
+                Err(e) => tracing::warn!(agent = %agent.name, error = %e, "agent upgrade failed"),
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, tunnel::UPGRADE_PROTOCOL)
+            .body(Body::empty())
+            .expect("static response is valid")
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(body))
+        .expect("static response is valid")
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(value.to_string()))
+        .expect("static response is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bare_host_strips_port_and_dot() {
+        assert_eq!(super::bare_host("berth.localhost:8443"), "berth.localhost");
+        assert_eq!(super::bare_host("berth.localhost."), "berth.localhost");
+        assert_eq!(super::bare_host("[::1]:443"), "[::1]");
+        assert_eq!(super::bare_host("[::1]"), "[::1]");
+    }
+}

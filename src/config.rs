@@ -1,0 +1,627 @@
+//! Configuration: a TOML file, then `BERTH_{SECTION}_{KEY}` environment
+//! variables, then command-line flags (later wins), checked once at start-up.
+//!
+//! Every key has a default in [`defaults`]; unknown keys, in the file or in
+//! `BERTH_*` variables, are errors that name the key.
+
+use crate::host::Wildcard;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Defaults, with units in their types.
+pub mod defaults {
+    use std::time::Duration;
+    /// `berth dev` listens here.
+    pub const DEV_LISTEN: &str = "127.0.0.1:8443";
+    /// `berth dev` base domain; browsers resolve `*.localhost` to loopback.
+    pub const DEV_BASE_DOMAIN: &str = "berth.localhost";
+    /// `berth dev` data directory.
+    pub const DEV_DATA_DIR: &str = ".berth";
+    /// How long the edge waits for an app's response headers.
+    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+    /// How long an agent tries to reach a workspace port.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// How long a client may take to send its request headers.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Largest request head accepted from a client.
+    pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+    /// Simultaneous client connections per listener.
+    pub const MAX_CONNECTIONS: usize = 20_000;
+    /// Concurrent HTTP/2 streams per client connection.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 250;
+    /// In-flight requests get this long after SIGTERM.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+/// A configuration problem, always naming the key and, where useful, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The file's shape. Every section and key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub admin: AdminSection,
+    pub limits: LimitsSection,
+    pub log: LogSection,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub base_domain: Option<String>,
+    pub wildcard: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    /// The port that appears in public URLs, when it differs from `listen`'s
+    /// (behind a load balancer or NAT). Default: `listen`'s port.
+    pub public_port: Option<u16>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub mode: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub acme: Option<AcmeSection>,
+}
+
+/// `[tls.acme]`: accepted so that files written for ACME parse; the mode
+/// itself arrives with the certificates work.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSection {
+    pub directory: Option<String>,
+    pub email: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub renew_before_days: Option<u32>,
+    pub dns: Option<AcmeDnsSection>,
+}
+
+/// `[tls.acme.dns]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeDnsSection {
+    pub provider: Option<String>,
+    pub command: Option<String>,
+    pub resolvers: Option<Vec<String>>,
+}
+
+/// `[admin]`: the listener for `/metrics`, off the public port.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// e.g. "127.0.0.1:9443"; "off" disables it.
+    pub listen: Option<String>,
+}
+
+/// `[limits]`: durations in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub upstream_timeout_secs: Option<f64>,
+    pub connect_timeout_secs: Option<f64>,
+    pub header_read_timeout_secs: Option<f64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
+    pub shutdown_grace_secs: Option<f64>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// "text" (default) or "json".
+    pub format: Option<String>,
+}
+
+/// Every key, as (section, key); `BERTH_{SECTION}_{KEY}` sets it.
+const KEYS: &[(&str, &str)] = &[
+    ("server", "listen"),
+    ("server", "base_domain"),
+    ("server", "wildcard"),
+    ("server", "data_dir"),
+    ("server", "database_url"),
+    ("server", "public_port"),
+    ("tls", "mode"),
+    ("tls", "cert_file"),
+    ("tls", "key_file"),
+    ("admin", "listen"),
+    ("limits", "upstream_timeout_secs"),
+    ("limits", "connect_timeout_secs"),
+    ("limits", "header_read_timeout_secs"),
+    ("limits", "max_header_bytes"),
+    ("limits", "max_connections"),
+    ("limits", "max_concurrent_streams"),
+    ("limits", "shutdown_grace_secs"),
+    ("log", "format"),
+];
+
+/// Variables that belong to the command line, not to the file's keys.
+const CLI_VARS: &[&str] = &["BERTH_URL", "BERTH_TOKEN", "BERTH_CA_FILE", "BERTH_CONFIG"];
+
+impl FileConfig {
+    /// Reads `path` (if given) and overlays `BERTH_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<FileConfig, ConfigError> {
+        let (text, shown) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+                p.to_owned(),
+            ),
+            None => (String::new(), PathBuf::from("<none>")),
+        };
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: shown.clone(),
+                    message: e.to_string(),
+                })?;
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("BERTH_") else {
+                continue;
+            };
+            if CLI_VARS.contains(&var.as_str()) || var.starts_with("BERTH_AGENT_") {
+                continue;
+            }
+            let Some((section, key)) = KEYS
+                .iter()
+                .find(|(s, k)| rest.eq_ignore_ascii_case(&format!("{s}_{k}")))
+            else {
+                let known = ["SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_"];
+                if known.iter().any(|p| rest.starts_with(p)) {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: "unknown key: see config/ for the keys berth reads".into(),
+                    });
+                }
+                continue;
+            };
+            let sec = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let toml::Value::Table(sec) = sec else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("[{section}] in the file is not a table"),
+                });
+            };
+            sec.insert(key.to_string(), env_value(&value));
+        }
+        FileConfig::deserialize(table).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// An environment value as TOML: numbers and booleans as such, else a string.
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = v.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_owned())
+    }
+}
+
+/// How the public listener gets its certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A local CA in the data dir signs a wildcard leaf.
+    SelfSigned,
+    /// PEM files supplied by the operator.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+/// Where logs go and how they look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Limits and timeouts, resolved.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            upstream_timeout: defaults::UPSTREAM_TIMEOUT,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_concurrent_streams: defaults::MAX_CONCURRENT_STREAMS,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Everything a server role (dev, control) needs, checked.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub base_domain: String,
+    pub wildcard: Wildcard,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub public_port: Option<u16>,
+    pub tls: TlsMode,
+    pub admin_listen: Option<SocketAddr>,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+}
+
+/// Flag values that override the file and environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub base_domain: Option<String>,
+    pub wildcard: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub tls_mode: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub admin_listen: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// Role defaults that differ between `dev` and `control`.
+#[derive(Clone, Copy, Debug)]
+pub struct RoleDefaults {
+    pub listen: &'static str,
+    pub base_domain: Option<&'static str>,
+    pub data_dir: &'static str,
+}
+
+impl RoleDefaults {
+    /// `berth dev`: loopback, `berth.localhost`, `.berth/`.
+    pub const DEV: RoleDefaults = RoleDefaults {
+        listen: defaults::DEV_LISTEN,
+        base_domain: Some(defaults::DEV_BASE_DOMAIN),
+        data_dir: defaults::DEV_DATA_DIR,
+    };
+    /// `berth control`: the operator names the domain.
+    pub const CONTROL: RoleDefaults = RoleDefaults {
+        listen: "0.0.0.0:443",
+        base_domain: None,
+        data_dir: "/var/lib/berth",
+    };
+}
+
+fn secs(key: &'static str, v: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(ConfigError::Invalid {
+            key,
+            message: format!("{s} is not a positive number of seconds"),
+        }),
+    }
+}
+
+impl ServerConfig {
+    /// Merges file, environment (already in `file`) and flags; validates all.
+    pub fn resolve(
+        file: FileConfig,
+        flags: Overrides,
+        role: RoleDefaults,
+    ) -> Result<ServerConfig, ConfigError> {
+        let s = file.server;
+        let listen_s = flags
+            .listen
+            .or(s.listen)
+            .unwrap_or_else(|| role.listen.into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| ConfigError::Invalid {
+            key: "server.listen",
+            message: format!("{listen_s:?} is not an address:port such as 127.0.0.1:8443"),
+        })?;
+        let base_domain = flags
+            .base_domain
+            .or(s.base_domain)
+            .or(role.base_domain.map(Into::into))
+            .ok_or(ConfigError::Invalid {
+                key: "server.base_domain",
+                message:
+                    "is required: the host name of the dashboard and API, e.g. berth.example.com"
+                        .into(),
+            })?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if base_domain.is_empty() || base_domain.contains(['/', ':', ' ', '*']) {
+            return Err(ConfigError::Invalid {
+                key: "server.base_domain",
+                message: format!("{base_domain:?} is not a host name"),
+            });
+        }
+        let wildcard_s = flags
+            .wildcard
+            .or(s.wildcard)
+            .unwrap_or_else(|| format!("*.{base_domain}"));
+        let wildcard = Wildcard::parse(&wildcard_s).map_err(|e| ConfigError::Invalid {
+            key: "server.wildcard",
+            message: format!("{wildcard_s:?}: {e}"),
+        })?;
+        let data_dir = flags
+            .data_dir
+            .or(s.data_dir)
+            .unwrap_or_else(|| role.data_dir.into());
+        let t = file.tls;
+        let mode = flags
+            .tls_mode
+            .or(t.mode)
+            .unwrap_or_else(|| "self-signed".into());
+        let tls = match mode.as_str() {
+            "self-signed" => TlsMode::SelfSigned,
+            "files" => {
+                let cert_file = flags.cert_file.or(t.cert_file).ok_or(ConfigError::Invalid {
+                    key: "tls.cert_file",
+                    message: "is required when tls.mode = \"files\"".into(),
+                })?;
+                let key_file = flags.key_file.or(t.key_file).ok_or(ConfigError::Invalid {
+                    key: "tls.key_file",
+                    message: "is required when tls.mode = \"files\"".into(),
+                })?;
+                TlsMode::Files {
+                    cert_file,
+                    key_file,
+                }
+            }
+            "acme" => {
+                return Err(ConfigError::Invalid {
+                    key: "tls.mode",
+                    message: "\"acme\" is not available in this version yet; use \"files\" (with a certificate from certbot or cert-manager) or \"self-signed\"".into(),
+                })
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "tls.mode",
+                    message: format!("{other:?} is not one of \"self-signed\", \"files\", \"acme\""),
+                })
+            }
+        };
+        let admin_s = flags.admin_listen.or(file.admin.listen);
+        let admin_listen = match admin_s.as_deref() {
+            None => None,
+            Some("off") => None,
+            Some(a) => Some(a.parse().map_err(|_| ConfigError::Invalid {
+                key: "admin.listen",
+                message: format!("{a:?} is not an address:port (or \"off\")"),
+            })?),
+        };
+        let l = file.limits;
+        let d = Limits::default();
+        let limits = Limits {
+            upstream_timeout: secs(
+                "limits.upstream_timeout_secs",
+                l.upstream_timeout_secs,
+                d.upstream_timeout,
+            )?,
+            connect_timeout: secs(
+                "limits.connect_timeout_secs",
+                l.connect_timeout_secs,
+                d.connect_timeout,
+            )?,
+            header_read_timeout: secs(
+                "limits.header_read_timeout_secs",
+                l.header_read_timeout_secs,
+                d.header_read_timeout,
+            )?,
+            max_header_bytes: match l.max_header_bytes {
+                Some(n) if !(8192..=16 * 1024 * 1024).contains(&n) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.max_header_bytes",
+                        message: format!("{n} is outside 8192..=16777216"),
+                    })
+                }
+                n => n.unwrap_or(d.max_header_bytes),
+            },
+            max_connections: match l.max_connections {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.max_connections",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                n => n.unwrap_or(d.max_connections),
+            },
+            max_concurrent_streams: match l.max_concurrent_streams {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.max_concurrent_streams",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                n => n.unwrap_or(d.max_concurrent_streams),
+            },
+            shutdown_grace: secs(
+                "limits.shutdown_grace_secs",
+                l.shutdown_grace_secs,
+                d.shutdown_grace,
+            )?,
+        };
+        let log_format = match flags.log_format.or(file.log.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "log.format",
+                    message: format!("{other:?} is not \"text\" or \"json\""),
+                })
+            }
+        };
+        Ok(ServerConfig {
+            listen,
+            base_domain,
+            wildcard,
+            data_dir,
+            database_url: flags.database_url.or(s.database_url),
+            public_port: s.public_port,
+            tls,
+            admin_listen,
+            limits,
+            log_format,
+        })
+    }
+
+    /// The port shown in public URLs (`None` for 443).
+    pub fn url_port(&self) -> Option<u16> {
+        match self.public_port.unwrap_or(self.listen.port()) {
+            443 => None,
+            p => Some(p),
+        }
+    }
+
+    /// `https://base_domain[:port]`
+    pub fn base_url(&self) -> String {
+        match self.url_port() {
+            Some(p) => format!("https://{}:{p}", self.base_domain),
+            None => format!("https://{}", self.base_domain),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<FileConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        FileConfig::load(
+            Some(&p),
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e = load("[serverx]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("serverx"), "{e}");
+        let e = load("", &[("BERTH_SERVER_LISTN", "x")]).unwrap_err();
+        assert!(e.to_string().contains("BERTH_SERVER_LISTN"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let f = load(
+            "[server]\nlisten = \"127.0.0.1:1000\"\ndata_dir = \"/a\"\n",
+            &[
+                ("BERTH_SERVER_LISTEN", "127.0.0.1:2000"),
+                ("BERTH_SERVER_DATA_DIR", "/b"),
+            ],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(
+            f,
+            Overrides {
+                data_dir: Some("/c".into()),
+                ..Default::default()
+            },
+            RoleDefaults::DEV,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2000);
+        assert_eq!(c.data_dir, PathBuf::from("/c"));
+        assert_eq!(c.wildcard.as_str(), "*.berth.localhost");
+        assert_eq!(c.base_url(), "https://berth.localhost:2000");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (text, key) in [
+            ("[server]\nlisten = \"nope\"", "server.listen"),
+            (
+                "[server]\nwildcard = \"apps.example.com\"",
+                "server.wildcard",
+            ),
+            ("[tls]\nmode = \"files\"", "tls.cert_file"),
+            ("[tls]\nmode = \"magic\"", "tls.mode"),
+            (
+                "[limits]\nupstream_timeout_secs = -1",
+                "limits.upstream_timeout_secs",
+            ),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ] {
+            let e = ServerConfig::resolve(
+                load(text, &[]).unwrap(),
+                Overrides::default(),
+                RoleDefaults::DEV,
+            )
+            .unwrap_err();
+            assert!(e.to_string().starts_with(key), "{text}: {e}");
+        }
+        let e = ServerConfig::resolve(
+            FileConfig::default(),
+            Overrides::default(),
+            RoleDefaults::CONTROL,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("server.base_domain"));
+    }
+
+    #[test]
+    fn example_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                FileConfig::load(Some(&p), []).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected example configs in config/");
+    }
+}

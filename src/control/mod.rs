@@ -1,0 +1,136 @@
+//! The control plane's HTTP API under `/api/v1` (SPEC §4): sign-in, users,
+//! workspaces and agents, plus the first-run [`bootstrap`].
+//!
+//! Every handler writes through the [`Store`] and then applies the matching
+//! [`catalog::Change`](crate::catalog::Change) to the shared [`Catalog`], so the
+//! edge sees a new token, workspace or agent (or stops seeing a deleted one) as
+//! soon as the API has answered. Callers are authenticated against the catalog,
+//! not the database.
+//!
+//! Errors are always JSON, `{"error": "<code>", "message": "<sentence>"}` (see
+//! [`ApiError`]), including for unknown routes, wrong methods, bodies that are
+//! not JSON and bodies over [`BODY_LIMIT`]. A workspace the caller may not see
+//! answers 404, exactly like one that does not exist.
+
+mod bootstrap;
+mod error;
+mod extract;
+mod users;
+mod validate;
+mod workspaces;
+
+#[cfg(test)]
+mod tests;
+
+pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
+pub use error::ApiError;
+pub use extract::{Admin, ApiJson, ApiPath, Caller};
+
+use crate::catalog::Catalog;
+use crate::host::MAX_LABEL;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// Largest request body the API accepts (64 KiB); larger ones get a JSON 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Whether an agent's tunnel is up right now (the edge knows; control asks).
+pub trait Presence: Send + Sync + 'static {
+    /// True while the agent with this id has a live tunnel.
+    fn is_connected(&self, agent_id: i64) -> bool;
+}
+
+/// A [`Presence`] for when no edge is attached: every agent is disconnected.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NobodyConnected;
+
+impl Presence for NobodyConnected {
+    fn is_connected(&self, _agent_id: i64) -> bool {
+        false
+    }
+}
+
+/// Everything the API handlers share.
+#[derive(Clone)]
+pub struct ControlState {
+    /// The source of truth.
+    pub store: Store,
+    /// The edge's in-memory picture; updated after every write.
+    pub catalog: Arc<Catalog>,
+    /// Which agents are connected.
+    pub presence: Arc<dyn Presence>,
+    /// How app URLs look, for responses and name-length limits.
+    pub app_urls: AppUrls,
+}
+
+/// How to build app URLs for responses: `https://{label}{wildcard_suffix}[:port]`.
+///
+/// For the wildcard `*.berth.localhost` served on 8443 that is
+/// `wildcard_suffix: ".berth.localhost", port: Some(8443)`; for a prefix-form
+/// wildcard `*--apps.example.com` the suffix is `"--apps.example.com"`, whose
+/// first part then counts against the 63-character DNS label too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppUrls {
+    /// What follows the app label, starting with `.` or `--`.
+    pub wildcard_suffix: String,
+    /// The public HTTPS port, when not 443.
+    pub port: Option<u16>,
+}
+
+impl AppUrls {
+    /// From a wildcard such as `*.apps.example.com` and the public port
+    /// (443 is left out of URLs).
+    pub fn from_wildcard(wildcard: &str, port: u16) -> Self {
+        AppUrls {
+            wildcard_suffix: wildcard.strip_prefix('*').unwrap_or(wildcard).to_owned(),
+            port: (port != 443).then_some(port),
+        }
+    }
+
+    /// The URL of an app label, e.g. `https://3000--main--api--alice.berth.localhost:8443`.
+    pub fn url(&self, label: &str) -> String {
+        match self.port {
+            Some(p) => format!("https://{label}{}:{p}", self.wildcard_suffix),
+            None => format!("https://{label}{}", self.wildcard_suffix),
+        }
+    }
+
+    /// The longest app label (as [`host::port_label_len`](crate::host::port_label_len)
+    /// counts it) that still fits in one DNS label with this wildcard.
+    pub fn label_budget(&self) -> usize {
+        let in_label = self.wildcard_suffix.split('.').next().unwrap_or("").len();
+        MAX_LABEL.saturating_sub(in_label)
+    }
+}
+
+/// The `/api/v1` routes, with their state. Has no fallback of its own outside
+/// `/api/v1`, so it merges with other routers (dashboard, health).
+pub fn router(state: ControlState) -> Router {
+    let api = Router::new()
+        .route("/login", post(users::login))
+        .route("/me", get(users::me))
+        .route("/users", post(users::create).get(users::list))
+        .route("/users/{user}", delete(users::delete))
+        .route(
+            "/workspaces",
+            post(workspaces::create).get(workspaces::list),
+        )
+        .route("/workspaces/{user}/{workspace}", delete(workspaces::delete))
+        .route(
+            "/workspaces/{user}/{workspace}/agents",
+            post(workspaces::create_agent).get(workspaces::list_agents),
+        )
+        .fallback(|| async { ApiError::not_found("no such API endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    Router::new().nest("/api/v1", api).with_state(state)
+}

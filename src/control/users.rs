@@ -1,0 +1,167 @@
+//! `POST /login`, `GET /me` and the admin-only `/users` endpoints.
+
+use super::error::ApiError;
+use super::extract::{Admin, ApiJson, ApiPath, Caller};
+use super::{validate, ControlState};
+use crate::catalog::Change;
+use crate::store::{NewUser, Role, UserRow};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// `POST /login` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /login` answer: a new API token.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    token: String,
+}
+
+/// `GET /me` answer.
+#[derive(Serialize)]
+pub struct MeResponse {
+    username: String,
+    email: String,
+    role: Role,
+    organization: Option<String>,
+}
+
+/// `POST /users` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    email: String,
+    password: String,
+    role: String,
+    #[serde(default)]
+    organization: Option<String>,
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Serialize, Debug)]
+pub struct UserJson {
+    username: String,
+    email: String,
+    role: Role,
+    organization: Option<String>,
+    created_at: String,
+}
+
+impl From<UserRow> for UserJson {
+    fn from(u: UserRow) -> Self {
+        UserJson {
+            username: u.username,
+            email: u.email,
+            role: u.role,
+            organization: u.organization,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Exchanges a user name and password for a new API token.
+pub async fn login(
+    State(st): State<ControlState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let user = st
+        .store
+        .verify_login(&req.username, &req.password)
+        .await?
+        .ok_or_else(ApiError::invalid_credentials)?;
+    let (row, secret) = st.store.create_api_token(user.id, "login").await?;
+    // The catalog may have missed the user only if it was created behind
+    // control's back; make sure the token resolves.
+    if st.catalog.user(user.id).is_none() {
+        st.catalog.apply(Change::User(user.to_catalog()));
+    }
+    st.catalog.apply(Change::ApiToken {
+        hash: row.token_hash,
+        user_id: user.id,
+    });
+    tracing::info!(user = %user.username, "signed in");
+    Ok(Json(TokenResponse {
+        token: secret.expose().to_owned(),
+    }))
+}
+
+/// The caller.
+pub async fn me(Caller(u): Caller) -> Json<MeResponse> {
+    Json(MeResponse {
+        username: u.username,
+        email: u.email,
+        role: if u.admin { Role::Admin } else { Role::Member },
+        organization: u.organization,
+    })
+}
+
+/// Creates a user (admins only).
+pub async fn create(
+    State(st): State<ControlState>,
+    Admin(caller): Admin,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    validate::name("username", &req.username)?;
+    validate::label_fits(
+        "username",
+        &req.username,
+        ("a", "a", &req.username),
+        st.app_urls.label_budget(),
+    )?;
+    validate::email(&req.email)?;
+    validate::password(&req.password)?;
+    let role = Role::parse(&req.role)
+        .ok_or_else(|| ApiError::invalid_field("role", "must be \"admin\" or \"member\""))?;
+    if let Some(org) = &req.organization {
+        validate::organization(org)?;
+    }
+    let user = st
+        .store
+        .create_user(NewUser {
+            username: req.username,
+            email: req.email,
+            password: req.password,
+            role,
+            organization: req.organization,
+        })
+        .await?;
+    st.catalog.apply(Change::User(user.to_catalog()));
+    tracing::info!(by = %caller.0.username, user = %user.username, "user created");
+    Ok((StatusCode::CREATED, Json(UserJson::from(user))))
+}
+
+/// Every user (admins only).
+pub async fn list(
+    State(st): State<ControlState>,
+    _admin: Admin,
+) -> Result<Json<Vec<UserJson>>, ApiError> {
+    let users = st.store.list_users().await?;
+    Ok(Json(users.into_iter().map(UserJson::from).collect()))
+}
+
+/// Deletes a user with their tokens, workspaces and agents (admins only; not
+/// oneself, so that a deployment keeps an admin who can undo mistakes).
+pub async fn delete(
+    State(st): State<ControlState>,
+    Admin(caller): Admin,
+    ApiPath(username): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    if username == caller.0.username {
+        return Err(ApiError::conflict(
+            "you cannot delete your own account; ask another admin",
+        ));
+    }
+    let user = st.store.delete_user(&username).await?;
+    st.catalog.apply(Change::UserRemoved(user.id));
+    tracing::info!(by = %caller.0.username, user = %user.username, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,216 @@
+//! `/workspaces` and their `/agents`. Callers see and manage their own
+//! workspaces; site admins see and manage all. Anything else is a 404 that
+//! reads exactly like a workspace that does not exist.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::{validate, ControlState};
+use crate::catalog::Change;
+use crate::store::{AgentRow, StoreError, WorkspaceRow};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// `POST /workspaces` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+    /// Defaults to the caller; only admins may name someone else.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+/// `POST .../agents` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    name: String,
+}
+
+/// A workspace as the API shows it.
+#[derive(Serialize, Debug)]
+pub struct WorkspaceJson {
+    owner: String,
+    name: String,
+    created_at: String,
+    agents: Vec<AgentJson>,
+}
+
+/// An agent as the API shows it.
+#[derive(Serialize, Debug)]
+pub struct AgentJson {
+    name: String,
+    connected: bool,
+    created_at: String,
+    /// The app URL of any port, with `{port}` to fill in.
+    url_template: String,
+}
+
+/// `POST .../agents` answer; the token is shown only here.
+#[derive(Serialize)]
+pub struct CreatedAgent {
+    name: String,
+    agent_token: String,
+    url_template: String,
+}
+
+fn url_template(st: &ControlState, agent: &str, ws: &WorkspaceRow) -> String {
+    st.app_urls
+        .url(&format!("{{port}}--{agent}--{}--{}", ws.name, ws.owner))
+}
+
+fn agent_json(st: &ControlState, ws: &WorkspaceRow, a: AgentRow) -> AgentJson {
+    AgentJson {
+        connected: st.presence.is_connected(a.id),
+        url_template: url_template(st, &a.name, ws),
+        name: a.name,
+        created_at: a.created_at,
+    }
+}
+
+fn workspace_json(st: &ControlState, ws: WorkspaceRow, agents: Vec<AgentRow>) -> WorkspaceJson {
+    let agents = agents.into_iter().map(|a| agent_json(st, &ws, a)).collect();
+    WorkspaceJson {
+        owner: ws.owner,
+        name: ws.name,
+        created_at: ws.created_at,
+        agents,
+    }
+}
+
+/// The workspace `user/name` if the caller may manage it; otherwise the same
+/// 404 as for one that does not exist.
+async fn visible(
+    st: &ControlState,
+    caller: &Caller,
+    user: &str,
+    name: &str,
+) -> Result<WorkspaceRow, ApiError> {
+    let hidden = || ApiError::not_found(format!("workspace {user}/{name} not found, or not yours"));
+    match st.store.workspace_by_name(user, name).await {
+        Ok(ws) if caller.may_manage(ws.owner_id) => Ok(ws),
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(hidden()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a workspace for the caller, or (admins) for `owner`.
+pub async fn create(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateWorkspace>,
+) -> Result<impl IntoResponse, ApiError> {
+    let owner_name = req.owner.as_deref().unwrap_or(&caller.0.username);
+    if owner_name != caller.0.username && !caller.0.admin {
+        return Err(ApiError::forbidden(
+            "only site admins may create a workspace for another user",
+        ));
+    }
+    validate::name("name", &req.name)?;
+    validate::label_fits(
+        "name",
+        &req.name,
+        ("a", &req.name, owner_name),
+        st.app_urls.label_budget(),
+    )?;
+    let owner_id = if owner_name == caller.0.username {
+        caller.0.id
+    } else {
+        match st.store.user_by_name(owner_name).await {
+            Ok(u) => u.id,
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid_field(
+                    "owner",
+                    format!("there is no user named {owner_name}"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let ws = st.store.create_workspace(owner_id, &req.name).await?;
+    st.catalog.apply(Change::Workspace(ws.to_catalog()));
+    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, "workspace created");
+    Ok((StatusCode::CREATED, Json(workspace_json(&st, ws, vec![]))))
+}
+
+/// The workspaces the caller may see (own; all for admins), with their agents.
+pub async fn list(
+    State(st): State<ControlState>,
+    caller: Caller,
+) -> Result<Json<Vec<WorkspaceJson>>, ApiError> {
+    let owner = (!caller.0.admin).then_some(caller.0.id);
+    let workspaces = st.store.list_workspaces(owner).await?;
+    let mut agents: HashMap<i64, Vec<AgentRow>> = HashMap::new();
+    for a in st.store.list_all_agents().await? {
+        agents.entry(a.workspace_id).or_default().push(a);
+    }
+    let out = workspaces
+        .into_iter()
+        .map(|ws| {
+            let a = agents.remove(&ws.id).unwrap_or_default();
+            workspace_json(&st, ws, a)
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+/// Deletes a workspace and its agents (owner or admin).
+pub async fn delete(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, name)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ws = visible(&st, &caller, &user, &name).await?;
+    st.store.delete_workspace(ws.id).await?;
+    st.catalog.apply(Change::WorkspaceRemoved(ws.id));
+    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, "workspace deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates an agent; its token is in this answer and nowhere else.
+pub async fn create_agent(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, name)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateAgent>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ws = visible(&st, &caller, &user, &name).await?;
+    validate::name("name", &req.name)?;
+    validate::label_fits(
+        "name",
+        &req.name,
+        (&req.name, &ws.name, &ws.owner),
+        st.app_urls.label_budget(),
+    )?;
+    let (agent, secret) = st.store.create_agent(ws.id, &req.name).await?;
+    st.catalog.apply(Change::Agent(agent.to_catalog()));
+    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name, "agent created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAgent {
+            url_template: url_template(&st, &agent.name, &ws),
+            name: agent.name,
+            agent_token: secret.expose().to_owned(),
+        }),
+    ))
+}
+
+/// A workspace's agents, each with whether its tunnel is up.
+pub async fn list_agents(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, name)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<AgentJson>>, ApiError> {
+    let ws = visible(&st, &caller, &user, &name).await?;
+    let agents = st.store.list_agents(ws.id).await?;
+    Ok(Json(
+        agents
+            .into_iter()
+            .map(|a| agent_json(&st, &ws, a))
+            .collect(),
+    ))
+}

@@ -1,0 +1,174 @@
+//! Upstream connections for hyper-util's pooled client: each one is a tunnel
+//! stream to (agent, port), optionally wrapped in TLS for `{port}s` hosts.
+//!
+//! The pool key is the request URI's authority, which names the agent, its
+//! tunnel generation and the port (`a17-g3-p3000`), so a pooled connection
+//! can never serve another agent, nor outlive the tunnel it ran on.
+
+use crate::tunnel::edge::{OpenError, Tunnels};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::upgrade::Upgraded;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio_rustls::client::TlsStream;
+
+/// The authority that routes a pooled request: agent, tunnel generation, port.
+pub fn authority(agent_id: i64, generation: u64, port: u16) -> String {
+    format!("a{agent_id}-g{generation}-p{port}")
+}
+
+fn parse_authority(host: &str) -> Option<(i64, u64, u16)> {
+    let rest = host.strip_prefix('a')?;
+    let (agent, rest) = rest.split_once("-g")?;
+    let (generation, port) = rest.split_once("-p")?;
+    Some((
+        agent.parse().ok()?,
+        generation.parse().ok()?,
+        port.parse().ok()?,
+    ))
+}
+
+/// Opens tunnel streams for the pooled client.
+#[derive(Clone)]
+pub struct TunnelConnector {
+    tunnels: Arc<Tunnels>,
+    app_tls: Arc<rustls::ClientConfig>,
+}
+
+impl TunnelConnector {
+    /// `app_tls` is used for `{port}s` hosts (the app's own HTTPS).
+    pub fn new(tunnels: Arc<Tunnels>, app_tls: Arc<rustls::ClientConfig>) -> Self {
+        TunnelConnector { tunnels, app_tls }
+    }
+}
+
+/// A stream to an app: plain, or TLS to the app's own HTTPS port.
+pub enum AppStream {
+    /// Plain HTTP over the tunnel stream.
+    Plain(Upgraded),
+    /// HTTPS to the app over the tunnel stream.
+    Tls(Box<TokioIo<TlsStream<TokioIo<Upgraded>>>>),
+}
+
+impl Connection for AppStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl Read for AppStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AppStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            AppStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for AppStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            AppStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            AppStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AppStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            AppStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AppStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            AppStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            AppStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            AppStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            AppStream::Plain(s) => s.is_write_vectored(),
+            AppStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Connect failures, kept typed so the proxy can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URI was not one the proxy builds.
+    #[error("internal: not a tunnel authority: {0}")]
+    BadAuthority(String),
+    /// Opening the tunnel stream failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The TLS handshake with the app's own HTTPS failed.
+    #[error("TLS handshake with the app failed: {0}")]
+    AppTls(io::Error),
+}
+
+impl tower::Service<Uri> for TunnelConnector {
+    type Response = AppStream;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<AppStream, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tunnels = self.tunnels.clone();
+        let app_tls = self.app_tls.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default();
+            let (agent, generation, port) =
+                parse_authority(host).ok_or_else(|| ConnectError::BadAuthority(host.to_owned()))?;
+            let stream = tunnels.open(agent, generation, port).await?;
+            if uri.scheme_str() != Some("https") {
+                return Ok(AppStream::Plain(stream));
+            }
+            let name = ServerName::try_from("localhost").expect("static name");
+            let tls = tokio_rustls::TlsConnector::from(app_tls)
+                .connect(name, TokioIo::new(stream))
+                .await
+                .map_err(ConnectError::AppTls)?;
+            Ok(AppStream::Tls(Box::new(TokioIo::new(tls))))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn authority_round_trips() {
+        let a = super::authority(17, 3, 3000);
+        assert_eq!(a, "a17-g3-p3000");
+        assert_eq!(super::parse_authority(&a), Some((17, 3, 3000)));
+        assert_eq!(super::parse_authority("a1-g2"), None);
+        assert_eq!(super::parse_authority("x1-g2-p3"), None);
+    }
+}

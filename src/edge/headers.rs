@@ -1,0 +1,370 @@
+//! Header rewriting between a client and an app (SPEC section 3, RFC 9110
+//! section 7.6.1): pure functions over header maps, tested on their own.
+//!
+//! Going in, the app never sees a berth credential (`Berth-Token`, an
+//! `Authorization` carrying a berth token, `berth_*` cookies, the
+//! `berth_share` parameter), nor any `X-Berth-*` / `X-Forwarded-*` header the
+//! client sent; it always gets `X-Forwarded-{For,Proto,Host}` and, for a
+//! known visitor, `X-Berth-User` and `X-Berth-Email`. Hop-by-hop headers are
+//! dropped both ways, except what an upgrade needs.
+
+use crate::auth::{TokenKind, Visitor};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// `Berth-Token: <api token>`: the alternative to `Authorization: Bearer`.
+pub const BERTH_TOKEN: HeaderName = HeaderName::from_static("berth-token");
+const X_BERTH_USER: HeaderName = HeaderName::from_static("x-berth-user");
+const X_BERTH_EMAIL: HeaderName = HeaderName::from_static("x-berth-email");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers (RFC 9110 7.6.1 and their older kin).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The berth API token a request carries, from `Authorization: Bearer` or
+/// `Berth-Token`. A bearer that is not a berth token is the app's own.
+pub fn api_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(t) = headers.get(&BERTH_TOKEN).and_then(|v| v.to_str().ok()) {
+        return Some(t.trim());
+    }
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(bearer)
+        .find(|t| TokenKind::of(t).is_some())
+}
+
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// True if the request asks to switch protocols (`Connection: upgrade` and an
+/// `Upgrade` header).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+/// With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let upgrade = keep_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if let Some(up) = upgrade {
+        headers.insert(header::UPGRADE, up);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// A `Cookie` header without the `berth_*` cookies; `None` if nothing is left.
+pub fn strip_berth_cookies(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .filter(|c| {
+            let name = c.split('=').next().unwrap_or("").trim();
+            !name.to_ascii_lowercase().starts_with("berth_")
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// A path-and-query without any `berth_share` parameter.
+pub fn strip_share_param(path_and_query: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.into();
+    };
+    if !query.contains("berth_share") {
+        return path_and_query.into();
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| p.split('=').next() != Some("berth_share"))
+        .collect();
+    if kept.is_empty() {
+        path.to_owned().into()
+    } else {
+        format!("{path}?{}", kept.join("&")).into()
+    }
+}
+
+/// What the edge knows about a request when it forwards it.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The app host as the client addressed it (without port).
+    pub host: &'a str,
+    /// The `Host` header to send: the client's, with port if it had one.
+    pub host_header: &'a str,
+    /// The verified visitor, if any.
+    pub visitor: Option<&'a Visitor>,
+    /// Whether this request is a protocol upgrade.
+    pub upgrade: bool,
+}
+
+/// Rewrites a client's request headers for the app.
+pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    strip_hop_by_hop(headers, fwd.upgrade);
+    // Berth credentials never reach the app.
+    headers.remove(&BERTH_TOKEN);
+    let app_auth: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter(|v| {
+            v.to_str()
+                .ok()
+                .and_then(bearer)
+                .is_none_or(|t| TokenKind::of(t).is_none())
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::AUTHORIZATION);
+    for v in app_auth {
+        headers.append(header::AUTHORIZATION, v);
+    }
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(strip_berth_cookies)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !cookies.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+    // Whatever the client claimed about itself or its forwarding is dropped.
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("x-berth-") || k.starts_with("x-forwarded-") || k == "forwarded"
+        })
+        .cloned()
+        .collect();
+    for k in spoofed {
+        headers.remove(k);
+    }
+    headers.insert(X_FORWARDED_FOR, ip_value(fwd.client_ip));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    if let Ok(h) = HeaderValue::from_str(fwd.host) {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+    if let Ok(h) = HeaderValue::from_str(fwd.host_header) {
+        headers.insert(header::HOST, h);
+    }
+    if let Some(v) = fwd.visitor {
+        if let Ok(u) = HeaderValue::from_str(&v.username) {
+            headers.insert(X_BERTH_USER, u);
+        }
+        if let Ok(e) = HeaderValue::from_str(&v.email) {
+            headers.insert(X_BERTH_EMAIL, e);
+        }
+    }
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Rewrites an app's response headers for the client.
+pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
+    strip_hop_by_hop(headers, upgrade);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const API: &str = "berth_api_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg";
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn visitor() -> Visitor {
+        Visitor {
+            user_id: 1,
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            admin: false,
+        }
+    }
+
+    #[test]
+    fn finds_berth_tokens_only() {
+        assert_eq!(
+            api_token(&map(&[("authorization", &format!("Bearer {API}"))])),
+            Some(API)
+        );
+        assert_eq!(
+            api_token(&map(&[("authorization", &format!("bearer   {API} "))])),
+            Some(API)
+        );
+        assert_eq!(api_token(&map(&[("berth-token", API)])), Some(API));
+        assert_eq!(
+            api_token(&map(&[("authorization", "Bearer eyJhbGciOi.abc.def")])),
+            None
+        );
+        assert_eq!(
+            api_token(&map(&[("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")])),
+            None
+        );
+        // The app's own bearer beside ours: ours is found.
+        assert_eq!(
+            api_token(&map(&[
+                ("authorization", "Bearer app"),
+                ("authorization", &format!("Bearer {API}"))
+            ])),
+            Some(API)
+        );
+    }
+
+    #[test]
+    fn request_loses_credentials_and_spoofed_headers() {
+        let mut h = map(&[
+            ("authorization", &format!("Bearer {API}")),
+            ("berth-token", API),
+            ("cookie", "berth_app=s1; theme=dark"),
+            ("cookie", "BERTH_share=x; sid=42"),
+            ("x-berth-user", "root"),
+            ("X-Berth-Email", "root@evil"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil.com"),
+            ("forwarded", "for=6.6.6.6"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("accept", "text/html"),
+        ]);
+        let v = visitor();
+        prepare_request(
+            &mut h,
+            &Forwarded {
+                client_ip: "::ffff:10.0.0.7".parse().unwrap(),
+                host: "3000--main--api--alice.apps.example.com",
+                host_header: "3000--main--api--alice.apps.example.com:8443",
+                visitor: Some(&v),
+                upgrade: false,
+            },
+        );
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("berth-token").is_none());
+        assert_eq!(h.get("cookie").unwrap(), "theme=dark; sid=42");
+        assert_eq!(h.get("x-berth-user").unwrap(), "alice");
+        assert_eq!(h.get("x-berth-email").unwrap(), "alice@example.com");
+        assert_eq!(h.get_all("x-berth-user").iter().count(), 1);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.7");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(
+            h.get("x-forwarded-host").unwrap(),
+            "3000--main--api--alice.apps.example.com"
+        );
+        assert_eq!(
+            h.get("host").unwrap(),
+            "3000--main--api--alice.apps.example.com:8443"
+        );
+        for gone in ["forwarded", "connection", "x-secret", "keep-alive", "te"] {
+            assert!(h.get(gone).is_none(), "{gone} survived");
+        }
+        assert_eq!(h.get("accept").unwrap(), "text/html");
+    }
+
+    #[test]
+    fn app_authorization_and_anonymous_visitors() {
+        let mut h = map(&[
+            ("authorization", "Bearer app-own-jwt"),
+            ("cookie", "berth_app=1"),
+        ]);
+        prepare_request(
+            &mut h,
+            &Forwarded {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                host: "h",
+                host_header: "h",
+                visitor: None,
+                upgrade: false,
+            },
+        );
+        assert_eq!(h.get("authorization").unwrap(), "Bearer app-own-jwt");
+        assert!(h.get("cookie").is_none());
+        assert!(h.get("x-berth-user").is_none());
+    }
+
+    #[test]
+    fn upgrades_keep_what_they_need() {
+        let mut h = map(&[
+            ("connection", "Upgrade, keep-alive"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        let mut h = map(&[("connection", "close"), ("upgrade", "websocket")]);
+        assert!(!is_upgrade(&h));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn share_param_and_cookies() {
+        assert_eq!(strip_share_param("/a?berth_share=x"), "/a");
+        assert_eq!(strip_share_param("/a?x=1&berth_share=t&y=2"), "/a?x=1&y=2");
+        assert_eq!(strip_share_param("/a?berth_shared=1"), "/a?berth_shared=1");
+        assert_eq!(strip_share_param("/plain"), "/plain");
+        assert_eq!(strip_berth_cookies("berth_app=1"), None);
+        assert_eq!(
+            strip_berth_cookies("a=1;berth_x=2; b=3").as_deref(),
+            Some("a=1; b=3")
+        );
+        assert_eq!(strip_berth_cookies("").as_deref(), None);
+    }
+}

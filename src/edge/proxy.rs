@@ -1,0 +1,238 @@
+//! One app-host request, in phases: parse the host, authenticate, resolve the
+//! target, authorize, pick the tunnel, forward, log. Each decision is a pure
+//! function elsewhere ([`crate::host`], [`crate::auth`], [`super::headers`]);
+//! this file only strings them together and does the I/O.
+
+use super::connector::{self, ConnectError};
+use super::pages::{self, ErrorPage};
+use super::{body::Counted, headers, request_host, Edge};
+use crate::auth::{self, Decision, TokenHash};
+use crate::catalog::Resolved;
+use crate::host::{self, Service};
+use crate::telemetry::DirectionLabel;
+use crate::tunnel::edge::OpenError;
+use crate::tunnel::Refusal;
+use axum::body::Body;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Proxies one request to an app host; never fails: errors become pages.
+pub async fn proxy(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let host_log = request_host(&req).unwrap_or("").to_owned();
+    let path_log = req.uri().path().to_owned();
+    let html = pages::wants_html(req.headers());
+    let res = match forward(edge, req, peer).await {
+        Ok(res) => res,
+        Err(page) => pages::render(&page, html),
+    };
+    edge.metrics.count(res.status());
+    tracing::info!(
+        target: "berth::access",
+        %method,
+        host = %host_log,
+        path = %path_log,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        peer = %peer.ip(),
+    );
+    res
+}
+
+async fn forward(
+    edge: &Edge,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ErrorPage> {
+    // Phase 1: which app does the host name?
+    let host_header = request_host(&req)
+        .ok_or_else(|| ErrorPage::BadRequest {
+            reason: "the request has no Host header".into(),
+        })?
+        .to_owned();
+    let target =
+        host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
+            reason: e.to_string(),
+        })?;
+    if req.uri().path().starts_with("/_berth/") {
+        return Err(ErrorPage::NotFound);
+    }
+
+    // Phase 2: who is asking?
+    let token = headers::api_token(req.headers());
+    let visitor = token.and_then(|t| edge.catalog.visitor_for_token(&TokenHash::of(t)));
+
+    // Phase 3: does it exist, and may they see it? (Both answers look alike.)
+    let resolved = edge
+        .catalog
+        .resolve(&target.user, &target.workspace, target.agent.as_deref());
+    let owner = match &resolved {
+        Resolved::Agent { owner_id, .. } | Resolved::Ambiguous { owner_id, .. } => Some(*owner_id),
+        Resolved::Nothing => None,
+    };
+    match auth::authorize(visitor.as_ref(), owner) {
+        Decision::Allow => {}
+        Decision::Unauthenticated => {
+            return Err(ErrorPage::Unauthenticated {
+                reason: match token {
+                    Some(_) => "the berth API token is not valid (revoked, or from another deployment)".into(),
+                    None => "this app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
+                        .into(),
+                },
+            })
+        }
+        Decision::NotFound => return Err(ErrorPage::NotFound),
+    }
+    let agent_id = match resolved {
+        Resolved::Agent { agent_id, .. } => agent_id,
+        Resolved::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
+        Resolved::Nothing => return Err(ErrorPage::NotFound),
+    };
+    let port = match target.service {
+        Service::Port(p) => p,
+        // Named apps arrive with sharing; until then no name resolves.
+        Service::App(_) => return Err(ErrorPage::NotFound),
+    };
+
+    // Phase 4: is the agent here?
+    let Some(tunnel) = edge.tunnels.get(agent_id) else {
+        let agent = edge
+            .catalog
+            .agent(agent_id)
+            .map(|a| a.name)
+            .unwrap_or_default();
+        return Err(ErrorPage::AgentOffline {
+            agent,
+            workspace: target.workspace.clone(),
+        });
+    };
+
+    // Phase 5: forward.
+    let upgrade = req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let host_only = host_header.clone();
+    let (mut parts, body) = req.into_parts();
+    headers::prepare_request(
+        &mut parts.headers,
+        &headers::Forwarded {
+            client_ip: peer.ip(),
+            host: super::bare_host(&host_only),
+            host_header: &host_header,
+            visitor: visitor.as_ref(),
+            upgrade,
+        },
+    );
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let path = headers::strip_share_param(path);
+    let scheme = if target.tls { "https" } else { "http" };
+    parts.uri = Uri::try_from(format!(
+        "{scheme}://{}{path}",
+        connector::authority(agent_id, tunnel.generation, port)
+    ))
+    .map_err(|_| ErrorPage::BadRequest {
+        reason: "the request target is not a valid path".into(),
+    })?;
+    parts.version = Version::HTTP_11;
+    if parts.method == Method::CONNECT {
+        return Err(ErrorPage::BadRequest {
+            reason: "CONNECT is not proxied to apps".into(),
+        });
+    }
+    let body_in = Counted::new(
+        body,
+        edge.metrics
+            .bytes
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .clone(),
+    );
+    let up_req = Request::from_parts(parts, Body::new(body_in));
+
+    let sent = Instant::now();
+    let result =
+        tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req)).await;
+    let mut res = match result {
+        Err(_) => {
+            return Err(ErrorPage::UpstreamTimeout {
+                seconds: edge.limits.upstream_timeout.as_secs(),
+            })
+        }
+        Ok(Err(e)) => return Err(classify(&e)),
+        Ok(Ok(res)) => res,
+    };
+    edge.metrics
+        .upstream_seconds
+        .observe(sent.elapsed().as_secs_f64());
+
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ErrorPage::UpstreamFailed {
+                detail: "the app switched protocols without being asked to".into(),
+            });
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+                return;
+            };
+            let _ =
+                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(app))
+                    .await;
+        });
+        let (mut parts, _) = res.into_parts();
+        headers::prepare_response(&mut parts.headers, true);
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+
+    let (mut parts, body) = res.into_parts();
+    headers::prepare_response(&mut parts.headers, false);
+    let out = edge
+        .metrics
+        .bytes
+        .get_or_create(&DirectionLabel { direction: "out" })
+        .clone();
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Counted::new(body, out)),
+    ))
+}
+
+/// Maps a failed upstream request to the page that explains it.
+fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(ce) = e.downcast_ref::<ConnectError>() {
+            return match ce {
+                ConnectError::Open(OpenError::Offline) => ErrorPage::UpstreamFailed {
+                    detail: "the agent disconnected".into(),
+                },
+                ConnectError::Open(OpenError::Refused { port, refusal }) => match refusal {
+                    Refusal::NotAllowed => ErrorPage::PortNotAllowed { port: *port },
+                    Refusal::Refused | Refusal::Timeout | Refusal::Unreachable => {
+                        ErrorPage::PortClosed { port: *port }
+                    }
+                },
+                ConnectError::Open(OpenError::Tunnel(detail)) => ErrorPage::UpstreamFailed {
+                    detail: format!("the tunnel failed: {detail}"),
+                },
+                ConnectError::AppTls(e) => ErrorPage::UpstreamFailed {
+                    detail: format!("HTTPS to the app failed: {e}"),
+                },
+                ConnectError::BadAuthority(_) => ErrorPage::UpstreamFailed {
+                    detail: "internal routing error".into(),
+                },
+            };
+        }
+        source = e.source();
+    }
+    ErrorPage::UpstreamFailed {
+        detail: format!("the app did not answer: {err}"),
+    }
+}

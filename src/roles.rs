@@ -1,0 +1,259 @@
+//! Server roles composed from the parts: `berth control` is the control
+//! plane's API plus its built-in edge on one TLS listener; `berth dev` adds an
+//! in-process agent for this machine's loopback ports.
+//!
+//! Each role goes build (bind sockets, load state; report addresses) then
+//! run (serve until shutdown, then drain), so tests can start one on port 0.
+
+use crate::agent::{self, AgentConfig};
+use crate::auth::Secret;
+use crate::catalog::Catalog;
+use crate::config::{ServerConfig, TlsMode};
+use crate::control::{self, AppUrls, ControlState, Presence};
+use crate::edge::{self, Edge, Frontdoor};
+use crate::store::Store;
+use crate::telemetry::{self, EdgeMetrics};
+use crate::tls::{self, SwappableCert};
+use crate::tunnel::edge::Tunnels;
+use prometheus_client::registry::Registry;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    #[error("cannot listen on {addr}: {source} (is another berth running? choose another with --listen)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Presence for Tunnels {
+    fn is_connected(&self, agent_id: i64) -> bool {
+        Tunnels::is_connected(self, agent_id)
+    }
+}
+
+/// A built server, bound and ready to run.
+pub struct Server {
+    cfg: ServerConfig,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    frontdoor: Arc<Frontdoor>,
+    registry: Arc<Registry>,
+    /// The public address actually bound.
+    pub local_addr: SocketAddr,
+    /// Set for `dev`: the agent token of workspace `dev`, agent `main`.
+    pub dev_agent_token: Option<Secret>,
+    /// Printed once: the admin password made on the first run.
+    pub admin_password: Option<String>,
+    /// Where the admin token was written.
+    pub admin_token_path: PathBuf,
+    /// The CA certificate file (self-signed mode).
+    pub ca_path: Option<PathBuf>,
+    /// The certificate resolver, for reloads.
+    pub certs: Arc<SwappableCert>,
+    /// Live tunnels.
+    pub tunnels: Arc<Tunnels>,
+    /// The edge's catalog.
+    pub catalog: Arc<Catalog>,
+}
+
+/// Names a self-signed leaf must cover: the base domain and the wildcard.
+fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
+    let wildcard = cfg.wildcard.as_str();
+    // "*--apps.example.com" hosts are one label under "example.com".
+    let wildcard_san = match wildcard.strip_prefix("*--") {
+        Some(rest) => match rest.split_once('.') {
+            Some((_, parent)) => format!("*.{parent}"),
+            None => wildcard.to_owned(),
+        },
+        None => wildcard.to_owned(),
+    };
+    let mut names = vec![cfg.base_domain.clone(), wildcard_san];
+    names.dedup();
+    names
+}
+
+impl Server {
+    /// Creates the data dir, loads TLS and the store, bootstraps the admin
+    /// (and, for `dev`, the local workspace), and binds the listener.
+    pub async fn build(cfg: ServerConfig, dev: bool) -> Result<Server, StartError> {
+        create_private_dir(&cfg.data_dir)?;
+        let (cert, ca_path) = match &cfg.tls {
+            TlsMode::SelfSigned => {
+                let ca = tls::LocalCa::load_or_create(&cfg.data_dir)?;
+                (
+                    ca.issue(&leaf_names(&cfg))?,
+                    Some(ca.cert_path().to_owned()),
+                )
+            }
+            TlsMode::Files {
+                cert_file,
+                key_file,
+            } => (tls::load_files(cert_file, key_file)?, None),
+        };
+        let certs = SwappableCert::new(cert)?;
+        let tls_config = tls::server_config(certs.clone())?;
+
+        let store = match &cfg.database_url {
+            Some(url) => Store::open_url(url).await?,
+            None => Store::open(&cfg.data_dir).await?,
+        };
+        // Bootstrap fills the catalog from the store's snapshot.
+        let catalog = Arc::new(Catalog::new());
+        let boot = control::bootstrap(&store, &catalog, &cfg.data_dir, dev)
+            .await
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+        let mut cfg = cfg;
+        if cfg.listen.port() == 0 {
+            cfg.listen = local_addr;
+        }
+
+        let tunnels = Tunnels::new();
+        let mut registry = Registry::default();
+        let metrics = EdgeMetrics::new(&mut registry, &tunnels);
+        let edge = Arc::new(Edge::new(
+            catalog.clone(),
+            tunnels.clone(),
+            cfg.wildcard.clone(),
+            cfg.limits.clone(),
+            metrics,
+        ));
+        let wildcard_suffix = cfg.wildcard.host_for("");
+        let state = ControlState {
+            store,
+            catalog: catalog.clone(),
+            presence: tunnels.clone(),
+            app_urls: AppUrls {
+                wildcard_suffix,
+                port: cfg.url_port(),
+            },
+        };
+        let frontdoor = Arc::new(Frontdoor {
+            edge,
+            base_domain: cfg.base_domain.clone(),
+            control: Some(control::router(state)),
+        });
+        Ok(Server {
+            listener,
+            tls: tls_config,
+            frontdoor,
+            registry: Arc::new(registry),
+            local_addr,
+            dev_agent_token: boot.dev_agent_token,
+            admin_password: boot.admin_password,
+            admin_token_path: boot.admin_token_path,
+            ca_path,
+            certs,
+            tunnels,
+            catalog,
+            cfg,
+        })
+    }
+
+    /// The configuration in force (with the bound port filled in).
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Serves until `shutdown` resolves, then drains. With a dev agent token,
+    /// also runs the local agent against this very listener, through a real
+    /// TLS tunnel like any other agent.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        if let Some(addr) = self.cfg.admin_listen {
+            let bound = telemetry::serve_admin(addr, self.registry.clone(), stopped())
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?;
+            tracing::info!(%bound, "admin listener (metrics) up");
+        }
+        if let Some(token) = self.dev_agent_token.clone() {
+            let cfg = AgentConfig {
+                url: format!(
+                    "https://{}:{}",
+                    self.cfg.base_domain,
+                    self.local_addr.port()
+                ),
+                token,
+                ca_file: self.ca_path.clone(),
+                upstream: Default::default(),
+            };
+            let stop = stopped();
+            tokio::spawn(async move {
+                if let Err(e) = agent::run(cfg, stop).await {
+                    tracing::error!(error = %e, "local agent stopped");
+                }
+            });
+        }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let tunnels = self.tunnels.clone();
+        edge::server::serve(
+            self.listener,
+            self.tls,
+            self.frontdoor,
+            self.cfg.limits.clone(),
+            stopped(),
+        )
+        .await;
+        tunnels.close_all();
+        Ok(())
+    }
+}
+
+/// Creates `dir` (mode 0700 on Unix) if it does not exist.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Logging and metrics: the tracing subscriber, the Prometheus registry, and
+//! the admin listener that serves `/metrics`, `/healthz` and `/readyz` off the
+//! public port.
+
+use crate::config::LogFormat;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Sets up logging: `RUST_LOG` or `info`, text or JSON lines on stderr.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// `status="502"`
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The HTTP status sent to the client.
+    pub status: u16,
+}
+
+/// `direction="in"` (client to app) or `"out"` (app to client).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// "in" or "out".
+    pub direction: &'static str,
+}
+
+/// The edge's metrics. Cloning shares the underlying values.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    /// Proxied requests by status.
+    pub requests: Family<StatusLabel, Counter>,
+    /// Time from forwarding a request to the app's response headers.
+    pub upstream_seconds: Histogram,
+    /// Body bytes proxied each way.
+    pub bytes: Family<DirectionLabel, Counter>,
+}
+
+impl EdgeMetrics {
+    /// Metrics registered in `registry` under `berth_edge_*`.
+    pub fn new(registry: &mut Registry, tunnels: &crate::tunnel::edge::Tunnels) -> Self {
+        let m = EdgeMetrics {
+            requests: Family::default(),
+            upstream_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            bytes: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("berth_edge");
+        r.register(
+            "requests",
+            "Proxied requests by response status",
+            m.requests.clone(),
+        );
+        r.register(
+            "upstream_duration_seconds",
+            "Time until the app's response headers arrived",
+            m.upstream_seconds.clone(),
+        );
+        r.register(
+            "body_bytes",
+            "Body bytes proxied, by direction",
+            m.bytes.clone(),
+        );
+        r.register(
+            "agents_connected",
+            "Agents with a live tunnel to this edge",
+            tunnels.stats.connected.clone(),
+        );
+        r.register(
+            "tunnel_streams_opened",
+            "Tunnel streams opened (a warm request opens none)",
+            tunnels.stats.streams_opened.clone(),
+        );
+        m
+    }
+
+    /// Counts one request by status.
+    pub fn count(&self, status: http::StatusCode) {
+        self.requests
+            .get_or_create(&StatusLabel {
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is
+/// dropped. Returns the bound address.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        encode(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+    Ok(local)
+}

@@ -1,0 +1,203 @@
+//! The edge's end of the tunnels: a registry of live agents, each an HTTP/2
+//! client connection on which the edge opens one `CONNECT` stream per
+//! upstream TCP connection.
+
+use super::{
+    Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW,
+};
+use bytes::Bytes;
+use dashmap::DashMap;
+use http_body_util::Empty;
+use hyper::client::conn::http2::SendRequest;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why a stream to an agent's port could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenError {
+    /// The agent has no live tunnel.
+    #[error("the agent is not connected")]
+    Offline,
+    /// The agent answered but could not reach the port.
+    #[error("the agent could not reach port {port}: {}", .refusal.code())]
+    Refused { port: u16, refusal: Refusal },
+    /// The tunnel failed while opening the stream.
+    #[error("tunnel error: {0}")]
+    Tunnel(String),
+}
+
+/// One live tunnel.
+#[derive(Clone, Debug)]
+pub struct TunnelHandle {
+    /// Distinguishes successive tunnels of one agent (pool keys include it).
+    pub generation: u64,
+    /// When the agent connected.
+    pub since: Instant,
+    sender: SendRequest<Empty<Bytes>>,
+}
+
+impl TunnelHandle {
+    /// Opens a new byte stream to `port` on the agent's side.
+    pub async fn open(&self, port: u16) -> Result<Upgraded, OpenError> {
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("127.0.0.1:{port}"))
+            .body(Empty::new())
+            .expect("static request is valid");
+        let mut sender = self.sender.clone();
+        sender.ready().await.map_err(|_| OpenError::Offline)?;
+        let mut res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| OpenError::Tunnel(e.to_string()))?;
+        if !res.status().is_success() {
+            let refusal = res
+                .headers()
+                .get(ERROR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(Refusal::from_code)
+                .unwrap_or(Refusal::Unreachable);
+            return Err(OpenError::Refused { port, refusal });
+        }
+        hyper::upgrade::on(&mut res)
+            .await
+            .map_err(|e| OpenError::Tunnel(e.to_string()))
+    }
+
+    /// True while the tunnel's connection is up.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+}
+
+/// Counters the registry keeps for metrics (registered by the telemetry module).
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// Streams opened over all tunnels (a warm request opens none).
+    pub streams_opened: Counter,
+    /// Agents with a live tunnel.
+    pub connected: Gauge,
+}
+
+/// Every agent connected to this edge, by agent id.
+#[derive(Debug)]
+pub struct Tunnels {
+    live: DashMap<i64, TunnelHandle>,
+    next_generation: AtomicU64,
+    /// Flipped to true by [`Tunnels::close_all`]; every tunnel task watches it.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// Metrics.
+    pub stats: TunnelStats,
+}
+
+impl Tunnels {
+    /// An empty registry.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Tunnels {
+            live: DashMap::new(),
+            next_generation: AtomicU64::new(0),
+            closing: tokio::sync::watch::channel(false).0,
+            stats: TunnelStats::default(),
+        })
+    }
+
+    /// Closes every tunnel (on shutdown), so agents reconnect elsewhere or
+    /// to this edge's successor at once instead of waiting for a ping timeout.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The agent's live tunnel, if any.
+    pub fn get(&self, agent_id: i64) -> Option<TunnelHandle> {
+        self.live
+            .get(&agent_id)
+            .map(|h| h.clone())
+            .filter(TunnelHandle::is_open)
+    }
+
+    /// Whether the agent is connected.
+    pub fn is_connected(&self, agent_id: i64) -> bool {
+        self.get(agent_id).is_some()
+    }
+
+    /// Number of live tunnels.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when no agent is connected.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Opens a stream to `port` on `agent_id`, counting it.
+    pub async fn open(
+        &self,
+        agent_id: i64,
+        generation: u64,
+        port: u16,
+    ) -> Result<Upgraded, OpenError> {
+        let handle = self
+            .get(agent_id)
+            .filter(|h| h.generation == generation)
+            .ok_or(OpenError::Offline)?;
+        self.stats.streams_opened.inc();
+        handle.open(port).await
+    }
+
+    /// Runs an agent's tunnel over an upgraded connection until it ends. The
+    /// newest tunnel of an agent wins; an older one is dropped from the map.
+    pub async fn serve(self: Arc<Self>, agent_id: i64, io: Upgraded) {
+        let result = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake::<_, Empty<Bytes>>(io)
+            .await;
+        let (sender, conn) = match result {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(agent_id, error = %e, "tunnel handshake failed");
+                return;
+            }
+        };
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let replaced = self.live.insert(
+            agent_id,
+            TunnelHandle {
+                generation,
+                since: Instant::now(),
+                sender,
+            },
+        );
+        if replaced.is_none() {
+            self.stats.connected.inc();
+        }
+        tracing::info!(agent_id, generation, "agent connected");
+        let mut closing = self.closing.subscribe();
+        let outcome = tokio::select! {
+            r = conn => r,
+            _ = closing.wait_for(|c| *c) => Ok(()),
+        };
+        if self
+            .live
+            .remove_if(&agent_id, |_, h| h.generation == generation)
+            .is_some()
+        {
+            self.stats.connected.dec();
+        }
+        match outcome {
+            Ok(()) => tracing::info!(agent_id, generation, "agent disconnected"),
+            Err(e) => tracing::info!(agent_id, generation, error = %e, "agent disconnected"),
+        }
+    }
+}

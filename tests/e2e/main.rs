@@ -1,0 +1,9 @@
+//! End-to-end tests: real berth roles on loopback port 0, real TLS, real
+//! tunnels, real HTTP clients. The only fakes are the apps in `support::apps`.
+
+mod support;
+
+mod access;
+mod agents;
+mod lifecycle;
+mod streaming;

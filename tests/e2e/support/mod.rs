@@ -1,0 +1,213 @@
+//! Test harness: real berth roles on loopback port 0, real clients.
+
+pub mod apps;
+
+use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
+use berth::roles::Server;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Installs a test log subscriber once (RUST_LOG=debug to see it).
+pub fn trace_init() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running `berth dev` (control + edge + local agent).
+pub struct Berth {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub admin_token: String,
+    pub ca_pem: PathBuf,
+    pub server: Arc<ServerHandles>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// What the test may inspect of a running server.
+pub struct ServerHandles {
+    pub tunnels: Arc<berth::tunnel::edge::Tunnels>,
+}
+
+/// Options for [`Berth::start_with`].
+#[derive(Default)]
+pub struct Options {
+    pub dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub limits: Option<Limits>,
+    /// false: control mode (no local agent)
+    pub no_dev_agent: bool,
+}
+
+impl Berth {
+    pub async fn start() -> Berth {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Berth {
+        trace_init();
+        let (tmp, dir) = match opts.dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::tempdir().unwrap();
+                let d = t.path().join("data");
+                (Some(t), d)
+            }
+        };
+        let flags = Overrides {
+            listen: Some(
+                opts.listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "127.0.0.1:0".into()),
+            ),
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let mut cfg =
+            ServerConfig::resolve(FileConfig::default(), flags, RoleDefaults::DEV).unwrap();
+        if let Some(l) = opts.limits {
+            cfg.limits = l;
+        }
+        let server = Server::build(cfg, !opts.no_dev_agent)
+            .await
+            .expect("berth starts");
+        let addr = server.local_addr;
+        let handles = Arc::new(ServerHandles {
+            tunnels: server.tunnels.clone(),
+        });
+        let admin_token = std::fs::read_to_string(&server.admin_token_path)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let ca_pem = server.ca_path.clone().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        let b = Berth {
+            addr,
+            dir,
+            admin_token,
+            ca_pem,
+            server: handles,
+            stop: Some(tx),
+            task: Some(task),
+            _tmp: tmp,
+        };
+        if !opts.no_dev_agent {
+            b.wait_agents(1).await;
+        }
+        b
+    }
+
+    /// Waits until `n` agents are connected.
+    pub async fn wait_agents(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.server.tunnels.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} agents connected",
+                self.server.tunnels.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server and waits for it to drain; keeps the data dir.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        self._tmp.take()
+    }
+
+    /// `https://{label}.berth.localhost:{port}{path}`
+    pub fn app_url(&self, label: &str, path: &str) -> String {
+        format!("https://{label}.berth.localhost:{}{path}", self.addr.port())
+    }
+
+    /// `https://berth.localhost:{port}{path}`
+    pub fn api_url(&self, path: &str) -> String {
+        format!("https://berth.localhost:{}{path}", self.addr.port())
+    }
+
+    /// An HTTP client trusting this berth's CA, resolving every name to loopback.
+    pub fn client(&self, http1_only: bool) -> reqwest::Client {
+        client_for(&self.ca_pem, http1_only)
+    }
+
+    /// Calls the API as `token` and returns (status, JSON).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client(true)
+            .request(method, self.api_url(path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: reqwest::dns::Addrs =
+                Box::new(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// A reqwest client trusting `ca` and resolving everything to 127.0.0.1.
+pub fn client_for(ca: &Path, http1_only: bool) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    let mut b = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .dns_resolver(Arc::new(Loopback))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120));
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
