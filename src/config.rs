@@ -19,6 +19,8 @@ pub mod defaults {
     pub const DEV_BASE_DOMAIN: &str = "berth.localhost";
     /// `berth dev` data directory.
     pub const DEV_DATA_DIR: &str = ".berth";
+    /// The admin listener (metrics), loopback only.
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9443";
     /// How long the edge waits for an app's response headers.
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
     /// How long an agent tries to reach a workspace port.
@@ -291,6 +293,9 @@ pub struct ServerConfig {
     pub public_port: Option<u16>,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
+    /// False when `admin_listen` is only the role's default: then a busy port
+    /// is a warning, not a failure to start.
+    pub admin_listen_explicit: bool,
     pub limits: Limits,
     pub log_format: LogFormat,
 }
@@ -314,6 +319,7 @@ pub struct Overrides {
 #[derive(Clone, Copy, Debug)]
 pub struct RoleDefaults {
     pub listen: &'static str,
+    pub admin_listen: &'static str,
     pub base_domain: Option<&'static str>,
     pub data_dir: &'static str,
 }
@@ -322,12 +328,14 @@ impl RoleDefaults {
     /// `berth dev`: loopback, `berth.localhost`, `.berth/`.
     pub const DEV: RoleDefaults = RoleDefaults {
         listen: defaults::DEV_LISTEN,
+        admin_listen: defaults::ADMIN_LISTEN,
         base_domain: Some(defaults::DEV_BASE_DOMAIN),
         data_dir: defaults::DEV_DATA_DIR,
     };
     /// `berth control`: the operator names the domain.
     pub const CONTROL: RoleDefaults = RoleDefaults {
         listen: "0.0.0.0:443",
+        admin_listen: defaults::ADMIN_LISTEN,
         base_domain: None,
         data_dir: "/var/lib/berth",
     };
@@ -425,7 +433,9 @@ impl ServerConfig {
             }
         };
         let admin_s = flags.admin_listen.or(file.admin.listen);
-        let admin_listen = match admin_s.as_deref() {
+        let admin_listen_explicit = admin_s.is_some();
+        let admin_s = admin_s.unwrap_or_else(|| role.admin_listen.to_owned());
+        let admin_listen = match Some(admin_s.as_str()) {
             None => None,
             Some("off") => None,
             Some(a) => Some(a.parse().map_err(|_| ConfigError::Invalid {
@@ -503,6 +513,7 @@ impl ServerConfig {
             public_port: s.public_port,
             tls,
             admin_listen,
+            admin_listen_explicit,
             limits,
             log_format,
         })

@@ -227,6 +227,9 @@ fn print_banner(server: &Server, dev: bool) {
         );
     }
     println!("  admin API token    {token_path}");
+    if let Some(admin) = server.admin_addr {
+        println!("  metrics            http://{admin}/metrics");
+    }
     if let Some(pw) = &server.admin_password {
         println!("  admin password     {pw}   (shown once: note it now)");
     }

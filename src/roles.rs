@@ -41,6 +41,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr} for metrics: {source} (choose another with --admin-listen, or \"off\")")]
+    AdminListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl Presence for Tunnels {
@@ -56,6 +61,9 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     frontdoor: Arc<Frontdoor>,
     registry: Arc<Registry>,
+    admin: Option<TcpListener>,
+    /// The admin listener's address (`/metrics`), if it runs.
+    pub admin_addr: Option<SocketAddr>,
     /// The public address actually bound.
     pub local_addr: SocketAddr,
     /// Set for `dev`: the agent token of workspace `dev`, agent `main`.
@@ -132,6 +140,20 @@ impl Server {
             addr: cfg.listen,
             source,
         })?;
+        let admin = match cfg.admin_listen {
+            None => None,
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(source) if cfg.admin_listen_explicit => {
+                    return Err(StartError::AdminListen { addr, source })
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "admin listener (metrics) not started: the default port is busy; set --admin-listen");
+                    None
+                }
+            },
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {
             cfg.listen = local_addr;
@@ -167,6 +189,8 @@ impl Server {
             tls: tls_config,
             frontdoor,
             registry: Arc::new(registry),
+            admin,
+            admin_addr,
             local_addr,
             dev_agent_token: boot.dev_agent_token,
             admin_password: boot.admin_password,
@@ -188,7 +212,7 @@ impl Server {
     /// also runs the local agent against this very listener, through a real
     /// TLS tunnel like any other agent.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -198,11 +222,8 @@ impl Server {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        if let Some(addr) = self.cfg.admin_listen {
-            let bound = telemetry::serve_admin(addr, self.registry.clone(), stopped())
-                .await
-                .map_err(|source| StartError::Listen { addr, source })?;
-            tracing::info!(%bound, "admin listener (metrics) up");
+        if let Some(listener) = self.admin.take() {
+            telemetry::serve_admin(listener, self.registry.clone(), stopped());
         }
         if let Some(token) = self.dev_agent_token.clone() {
             let cfg = AgentConfig {

@@ -8,7 +8,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
@@ -107,16 +106,13 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is
-/// dropped. Returns the bound address.
-pub async fn serve_admin(
-    addr: SocketAddr,
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+pub fn serve_admin(
+    listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
+) {
     use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -143,5 +139,4 @@ pub async fn serve_admin(
             .with_graceful_shutdown(shutdown)
             .await;
     });
-    Ok(local)
 }

@@ -206,6 +206,45 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
 }
 
+/// True for a WebSocket opened over HTTP/2 with extended CONNECT (RFC 8441).
+pub fn is_h2_websocket<B>(req: &http::Request<B>) -> bool {
+    req.version() == http::Version::HTTP_2
+        && req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Turns an RFC 8441 WebSocket request's headers into an HTTP/1.1 upgrade
+/// (RFC 6455): HTTP/2 carries no key, so the edge makes one; the app's
+/// `Sec-WebSocket-Accept` answers it and goes no further.
+pub fn websocket_h2_to_h1(headers: &mut HeaderMap) {
+    use base64::Engine;
+    let key: [u8; 16] = rand::random();
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).expect("base64 is a valid header value"),
+    );
+    headers
+        .entry(header::SEC_WEBSOCKET_VERSION)
+        .or_insert(HeaderValue::from_static("13"));
+}
+
+/// Turns an app's `101` WebSocket answer into the headers of an HTTP/2 `200`.
+pub fn websocket_h1_to_h2(headers: &mut HeaderMap) {
+    for h in [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_ACCEPT,
+    ] {
+        headers.remove(h);
+    }
+}
+
 /// Rewrites an app's response headers for the client.
 pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
@@ -352,6 +391,26 @@ mod tests {
         assert!(!is_upgrade(&h));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn h2_websocket_translation() {
+        let mut h = map(&[("sec-websocket-protocol", "chat"), ("origin", "https://x")]);
+        websocket_h2_to_h1(&mut h);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("sec-websocket-version").unwrap(), "13");
+        assert_eq!(h.get("sec-websocket-key").unwrap().len(), 24);
+        assert_eq!(h.get("sec-websocket-protocol").unwrap(), "chat");
+        let mut r = map(&[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-accept", "x"),
+            ("sec-websocket-protocol", "chat"),
+        ]);
+        websocket_h1_to_h2(&mut r);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.get("sec-websocket-protocol").unwrap(), "chat");
     }
 
     #[test]

@@ -111,8 +111,12 @@ async fn forward(
         });
     };
 
-    // Phase 5: forward.
-    let upgrade = req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers());
+    // Phase 5: forward. An HTTP/1.1 upgrade passes through as it is; a
+    // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an HTTP/1.1
+    // upgrade towards the app, and its 101 becomes the client's 200.
+    let h2_websocket = headers::is_h2_websocket(&req);
+    let upgrade =
+        h2_websocket || (req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
@@ -141,7 +145,10 @@ async fn forward(
         reason: "the request target is not a valid path".into(),
     })?;
     parts.version = Version::HTTP_11;
-    if parts.method == Method::CONNECT {
+    if h2_websocket {
+        parts.method = Method::GET;
+        headers::websocket_h2_to_h1(&mut parts.headers);
+    } else if parts.method == Method::CONNECT {
         return Err(ErrorPage::BadRequest {
             reason: "CONNECT is not proxied to apps".into(),
         });
@@ -188,6 +195,10 @@ async fn forward(
         });
         let (mut parts, _) = res.into_parts();
         headers::prepare_response(&mut parts.headers, true);
+        if h2_websocket {
+            parts.status = StatusCode::OK;
+            headers::websocket_h1_to_h2(&mut parts.headers);
+        }
         return Ok(Response::from_parts(parts, Body::empty()));
     }
 

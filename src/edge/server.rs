@@ -38,6 +38,8 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
+        // WebSockets over HTTP/2 (RFC 8441), so browsers need no second connection.
+        .enable_connect_protocol()
         .max_header_list_size(limits.max_header_bytes as u32)
         .initial_stream_window_size(1024 * 1024)
         .initial_connection_window_size(4 * 1024 * 1024)

@@ -187,3 +187,57 @@ async fn strangers_get_401_or_404_and_learn_nothing() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_are_served() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "alpha").await;
+    let client = berth.client(true);
+    let res = client
+        .get(berth.app_url(&format!("{}--main--dev--admin", app.port()), "/"))
+        .bearer_auth(&berth.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let plain = reqwest::Client::new();
+    let metrics = plain
+        .get(format!("http://{}/metrics", berth.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_edge_requests_total{status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_edge_agents_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_edge_tunnel_streams_opened_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_edge_upstream_duration_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_edge_body_bytes_total{direction=\"out\"}"),
+        "{metrics}"
+    );
+    for url in [
+        format!("http://{}/healthz", berth.admin),
+        format!("http://{}/readyz", berth.admin),
+    ] {
+        assert_eq!(plain.get(&url).send().await.unwrap().status(), 200, "{url}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        let res = client.get(berth.api_url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+}

@@ -106,24 +106,7 @@ async fn websocket_echoes_a_thousand_messages() {
     let berth = Berth::start().await;
     let app = apps::start("127.0.0.1:0", "ws").await;
     let host = format!("{}--main--dev--admin.berth.localhost", app.port());
-    let tcp = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&berth.ca_pem).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(host.clone().try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_to(&berth, &host, b"http/1.1").await;
     let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         format!("wss://{host}:{}/ws", berth.addr.port()),
     )
@@ -147,4 +130,83 @@ async fn websocket_echoes_a_thousand_messages() {
         assert_eq!(back.into_text().unwrap().as_str(), text);
     }
     ws.close(None).await.unwrap();
+}
+
+/// A TLS connection to berth, trusting its CA, offering `alpn`.
+async fn tls_to(
+    berth: &Berth,
+    host: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&berth.ca_pem).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(host.to_owned().try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_extended_connect() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::{protocol::Role, Message};
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "ws").await;
+    let host = format!("{}--main--dev--admin.berth.localhost", app.port());
+    let tls = tls_to(&berth, &host, b"h2").await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake::<
+        _,
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(TokioExecutor::new(), TokioIo::new(tls))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Let the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive.
+    let warm = http::Request::get(format!("https://{host}:{}/", berth.addr.port()))
+        .header("authorization", format!("Bearer {}", berth.admin_token))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    assert_eq!(sender.send_request(warm).await.unwrap().status(), 200);
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("https://{host}:{}/ws", berth.addr.port()))
+        .header("authorization", format!("Bearer {}", berth.admin_token))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("sec-websocket-accept").is_none());
+    let stream = hyper::upgrade::on(&mut res).await.unwrap();
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(stream),
+        Role::Client,
+        None,
+    )
+    .await;
+    for i in 0..100 {
+        let text = format!("h2 message {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), text);
+    }
 }

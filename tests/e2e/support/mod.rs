@@ -23,6 +23,8 @@ pub fn trace_init() {
 /// A running `berth dev` (control + edge + local agent).
 pub struct Berth {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin: SocketAddr,
     pub dir: PathBuf,
     pub admin_token: String,
     pub ca_pem: PathBuf,
@@ -69,6 +71,7 @@ impl Berth {
                     .unwrap_or_else(|| "127.0.0.1:0".into()),
             ),
             data_dir: Some(dir.clone()),
+            admin_listen: Some("127.0.0.1:0".into()),
             ..Default::default()
         };
         let mut cfg =
@@ -80,6 +83,7 @@ impl Berth {
             .await
             .expect("berth starts");
         let addr = server.local_addr;
+        let admin = server.admin_addr.expect("admin listener");
         let handles = Arc::new(ServerHandles {
             tunnels: server.tunnels.clone(),
         });
@@ -99,6 +103,7 @@ impl Berth {
         });
         let b = Berth {
             addr,
+            admin,
             dir,
             admin_token,
             ca_pem,
