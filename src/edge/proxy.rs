@@ -23,6 +23,7 @@ use std::time::Instant;
 pub async fn proxy(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
+    let version = req.version();
     let host_log = request_host(&req).unwrap_or("").to_owned();
     let path_log = req.uri().path().to_owned();
     let html = pages::wants_html(req.headers());
@@ -37,7 +38,8 @@ pub async fn proxy(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Res
         host = %host_log,
         path = %path_log,
         status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = started.elapsed().as_micros() as f64 / 1000.0,
+        version = ?version,
         peer = %peer.ip(),
     );
     res
