@@ -101,6 +101,9 @@ struct AgentArgs {
     /// Trust this CA certificate (PEM) for the edge, instead of SSL_CERT_FILE or the system store
     #[arg(long, env = "BERTH_CA_FILE", value_name = "PEM")]
     ca_file: Option<PathBuf>,
+    /// Dial this address (IP:PORT) instead of resolving the URL's host; TLS still verifies the URL's host
+    #[arg(long, value_name = "ADDR")]
+    connect_to: Option<std::net::SocketAddr>,
     /// Addresses the agent may dial for workspace ports, in order [default: 127.0.0.1 and ::1]
     #[arg(long = "upstream-host", value_name = "IP")]
     upstream_hosts: Vec<IpAddr>,
@@ -282,6 +285,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         url: a.url,
         token: Secret::new(token),
         ca_file: a.ca_file,
+        connect_to: a.connect_to,
         upstream,
     };
     match agent::run(cfg, shutdown_signal()).await {

@@ -234,6 +234,7 @@ impl Server {
                 ),
                 token,
                 ca_file: self.ca_path.clone(),
+                connect_to: None,
                 upstream: Default::default(),
             };
             let stop = stopped();

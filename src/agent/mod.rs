@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub token: Secret,
     /// Trust this CA (PEM) instead of `SSL_CERT_FILE` or the system store.
     pub ca_file: Option<PathBuf>,
+    /// Dial this address instead of resolving the URL's host (TLS still
+    /// verifies the URL's host): for split DNS, or an edge behind a NAT.
+    pub connect_to: Option<std::net::SocketAddr>,
     /// What the agent may dial.
     pub upstream: Upstream,
 }
@@ -87,12 +90,14 @@ async fn connect_once(
     connected: &mut Option<Instant>,
 ) -> Result<(), AgentError> {
     let (host, port) = parse_url(&cfg.url)?;
-    let stream = crate::tls::client::connect(&host, port, tls)
-        .await
-        .map_err(|source| AgentError::Dial {
-            url: cfg.url.clone(),
-            source,
-        })?;
+    let stream = match cfg.connect_to {
+        Some(addr) => crate::tls::client::connect_to(&host, port, &[addr], tls).await,
+        None => crate::tls::client::connect(&host, port, tls).await,
+    }
+    .map_err(|source| AgentError::Dial {
+        url: cfg.url.clone(),
+        source,
+    })?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
     tokio::spawn(conn.with_upgrades());

@@ -210,6 +210,18 @@ pub async fn connect(
     port: u16,
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    let addrs = resolve(host, port).await?;
+    connect_to(host, port, &addrs, config).await
+}
+
+/// Like [`connect`], but dials the given addresses instead of resolving
+/// `host`; TLS still uses and verifies `host` (split DNS, `--connect-to`).
+pub async fn connect_to(
+    host: &str,
+    port: u16,
+    addrs: &[SocketAddr],
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -222,7 +234,7 @@ pub async fn connect(
     })?;
     let mut last_err = None;
     let mut tcp = None;
-    for addr in resolve(host, port).await? {
+    for &addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 tcp = Some(stream);

@@ -30,7 +30,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use ca::LocalCa;
-pub use client::{client_config, connect, insecure_client_config, resolve};
+pub use client::{client_config, connect, connect_to, insecure_client_config, resolve};
 pub use files::load_files;
 
 /// Everything that can go wrong while loading, creating or using TLS

@@ -15,6 +15,7 @@ fn spawn_agent(berth: &Berth, token: &str, upstream: Upstream) -> tokio::sync::o
         url: format!("https://berth.localhost:{}", berth.addr.port()),
         token: Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
         upstream,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
