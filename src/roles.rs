@@ -22,6 +22,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How often live tunnels are checked against the catalog.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A failure to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -247,6 +250,17 @@ impl Server {
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
+        });
+        // Tunnels of agents deleted (or whose token was rotated) are closed
+        // within a sweep interval.
+        let (tunnels, catalog) = (self.tunnels.clone(), self.catalog.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                tunnels
+                    .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
+            }
         });
         let tunnels = self.tunnels.clone();
         edge::server::serve(

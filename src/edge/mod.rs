@@ -165,7 +165,7 @@ impl Frontdoor {
         let tunnels = self.edge.tunnels.clone();
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(io) => tunnels.serve(agent.id, io).await,
+                Ok(io) => tunnels.serve(agent.id, agent.token_hash, io).await,
                 Err(e) => tracing::warn!(agent = %agent.name, error = %e, "agent upgrade failed"),
             }
         });

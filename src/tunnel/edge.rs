@@ -5,6 +5,7 @@
 use super::{
     Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW,
 };
+use crate::auth::TokenHash;
 use bytes::Bytes;
 use dashmap::DashMap;
 use http_body_util::Empty;
@@ -16,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 /// Why a stream to an agent's port could not be opened.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,7 +40,10 @@ pub struct TunnelHandle {
     pub generation: u64,
     /// When the agent connected.
     pub since: Instant,
+    /// The agent token the tunnel was opened with.
+    pub token: TokenHash,
     sender: SendRequest<Empty<Bytes>>,
+    kill: Arc<Notify>,
 }
 
 impl TunnelHandle {
@@ -106,6 +111,20 @@ impl Tunnels {
         })
     }
 
+    /// Closes the tunnels for which `still_valid(agent_id, token)` is false:
+    /// agents deleted, or whose token was rotated, since they connected.
+    pub fn sweep(&self, still_valid: impl Fn(i64, &TokenHash) -> bool) {
+        for entry in self.live.iter() {
+            if !still_valid(*entry.key(), &entry.token) {
+                tracing::info!(
+                    agent_id = *entry.key(),
+                    "closing the tunnel of a removed agent"
+                );
+                entry.kill.notify_one();
+            }
+        }
+    }
+
     /// Closes every tunnel (on shutdown), so agents reconnect elsewhere or
     /// to this edge's successor at once instead of waiting for a ping timeout.
     pub fn close_all(&self) {
@@ -152,7 +171,7 @@ impl Tunnels {
 
     /// Runs an agent's tunnel over an upgraded connection until it ends. The
     /// newest tunnel of an agent wins; an older one is dropped from the map.
-    pub async fn serve(self: Arc<Self>, agent_id: i64, io: Upgraded) {
+    pub async fn serve(self: Arc<Self>, agent_id: i64, token: TokenHash, io: Upgraded) {
         let result = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -171,14 +190,21 @@ impl Tunnels {
             }
         };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let kill = Arc::new(Notify::new());
         let replaced = self.live.insert(
             agent_id,
             TunnelHandle {
                 generation,
                 since: Instant::now(),
+                token,
                 sender,
+                kill: kill.clone(),
             },
         );
+        if let Some(old) = &replaced {
+            // The agent reconnected before the old tunnel timed out.
+            old.kill.notify_one();
+        }
         if replaced.is_none() {
             self.stats.connected.inc();
         }
@@ -187,6 +213,7 @@ impl Tunnels {
         let outcome = tokio::select! {
             r = conn => r,
             _ = closing.wait_for(|c| *c) => Ok(()),
+            () = kill.notified() => Ok(()),
         };
         if self
             .live

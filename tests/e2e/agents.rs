@@ -273,3 +273,31 @@ async fn agent_reconnects_after_the_edge_restarts() {
     assert_eq!(body["app"], "again");
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_workspace_closes_its_agents_tunnel() {
+    let berth = Berth::start().await;
+    let token = create_agent(&berth, "doomed", "main").await;
+    let _stop = spawn_agent(&berth, &token, Upstream::default());
+    berth.wait_agents(2).await;
+    let (s, _) = berth
+        .api(
+            Method::DELETE,
+            "/api/v1/workspaces/admin/doomed",
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let started = Instant::now();
+    while berth.server.tunnels.len() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the tunnel outlived its workspace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it cannot come back: its token is gone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(berth.server.tunnels.len(), 1);
+}
