@@ -6,8 +6,9 @@
 //! [`Change`] after each write it commits, so the two never disagree for long.
 //! Removals cascade: removing a user removes their tokens, workspaces and agents.
 
-use crate::auth::{TokenHash, Visitor};
+use crate::auth::{ShareLevel, TokenHash, Visitor};
 use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 
 /// A user as the edge needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,53 @@ pub struct Agent {
     pub token_hash: TokenHash,
 }
 
+/// How the edge speaks to an app's port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Plain HTTP (most dev servers).
+    #[default]
+    Http,
+    /// HTTPS, without verifying the app's certificate (it is loopback).
+    Https,
+}
+
+impl Protocol {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+    /// Parses the stored and wire name.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "http" => Some(Protocol::Http),
+            "https" => Some(Protocol::Https),
+            _ => None,
+        }
+    }
+}
+
+/// How one port of one agent is shared (absent: `owner`, over HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub agent_id: i64,
+    pub port: u16,
+    pub level: ShareLevel,
+    pub protocol: Protocol,
+}
+
+/// A name the owner gave to one port of one agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub agent_id: i64,
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
 /// One update to the catalog.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -48,6 +96,10 @@ pub enum Change {
     WorkspaceRemoved(i64),
     Agent(Agent),
     AgentRemoved(i64),
+    Share(Share),
+    ShareRemoved { agent_id: i64, port: u16 },
+    App(App),
+    AppRemoved { agent_id: i64, name: String },
 }
 
 /// What an app host's names resolve to.
@@ -74,6 +126,10 @@ pub struct Catalog {
     /// (workspace id, agent name) -> agent id
     agent_ids: DashMap<(i64, String), i64>,
     agent_tokens: DashMap<TokenHash, i64>,
+    /// (agent id, port) -> share; absent means `owner`.
+    shares: DashMap<(i64, u16), Share>,
+    /// (agent id, app name) -> app
+    apps: DashMap<(i64, String), App>,
 }
 
 impl Catalog {
@@ -146,6 +202,20 @@ impl Catalog {
                     self.agent_ids.remove(&(a.workspace_id, a.name));
                     self.agent_tokens.remove(&a.token_hash);
                 }
+                self.shares.retain(|(agent, _), _| *agent != id);
+                self.apps.retain(|(agent, _), _| *agent != id);
+            }
+            Change::Share(share) => {
+                self.shares.insert((share.agent_id, share.port), share);
+            }
+            Change::ShareRemoved { agent_id, port } => {
+                self.shares.remove(&(agent_id, port));
+            }
+            Change::App(app) => {
+                self.apps.insert((app.agent_id, app.name.clone()), app);
+            }
+            Change::AppRemoved { agent_id, name } => {
+                self.apps.remove(&(agent_id, name));
             }
         }
     }
@@ -159,7 +229,20 @@ impl Catalog {
             username: u.username.clone(),
             email: u.email.clone(),
             admin: u.admin,
+            organization: u.organization.clone(),
         })
+    }
+
+    /// How a port is shared, if it is.
+    pub fn share(&self, agent_id: i64, port: u16) -> Option<Share> {
+        self.shares.get(&(agent_id, port)).map(|s| s.clone())
+    }
+
+    /// A named app of an agent.
+    pub fn app(&self, agent_id: i64, name: &str) -> Option<App> {
+        self.apps
+            .get(&(agent_id, name.to_owned()))
+            .map(|a| a.clone())
     }
 
     /// The agent a tunnel token belongs to.
@@ -297,5 +380,31 @@ mod tests {
         assert!(c.agent_for_token(&TokenHash::of("a1")).is_none());
         assert_eq!(c.resolve("alice", "api", Some("main")), Resolved::Nothing);
         assert_eq!(c.agent_count(), 0);
+    }
+
+    #[test]
+    fn shares_and_apps_follow_their_agent() {
+        let c = seed();
+        c.apply(Change::Share(Share {
+            agent_id: 100,
+            port: 3000,
+            level: ShareLevel::Public,
+            protocol: Protocol::Http,
+        }));
+        c.apply(Change::App(App {
+            agent_id: 100,
+            name: "docs".into(),
+            port: 3000,
+            protocol: Protocol::Https,
+        }));
+        assert_eq!(c.share(100, 3000).unwrap().level, ShareLevel::Public);
+        assert_eq!(c.app(100, "docs").unwrap().port, 3000);
+        c.apply(Change::ShareRemoved {
+            agent_id: 100,
+            port: 3000,
+        });
+        assert!(c.share(100, 3000).is_none());
+        c.apply(Change::WorkspaceRemoved(10));
+        assert!(c.app(100, "docs").is_none());
     }
 }

@@ -62,6 +62,16 @@ pub struct FileConfig {
     pub admin: AdminSection,
     pub limits: LimitsSection,
     pub log: LogSection,
+    pub sharing: SharingSection,
+}
+
+/// `[sharing]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSection {
+    /// The widest level owners may choose: "owner", "organization",
+    /// "authenticated" or "public" (default).
+    pub max_level: Option<String>,
 }
 
 /// `[server]`
@@ -158,6 +168,7 @@ const KEYS: &[(&str, &str)] = &[
     ("limits", "max_concurrent_streams"),
     ("limits", "shutdown_grace_secs"),
     ("log", "format"),
+    ("sharing", "max_level"),
 ];
 
 /// Variables that belong to the command line, not to the file's keys.
@@ -196,7 +207,7 @@ impl FileConfig {
                 .iter()
                 .find(|(s, k)| rest.eq_ignore_ascii_case(&format!("{s}_{k}")))
             else {
-                let known = ["SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_"];
+                let known = ["SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_"];
                 if known.iter().any(|p| rest.starts_with(p)) {
                     return Err(ConfigError::Env {
                         var,
@@ -298,6 +309,8 @@ pub struct ServerConfig {
     pub admin_listen_explicit: bool,
     pub limits: Limits,
     pub log_format: LogFormat,
+    /// The widest share level owners may choose.
+    pub max_share_level: crate::auth::ShareLevel,
 }
 
 /// Flag values that override the file and environment.
@@ -504,7 +517,17 @@ impl ServerConfig {
                 })
             }
         };
+        let max_share_level = match file.sharing.max_level.as_deref() {
+            None => crate::auth::ShareLevel::Public,
+            Some(l) => crate::auth::ShareLevel::parse(l).ok_or_else(|| ConfigError::Invalid {
+                key: "sharing.max_level",
+                message: format!(
+                    "{l:?} is not one of \"owner\", \"organization\", \"authenticated\", \"public\""
+                ),
+            })?,
+        };
         Ok(ServerConfig {
+            max_share_level,
             listen,
             base_domain,
             wildcard,
@@ -604,6 +627,7 @@ mod tests {
                 "limits.upstream_timeout_secs",
             ),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
         ] {
             let e = ServerConfig::resolve(
                 load(text, &[]).unwrap(),

@@ -177,6 +177,7 @@ impl Server {
             store,
             catalog: catalog.clone(),
             presence: tunnels.clone(),
+            max_share_level: cfg.max_share_level,
             app_urls: AppUrls {
                 wildcard_suffix,
                 port: cfg.url_port(),

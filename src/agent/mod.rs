@@ -51,6 +51,10 @@ pub enum AgentError {
     Unexpected(http::StatusCode),
     #[error("tunnel: {0}")]
     Http(#[from] hyper::Error),
+    #[error(
+        "no tunnel within {0:?}: the path to the edge accepts connections but does not answer"
+    )]
+    HandshakeTimeout(Duration),
 }
 
 /// Splits `https://host[:port][/]` into host and port.
@@ -82,6 +86,10 @@ pub fn parse_url(url: &str) -> Result<(String, u16), AgentError> {
     Ok((host, port))
 }
 
+/// Longest wait for a dial, TLS handshake and upgrade to finish: a path that
+/// accepts TCP and then passes nothing must not hold the agent forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Dials once and serves the tunnel until it ends.
 async fn connect_once(
     cfg: &AgentConfig,
@@ -89,6 +97,20 @@ async fn connect_once(
     up: Arc<Upstream>,
     connected: &mut Option<Instant>,
 ) -> Result<(), AgentError> {
+    let io = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, tls))
+        .await
+        .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+    *connected = Some(Instant::now());
+    tracing::info!(url = %cfg.url, "tunnel up");
+    tunnel::agent::serve(io, up).await?;
+    Ok(())
+}
+
+/// Dials, does TLS, and upgrades to the tunnel protocol.
+async fn open_tunnel(
+    cfg: &AgentConfig,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<hyper::upgrade::Upgraded, AgentError> {
     let (host, port) = parse_url(&cfg.url)?;
     let stream = match cfg.connect_to {
         Some(addr) => crate::tls::client::connect_to(&host, port, &[addr], tls).await,
@@ -129,11 +151,7 @@ async fn connect_once(
         }
         other => return Err(AgentError::Unexpected(other)),
     }
-    let io = hyper::upgrade::on(&mut res).await?;
-    *connected = Some(Instant::now());
-    tracing::info!(url = %cfg.url, "tunnel up");
-    tunnel::agent::serve(io, up).await?;
-    Ok(())
+    Ok(hyper::upgrade::on(&mut res).await?)
 }
 
 /// The wait before attempt `n` (0-based): exponential, capped, with full jitter

@@ -7,5 +7,5 @@ pub mod decide;
 pub mod password;
 pub mod token;
 
-pub use decide::{authorize, Decision, Visitor};
+pub use decide::{authorize, Decision, ShareLevel, Target, Visitor};
 pub use token::{Secret, TokenHash, TokenKind};

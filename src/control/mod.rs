@@ -15,6 +15,7 @@
 mod bootstrap;
 mod error;
 mod extract;
+mod shares;
 mod users;
 mod validate;
 mod workspaces;
@@ -30,7 +31,7 @@ use crate::catalog::Catalog;
 use crate::host::MAX_LABEL;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
@@ -64,6 +65,8 @@ pub struct ControlState {
     pub presence: Arc<dyn Presence>,
     /// How app URLs look, for responses and name-length limits.
     pub app_urls: AppUrls,
+    /// The widest share level this deployment allows (`sharing.max_level`).
+    pub max_share_level: crate::auth::ShareLevel,
 }
 
 /// How to build app URLs for responses: `https://{label}{wildcard_suffix}[:port]`.
@@ -122,6 +125,14 @@ pub fn router(state: ControlState) -> Router {
         .route(
             "/workspaces/{user}/{workspace}/agents",
             post(workspaces::create_agent).get(workspaces::list_agents),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share",
+            put(shares::put_share).delete(shares::delete_share),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
+            put(shares::put_app),
         )
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -84,7 +84,7 @@ fn workspace_json(st: &ControlState, ws: WorkspaceRow, agents: Vec<AgentRow>) ->
 
 /// The workspace `user/name` if the caller may manage it; otherwise the same
 /// 404 as for one that does not exist.
-async fn visible(
+pub(super) async fn visible(
     st: &ControlState,
     caller: &Caller,
     user: &str,

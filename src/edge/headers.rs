@@ -273,6 +273,7 @@ mod tests {
             username: "alice".into(),
             email: "alice@example.com".into(),
             admin: false,
+            organization: None,
         }
     }
 

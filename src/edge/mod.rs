@@ -86,9 +86,10 @@ pub struct Frontdoor {
     pub control: Option<axum::Router>,
 }
 
-/// The host a request was sent to: `:authority` (HTTP/2) or `Host` (HTTP/1.1).
+/// The host (with its port, if any) a request was sent to: `:authority`
+/// (HTTP/2) or `Host` (HTTP/1.1). The app gets the same `Host` either way.
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri().host().or_else(|| {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())

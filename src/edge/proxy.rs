@@ -6,8 +6,8 @@
 use super::connector::{self, ConnectError};
 use super::pages::{self, ErrorPage};
 use super::{body::Counted, headers, request_host, Edge};
-use crate::auth::{self, Decision, TokenHash};
-use crate::catalog::Resolved;
+use crate::auth::{self, Decision, ShareLevel, TokenHash};
+use crate::catalog::{Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
 use crate::tunnel::edge::OpenError;
@@ -69,14 +69,17 @@ async fn forward(
     let visitor = token.and_then(|t| edge.catalog.visitor_for_token(&TokenHash::of(t)));
 
     // Phase 3: does it exist, and may they see it? (Both answers look alike.)
-    let resolved = edge
-        .catalog
-        .resolve(&target.user, &target.workspace, target.agent.as_deref());
-    let owner = match &resolved {
-        Resolved::Agent { owner_id, .. } | Resolved::Ambiguous { owner_id, .. } => Some(*owner_id),
-        Resolved::Nothing => None,
-    };
-    match auth::authorize(visitor.as_ref(), owner) {
+    let route = route(edge, &target);
+    let owner_org = route
+        .owner()
+        .and_then(|id| edge.catalog.user(id))
+        .and_then(|u| u.organization);
+    let access = route.owner().map(|owner_id| auth::Target {
+        owner_id,
+        owner_org: owner_org.as_deref(),
+        level: route.level(),
+    });
+    match auth::authorize(visitor.as_ref(), access.as_ref()) {
         Decision::Allow => {}
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
@@ -89,15 +92,15 @@ async fn forward(
         }
         Decision::NotFound => return Err(ErrorPage::NotFound),
     }
-    let agent_id = match resolved {
-        Resolved::Agent { agent_id, .. } => agent_id,
-        Resolved::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
-        Resolved::Nothing => return Err(ErrorPage::NotFound),
-    };
-    let port = match target.service {
-        Service::Port(p) => p,
-        // Named apps arrive with sharing; until then no name resolves.
-        Service::App(_) => return Err(ErrorPage::NotFound),
+    let (agent_id, port, tls) = match route {
+        Route::Port {
+            agent_id,
+            port,
+            tls,
+            ..
+        } => (agent_id, port, tls),
+        Route::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
+        Route::Nothing => return Err(ErrorPage::NotFound),
     };
 
     // Phase 4: is the agent here?
@@ -138,7 +141,7 @@ async fn forward(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let path = headers::strip_share_param(path);
-    let scheme = if target.tls { "https" } else { "http" };
+    let scheme = if tls { "https" } else { "http" };
     parts.uri = Uri::try_from(format!(
         "{scheme}://{}{path}",
         connector::authority(agent_id, tunnel.generation, port)
@@ -215,6 +218,74 @@ async fn forward(
         parts,
         Body::new(Counted::new(body, out)),
     ))
+}
+
+/// Where an app host leads, as far as the catalog knows.
+enum Route {
+    /// A port of a connected-or-not agent, with how it is shared.
+    Port {
+        owner_id: i64,
+        agent_id: i64,
+        port: u16,
+        tls: bool,
+        level: ShareLevel,
+    },
+    /// The short form named a workspace with several agents.
+    Ambiguous { owner_id: i64, agents: Vec<String> },
+    /// Nothing by those names.
+    Nothing,
+}
+
+impl Route {
+    fn owner(&self) -> Option<i64> {
+        match self {
+            Route::Port { owner_id, .. } | Route::Ambiguous { owner_id, .. } => Some(*owner_id),
+            Route::Nothing => None,
+        }
+    }
+
+    /// The share level that decides access; a workspace-wide answer (the
+    /// list of agents) is the owner's business.
+    fn level(&self) -> ShareLevel {
+        match self {
+            Route::Port { level, .. } => *level,
+            _ => ShareLevel::Owner,
+        }
+    }
+}
+
+/// Resolves a parsed app host to a port, its protocol and its share level.
+fn route(edge: &Edge, target: &host::AppTarget) -> Route {
+    let (owner_id, agent_id) =
+        match edge
+            .catalog
+            .resolve(&target.user, &target.workspace, target.agent.as_deref())
+        {
+            Resolved::Agent { owner_id, agent_id } => (owner_id, agent_id),
+            Resolved::Ambiguous { owner_id, agents } => {
+                return Route::Ambiguous { owner_id, agents }
+            }
+            Resolved::Nothing => return Route::Nothing,
+        };
+    let (port, named_protocol) = match &target.service {
+        Service::Port(p) => (*p, None),
+        Service::App(name) => match edge.catalog.app(agent_id, name) {
+            Some(app) => (app.port, Some(app.protocol)),
+            None => return Route::Nothing,
+        },
+    };
+    let share = edge.catalog.share(agent_id, port);
+    // `{port}s` always means HTTPS; otherwise the app's or the share's protocol.
+    let protocol = named_protocol
+        .or(share.as_ref().map(|s| s.protocol))
+        .unwrap_or_default();
+    Route::Port {
+        owner_id,
+        agent_id,
+        port,
+        tls: target.tls || protocol == Protocol::Https,
+        level: share.map(|s| s.level).unwrap_or_default(),
+    }
 }
 
 /// Maps a failed upstream request to the page that explains it.

@@ -725,9 +725,14 @@ impl Store {
                 .iter()
                 .map(|a| catalog::Change::Agent(a.to_catalog())),
         );
+        let (shares, apps) = self.all_shares_and_apps().await?;
+        out.extend(shares.into_iter().map(catalog::Change::Share));
+        out.extend(apps.into_iter().map(catalog::Change::App));
         Ok(out)
     }
 }
+
+mod shares;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,15 @@ async fn owner_token_reaches_the_app_over_http1_and_http2() {
         assert_eq!(body["app"], "alpha");
         assert_eq!(body["uri"], "/hello?x=1");
         assert_eq!(
+            body["headers"]["host"],
+            format!(
+                "{}--main--dev--admin.berth.localhost:{}",
+                app.port(),
+                berth.addr.port()
+            ),
+            "the app sees the same Host over HTTP/1.1 and HTTP/2 ({want:?})"
+        );
+        assert_eq!(
             body["version"], "HTTP/1.1",
             "the app always speaks HTTP/1.1"
         );

@@ -1,0 +1,191 @@
+//! Sharing a port (`.../ports/{port}/share`) and naming one (`.../apps/{app}`).
+//! Owners and site admins manage both; everyone else gets the same 404 as for
+//! a workspace that does not exist.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::workspaces::visible;
+use super::{validate, ControlState};
+use crate::auth::ShareLevel;
+use crate::catalog::{App, Change, Protocol, Share};
+use crate::host::is_port_like;
+use crate::store::{AgentRow, StoreError, WorkspaceRow};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// `PUT .../share` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutShare {
+    level: ShareLevel,
+    #[serde(default)]
+    protocol: Protocol,
+}
+
+/// `PUT .../apps/{app}` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutApp {
+    port: u16,
+    #[serde(default)]
+    protocol: Protocol,
+}
+
+/// A share as the API shows it.
+#[derive(Serialize, Debug)]
+pub struct ShareJson {
+    port: u16,
+    level: ShareLevel,
+    protocol: Protocol,
+    url: String,
+}
+
+/// An app as the API shows it.
+#[derive(Serialize, Debug)]
+pub struct AppJson {
+    name: String,
+    port: u16,
+    protocol: Protocol,
+    url: String,
+}
+
+/// The workspace and agent named by a path, if the caller may manage them.
+async fn agent_of(
+    st: &ControlState,
+    caller: &Caller,
+    user: &str,
+    workspace: &str,
+    agent: &str,
+) -> Result<(WorkspaceRow, AgentRow), ApiError> {
+    let ws = visible(st, caller, user, workspace).await?;
+    match st.store.agent_by_name(ws.id, agent).await {
+        Ok(a) => Ok((ws, a)),
+        Err(StoreError::NotFound(_)) => Err(ApiError::not_found(format!(
+            "workspace {user}/{workspace} has no agent named {agent}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn check_port(port: u16) -> Result<(), ApiError> {
+    if port == 0 {
+        return Err(ApiError::invalid_field("port", "must be 1-65535"));
+    }
+    Ok(())
+}
+
+/// The app label of a port on an agent.
+fn port_label(port: u16, protocol: Protocol, agent: &AgentRow, ws: &WorkspaceRow) -> String {
+    let s = if protocol == Protocol::Https { "s" } else { "" };
+    format!("{port}{s}--{}--{}--{}", agent.name, ws.name, ws.owner)
+}
+
+/// Sets who may reach a port.
+pub async fn put_share(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, workspace, agent, port)): ApiPath<(String, String, String, u16)>,
+    ApiJson(req): ApiJson<PutShare>,
+) -> Result<Json<ShareJson>, ApiError> {
+    check_port(port)?;
+    let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    if req.level > st.max_share_level {
+        return Err(ApiError::forbidden(format!(
+            "this deployment allows sharing up to \"{}\"; \"{}\" is above it (sharing.max_level)",
+            st.max_share_level.as_str(),
+            req.level.as_str()
+        )));
+    }
+    let share = Share {
+        agent_id: agent.id,
+        port,
+        level: req.level,
+        protocol: req.protocol,
+    };
+    st.store.put_share(&share).await?;
+    st.catalog.apply(Change::Share(share.clone()));
+    tracing::info!(
+        target: "berth::audit",
+        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
+        port, level = share.level.as_str(), "port shared"
+    );
+    Ok(Json(ShareJson {
+        port,
+        level: share.level,
+        protocol: share.protocol,
+        url: st
+            .app_urls
+            .url(&port_label(port, Protocol::Http, &agent, &ws)),
+    }))
+}
+
+/// Puts a port back to `owner`.
+pub async fn delete_share(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, workspace, agent, port)): ApiPath<(String, String, String, u16)>,
+) -> Result<StatusCode, ApiError> {
+    check_port(port)?;
+    let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    st.store.delete_share(agent.id, port).await?;
+    st.catalog.apply(Change::ShareRemoved {
+        agent_id: agent.id,
+        port,
+    });
+    tracing::info!(
+        target: "berth::audit",
+        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
+        port, "port unshared"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Names a port: `{app}--{agent}--{workspace}--{user}`.
+pub async fn put_app(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, workspace, agent, app)): ApiPath<(String, String, String, String)>,
+    ApiJson(req): ApiJson<PutApp>,
+) -> Result<Json<AppJson>, ApiError> {
+    check_port(req.port)?;
+    let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    validate::name("app", &app)?;
+    if is_port_like(&app) {
+        return Err(ApiError::invalid_field(
+            "app",
+            "must not look like a port (digits, or digits and \"s\"): it would be read as one",
+        ));
+    }
+    let label = format!("{app}--{}--{}--{}", agent.name, ws.name, ws.owner);
+    if label.len() > st.app_urls.label_budget() {
+        return Err(ApiError::invalid_field(
+            "app",
+            format!(
+                "is too long: its host name label {label} would be {} characters, more than {}",
+                label.len(),
+                st.app_urls.label_budget()
+            ),
+        ));
+    }
+    let named = App {
+        agent_id: agent.id,
+        name: app,
+        port: req.port,
+        protocol: req.protocol,
+    };
+    st.store.put_app(&named).await?;
+    st.catalog.apply(Change::App(named.clone()));
+    tracing::info!(
+        target: "berth::audit",
+        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
+        app = %named.name, port = named.port, "app named"
+    );
+    Ok(Json(AppJson {
+        url: st.app_urls.url(&label),
+        name: named.name,
+        port: named.port,
+        protocol: named.protocol,
+    }))
+}

@@ -1,0 +1,203 @@
+//! Shares (who may reach a port) and apps (names given to ports).
+
+use super::{now, write_err, Store, StoreError};
+use crate::auth::ShareLevel;
+use crate::catalog::{App, Protocol, Share};
+
+#[derive(sqlx::FromRow)]
+struct ShareRecord {
+    agent_id: i64,
+    port: i64,
+    level: String,
+    protocol: String,
+}
+
+impl TryFrom<ShareRecord> for Share {
+    type Error = StoreError;
+    fn try_from(r: ShareRecord) -> Result<Share, StoreError> {
+        Ok(Share {
+            agent_id: r.agent_id,
+            port: port(r.port)?,
+            level: ShareLevel::parse(&r.level).ok_or_else(|| corrupt("shares.level", &r.level))?,
+            protocol: Protocol::parse(&r.protocol)
+                .ok_or_else(|| corrupt("shares.protocol", &r.protocol))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AppRecord {
+    agent_id: i64,
+    name: String,
+    port: i64,
+    protocol: String,
+}
+
+impl TryFrom<AppRecord> for App {
+    type Error = StoreError;
+    fn try_from(r: AppRecord) -> Result<App, StoreError> {
+        Ok(App {
+            agent_id: r.agent_id,
+            port: port(r.port)?,
+            protocol: Protocol::parse(&r.protocol)
+                .ok_or_else(|| corrupt("apps.protocol", &r.protocol))?,
+            name: r.name,
+        })
+    }
+}
+
+fn port(p: i64) -> Result<u16, StoreError> {
+    u16::try_from(p).map_err(|_| corrupt("port", &p.to_string()))
+}
+
+fn corrupt(column: &str, value: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("{column} holds {value:?}, which this version does not know").into(),
+    ))
+}
+
+impl Store {
+    /// Sets how a port is shared (insert or update).
+    pub async fn put_share(&self, share: &Share) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO shares (agent_id, port, level, protocol, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
+             protocol = excluded.protocol, updated_at = excluded.updated_at",
+        )
+        .bind(share.agent_id)
+        .bind(i64::from(share.port))
+        .bind(share.level.as_str())
+        .bind(share.protocol.as_str())
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_err(e, || "share exists".into()))?;
+        Ok(())
+    }
+
+    /// Puts a port back to `owner`; true if it was shared.
+    pub async fn delete_share(&self, agent_id: i64, port: u16) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM shares WHERE agent_id = $1 AND port = $2")
+            .bind(agent_id)
+            .bind(i64::from(port))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The shares of one agent, by port.
+    pub async fn list_shares(&self, agent_id: i64) -> Result<Vec<Share>, StoreError> {
+        let recs: Vec<ShareRecord> = sqlx::query_as(
+            "SELECT agent_id, port, level, protocol FROM shares WHERE agent_id = $1 ORDER BY port",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.pool)
+        .await?;
+        recs.into_iter().map(Share::try_from).collect()
+    }
+
+    /// Names a port (insert or update).
+    pub async fn put_app(&self, app: &App) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO apps (agent_id, name, port, protocol, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (agent_id, name) DO UPDATE SET port = excluded.port, \
+             protocol = excluded.protocol, updated_at = excluded.updated_at",
+        )
+        .bind(app.agent_id)
+        .bind(&app.name)
+        .bind(i64::from(app.port))
+        .bind(app.protocol.as_str())
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_err(e, || format!("an app named {} exists", app.name)))?;
+        Ok(())
+    }
+
+    /// The named apps of one agent.
+    pub async fn list_apps(&self, agent_id: i64) -> Result<Vec<App>, StoreError> {
+        let recs: Vec<AppRecord> = sqlx::query_as(
+            "SELECT agent_id, name, port, protocol FROM apps WHERE agent_id = $1 ORDER BY name",
+        )
+        .bind(agent_id)
+        .fetch_all(&self.pool)
+        .await?;
+        recs.into_iter().map(App::try_from).collect()
+    }
+
+    /// Every share and app, for the catalog snapshot.
+    pub(super) async fn all_shares_and_apps(&self) -> Result<(Vec<Share>, Vec<App>), StoreError> {
+        let shares: Vec<ShareRecord> =
+            sqlx::query_as("SELECT agent_id, port, level, protocol FROM shares")
+                .fetch_all(&self.pool)
+                .await?;
+        let apps: Vec<AppRecord> =
+            sqlx::query_as("SELECT agent_id, name, port, protocol FROM apps")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok((
+            shares
+                .into_iter()
+                .map(Share::try_from)
+                .collect::<Result<_, _>>()?,
+            apps.into_iter()
+                .map(App::try_from)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewUser, Role};
+
+    #[tokio::test]
+    async fn shares_upsert_list_delete_and_cascade() {
+        let store = Store::open_memory().await.unwrap();
+        let user = store
+            .create_user(NewUser {
+                username: "alice".into(),
+                email: "a@x".into(),
+                password: "password1".into(),
+                role: Role::Member,
+                organization: None,
+            })
+            .await
+            .unwrap();
+        let ws = store.create_workspace(user.id, "api").await.unwrap();
+        let (agent, _) = store.create_agent(ws.id, "main").await.unwrap();
+        let mut share = Share {
+            agent_id: agent.id,
+            port: 3000,
+            level: ShareLevel::Organization,
+            protocol: Protocol::Http,
+        };
+        store.put_share(&share).await.unwrap();
+        share.level = ShareLevel::Public;
+        share.protocol = Protocol::Https;
+        store.put_share(&share).await.unwrap();
+        assert_eq!(
+            store.list_shares(agent.id).await.unwrap(),
+            vec![share.clone()]
+        );
+        let app = App {
+            agent_id: agent.id,
+            name: "docs".into(),
+            port: 8080,
+            protocol: Protocol::Http,
+        };
+        store.put_app(&app).await.unwrap();
+        assert_eq!(store.list_apps(agent.id).await.unwrap(), vec![app]);
+        let snapshot = store.snapshot().await.unwrap();
+        assert!(snapshot
+            .iter()
+            .any(|c| matches!(c, crate::catalog::Change::Share(s) if *s == share)));
+        assert!(store.delete_share(agent.id, 3000).await.unwrap());
+        assert!(!store.delete_share(agent.id, 3000).await.unwrap());
+        store.put_share(&share).await.unwrap();
+        store.delete_workspace(ws.id).await.unwrap();
+        let (shares, apps) = store.all_shares_and_apps().await.unwrap();
+        assert!(shares.is_empty() && apps.is_empty(), "cascade");
+    }
+}
