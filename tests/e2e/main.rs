@@ -5,5 +5,8 @@ mod support;
 
 mod access;
 mod agents;
+mod cli;
+mod deadagent;
 mod lifecycle;
+mod limits;
 mod streaming;

@@ -1,6 +1,8 @@
 //! Test harness: real berth roles on loopback port 0, real clients.
 
 pub mod apps;
+pub mod raw;
+pub mod relay;
 
 use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
 use berth::roles::Server;
@@ -157,6 +159,45 @@ impl Berth {
         client_for(&self.ca_pem, http1_only)
     }
 
+    /// Creates workspace `workspace` (if needed) and agent `agent` in it for
+    /// the admin; returns the agent token.
+    pub async fn create_agent(&self, workspace: &str, agent: &str) -> String {
+        let (s, _) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/workspaces",
+                &self.admin_token,
+                Some(serde_json::json!({"name": workspace})),
+            )
+            .await;
+        assert!(s == 201 || s == 409, "workspace {workspace}: {s}");
+        let (s, body) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v1/workspaces/admin/{workspace}/agents"),
+                &self.admin_token,
+                Some(serde_json::json!({"name": agent})),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        body["agent_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until exactly `n` agents are connected, at most `limit`;
+    /// returns how long it took.
+    pub async fn wait_agents_exactly(&self, n: usize, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while self.server.tunnels.len() != n {
+            assert!(
+                started.elapsed() < limit,
+                "{} agents connected after {limit:?}, want {n}",
+                self.server.tunnels.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+
     /// Calls the API as `token` and returns (status, JSON).
     pub async fn api(
         &self,
@@ -215,4 +256,13 @@ pub fn client_for(ca: &Path, http1_only: bool) -> reqwest::Client {
         b = b.http1_only();
     }
     b.build().unwrap()
+}
+
+/// A loopback port that was free a moment ago (bind port 0, then close).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
