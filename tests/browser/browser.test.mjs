@@ -1,0 +1,643 @@
+// Real-browser end-to-end test of `berth dev`: Debian's Chromium, driven by
+// playwright-core, loads an app through berth's edge, tunnel and agent, over
+// HTTP/2 and HTTP/1.1, with WebSockets, server-sent events, uploads and
+// downloads, trusting berth's local CA the way a user would (the CA is added to
+// the NSS database in the browser's $HOME; no certificate errors are ignored).
+//
+// Run by tests/browser/run.sh (which installs Chromium, certutil and the npm
+// packages and builds berth). Environment:
+//   BERTH_BIN   berth binary (default: target/debug/berth)
+//   CHROMIUM    Chromium binary (default: /usr/bin/chromium)
+//   BERTH_BROWSER_DEBUG=1  echo berth's log to stderr as it runs
+// Prints one line per check and, last, `N passed, M failed`; exits non-zero on
+// any failure. The whole run is cut off after 120 s.
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startApp, patternBytes, PAGE_MARKER, PAGE_TITLE } from './app.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const BERTH = process.env.BERTH_BIN || path.join(ROOT, 'target', 'debug', 'berth');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const DEBUG = process.env.BERTH_BROWSER_DEBUG === '1';
+const RUN_TIMEOUT_MS = 120_000;
+const TEST_TIMEOUT_MS = 30_000;
+
+// Chromium as the machine notes say it runs here: no network beyond loopback.
+// Playwright adds --headless and a fresh temporary --user-data-dir itself.
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const UPLOAD_BYTES = 5 * 1024 * 1024;
+const DOWNLOAD_BYTES = 20 * 1024 * 1024;
+const WS_MESSAGES = 100;
+
+// ---------------------------------------------------------------- state --
+const tempDirs = [];
+const browsers = [];
+let berth = null; // child process
+let berthLog = ''; // stdout + stderr, ANSI colours removed
+let app = null;
+const consoleProblems = []; // console errors / page errors on pages that should be clean
+
+function tempDir(prefix) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// ---------------------------------------------------------------- berth --
+async function startBerth(dataDir, port) {
+  const child = spawn(
+    BERTH,
+    ['dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--admin-listen', 'off'],
+    { cwd: dataDir, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  berth = child;
+  let stdout = '';
+  const onData = (which) => (buf) => {
+    const s = stripAnsi(buf.toString());
+    berthLog += s;
+    if (which === 'stdout') stdout += s;
+    if (DEBUG) process.stderr.write(`[berth ${which}] ${s}`);
+  };
+  child.stdout.on('data', onData('stdout'));
+  child.stderr.on('data', onData('stderr'));
+  await withTimeout(
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (stdout.includes('curl')) resolve();
+      };
+      child.stdout.on('data', check);
+      child.once('exit', (code, sig) =>
+        reject(new Error(`berth exited before its banner (code ${code}, signal ${sig}):\n${berthLog}`)),
+      );
+      child.once('error', reject);
+      check();
+    }),
+    30_000,
+    'berth banner',
+  );
+}
+
+async function stopBerth() {
+  if (!berth || berth.exitCode !== null || berth.signalCode !== null) return;
+  const exited = new Promise((r) => berth.once('exit', r));
+  berth.kill('SIGTERM');
+  const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+  if (!done) {
+    console.error('# berth did not exit within 10 s of SIGTERM; sending SIGKILL');
+    berth.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** One HTTPS GET from Node (not the browser), trusting berth's CA; used only to wait for the tunnel. */
+function nodeGet(host, port, ca, headers) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port, servername: host, path: '/', ca, headers: { host: `${host}:${port}`, ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------- trust --
+/** Makes $HOME/.pki/nssdb (Chromium's user trust store on Linux), optionally trusting ca.pem. */
+function makeNssHome(caPem) {
+  const home = tempDir('berth-browser-home-');
+  const db = path.join(home, '.pki', 'nssdb');
+  fs.mkdirSync(db, { recursive: true });
+  execFileSync('certutil', ['-d', `sql:${db}`, '-N', '--empty-password'], { stdio: 'pipe' });
+  if (caPem) {
+    // -t "C,,": a trusted CA for issuing server (TLS) certificates.
+    execFileSync('certutil', ['-d', `sql:${db}`, '-A', '-t', 'C,,', '-n', 'berth-local-ca', '-i', caPem], {
+      stdio: 'pipe',
+    });
+    const list = execFileSync('certutil', ['-d', `sql:${db}`, '-L'], { encoding: 'utf8' });
+    assert(list.includes('berth-local-ca'), `certutil -L does not list the CA:\n${list}`);
+  }
+  return home;
+}
+
+async function launch(home, extraArgs = []) {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    env: { ...process.env, HOME: home },
+    timeout: 30_000,
+  });
+  browsers.push(browser);
+  return browser;
+}
+
+/** A page in a new context; console errors and page errors are recorded when `watch`. */
+async function newPage(browser, headers, watch = true, label = '') {
+  const context = await browser.newContext(headers ? { extraHTTPHeaders: headers } : {});
+  const page = await context.newPage();
+  if (watch) {
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') {
+        consoleProblems.push(`${label} console.${m.type()}: ${m.text()} (${m.location()?.url ?? ''})`);
+      }
+    });
+    page.on('pageerror', (e) => consoleProblems.push(`${label} pageerror: ${e.message}`));
+  }
+  return { context, page };
+}
+
+// ---------------------------------------------- in-page checks (browser) --
+async function uploadFromPage(page, n) {
+  return page.evaluate(async (n) => {
+    const data = new Uint8Array(n);
+    for (let i = 0; i < n; i += 65536) crypto.getRandomValues(data.subarray(i, Math.min(n, i + 65536)));
+    const digest = await crypto.subtle.digest('SHA-256', data);
+    const expected = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const t0 = performance.now();
+    const res = await fetch('/upload', {
+      method: 'POST',
+      body: data,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    const body = await res.json();
+    return { status: res.status, expected, got: body, ms: performance.now() - t0 };
+  }, n);
+}
+
+async function downloadFromPage(page, n) {
+  return page.evaluate(async (n) => {
+    const t0 = performance.now();
+    const res = await fetch('/download?n=' + n, { cache: 'no-store' });
+    const reader = res.body.getReader();
+    const parts = [];
+    let bytes = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.length;
+      parts.push(value);
+    }
+    const all = new Uint8Array(bytes);
+    let off = 0;
+    for (const p of parts) {
+      all.set(p, off);
+      off += p.length;
+    }
+    const digest = await crypto.subtle.digest('SHA-256', all);
+    const sha256 = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    return { status: res.status, bytes, sha256, ms: performance.now() - t0 };
+  }, n);
+}
+
+async function sseFromPage(page) {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const es = new EventSource('/events');
+        const got = [];
+        const t0 = performance.now();
+        const timer = setTimeout(() => {
+          es.close();
+          reject(new Error('EventSource: only ' + got.length + ' events after 10 s'));
+        }, 10_000);
+        es.addEventListener('tick', (e) => {
+          got.push({ id: e.lastEventId, data: e.data, at: performance.now() - t0 });
+          if (got.length === 3) {
+            clearTimeout(timer);
+            es.close();
+            resolve(got);
+          }
+        });
+        es.onerror = () => {
+          // The app ends the stream after event 3; an error before that is real.
+          if (got.length < 3 && es.readyState === EventSource.CLOSED) {
+            clearTimeout(timer);
+            reject(new Error('EventSource failed after ' + got.length + ' events'));
+          }
+        };
+      }),
+  );
+}
+
+async function wsFromPage(page, count) {
+  return page.evaluate(
+    (count) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(location.origin.replace(/^https:/, 'wss:') + '/ws');
+        ws.binaryType = 'arraybuffer';
+        const t0 = performance.now();
+        let received = 0;
+        const timer = setTimeout(() => reject(new Error('WebSocket: ' + received + ' echoes after 15 s')), 15_000);
+        const message = (i) => (i % 10 === 9 ? new Uint8Array([i, 255 - i, 0, 7]) : 'message ' + i + ' ' + 'x'.repeat(i * 10));
+        ws.onopen = () => {
+          for (let i = 0; i < count; i++) ws.send(message(i));
+        };
+        ws.onmessage = (e) => {
+          const want = message(received);
+          let same;
+          if (typeof want === 'string') same = e.data === want;
+          else {
+            const got = new Uint8Array(e.data);
+            same = got.length === want.length && got.every((b, j) => b === want[j]);
+          }
+          if (!same) {
+            clearTimeout(timer);
+            ws.close();
+            reject(new Error('WebSocket: echo ' + received + ' differs: ' + String(e.data).slice(0, 80)));
+            return;
+          }
+          received += 1;
+          if (received === count) {
+            clearTimeout(timer);
+            ws.close(1000, 'done');
+            resolve({ received, ms: performance.now() - t0, protocol: ws.protocol, extensions: ws.extensions });
+          }
+        };
+        ws.onerror = () => {
+          clearTimeout(timer);
+          reject(new Error('WebSocket error after ' + received + ' echoes (readyState ' + ws.readyState + ')'));
+        };
+      }),
+    count,
+  );
+}
+
+const navProtocol = (page) =>
+  page.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol ?? '(none)');
+
+// ---------------------------------------------------------------- runner --
+const results = [];
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    const note = await withTimeout(Promise.resolve().then(fn), TEST_TIMEOUT_MS, name);
+    const ms = Date.now() - t0;
+    results.push({ name, ok: true, ms });
+    console.log(`ok ${results.length} - ${name} (${ms} ms)${note ? ' # ' + note : ''}`);
+  } catch (e) {
+    const ms = Date.now() - t0;
+    results.push({ name, ok: false, ms, error: e });
+    console.log(`not ok ${results.length} - ${name} (${ms} ms)`);
+    console.log(
+      String(e?.stack || e)
+        .split('\n')
+        .map((l) => '#   ' + l)
+        .join('\n'),
+    );
+  }
+}
+
+async function cleanup() {
+  for (const b of browsers.splice(0)) await b.close().catch(() => {});
+  await stopBerth().catch((e) => console.error('# stopping berth:', e));
+  if (app) await app.close().catch(() => {});
+  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+}
+
+function summary() {
+  const passed = results.filter((r) => r.ok).length;
+  const failed = results.length - passed;
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed;
+}
+
+// ------------------------------------------------------------------ main --
+async function main() {
+  const tStart = Date.now();
+  assert(fs.existsSync(BERTH), `no berth binary at ${BERTH} (run cargo build)`);
+  assert(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+
+  app = await startApp();
+  const dataDir = tempDir('berth-browser-data-');
+  const port = await freePort();
+  await startBerth(dataDir, port);
+  const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  const caPem = path.join(dataDir, 'ca.pem');
+  const ca = fs.readFileSync(caPem);
+  assert(token.startsWith('berth_api_'), 'admin-token does not hold a berth_api_ token');
+
+  const appHost = `${app.port}--main--dev--admin.berth.localhost`;
+  const appUrl = `https://${appHost}:${port}`;
+  const auth = { Authorization: `Bearer ${token}` };
+
+  // The banner may come before the agent's tunnel is up: wait until berth
+  // serves the app (from Node, trusting the CA), so no check races the agent.
+  const readyBy = Date.now() + 15_000;
+  for (;;) {
+    const status = await nodeGet(appHost, port, ca, auth).catch((e) => String(e));
+    if (status === 200) break;
+    if (Date.now() > readyBy) throw new Error(`berth never served the app (last: ${status})\n${berthLog}`);
+    await sleep(100);
+  }
+  console.log(`# berth ready on 127.0.0.1:${port} in ${Date.now() - tStart} ms; app on 127.0.0.1:${app.port}`);
+
+  // Trust: berth's CA in an NSS database under a temporary $HOME.
+  const trustedHome = makeNssHome(caPem);
+  const h2 = await launch(trustedHome);
+  const h1 = await launch(trustedHome, ['--disable-http2']);
+  console.log(`# Chromium ${h2.version()} (playwright-core), launched twice in ${Date.now() - tStart} ms since start`);
+
+  const main2 = await newPage(h2, auth, true, '[h2]');
+  const main1 = await newPage(h1, auth, true, '[h1]');
+  let pageHeaders = null;
+
+  await test('page loads over HTTPS, CA trusted via NSS (no certificate bypass), HTTP/2', async () => {
+    const res = await main2.page.goto(appUrl + '/', { waitUntil: 'load' });
+    assert(res, 'no response');
+    assert(res.status() === 200, `status ${res.status()}`);
+    assert((await main2.page.title()) === PAGE_TITLE, `title ${await main2.page.title()}`);
+    assert((await main2.page.textContent('#marker')) === PAGE_MARKER, 'app content missing');
+    await main2.page.click('#btn');
+    await main2.page.waitForFunction(() => document.getElementById('out').textContent === 'clicked 1');
+    const sec = await res.securityDetails();
+    assert(sec, 'no TLS security details');
+    pageHeaders = await res.allHeaders();
+    return `${sec.protocol}, issuer "${sec.issuer}", subject "${sec.subjectName}"`;
+  });
+
+  await test('navigation nextHopProtocol is h2 (ALPN)', async () => {
+    const p = await navProtocol(main2.page);
+    assert(p === 'h2', `nextHopProtocol ${p}`);
+  });
+
+  await test('with --disable-http2 the page loads over http/1.1', async () => {
+    const res = await main1.page.goto(appUrl + '/', { waitUntil: 'load' });
+    assert(res && res.status() === 200, `status ${res?.status()}`);
+    assert((await main1.page.textContent('#marker')) === PAGE_MARKER, 'app content missing');
+    const p = await navProtocol(main1.page);
+    assert(p === 'http/1.1', `nextHopProtocol ${p}`);
+  });
+
+  for (const [label, { page }] of [['h2', main2], ['http/1.1', main1]]) {
+    await test(`[${label}] fetch() upload of 5 MiB: app sees every byte (sha256)`, async () => {
+      const r = await uploadFromPage(page, UPLOAD_BYTES);
+      assert(r.status === 200, `status ${r.status}`);
+      assert(r.got.bytes === UPLOAD_BYTES, `app got ${r.got.bytes} bytes`);
+      assert(r.got.sha256 === r.expected, `sha256 ${r.got.sha256} != ${r.expected}`);
+      return `${Math.round(r.ms)} ms`;
+    });
+
+    await test(`[${label}] fetch() streamed download of 20 MiB: every byte arrives (sha256)`, async () => {
+      const want = crypto.createHash('sha256').update(patternBytes(DOWNLOAD_BYTES)).digest('hex');
+      const r = await downloadFromPage(page, DOWNLOAD_BYTES);
+      assert(r.status === 200, `status ${r.status}`);
+      assert(r.bytes === DOWNLOAD_BYTES, `got ${r.bytes} bytes`);
+      assert(r.sha256 === want, `sha256 ${r.sha256} != ${want}`);
+      return `${Math.round(r.ms)} ms`;
+    });
+
+    await test(`[${label}] EventSource gets 3 events in order, as they are sent (not buffered)`, async () => {
+      const got = await sseFromPage(page);
+      assert(got.length === 3, `${got.length} events`);
+      got.forEach((e, i) => {
+        assert(e.id === String(i + 1), `event ${i} has id ${e.id}`);
+        assert(e.data.startsWith(`event ${i + 1} `), `event ${i} data ${e.data}`);
+      });
+      // The app sends them 200 ms apart: a buffering proxy would deliver them together.
+      const gaps = [got[1].at - got[0].at, got[2].at - got[1].at];
+      assert(gaps.every((g) => g > 100), `events arrived bunched: gaps ${gaps.map(Math.round)} ms`);
+      return `arrived at ${got.map((e) => Math.round(e.at)).join(', ')} ms`;
+    });
+
+    await test(`[${label}] WebSocket echoes ${WS_MESSAGES} messages (text and binary) in order`, async () => {
+      const before = berthLog.length;
+      const r = await wsFromPage(page, WS_MESSAGES);
+      assert(r.received === WS_MESSAGES, `${r.received} echoes`);
+      // berth's access log names the method: CONNECT is RFC 8441 (WebSocket over h2).
+      await sleep(100);
+      const lines = berthLog.slice(before).split('\n').filter((l) => l.includes('berth::access') && l.includes('path=/ws'));
+      const method = /method=(\S+)/.exec(lines.at(-1) ?? '')?.[1] ?? '?';
+      if (label === 'h2') assert(method === 'CONNECT', `expected extended CONNECT (RFC 8441), berth logged ${method}: ${lines}`);
+      else assert(method === 'GET', `expected GET Upgrade, berth logged ${method}`);
+      return `${Math.round(r.ms)} ms, handshake ${method === 'CONNECT' ? 'extended CONNECT over h2' : 'GET Upgrade over http/1.1'}`;
+    });
+  }
+
+  await test('[h2] 50 parallel fetches from the page all succeed', async () => {
+    const r = await main2.page.evaluate(async () => {
+      const t0 = performance.now();
+      const got = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          fetch('/echo-n?i=' + i, { cache: 'no-store' }).then(async (r) => [r.status, await r.text()]),
+        ),
+      );
+      return { got, ms: performance.now() - t0 };
+    });
+    r.got.forEach(([status, text], i) => assert(status === 200 && text === String(i), `request ${i}: ${status} ${text}`));
+    return `${Math.round(r.ms)} ms`;
+  });
+
+  await test('short form {port}--{workspace}--{user} works while the workspace has one agent', async () => {
+    const { context, page } = await newPage(h2, auth, true, '[short]');
+    try {
+      const res = await page.goto(`https://${app.port}--dev--admin.berth.localhost:${port}/`);
+      assert(res && res.status() === 200, `status ${res?.status()}`);
+      assert((await page.textContent('#marker')) === PAGE_MARKER, 'app content missing');
+    } finally {
+      await context.close();
+    }
+  });
+
+  const appHostHeader = {};
+  for (const [label, { page }] of [['h2', main2], ['http/1.1', main1]]) {
+    await test(`[${label}] the app never sees the berth token; X-Forwarded-* are set`, async () => {
+      const r = await page.evaluate(async () => (await fetch('/headers')).json());
+      const h = r.headers;
+      assert(!('authorization' in h), `app saw Authorization: ${h.authorization}`);
+      assert(!('berth-token' in h), 'app saw Berth-Token');
+      assert(h['x-forwarded-proto'] === 'https', `x-forwarded-proto ${h['x-forwarded-proto']}`);
+      assert(h['x-forwarded-host'] === appHost, `x-forwarded-host ${h['x-forwarded-host']}`);
+      assert(h.host === `${appHost}:${port}` || h.host === appHost, `host ${h.host}`);
+      appHostHeader[label] = h.host;
+      return `Host ${h.host}, X-Forwarded-For ${h['x-forwarded-for']}, X-Berth-User ${h['x-berth-user']}`;
+    });
+  }
+  // Known berth issue (reported, not yet fixed): over h2 the Host the app gets
+  // loses the port (berth takes it from the :authority URI's host only), over
+  // http/1.1 it keeps it. An app building absolute URLs from Host then links to
+  // port 443 instead of berth's port. Reported as a warning, not a failure.
+  if (appHostHeader.h2 && appHostHeader['http/1.1'] && appHostHeader.h2 !== appHostHeader['http/1.1']) {
+    console.log(
+      `# WARN: the app's Host header differs by protocol: h2 "${appHostHeader.h2}", http/1.1 "${appHostHeader['http/1.1']}"`,
+    );
+  }
+
+  await test('Berth-Token header also works, for the page, EventSource and WebSocket', async () => {
+    const { context, page } = await newPage(h2, { 'Berth-Token': token }, true, '[berth-token]');
+    try {
+      const res = await page.goto(appUrl + '/');
+      assert(res && res.status() === 200, `status ${res?.status()}`);
+      const events = await sseFromPage(page);
+      assert(events.length === 3, 'EventSource');
+      const ws = await wsFromPage(page, 10);
+      assert(ws.received === 10, 'WebSocket');
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('without a token: 401 and berth\'s HTML page asking for a token', async () => {
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      const res = await page.goto(appUrl + '/');
+      assert(res, 'no response');
+      assert(res.status() === 401, `status ${res.status()}`);
+      const ct = (await res.allHeaders())['content-type'] ?? '';
+      assert(ct.startsWith('text/html'), `content-type ${ct}`);
+      const text = await page.textContent('body');
+      assert(/token/i.test(text), `page does not mention a token: ${text.slice(0, 200)}`);
+      assert(!text.includes(PAGE_MARKER), 'the app content leaked');
+      // The app's sub-resources are refused the same way (EventSource, WebSocket).
+      const sub = await page.evaluate(async () => {
+        const r = await fetch('/download?n=10');
+        const ws = await new Promise((resolve) => {
+          const w = new WebSocket(location.origin.replace(/^https:/, 'wss:') + '/ws');
+          w.onopen = () => resolve('open');
+          w.onerror = () => resolve('error');
+        });
+        return { fetch: r.status, ws };
+      });
+      assert(sub.fetch === 401, `fetch without token: ${sub.fetch}`);
+      assert(sub.ws === 'error', `WebSocket without token: ${sub.ws}`);
+      return `title "${await page.title()}"`;
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('a well-formed host naming nothing (with a token): 404 HTML page', async () => {
+    const { context, page } = await newPage(h2, auth, false);
+    try {
+      const res = await page.goto(`https://${app.port}--main--nope--admin.berth.localhost:${port}/`);
+      assert(res && res.status() === 404, `status ${res?.status()}`);
+      const ct = (await res.allHeaders())['content-type'] ?? '';
+      assert(ct.startsWith('text/html'), `content-type ${ct}`);
+      assert(/not found/i.test(await page.textContent('body')), 'page does not say not found');
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('a host under the wildcard that is not an app label: 404 HTML page', async () => {
+    const { context, page } = await newPage(h2, auth, false);
+    try {
+      const res = await page.goto(`https://not-an-app.berth.localhost:${port}/`);
+      assert(res && res.status() === 404, `status ${res?.status()}`);
+      const text = await page.textContent('body');
+      return text.replace(/\s+/g, ' ').trim().slice(0, 120);
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('control: without the CA in NSS, Chromium refuses the certificate', async () => {
+    const untrusted = await launch(makeNssHome(null));
+    const { page } = await newPage(untrusted, auth, false);
+    let err = null;
+    try {
+      await page.goto(appUrl + '/');
+    } catch (e) {
+      err = e;
+    }
+    await untrusted.close();
+    assert(err, 'the page loaded although the CA is not trusted: trust is not coming from the NSS db');
+    assert(/ERR_CERT_AUTHORITY_INVALID/.test(err.message), `unexpected error: ${err.message.split('\n')[0]}`);
+    return 'net::ERR_CERT_AUTHORITY_INVALID';
+  });
+
+  await test('no console errors or page errors on the app\'s pages', async () => {
+    assert(consoleProblems.length === 0, consoleProblems.join('\n'));
+  });
+
+  if (pageHeaders) {
+    const shown = Object.entries(pageHeaders)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('; ');
+    console.log(`# app page response headers as Chromium saw them: ${shown}`);
+  }
+  console.log(`# total ${Date.now() - tStart} ms`);
+}
+
+// --------------------------------------------------------------- driver --
+const killer = setTimeout(async () => {
+  console.log(`not ok - the whole run exceeded ${RUN_TIMEOUT_MS / 1000} s`);
+  results.push({ name: 'run timeout', ok: false });
+  summary();
+  try {
+    berth?.kill('SIGKILL');
+  } catch {}
+  await Promise.race([cleanup(), sleep(5000)]);
+  process.exit(1);
+}, RUN_TIMEOUT_MS);
+killer.unref();
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    await Promise.race([cleanup(), sleep(5000)]);
+    process.exit(130);
+  });
+}
+
+let fatal = null;
+try {
+  await main();
+} catch (e) {
+  fatal = e;
+  results.push({ name: 'setup', ok: false, error: e });
+  console.log(`not ok ${results.length} - setup`);
+  console.log(String(e?.stack || e).split('\n').map((l) => '#   ' + l).join('\n'));
+} finally {
+  await cleanup();
+}
+clearTimeout(killer);
+const failed = summary();
+process.exit(failed || fatal ? 1 : 0);
