@@ -6,4 +6,5 @@ mod support;
 mod access;
 mod agents;
 mod lifecycle;
+mod ports;
 mod streaming;
