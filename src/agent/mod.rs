@@ -2,6 +2,8 @@
 //! serves the tunnel (see [`crate::tunnel`]). It reconnects with jittered
 //! exponential back-off after any failure; nothing listens in the workspace.
 
+pub mod scan;
+
 use crate::auth::Secret;
 use crate::tunnel::{self, agent::Upstream};
 use bytes::Bytes;

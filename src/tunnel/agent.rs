@@ -1,15 +1,17 @@
-//! The agent's end of a tunnel: an HTTP/2 server whose only request is
-//! `CONNECT host:port`. For each, the agent checks the port is allowed, dials
-//! it on its upstream host and copies bytes both ways. It knows nothing of
+//! The agent's end of a tunnel: an HTTP/2 server with two requests.
+//! `CONNECT host:port`: the agent checks the port is allowed, dials it on its
+//! upstream host and copies bytes both ways. `GET /ports`: it lists the
+//! workspace's listening ports it would dial, as JSON. It knows nothing of
 //! HTTP beyond that, nor of users or shares.
 
 use super::{
-    Refusal, AGENT_PING_INTERVAL, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, PING_TIMEOUT,
-    STREAM_WINDOW,
+    Refusal, AGENT_PING_INTERVAL, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
+    MAX_REPORTED_PORTS, PING_TIMEOUT, PORTS_PATH, STREAM_WINDOW,
 };
+use crate::agent::scan::{self, ListeningPort};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Empty;
+use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,14 +51,14 @@ impl Default for Upstream {
 }
 
 impl Upstream {
+    /// Whether `--allow-ports` (if set) lets the agent dial `port`.
+    pub fn allows(&self, port: u16) -> bool {
+        port != 0 && self.allow_ports.as_ref().is_none_or(|a| a.contains(&port))
+    }
+
     /// Dials `port` on the first host that answers.
     pub async fn dial(&self, port: u16) -> Result<TcpStream, Refusal> {
-        if port == 0
-            || self
-                .allow_ports
-                .as_ref()
-                .is_some_and(|a| !a.contains(&port))
-        {
+        if !self.allows(port) {
             return Err(Refusal::NotAllowed);
         }
         let mut last = Refusal::Unreachable;
@@ -101,15 +103,77 @@ pub async fn serve(io: Upgraded, upstream: Arc<Upstream>) -> Result<(), hyper::E
         .await
 }
 
-fn refuse(status: StatusCode, why: Refusal) -> Response<Empty<Bytes>> {
+/// A response body: empty for `CONNECT`, a small JSON document for `/ports`.
+type Body = Either<Empty<Bytes>, Full<Bytes>>;
+
+fn refuse(status: StatusCode, why: Refusal) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(ERROR_HEADER, why.code())
-        .body(Empty::new())
+        .body(Either::Left(Empty::new()))
         .expect("static response is valid")
 }
 
-async fn handle(mut req: Request<Incoming>, upstream: Arc<Upstream>) -> Response<Empty<Bytes>> {
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Either::Right(Full::new(Bytes::from(body))))
+        .expect("static response is valid")
+}
+
+/// The `GET /ports` answer's body, borrowing the list.
+#[derive(serde::Serialize)]
+struct Reply<'a> {
+    ports: &'a [ListeningPort],
+    truncated: bool,
+}
+
+/// Serialises the allowed ports, halving the list until the document fits in
+/// [`MAX_PORTS_REPLY`] (only a port bound to very many addresses could need
+/// it): the edge would reject a larger answer.
+pub fn ports_reply(ports: &[ListeningPort], upstream: &Upstream) -> Vec<u8> {
+    let allowed: Vec<ListeningPort> = ports
+        .iter()
+        .filter(|p| upstream.allows(p.port))
+        .take(MAX_REPORTED_PORTS + 1)
+        .cloned()
+        .collect();
+    let mut n = allowed.len().min(MAX_REPORTED_PORTS);
+    loop {
+        let body = serde_json::to_vec(&Reply {
+            ports: &allowed[..n],
+            truncated: n < allowed.len(),
+        })
+        .expect("ports serialise");
+        if body.len() <= MAX_PORTS_REPLY || n == 0 {
+            return body;
+        }
+        n /= 2;
+    }
+}
+
+/// Answers `GET /ports`: reads the kernel's tables off the runtime.
+async fn ports(upstream: Arc<Upstream>) -> Response<Body> {
+    let up = upstream.clone();
+    let scanned = tokio::task::spawn_blocking(move || scan::listening_ports_for(&up.hosts)).await;
+    let error = match scanned {
+        Ok(Ok(ports)) => return json(StatusCode::OK, ports_reply(&ports, &upstream)),
+        Ok(Err(e)) => format!("cannot read the listening ports: {e}"),
+        Err(e) => format!("the port scan failed: {e}"),
+    };
+    tracing::warn!(%error, "GET /ports");
+    let body = serde_json::to_vec(&serde_json::json!({ "error": error })).expect("serialises");
+    json(StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+async fn handle(mut req: Request<Incoming>, upstream: Arc<Upstream>) -> Response<Body> {
+    if req.method() == http::Method::GET {
+        if req.uri().path() == PORTS_PATH {
+            return ports(upstream).await;
+        }
+        return refuse(StatusCode::NOT_FOUND, Refusal::Unreachable);
+    }
     if req.method() != http::Method::CONNECT {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, Refusal::Unreachable);
     }
@@ -145,5 +209,61 @@ async fn handle(mut req: Request<Incoming>, upstream: Arc<Upstream>) -> Response
             Err(e) => tracing::debug!(port, error = %e, "stream upgrade failed"),
         }
     });
-    Response::new(Empty::new())
+    Response::new(Either::Left(Empty::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::scan::Family;
+
+    fn port(port: u16, addresses: usize) -> ListeningPort {
+        ListeningPort {
+            port,
+            loopback_only: false,
+            reachable: true,
+            families: vec![Family::Ipv6],
+            addresses: (0..addresses)
+                .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16)))
+                .collect(),
+        }
+    }
+
+    fn parse(body: &[u8]) -> super::super::PortsReply {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn ports_reply_respects_allow_ports() {
+        let ports = [port(22, 1), port(3000, 1), port(5432, 1)];
+        let all = parse(&ports_reply(&ports, &Upstream::default()));
+        assert_eq!(all.ports, ports);
+        assert!(!all.truncated);
+        let up = Upstream {
+            allow_ports: Some([3000, 8080].into()),
+            ..Upstream::default()
+        };
+        let some = parse(&ports_reply(&ports, &up));
+        assert_eq!(some.ports, [port(3000, 1)]);
+        assert!(!some.truncated);
+        let empty = parse(&ports_reply(&[], &up));
+        assert!(empty.ports.is_empty() && !empty.truncated);
+    }
+
+    #[test]
+    fn ports_reply_is_bounded() {
+        let many: Vec<_> = (1..=MAX_REPORTED_PORTS as u16 + 10)
+            .map(|p| port(p, 1))
+            .collect();
+        let reply = parse(&ports_reply(&many, &Upstream::default()));
+        assert_eq!(reply.ports.len(), MAX_REPORTED_PORTS);
+        assert!(reply.truncated);
+        // Ports bound to very many addresses: the count cap alone would not do.
+        let fat: Vec<_> = (1..=2000).map(|p| port(p, 64)).collect();
+        let body = ports_reply(&fat, &Upstream::default());
+        assert!(body.len() <= MAX_PORTS_REPLY, "{}", body.len());
+        let reply = parse(&body);
+        assert!(reply.truncated && !reply.ports.is_empty());
+        assert_eq!(reply.ports[0].port, 1);
+    }
 }

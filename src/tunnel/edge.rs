@@ -1,14 +1,17 @@
 //! The edge's end of the tunnels: a registry of live agents, each an HTTP/2
 //! client connection on which the edge opens one `CONNECT` stream per
-//! upstream TCP connection.
+//! upstream TCP connection, and asks `GET /ports` for the listening ports.
 
 use super::{
-    Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW,
+    PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
+    PING_INTERVAL, PING_TIMEOUT, PORTS_PATH, PORTS_TIMEOUT, STREAM_WINDOW,
 };
+use crate::agent::scan::ListeningPort;
 use crate::auth::TokenHash;
 use bytes::Bytes;
 use dashmap::DashMap;
-use http_body_util::Empty;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::client::conn::http2::SendRequest;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -29,6 +32,34 @@ pub enum OpenError {
     #[error("the agent could not reach port {port}: {}", .refusal.code())]
     Refused { port: u16, refusal: Refusal },
     /// The tunnel failed while opening the stream.
+    #[error("tunnel error: {0}")]
+    Tunnel(String),
+}
+
+/// Why an agent's listening ports could not be listed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PortsError {
+    /// The agent has no live tunnel.
+    #[error("the agent is not connected")]
+    Offline,
+    /// The agent predates `GET /ports` (it answered 404 or 405).
+    #[error(
+        "the agent is too old to list its ports (it answered {0}); upgrade berth on the workspace"
+    )]
+    Unsupported(StatusCode),
+    /// The agent could not read its ports (its message).
+    #[error("the agent could not list its ports: {0}")]
+    Agent(String),
+    /// No complete answer within [`PORTS_TIMEOUT`].
+    #[error("the agent did not list its ports within {}s", PORTS_TIMEOUT.as_secs())]
+    Timeout,
+    /// The answer exceeded [`MAX_PORTS_REPLY`] bytes.
+    #[error("the agent's port list is larger than {MAX_PORTS_REPLY} bytes")]
+    TooLarge,
+    /// The answer was not the expected JSON.
+    #[error("the agent's port list is malformed: {0}")]
+    BadReply(String),
+    /// The tunnel failed during the request.
     #[error("tunnel error: {0}")]
     Tunnel(String),
 }
@@ -72,6 +103,60 @@ impl TunnelHandle {
         hyper::upgrade::on(&mut res)
             .await
             .map_err(|e| OpenError::Tunnel(e.to_string()))
+    }
+
+    /// The agent's listening TCP ports that it would dial (`GET /ports`),
+    /// sorted by port. Reads at most [`MAX_PORTS_REPLY`] bytes and gives up
+    /// after [`PORTS_TIMEOUT`].
+    pub async fn listening_ports(&self) -> Result<Vec<ListeningPort>, PortsError> {
+        let reply = tokio::time::timeout(PORTS_TIMEOUT, self.ports_reply())
+            .await
+            .map_err(|_| PortsError::Timeout)??;
+        if reply.truncated {
+            tracing::debug!(
+                listed = reply.ports.len(),
+                "the agent left out some listening ports"
+            );
+        }
+        Ok(reply.ports)
+    }
+
+    async fn ports_reply(&self) -> Result<PortsReply, PortsError> {
+        let req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(PORTS_PATH)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .expect("static request is valid");
+        let mut sender = self.sender.clone();
+        sender.ready().await.map_err(|_| PortsError::Offline)?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| PortsError::Tunnel(e.to_string()))?;
+        let status = res.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(PortsError::Unsupported(status));
+        }
+        let body = Limited::new(res.into_body(), MAX_PORTS_REPLY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    PortsError::TooLarge
+                } else {
+                    PortsError::Tunnel(e.to_string())
+                }
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("it answered {status}"));
+            return Err(PortsError::Agent(message));
+        }
+        serde_json::from_slice(&body).map_err(|e| PortsError::BadReply(e.to_string()))
     }
 
     /// True while the tunnel's connection is up.
@@ -137,6 +222,25 @@ impl Tunnels {
             .get(&agent_id)
             .map(|h| h.clone())
             .filter(TunnelHandle::is_open)
+    }
+
+    /// The ids of the agents with a live tunnel, sorted.
+    pub fn agent_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .live
+            .iter()
+            .filter(|e| e.is_open())
+            .map(|e| *e.key())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The listening ports of `agent_id`'s workspace (see
+    /// [`TunnelHandle::listening_ports`]).
+    pub async fn listening_ports(&self, agent_id: i64) -> Result<Vec<ListeningPort>, PortsError> {
+        let handle = self.get(agent_id).ok_or(PortsError::Offline)?;
+        handle.listening_ports().await
     }
 
     /// Whether the agent is connected.
@@ -226,5 +330,96 @@ impl Tunnels {
             Ok(()) => tracing::info!(agent_id, generation, "agent disconnected"),
             Err(e) => tracing::info!(agent_id, generation, error = %e, "agent disconnected"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+
+    /// A tunnel to a fake agent whose every answer is `status` with `body`.
+    async fn tunnel_to(status: StatusCode, body: Vec<u8>) -> TunnelHandle {
+        let (edge, agent) = tokio::io::duplex(64 * 1024);
+        let body = Bytes::from(body);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                assert_eq!(req.method(), http::Method::GET);
+                assert_eq!(req.uri().path(), PORTS_PATH);
+                let res = http::Response::builder()
+                    .status(status)
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                async move { Ok::<_, std::convert::Infallible>(res) }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(agent), service)
+                .await;
+        });
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(edge))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        TunnelHandle {
+            generation: 1,
+            since: Instant::now(),
+            token: TokenHash([0; 32]),
+            sender,
+            kill: Arc::new(Notify::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn ports_from_an_agent() {
+        let body = br#"{"ports":[{"port":3000,"loopback_only":true,"reachable":true,"families":["ipv4"],"addresses":["127.0.0.1"]}],"truncated":false}"#;
+        let t = tunnel_to(StatusCode::OK, body.to_vec()).await;
+        let ports = t.listening_ports().await.unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, 3000);
+        assert!(ports[0].reachable && ports[0].loopback_only);
+    }
+
+    #[tokio::test]
+    async fn an_older_agent_is_unsupported() {
+        for status in [StatusCode::METHOD_NOT_ALLOWED, StatusCode::NOT_FOUND] {
+            let t = tunnel_to(status, Vec::new()).await;
+            let err = t.listening_ports().await.unwrap_err();
+            assert!(
+                matches!(err, PortsError::Unsupported(s) if s == status),
+                "{err}"
+            );
+            assert!(err.to_string().contains("too old"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn agent_errors_and_bad_answers() {
+        let t = tunnel_to(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"error":"cannot read the listening ports: no /proc"}"#.to_vec(),
+        )
+        .await;
+        let err = t.listening_ports().await.unwrap_err();
+        assert!(
+            matches!(&err, PortsError::Agent(m) if m.contains("no /proc")),
+            "{err}"
+        );
+
+        let t = tunnel_to(StatusCode::BAD_GATEWAY, b"<html>".to_vec()).await;
+        let err = t.listening_ports().await.unwrap_err();
+        assert!(
+            matches!(&err, PortsError::Agent(m) if m.contains("502")),
+            "{err}"
+        );
+
+        let t = tunnel_to(StatusCode::OK, b"[1,2,3]".to_vec()).await;
+        let err = t.listening_ports().await.unwrap_err();
+        assert!(matches!(err, PortsError::BadReply(_)), "{err}");
+
+        let t = tunnel_to(StatusCode::OK, vec![b' '; MAX_PORTS_REPLY + 1]).await;
+        let err = t.listening_ports().await.unwrap_err();
+        assert!(matches!(err, PortsError::TooLarge), "{err}");
     }
 }

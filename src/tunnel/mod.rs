@@ -9,16 +9,48 @@
 //!
 //! A refused `CONNECT` carries a [`ERROR_HEADER`] naming why, so the edge can
 //! tell "nothing is listening" from "port not allowed".
+//!
+//! The agent's server answers a second kind of request: `GET` [`PORTS_PATH`]
+//! returns the workspace's listening TCP ports as small JSON (`Content-Type:
+//! application/json`), read from the kernel's tables (see
+//! [`crate::agent::scan`]):
+//!
+//! ```json
+//! {"ports": [{"port": 3000, "loopback_only": true, "reachable": true,
+//!             "families": ["ipv4", "ipv6"], "addresses": ["127.0.0.1", "::1"]}],
+//!  "truncated": false}
+//! ```
+//!
+//! Ports the agent's `--allow-ports` excludes are left out, and at most
+//! [`MAX_REPORTED_PORTS`] are listed in at most [`MAX_PORTS_REPLY`] bytes
+//! (`truncated` says when some were left out), so the answer stays small. Like `CONNECT`, it says nothing of users or
+//! shares: who may see the list is the edge's business.
+//!
+//! Versioning: additive request kinds stay within [`UPGRADE_PROTOCOL`]
+//! (`berth-tunnel/1`); an incompatible change bumps the upgrade token. An agent
+//! older than `GET /ports` answers `405` (it only knew `CONNECT`), or `404` for
+//! a path it does not know, and the edge reports that as
+//! [`edge::PortsError::Unsupported`] rather than as an empty list.
 
 pub mod agent;
 pub mod edge;
 
+use crate::agent::scan::ListeningPort;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The path agents upgrade on (on the control plane's or an edge's own host).
 pub const CONNECT_PATH: &str = "/_berth/agent/connect";
 /// The `Upgrade` token, versioned so both ends can refuse what they don't speak.
 pub const UPGRADE_PROTOCOL: &str = "berth-tunnel/1";
+/// The path of the agent's listening-ports request (`GET`, answered with JSON).
+pub const PORTS_PATH: &str = "/ports";
+/// Most ports one `GET /ports` answer lists (about 100 bytes each).
+pub const MAX_REPORTED_PORTS: usize = 4096;
+/// Largest `GET /ports` answer the edge reads.
+pub const MAX_PORTS_REPLY: usize = 1024 * 1024;
+/// The edge gives up on a `GET /ports` answer after this long.
+pub const PORTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Header on a refused CONNECT response: one of the [`Refusal`] codes.
 pub const ERROR_HEADER: &str = "berth-error";
 
@@ -69,4 +101,15 @@ impl Refusal {
             _ => Refusal::Unreachable,
         }
     }
+}
+
+/// The body of the answer to `GET` [`PORTS_PATH`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortsReply {
+    /// Listening ports the agent would dial, sorted by port.
+    pub ports: Vec<ListeningPort>,
+    /// Some ports were left out to stay within [`MAX_REPORTED_PORTS`] and
+    /// [`MAX_PORTS_REPLY`].
+    #[serde(default)]
+    pub truncated: bool,
 }

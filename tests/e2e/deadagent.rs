@@ -33,6 +33,7 @@ async fn the_edge_drops_a_partitioned_agent_and_it_comes_back() {
         url: format!("https://berth.localhost:{}", relay.addr.port()),
         token: Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
         upstream: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -85,6 +86,7 @@ async fn a_replaced_path_is_used_after_the_old_one_went_dead() {
         url: format!("https://berth.localhost:{port}"),
         token: Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
         upstream: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -128,6 +130,7 @@ async fn the_agent_notices_a_dead_path_by_itself_and_redials() {
         url: format!("https://berth.localhost:{}", relay.addr.port()),
         token: Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
         upstream: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -179,6 +182,7 @@ async fn the_agent_gives_up_on_a_dial_that_never_answers() {
         url: format!("https://berth.localhost:{}", relay.addr.port()),
         token: Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
         upstream: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

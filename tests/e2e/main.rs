@@ -9,4 +9,5 @@ mod cli;
 mod deadagent;
 mod lifecycle;
 mod limits;
+mod ports;
 mod streaming;
