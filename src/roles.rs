@@ -51,9 +51,28 @@ pub enum StartError {
     },
 }
 
-impl Presence for Tunnels {
+/// The built-in edge's tunnels answer the control plane directly.
+struct LocalPresence(Arc<Tunnels>);
+
+impl Presence for LocalPresence {
     fn is_connected(&self, agent_id: i64) -> bool {
-        Tunnels::is_connected(self, agent_id)
+        self.0.is_connected(agent_id)
+    }
+
+    fn listening_ports(
+        &self,
+        agent_id: i64,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<crate::agent::scan::ListeningPort>, String>,
+    > {
+        let tunnels = self.0.clone();
+        Box::pin(async move {
+            tunnels
+                .listening_ports(agent_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -176,7 +195,7 @@ impl Server {
         let state = ControlState {
             store,
             catalog: catalog.clone(),
-            presence: tunnels.clone(),
+            presence: Arc::new(LocalPresence(tunnels.clone())),
             max_share_level: cfg.max_share_level,
             app_urls: AppUrls {
                 wildcard_suffix,

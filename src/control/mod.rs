@@ -27,6 +27,7 @@ pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 
+use crate::agent::scan::ListeningPort;
 use crate::catalog::Catalog;
 use crate::host::MAX_LABEL;
 use crate::store::Store;
@@ -38,10 +39,20 @@ use std::sync::Arc;
 /// Largest request body the API accepts (64 KiB); larger ones get a JSON 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Whether an agent's tunnel is up right now (the edge knows; control asks).
+/// What the edge knows of agents right now: whether a tunnel is up, and the
+/// ports the agent reports listening (asked over the tunnel).
 pub trait Presence: Send + Sync + 'static {
     /// True while the agent with this id has a live tunnel.
     fn is_connected(&self, agent_id: i64) -> bool;
+
+    /// The agent's listening ports; an error sentence when it cannot say.
+    fn listening_ports(
+        &self,
+        agent_id: i64,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<ListeningPort>, String>> {
+        let _ = agent_id;
+        Box::pin(async { Err("the agent is not connected".to_owned()) })
+    }
 }
 
 /// A [`Presence`] for when no edge is attached: every agent is disconnected.
@@ -125,6 +136,10 @@ pub fn router(state: ControlState) -> Router {
         .route(
             "/workspaces/{user}/{workspace}/agents",
             post(workspaces::create_agent).get(workspaces::list_agents),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/ports",
+            get(shares::list_ports),
         )
         .route(
             "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share",

@@ -51,6 +51,107 @@ pub struct AppJson {
     url: String,
 }
 
+/// One port in `GET .../ports`.
+#[derive(Serialize, Debug)]
+pub struct PortJson {
+    port: u16,
+    /// The agent reports something listening on it.
+    listening: bool,
+    /// The agent can reach it (bound to loopback or to all addresses).
+    reachable: bool,
+    level: ShareLevel,
+    protocol: Protocol,
+    url: String,
+    /// Names given to this port.
+    apps: Vec<AppJson>,
+}
+
+/// `GET .../ports` answer.
+#[derive(Serialize, Debug)]
+pub struct PortsJson {
+    agent: String,
+    connected: bool,
+    /// Why `ports` lacks what is listening, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+    ports: Vec<PortJson>,
+}
+
+/// The agent's listening ports, and every shared or named port, each with
+/// its share level and URLs.
+pub async fn list_ports(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, workspace, agent)): ApiPath<(String, String, String)>,
+) -> Result<Json<PortsJson>, ApiError> {
+    use std::collections::BTreeMap;
+    let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    let connected = st.presence.is_connected(agent.id);
+    let (listening, warning) = if connected {
+        match st.presence.listening_ports(agent.id).await {
+            Ok(p) => (p, None),
+            Err(e) => (
+                vec![],
+                Some(format!("could not ask the agent for its ports: {e}")),
+            ),
+        }
+    } else {
+        (
+            vec![],
+            Some("the agent is not connected; only shared and named ports are listed".into()),
+        )
+    };
+    let shares: BTreeMap<u16, Share> = st
+        .store
+        .list_shares(agent.id)
+        .await?
+        .into_iter()
+        .map(|s| (s.port, s))
+        .collect();
+    let apps = st.store.list_apps(agent.id).await?;
+    let mut ports: BTreeMap<u16, PortJson> = BTreeMap::new();
+    let blank = |port: u16| {
+        let share = shares.get(&port);
+        let protocol = share.map(|s| s.protocol).unwrap_or_default();
+        PortJson {
+            port,
+            listening: false,
+            reachable: false,
+            level: share.map(|s| s.level).unwrap_or_default(),
+            protocol,
+            url: st.app_urls.url(&port_label(port, protocol, &agent, &ws)),
+            apps: vec![],
+        }
+    };
+    for l in &listening {
+        let p = ports.entry(l.port).or_insert_with(|| blank(l.port));
+        p.listening = true;
+        p.reachable = l.reachable;
+    }
+    for port in shares.keys() {
+        ports.entry(*port).or_insert_with(|| blank(*port));
+    }
+    for app in apps {
+        let label = format!("{}--{}--{}--{}", app.name, agent.name, ws.name, ws.owner);
+        ports
+            .entry(app.port)
+            .or_insert_with(|| blank(app.port))
+            .apps
+            .push(AppJson {
+                url: st.app_urls.url(&label),
+                name: app.name,
+                port: app.port,
+                protocol: app.protocol,
+            });
+    }
+    Ok(Json(PortsJson {
+        agent: agent.name,
+        connected,
+        warning,
+        ports: ports.into_values().collect(),
+    }))
+}
+
 /// The workspace and agent named by a path, if the caller may manage them.
 async fn agent_of(
     st: &ControlState,

@@ -1,55 +1,11 @@
 //! Many agents, errors when an agent or port is not there, reconnection.
 
 use crate::support::{apps, Berth, Options};
-use berth::agent::{self, AgentConfig};
-use berth::auth::Secret;
 use berth::tunnel::agent::Upstream;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
-
-/// Starts an in-process `berth agent` against `berth`; stops when dropped.
-fn spawn_agent(berth: &Berth, token: &str, upstream: Upstream) -> tokio::sync::oneshot::Sender<()> {
-    let cfg = AgentConfig {
-        url: format!("https://berth.localhost:{}", berth.addr.port()),
-        token: Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-        connect_to: None,
-        upstream,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        agent::run(cfg, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    tx
-}
-
-async fn create_agent(berth: &Berth, workspace: &str, agent: &str) -> String {
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/workspaces",
-            &berth.admin_token,
-            Some(json!({"name": workspace})),
-        )
-        .await;
-    assert!(s == 201 || s == 409, "workspace {workspace}: {s}");
-    let (s, body) = berth
-        .api(
-            Method::POST,
-            &format!("/api/v1/workspaces/admin/{workspace}/agents"),
-            &berth.admin_token,
-            Some(json!({"name": agent})),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
-    body["agent_token"].as_str().unwrap().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_agents_each_answer_for_their_own_workspace() {
@@ -65,12 +21,12 @@ async fn fifty_agents_each_answer_for_their_own_workspace() {
     }
     let mut stops = Vec::new();
     for i in 0..50u8 {
-        let token = create_agent(&berth, &format!("ws{i}"), "main").await;
+        let token = berth.create_agent(&format!("ws{i}"), "main").await;
         let upstream = Upstream {
             hosts: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 2))],
             ..Default::default()
         };
-        stops.push(spawn_agent(&berth, &token, upstream));
+        stops.push(berth.spawn_agent(&token, upstream));
     }
     berth.wait_agents(51).await;
 
@@ -185,7 +141,7 @@ async fn closed_port_and_offline_agent_explain_themselves() {
     );
 
     // An agent that was never started: workspace offline.
-    let _token = create_agent(&berth, "idle", "main").await;
+    let _token = berth.create_agent("idle", "main").await;
     let res = client
         .get(berth.app_url("3000--main--idle--admin", "/"))
         .bearer_auth(&berth.admin_token)
@@ -197,7 +153,7 @@ async fn closed_port_and_offline_agent_explain_themselves() {
     assert_eq!(body["error"], "workspace_offline");
 
     // Two agents: the short form must name them.
-    let _t2 = create_agent(&berth, "idle", "gpu").await;
+    let _t2 = berth.create_agent("idle", "gpu").await;
     let res = client
         .get(berth.app_url("3000--idle--admin", "/"))
         .bearer_auth(&berth.admin_token)
@@ -242,8 +198,8 @@ async fn agent_reconnects_after_the_edge_restarts() {
     let addr = berth.addr;
     let dir = berth.dir.clone();
     let app = apps::start("127.0.0.1:0", "again").await;
-    let token = create_agent(&berth, "remote", "laptop").await;
-    let _stop = spawn_agent(&berth, &token, Upstream::default());
+    let token = berth.create_agent("remote", "laptop").await;
+    let _stop = berth.spawn_agent(&token, Upstream::default());
     berth.wait_agents(2).await;
     let tmp = berth.stop().await;
 
@@ -277,8 +233,8 @@ async fn agent_reconnects_after_the_edge_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_workspace_closes_its_agents_tunnel() {
     let berth = Berth::start().await;
-    let token = create_agent(&berth, "doomed", "main").await;
-    let _stop = spawn_agent(&berth, &token, Upstream::default());
+    let token = berth.create_agent("doomed", "main").await;
+    let _stop = berth.spawn_agent(&token, Upstream::default());
     berth.wait_agents(2).await;
     let (s, _) = berth
         .api(

@@ -10,4 +10,5 @@ mod deadagent;
 mod lifecycle;
 mod limits;
 mod ports;
+mod sharing;
 mod streaming;

@@ -183,6 +183,31 @@ impl Berth {
         body["agent_token"].as_str().unwrap().to_owned()
     }
 
+    /// Starts an in-process `berth agent` for `token`; it stops when the
+    /// returned sender is dropped.
+    pub fn spawn_agent(
+        &self,
+        token: &str,
+        upstream: berth::tunnel::agent::Upstream,
+    ) -> oneshot::Sender<()> {
+        let cfg = berth::agent::AgentConfig {
+            url: format!("https://berth.localhost:{}", self.addr.port()),
+            token: berth::auth::Secret::new(token),
+            ca_file: Some(self.ca_pem.clone()),
+            connect_to: None,
+            upstream,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            berth::agent::run(cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        tx
+    }
+
     /// Waits until exactly `n` agents are connected, at most `limit`;
     /// returns how long it took.
     pub async fn wait_agents_exactly(&self, n: usize, limit: Duration) -> Duration {
