@@ -85,6 +85,19 @@ pub struct App {
     pub protocol: Protocol,
 }
 
+/// A live share link: who redeemed it may reach one port until it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The public id (not the token).
+    pub id: String,
+    pub agent_id: i64,
+    pub port: u16,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The user who made it (their deletion revokes it).
+    pub created_by: i64,
+}
+
 /// One update to the catalog.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -100,6 +113,8 @@ pub enum Change {
     ShareRemoved { agent_id: i64, port: u16 },
     App(App),
     AppRemoved { agent_id: i64, name: String },
+    Link(Link),
+    LinkRemoved(String),
 }
 
 /// What an app host's names resolve to.
@@ -130,6 +145,8 @@ pub struct Catalog {
     shares: DashMap<(i64, u16), Share>,
     /// (agent id, app name) -> app
     apps: DashMap<(i64, String), App>,
+    /// link id -> live share link
+    links: DashMap<String, Link>,
 }
 
 impl Catalog {
@@ -153,6 +170,7 @@ impl Catalog {
                     self.user_ids.remove(&u.username);
                 }
                 self.api_tokens.retain(|_, uid| *uid != id);
+                self.links.retain(|_, l| l.created_by != id);
                 let owned: Vec<i64> = self
                     .workspaces
                     .iter()
@@ -204,6 +222,7 @@ impl Catalog {
                 }
                 self.shares.retain(|(agent, _), _| *agent != id);
                 self.apps.retain(|(agent, _), _| *agent != id);
+                self.links.retain(|_, l| l.agent_id != id);
             }
             Change::Share(share) => {
                 self.shares.insert((share.agent_id, share.port), share);
@@ -216,6 +235,12 @@ impl Catalog {
             }
             Change::AppRemoved { agent_id, name } => {
                 self.apps.remove(&(agent_id, name));
+            }
+            Change::Link(link) => {
+                self.links.insert(link.id.clone(), link);
+            }
+            Change::LinkRemoved(id) => {
+                self.links.remove(&id);
             }
         }
     }
@@ -236,6 +261,20 @@ impl Catalog {
     /// How a port is shared, if it is.
     pub fn share(&self, agent_id: i64, port: u16) -> Option<Share> {
         self.shares.get(&(agent_id, port)).map(|s| s.clone())
+    }
+
+    /// A share link that exists and has not expired at `now` (unix seconds).
+    pub fn live_link(&self, id: &str, now: i64) -> Option<Link> {
+        self.links
+            .get(id)
+            .filter(|l| l.expires_at > now)
+            .map(|l| l.clone())
+    }
+
+    /// The user who owns the workspace an agent belongs to.
+    pub fn workspace_owner_of_agent(&self, agent_id: i64) -> Option<i64> {
+        let ws = self.agents.get(&agent_id)?.workspace_id;
+        self.workspaces.get(&ws).map(|w| w.owner_id)
     }
 
     /// A named app of an agent.

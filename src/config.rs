@@ -72,6 +72,8 @@ pub struct SharingSection {
     /// The widest level owners may choose: "owner", "organization",
     /// "authenticated" or "public" (default).
     pub max_level: Option<String>,
+    /// The longest a share link may live, in seconds (default 30 days).
+    pub max_link_ttl_secs: Option<i64>,
 }
 
 /// `[server]`
@@ -169,6 +171,7 @@ const KEYS: &[(&str, &str)] = &[
     ("limits", "shutdown_grace_secs"),
     ("log", "format"),
     ("sharing", "max_level"),
+    ("sharing", "max_link_ttl_secs"),
 ];
 
 /// Variables that belong to the command line, not to the file's keys.
@@ -309,8 +312,8 @@ pub struct ServerConfig {
     pub admin_listen_explicit: bool,
     pub limits: Limits,
     pub log_format: LogFormat,
-    /// The widest share level owners may choose.
-    pub max_share_level: crate::auth::ShareLevel,
+    /// What owners may share, and for how long.
+    pub sharing: crate::control::SharingPolicy,
 }
 
 /// Flag values that override the file and environment.
@@ -526,8 +529,21 @@ impl ServerConfig {
                 ),
             })?,
         };
+        let max_link_ttl_secs = match file.sharing.max_link_ttl_secs {
+            None => crate::control::DEFAULT_MAX_LINK_TTL_SECS,
+            Some(n) if (1..=10 * 365 * 24 * 3600).contains(&n) => n,
+            Some(n) => {
+                return Err(ConfigError::Invalid {
+                    key: "sharing.max_link_ttl_secs",
+                    message: format!("{n} is not between 1 and 315360000 (ten years)"),
+                })
+            }
+        };
         Ok(ServerConfig {
-            max_share_level,
+            sharing: crate::control::SharingPolicy {
+                max_level: max_share_level,
+                max_link_ttl_secs,
+            },
             listen,
             base_domain,
             wildcard,

@@ -6,11 +6,14 @@
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
 use crate::agent::{self, AgentConfig};
+use crate::auth::cookie::CookieKey;
 use crate::auth::Secret;
+use crate::auth::TokenHash;
 use crate::catalog::Catalog;
+use crate::catalog::Link;
 use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
-use crate::edge::{self, Edge, Frontdoor};
+use crate::edge::{self, Edge, Frontdoor, LinkRedeemer};
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::{self, SwappableCert};
@@ -49,6 +52,28 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The name of the cookie-signing key in the store's secrets.
+const COOKIE_KEY: &str = "cookie-signing-key";
+
+/// The built-in edge redeems share links in the store directly.
+struct StoreRedeemer(Store);
+
+impl LinkRedeemer for StoreRedeemer {
+    fn redeem(
+        &self,
+        hash: TokenHash,
+        now: i64,
+    ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            store.redeem_link(&hash, now).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "share link redemption failed");
+                None
+            })
+        })
+    }
 }
 
 /// The built-in edge's tunnels answer the control plane directly.
@@ -190,13 +215,15 @@ impl Server {
             cfg.wildcard.clone(),
             cfg.limits.clone(),
             metrics,
+            CookieKey::new(store.secret_key(COOKIE_KEY).await?),
+            Arc::new(StoreRedeemer(store.clone())),
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
         let state = ControlState {
             store,
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),
-            max_share_level: cfg.max_share_level,
+            sharing: cfg.sharing,
             app_urls: AppUrls {
                 wildcard_suffix,
                 port: cfg.url_port(),

@@ -63,9 +63,22 @@ pub struct Visitor {
     pub organization: Option<String>,
 }
 
+/// A redeemed share link: access to one port of one agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkGrant {
+    /// The agent the link is for.
+    pub agent_id: i64,
+    /// The port the link is for.
+    pub port: u16,
+}
+
 /// What the decision needs to know about an existing target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target<'a> {
+    /// The agent serving the port.
+    pub agent_id: i64,
+    /// The port.
+    pub port: u16,
     /// The workspace owner's user id.
     pub owner_id: i64,
     /// The owner's organization.
@@ -85,16 +98,22 @@ pub enum Decision {
     NotFound,
 }
 
-/// Decides whether `visitor` may reach `target` (`None` when the host names
-/// nothing that exists).
-pub fn authorize(visitor: Option<&Visitor>, target: Option<&Target<'_>>) -> Decision {
+/// Decides whether `visitor` (a signed-in user) or `link` (a redeemed share
+/// link) may reach `target` (`None` when the host names nothing that exists).
+/// A link opens exactly the port it was made for, whatever its share level.
+pub fn authorize(
+    visitor: Option<&Visitor>,
+    link: Option<&LinkGrant>,
+    target: Option<&Target<'_>>,
+) -> Decision {
     let Some(target) = target else {
         return match visitor {
             None => Decision::Unauthenticated,
             Some(_) => Decision::NotFound,
         };
     };
-    if target.level == ShareLevel::Public {
+    let link_fits = link.is_some_and(|l| l.agent_id == target.agent_id && l.port == target.port);
+    if target.level == ShareLevel::Public || link_fits {
         return Decision::Allow;
     }
     let Some(v) = visitor else {
@@ -140,38 +159,51 @@ mod tests {
         let outsider = visitor(3, false, Some("globex"));
         let orgless = visitor(4, false, None);
         let admin = visitor(5, true, Some("globex"));
-        let kinds: [(&str, Option<&Visitor>); 6] = [
-            ("anonymous", None),
-            ("owner", Some(&owner)),
-            ("same org", Some(&colleague)),
-            ("other org", Some(&outsider)),
-            ("no org", Some(&orgless)),
-            ("admin", Some(&admin)),
+        let this_port = LinkGrant {
+            agent_id: 10,
+            port: 3000,
+        };
+        let other_port = LinkGrant {
+            agent_id: 10,
+            port: 3001,
+        };
+        let other_agent = LinkGrant {
+            agent_id: 11,
+            port: 3000,
+        };
+        let kinds: [(&str, Option<&Visitor>, Option<&LinkGrant>); 10] = [
+            ("anonymous", None, None),
+            ("owner", Some(&owner), None),
+            ("same org", Some(&colleague), None),
+            ("other org", Some(&outsider), None),
+            ("no org", Some(&orgless), None),
+            ("admin", Some(&admin), None),
+            ("link to this port", None, Some(&this_port)),
+            ("link to another port", None, Some(&other_port)),
+            ("link to another agent", None, Some(&other_agent)),
+            ("other org + link here", Some(&outsider), Some(&this_port)),
         ];
-        //                     anon             owner  same-org  other-org  no-org    admin
-        let table: [(ShareLevel, [Decision; 6]); 4] = [
-            (
-                Owner,
-                [Unauthenticated, Allow, NotFound, NotFound, NotFound, Allow],
-            ),
-            (
-                Organization,
-                [Unauthenticated, Allow, Allow, NotFound, NotFound, Allow],
-            ),
-            (
-                Authenticated,
-                [Unauthenticated, Allow, Allow, Allow, Allow, Allow],
-            ),
-            (Public, [Allow, Allow, Allow, Allow, Allow, Allow]),
+        const U: Decision = Unauthenticated;
+        const N: Decision = NotFound;
+        const A: Decision = Allow;
+        #[rustfmt::skip]
+        let table: [(ShareLevel, [Decision; 10]); 4] = [
+            //              anon owner same other no-org admin link link-port link-agent other+link
+            (Owner,         [U,   A,    N,   N,    N,     A,    A,   U,        U,         A]),
+            (Organization,  [U,   A,    A,   N,    N,     A,    A,   U,        U,         A]),
+            (Authenticated, [U,   A,    A,   A,    A,     A,    A,   U,        U,         A]),
+            (Public,        [A,   A,    A,   A,    A,     A,    A,   A,        A,         A]),
         ];
         for (level, row) in table {
             let target = Target {
+                agent_id: 10,
+                port: 3000,
                 owner_id: 1,
                 owner_org: Some("acme"),
                 level,
             };
-            for ((kind, v), want) in kinds.iter().zip(row) {
-                assert_eq!(authorize(*v, Some(&target)), want, "{level:?} x {kind}");
+            for ((kind, v, l), want) in kinds.iter().zip(row) {
+                assert_eq!(authorize(*v, *l, Some(&target)), want, "{level:?} x {kind}");
             }
         }
     }
@@ -180,35 +212,45 @@ mod tests {
     fn an_owner_without_organization_shares_with_nobody_by_organization() {
         let orgless = visitor(4, false, None);
         let target = Target {
+            agent_id: 10,
+            port: 3000,
             owner_id: 1,
             owner_org: None,
             level: Organization,
         };
         // Two users without an organization are not in the same one.
-        assert_eq!(authorize(Some(&orgless), Some(&target)), NotFound);
+        assert_eq!(authorize(Some(&orgless), None, Some(&target)), NotFound);
     }
 
     #[test]
     fn a_missing_target_and_a_private_one_look_the_same() {
         let private = Target {
+            agent_id: 10,
+            port: 3000,
             owner_id: 1,
             owner_org: None,
             level: Owner,
         };
-        for v in [
+        let stray = LinkGrant {
+            agent_id: 99,
+            port: 1,
+        };
+        let visitors = [
             None,
             Some(visitor(9, false, None)),
             Some(visitor(9, true, None)),
-        ] {
-            let v = v.as_ref();
-            let missing = authorize(v, None);
-            if v.is_some_and(|v| v.admin) {
-                assert_eq!(
-                    missing, NotFound,
-                    "admins learn nothing of what does not exist"
-                );
-            } else {
-                assert_eq!(missing, authorize(v, Some(&private)));
+        ];
+        for v in visitors.iter().map(Option::as_ref) {
+            for link in [None, Some(&stray)] {
+                let missing = authorize(v, link, None);
+                if v.is_some_and(|v| v.admin) {
+                    assert_eq!(
+                        missing, NotFound,
+                        "admins learn nothing of what does not exist"
+                    );
+                } else {
+                    assert_eq!(missing, authorize(v, link, Some(&private)));
+                }
             }
         }
     }

@@ -3,9 +3,10 @@
 //!
 //! Nothing here does I/O; the edge and control call into it with what they know.
 
+pub mod cookie;
 pub mod decide;
 pub mod password;
 pub mod token;
 
-pub use decide::{authorize, Decision, ShareLevel, Target, Visitor};
+pub use decide::{authorize, Decision, LinkGrant, ShareLevel, Target, Visitor};
 pub use token::{Secret, TokenHash, TokenKind};

@@ -15,6 +15,7 @@
 mod bootstrap;
 mod error;
 mod extract;
+mod links;
 mod shares;
 mod users;
 mod validate;
@@ -76,9 +77,32 @@ pub struct ControlState {
     pub presence: Arc<dyn Presence>,
     /// How app URLs look, for responses and name-length limits.
     pub app_urls: AppUrls,
-    /// The widest share level this deployment allows (`sharing.max_level`).
-    pub max_share_level: crate::auth::ShareLevel,
+    /// What owners may share, and for how long.
+    pub sharing: SharingPolicy,
 }
+
+/// Limits on sharing, from `[sharing]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharingPolicy {
+    /// The widest share level owners may choose (`sharing.max_level`).
+    pub max_level: crate::auth::ShareLevel,
+    /// The longest a share link may live (`sharing.max_link_ttl_secs`).
+    pub max_link_ttl_secs: i64,
+}
+
+impl Default for SharingPolicy {
+    fn default() -> Self {
+        SharingPolicy {
+            max_level: crate::auth::ShareLevel::Public,
+            max_link_ttl_secs: DEFAULT_MAX_LINK_TTL_SECS,
+        }
+    }
+}
+
+/// Share links live 24 h unless the request says otherwise.
+pub const DEFAULT_LINK_TTL_SECS: i64 = 24 * 3600;
+/// ...and at most 30 days unless `sharing.max_link_ttl_secs` says otherwise.
+pub const DEFAULT_MAX_LINK_TTL_SECS: i64 = 30 * 24 * 3600;
 
 /// How to build app URLs for responses: `https://{label}{wildcard_suffix}[:port]`.
 ///
@@ -149,6 +173,8 @@ pub fn router(state: ControlState) -> Router {
             "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
             put(shares::put_app),
         )
+        .route("/share-links", post(links::create).get(links::list))
+        .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

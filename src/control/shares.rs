@@ -153,7 +153,7 @@ pub async fn list_ports(
 }
 
 /// The workspace and agent named by a path, if the caller may manage them.
-async fn agent_of(
+pub(super) async fn agent_of(
     st: &ControlState,
     caller: &Caller,
     user: &str,
@@ -192,10 +192,10 @@ pub async fn put_share(
 ) -> Result<Json<ShareJson>, ApiError> {
     check_port(port)?;
     let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
-    if req.level > st.max_share_level {
+    if req.level > st.sharing.max_level {
         return Err(ApiError::forbidden(format!(
             "this deployment allows sharing up to \"{}\"; \"{}\" is above it (sharing.max_level)",
-            st.max_share_level.as_str(),
+            st.sharing.max_level.as_str(),
             req.level.as_str()
         )));
     }

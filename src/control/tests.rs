@@ -38,7 +38,7 @@ impl Harness {
             catalog,
             presence: presence.clone(),
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 8443),
-            max_share_level: crate::auth::ShareLevel::Public,
+            sharing: crate::control::SharingPolicy::default(),
         };
         let mut h = Harness {
             state,
@@ -688,7 +688,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             catalog: catalog.clone(),
             presence: Arc::new(NobodyConnected),
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 443),
-            max_share_level: crate::auth::ShareLevel::Public,
+            sharing: crate::control::SharingPolicy::default(),
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

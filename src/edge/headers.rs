@@ -102,6 +102,14 @@ pub fn strip_berth_cookies(value: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
+/// The `berth_share` token of a query string, if it has one.
+pub fn share_param(query: &str) -> Option<&str> {
+    query.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == "berth_share" && !v.is_empty()).then_some(v)
+    })
+}
+
 /// A path-and-query without any `berth_share` parameter.
 pub fn strip_share_param(path_and_query: &str) -> std::borrow::Cow<'_, str> {
     let Some((path, query)) = path_and_query.split_once('?') else {
@@ -420,6 +428,9 @@ mod tests {
         assert_eq!(strip_share_param("/a?x=1&berth_share=t&y=2"), "/a?x=1&y=2");
         assert_eq!(strip_share_param("/a?berth_shared=1"), "/a?berth_shared=1");
         assert_eq!(strip_share_param("/plain"), "/plain");
+        assert_eq!(share_param("a=1&berth_share=tok"), Some("tok"));
+        assert_eq!(share_param("berth_share="), None);
+        assert_eq!(share_param("berth_shared=x"), None);
         assert_eq!(strip_berth_cookies("berth_app=1"), None);
         assert_eq!(
             strip_berth_cookies("a=1;berth_x=2; b=3").as_deref(),

@@ -13,8 +13,9 @@ pub mod pages;
 pub mod proxy;
 pub mod server;
 
+use crate::auth::cookie::CookieKey;
 use crate::auth::{TokenHash, TokenKind};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Link};
 use crate::config::Limits;
 use crate::host::Wildcard;
 use crate::telemetry::EdgeMetrics;
@@ -44,7 +45,22 @@ pub struct Edge {
     pub limits: Limits,
     /// Metrics.
     pub metrics: EdgeMetrics,
+    /// Signs and verifies visitor cookies.
+    pub cookie_key: CookieKey,
+    /// Redeems share links (counts uses where the links are stored).
+    pub links: Arc<dyn LinkRedeemer>,
     client: Client<TunnelConnector, Body>,
+}
+
+/// Redeems a share link token: counts one use and returns the link, or
+/// `None` when it does not exist, has expired, was revoked or is used up.
+pub trait LinkRedeemer: Send + Sync + 'static {
+    /// Redeems the token whose hash is `hash`, at `now` (unix seconds).
+    fn redeem(
+        &self,
+        hash: TokenHash,
+        now: i64,
+    ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
 }
 
 impl Edge {
@@ -55,6 +71,8 @@ impl Edge {
         wildcard: Wildcard,
         limits: Limits,
         metrics: EdgeMetrics,
+        cookie_key: CookieKey,
+        links: Arc<dyn LinkRedeemer>,
     ) -> Self {
         let connector = TunnelConnector::new(
             tunnels.clone(),
@@ -71,6 +89,8 @@ impl Edge {
             wildcard,
             limits,
             metrics,
+            cookie_key,
+            links,
             client,
         }
     }

@@ -6,7 +6,7 @@
 use super::connector::{self, ConnectError};
 use super::pages::{self, ErrorPage};
 use super::{body::Counted, headers, request_host, Edge};
-use crate::auth::{self, Decision, ShareLevel, TokenHash};
+use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
@@ -64,29 +64,58 @@ async fn forward(
         return Err(ErrorPage::NotFound);
     }
 
-    // Phase 2: who is asking?
+    // Phase 2: who is asking? A user by API token, and/or a visitor holding
+    // a share link's cookie for this very host.
     let token = headers::api_token(req.headers());
     let visitor = token.and_then(|t| edge.catalog.visitor_for_token(&TokenHash::of(t)));
+    let now = unix_now();
+    let bare = super::bare_host(&host_header).to_owned();
+    let share_cookie = req
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| cookie::find(c, cookie::SHARE_COOKIE))
+        .map(str::to_owned);
+    let link = share_cookie.as_deref().and_then(|value| {
+        let id = edge.cookie_key.verify(value, &bare, now).ok()?;
+        edge.catalog.live_link(&id, now)
+    });
+    let link_grant = link.as_ref().map(|l| auth::LinkGrant {
+        agent_id: l.agent_id,
+        port: l.port,
+    });
 
     // Phase 3: does it exist, and may they see it? (Both answers look alike.)
     let route = route(edge, &target);
-    let owner_org = route
-        .owner()
-        .and_then(|id| edge.catalog.user(id))
+
+    // A share link being redeemed: set the cookie, drop the token from the URL.
+    if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
+        return redeem(edge, &route, link_token, &bare, req.uri(), now).await;
+    }
+
+    let access = route.access();
+    let owner_org = access
+        .and_then(|(owner_id, ..)| edge.catalog.user(owner_id))
         .and_then(|u| u.organization);
-    let access = route.owner().map(|owner_id| auth::Target {
+    let access = access.map(|(owner_id, agent_id, port, level)| auth::Target {
+        agent_id,
+        port,
         owner_id,
         owner_org: owner_org.as_deref(),
-        level: route.level(),
+        level,
     });
-    match auth::authorize(visitor.as_ref(), access.as_ref()) {
+    match auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref()) {
         Decision::Allow => {}
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
-                reason: match token {
-                    Some(_) => "the berth API token is not valid (revoked, or from another deployment)".into(),
-                    None => "this app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
-                        .into(),
+                reason: if share_cookie.is_some() && link.is_none() {
+                    "this share link has expired or was revoked: ask the owner for a new one".into()
+                } else if token.is_some() {
+                    "the berth API token is not valid (revoked, or from another deployment)".into()
+                } else {
+                    "this app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
+                        .into()
                 },
             })
         }
@@ -220,6 +249,55 @@ async fn forward(
     ))
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Redeems `?berth_share=TOKEN`: counts a use, sets the host-only visitor
+/// cookie, and sends the browser to the same URL without the token.
+async fn redeem(
+    edge: &Edge,
+    route: &Route,
+    token: &str,
+    host: &str,
+    uri: &Uri,
+    now: i64,
+) -> Result<Response<Body>, ErrorPage> {
+    let expired = || {
+        ErrorPage::Unauthenticated {
+        reason: "this share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
+    }
+    };
+    let target = match route.access() {
+        Some((_, agent_id, port, _)) if agent_id != 0 => (agent_id, port),
+        _ => return Err(expired()),
+    };
+    let Some(link) = edge.links.redeem(TokenHash::of(token), now).await else {
+        return Err(expired());
+    };
+    if (link.agent_id, link.port) != target {
+        // A real link, but for another app: it opens nothing here.
+        return Err(expired());
+    }
+    let value = edge.cookie_key.sign(&link.id, host, link.expires_at);
+    let path = headers::strip_share_param(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    Ok(Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(http::header::LOCATION, path.as_ref())
+        .header(
+            http::header::SET_COOKIE,
+            cookie::set_cookie(cookie::SHARE_COOKIE, &value, link.expires_at - now),
+        )
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::REFERRER_POLICY, "no-referrer")
+        .body(Body::empty())
+        .expect("redirect is a valid response"))
+}
+
 /// Where an app host leads, as far as the catalog knows.
 enum Route {
     /// A port of a connected-or-not agent, with how it is shared.
@@ -237,19 +315,20 @@ enum Route {
 }
 
 impl Route {
-    fn owner(&self) -> Option<i64> {
+    /// What the decision needs: owner, agent, port and share level. A
+    /// workspace-wide answer (the list of agents) is the owner's business, and
+    /// no link matches it (agent 0 does not exist).
+    fn access(&self) -> Option<(i64, i64, u16, ShareLevel)> {
         match self {
-            Route::Port { owner_id, .. } | Route::Ambiguous { owner_id, .. } => Some(*owner_id),
+            Route::Port {
+                owner_id,
+                agent_id,
+                port,
+                level,
+                ..
+            } => Some((*owner_id, *agent_id, *port, *level)),
+            Route::Ambiguous { owner_id, .. } => Some((*owner_id, 0, 0, ShareLevel::Owner)),
             Route::Nothing => None,
-        }
-    }
-
-    /// The share level that decides access; a workspace-wide answer (the
-    /// list of agents) is the owner's business.
-    fn level(&self) -> ShareLevel {
-        match self {
-            Route::Port { level, .. } => *level,
-            _ => ShareLevel::Owner,
         }
     }
 }

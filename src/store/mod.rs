@@ -728,11 +728,21 @@ impl Store {
         let (shares, apps) = self.all_shares_and_apps().await?;
         out.extend(shares.into_iter().map(catalog::Change::Share));
         out.extend(apps.into_iter().map(catalog::Change::App));
+        out.extend(
+            self.live_links()
+                .await?
+                .iter()
+                .filter_map(LinkRow::to_catalog)
+                .map(catalog::Change::Link),
+        );
         Ok(out)
     }
 }
 
+mod links;
 mod shares;
+
+pub use links::LinkRow;
 
 #[cfg(test)]
 mod tests;

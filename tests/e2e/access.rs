@@ -55,10 +55,7 @@ async fn owner_token_reaches_the_app_over_http1_and_http2() {
 async fn credentials_never_reach_the_app() {
     let berth = Berth::start().await;
     let app = apps::start("127.0.0.1:0", "alpha").await;
-    let url = berth.app_url(
-        &format!("{}--main--dev--admin", app.port()),
-        "/p?berth_share=abc&keep=1",
-    );
+    let url = berth.app_url(&format!("{}--main--dev--admin", app.port()), "/p?keep=1");
     let res = berth
         .client(true)
         .get(&url)

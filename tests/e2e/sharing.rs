@@ -231,3 +231,196 @@ async fn share_levels_decide_who_gets_through() {
         .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_open_one_port_until_revoked_expired_or_used_up() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "linked").await;
+    let port = app.port();
+    let new_link = |ttl: Option<i64>, max_uses: Option<i64>| {
+        let mut body = json!({"user": "admin", "workspace": "dev", "agent": "main", "port": port});
+        if let Some(t) = ttl {
+            body["ttl_seconds"] = json!(t);
+        }
+        if let Some(m) = max_uses {
+            body["max_uses"] = json!(m);
+        }
+        let berth = &berth;
+        async move {
+            let (s, b) = berth
+                .api(
+                    Method::POST,
+                    "/api/v1/share-links",
+                    &berth.admin_token,
+                    Some(body),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+            b
+        }
+    };
+    let link = new_link(None, None).await;
+    let url = link["url"].as_str().unwrap().to_owned();
+    assert!(url.contains("?berth_share=berth_link_"), "{url}");
+    let anon = berth.client(true);
+
+    // Redemption: 303 to the same URL without the token, host-only cookie.
+    let res = anon.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for want in [
+        "berth_share=",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+    ] {
+        assert!(set_cookie.contains(want), "{set_cookie}");
+    }
+    assert!(
+        !set_cookie.to_ascii_lowercase().contains("domain"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "/x");
+    let res = anon
+        .get(&app_url)
+        .header("cookie", format!("{cookie}; mine=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["app"], "linked");
+    assert_eq!(
+        body["headers"]["cookie"], "mine=1",
+        "the app never sees berth_share"
+    );
+    assert!(body["headers"].get("x-berth-user").is_none());
+
+    // The cookie opens only this port of this agent.
+    let other = berth.app_url(&format!("{}--main--dev--admin", port + 1), "/");
+    let res = anon
+        .get(&other)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Listing shows it (without the token); others cannot revoke it.
+    let (s, list) = berth
+        .api(Method::GET, "/api/v1/share-links", &berth.admin_token, None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        !list.to_string().contains("berth_link_"),
+        "tokens are never listed: {list}"
+    );
+    assert_eq!(list[0]["uses"], 1);
+    let id = link["id"].as_str().unwrap();
+    let (s, _) = berth
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            &berth.admin_token,
+            Some(json!({"username": "eve", "email": "eve@example.com", "password": "password-eve", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let eve = anon
+        .post(berth.api_url("/api/v1/login"))
+        .json(&json!({"username": "eve", "password": "password-eve"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = berth
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/share-links/{id}"),
+            &eve,
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // Revoking cuts the visitor off on the next request, with a page saying why.
+    let (s, _) = berth
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/share-links/{id}"),
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let res = anon
+        .get(&app_url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    assert_eq!(
+        anon.get(&url).send().await.unwrap().status(),
+        401,
+        "a revoked link redeems no more"
+    );
+
+    // Max uses counts redemptions.
+    let once = new_link(None, Some(1)).await;
+    let once_url = once["url"].as_str().unwrap();
+    assert_eq!(anon.get(once_url).send().await.unwrap().status(), 303);
+    assert_eq!(anon.get(once_url).send().await.unwrap().status(), 401);
+
+    // A one-second link stops working by itself.
+    let short = new_link(Some(1), None).await;
+    let res = anon
+        .get(short["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let c = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = anon
+        .get(&app_url)
+        .header("cookie", &c)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Bad requests name the field.
+    let (s, b) = berth
+        .api(
+            Method::POST,
+            "/api/v1/share-links",
+            &berth.admin_token,
+            Some(json!({"user": "admin", "workspace": "dev", "agent": "main", "port": port, "ttl_seconds": 0})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert!(
+        b["message"].as_str().unwrap().starts_with("ttl_seconds"),
+        "{b}"
+    );
+}

@@ -1,0 +1,162 @@
+//! Signed visitor cookies: `berth_share` (a redeemed share link). The edge
+//! verifies them alone, with a key it holds, and asks the catalog only whether
+//! the link still exists; nothing in the cookie is a secret.
+//!
+//! Value: `{link_id}.{expires_unix}.{base64url(hmac)}` where the HMAC-SHA256
+//! covers `v1|{link_id}|{host}|{expires}`, so a cookie is bound to the one
+//! app host that set it and cannot be replayed on another.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The visitor cookie a redeemed share link sets.
+pub const SHARE_COOKIE: &str = "berth_share";
+
+/// A key for signing cookies (32 random bytes, kept in the store).
+#[derive(Clone)]
+pub struct CookieKey([u8; 32]);
+
+impl CookieKey {
+    /// Wraps key bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        CookieKey(bytes)
+    }
+
+    fn mac(&self, link_id: &str, host: &str, expires: i64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
+        mac.update(format!("v1|{link_id}|{}|{expires}", host.to_ascii_lowercase()).as_bytes());
+        mac
+    }
+
+    /// The cookie value for `link_id` on `host`, valid until `expires` (unix s).
+    pub fn sign(&self, link_id: &str, host: &str, expires: i64) -> String {
+        let tag = self.mac(link_id, host, expires).finalize().into_bytes();
+        format!("{link_id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// Checks a cookie value for `host` at time `now`; returns the link id.
+    pub fn verify(&self, value: &str, host: &str, now: i64) -> Result<String, CookieError> {
+        let mut parts = value.splitn(3, '.');
+        let (Some(id), Some(exp), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(CookieError::Malformed);
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(CookieError::Malformed);
+        }
+        let expires: i64 = exp.parse().map_err(|_| CookieError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| CookieError::Malformed)?;
+        self.mac(id, host, expires)
+            .verify_slice(&tag)
+            .map_err(|_| CookieError::BadSignature)?;
+        if now >= expires {
+            return Err(CookieError::Expired);
+        }
+        Ok(id.to_owned())
+    }
+}
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieKey(****)")
+    }
+}
+
+/// Why a cookie was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    #[error("the cookie is malformed")]
+    Malformed,
+    #[error("the cookie's signature does not match (another host, or forged)")]
+    BadSignature,
+    #[error("the cookie has expired")]
+    Expired,
+}
+
+/// The value of cookie `name` in a `Cookie` header, if present.
+pub fn find<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
+    cookie_header.split(';').find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim())
+    })
+}
+
+/// A `Set-Cookie` value: host-only (no Domain), `Secure; HttpOnly; SameSite=Lax`.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
+    format!(
+        "{name}={value}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        max_age_secs.max(0)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> CookieKey {
+        CookieKey::new([b; 32])
+    }
+
+    #[test]
+    fn signed_values_verify_only_where_and_while_they_should() {
+        let k = key(7);
+        let v = k.sign("abc123", "3000--main--api--alice.apps.example.com", 2_000);
+        assert_eq!(
+            k.verify(&v, "3000--main--api--alice.apps.example.com", 1_000),
+            Ok("abc123".into())
+        );
+        assert_eq!(
+            k.verify(&v, "3000--MAIN--api--alice.apps.example.com", 1_000),
+            Ok("abc123".into())
+        );
+        assert_eq!(
+            k.verify(&v, "3001--main--api--alice.apps.example.com", 1_000),
+            Err(CookieError::BadSignature)
+        );
+        assert_eq!(
+            k.verify(&v, "3000--main--api--alice.apps.example.com", 2_000),
+            Err(CookieError::Expired)
+        );
+        assert_eq!(
+            key(8).verify(&v, "3000--main--api--alice.apps.example.com", 1_000),
+            Err(CookieError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn tampering_is_caught() {
+        let k = key(1);
+        let v = k.sign("abc", "h", 2_000);
+        // Extending the expiry or swapping the id breaks the signature.
+        let later = v.replacen("2000", "9999", 1);
+        assert_eq!(k.verify(&later, "h", 1_000), Err(CookieError::BadSignature));
+        let other = v.replacen("abc", "abd", 1);
+        assert_eq!(k.verify(&other, "h", 1_000), Err(CookieError::BadSignature));
+        for bad in [
+            "",
+            "abc",
+            "abc.2000",
+            "abc.x.y",
+            "a-b.2000.AAAA",
+            ".2000.AAAA",
+            "abc.2000.!!!",
+        ] {
+            assert!(k.verify(bad, "h", 1_000).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookie_header_helpers() {
+        assert_eq!(
+            find("a=1; berth_share=x.1.y; b=2", SHARE_COOKIE),
+            Some("x.1.y")
+        );
+        assert_eq!(find("berth_shared=1", SHARE_COOKIE), None);
+        let s = set_cookie(SHARE_COOKIE, "v", 60);
+        assert!(s.contains("Secure") && s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+        assert!(!s.to_ascii_lowercase().contains("domain="), "host-only");
+    }
+}

@@ -1,0 +1,175 @@
+//! `/share-links`: links to one port that anyone holding them may open until
+//! they expire, run out of uses, or are revoked. Owners and site admins make
+//! them; their creator, the workspace owner and site admins revoke them.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::shares::agent_of;
+use super::{ControlState, DEFAULT_LINK_TTL_SECS};
+use crate::catalog::Change;
+use crate::store::{LinkRow, StoreError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// `POST /share-links` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    user: String,
+    workspace: String,
+    agent: String,
+    port: u16,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    #[serde(default)]
+    max_uses: Option<i64>,
+}
+
+/// `POST /share-links` answer; the URL with its token is shown only here.
+#[derive(Serialize)]
+pub struct CreatedLink {
+    id: String,
+    url: String,
+    expires_at: String,
+    max_uses: Option<i64>,
+}
+
+/// A link as listed (without its token, which berth does not keep).
+#[derive(Serialize, Debug)]
+pub struct LinkJson {
+    id: String,
+    url: String,
+    user: String,
+    workspace: String,
+    agent: String,
+    port: i64,
+    created_at: String,
+    expires_at: String,
+    max_uses: Option<i64>,
+    uses: i64,
+    revoked: bool,
+    expired: bool,
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn app_url(st: &ControlState, row: &LinkRow) -> String {
+    st.app_urls.url(&format!(
+        "{}--{}--{}--{}",
+        row.port, row.agent, row.workspace, row.owner
+    ))
+}
+
+fn link_json(st: &ControlState, row: LinkRow, now: i64) -> LinkJson {
+    LinkJson {
+        url: format!("{}/", app_url(st, &row)),
+        expired: row.expires_at <= now,
+        expires_at: rfc3339(row.expires_at),
+        id: row.id,
+        user: row.owner,
+        workspace: row.workspace,
+        agent: row.agent,
+        port: row.port,
+        created_at: row.created_at,
+        max_uses: row.max_uses,
+        uses: row.uses,
+        revoked: row.revoked,
+    }
+}
+
+/// Makes a share link.
+pub async fn create(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateLink>,
+) -> Result<impl IntoResponse, ApiError> {
+    if req.port == 0 {
+        return Err(ApiError::invalid_field("port", "must be 1-65535"));
+    }
+    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_LINK_TTL_SECS);
+    let max_ttl = st.sharing.max_link_ttl_secs;
+    if ttl < 1 || ttl > max_ttl {
+        return Err(ApiError::invalid_field(
+            "ttl_seconds",
+            format!("must be between 1 and {max_ttl} (sharing.max_link_ttl_secs)"),
+        ));
+    }
+    if req.max_uses.is_some_and(|n| n < 1) {
+        return Err(ApiError::invalid_field(
+            "max_uses",
+            "must be at least 1 (or left out for no limit)",
+        ));
+    }
+    let (_, agent) = agent_of(&st, &caller, &req.user, &req.workspace, &req.agent).await?;
+    let expires_at = now_unix() + ttl;
+    let (row, secret) = st
+        .store
+        .create_link(agent.id, req.port, caller.0.id, expires_at, req.max_uses)
+        .await?;
+    if let Some(link) = row.to_catalog() {
+        st.catalog.apply(Change::Link(link));
+    }
+    tracing::info!(
+        target: "berth::audit",
+        by = %caller.0.username, owner = %row.owner, workspace = %row.workspace, agent = %row.agent,
+        port = row.port, link = %row.id, ttl, "share link created"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedLink {
+            url: format!("{}/?berth_share={}", app_url(&st, &row), secret.expose()),
+            expires_at: rfc3339(row.expires_at),
+            max_uses: row.max_uses,
+            id: row.id,
+        }),
+    ))
+}
+
+/// The caller's links (all of them for site admins).
+pub async fn list(
+    State(st): State<ControlState>,
+    caller: Caller,
+) -> Result<Json<Vec<LinkJson>>, ApiError> {
+    let by = (!caller.0.admin).then_some(caller.0.id);
+    let now = now_unix();
+    let rows = st.store.list_links(by).await?;
+    Ok(Json(
+        rows.into_iter().map(|r| link_json(&st, r, now)).collect(),
+    ))
+}
+
+/// Revokes a link: every visitor who redeemed it is cut off at once.
+pub async fn revoke(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let hidden = || ApiError::not_found(format!("no share link {id}, or not yours"));
+    let row = match st.store.link(&id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound(_)) => return Err(hidden()),
+        Err(e) => return Err(e.into()),
+    };
+    let owner_id = st.catalog.workspace_owner_of_agent(row.agent_id);
+    if !(caller.0.admin || row.created_by == caller.0.id || owner_id == Some(caller.0.id)) {
+        return Err(hidden());
+    }
+    st.store.revoke_link(&id).await?;
+    st.catalog.apply(Change::LinkRemoved(id.clone()));
+    tracing::info!(target: "berth::audit", by = %caller.0.username, link = %id, "share link revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
