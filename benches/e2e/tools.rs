@@ -128,14 +128,32 @@ pub async fn h2load(
         .and_then(|l| l.split('s').next())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("h2load printed no summary:\n{out}"))?;
+    // Keep the requests started in the last `secs` of the log, so warm-up
+    // requests are left out whether or not h2load logs them.
+    let mut entries = Vec::new();
+    for line in std::fs::read_to_string(&log)?.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [start, status, us] = cols[..] else {
+            bail!("h2load log line {line:?}");
+        };
+        entries.push((
+            start.parse::<u64>()?,
+            status.parse::<i32>()?,
+            us.trim().parse::<u32>()?,
+        ));
+    }
+    let last = entries.iter().map(|e| e.0).max().unwrap_or(0);
+    let from = last.saturating_sub((secs * 1e6) as u64);
     let mut ok_us = Vec::new();
     let mut errors = 0u64;
-    for line in std::fs::read_to_string(&log)?.lines() {
-        let mut cols = line.split('\t');
-        let (_start, status, us) = (cols.next(), cols.next(), cols.next());
-        match (status.and_then(|s| s.parse::<i32>().ok()), us) {
-            (Some(200), Some(us)) => ok_us.push(us.trim().parse::<u32>()?),
-            _ => errors += 1,
+    for &(start, status, us) in &entries {
+        if start < from {
+            continue;
+        }
+        if status == 200 {
+            ok_us.push(us);
+        } else {
+            errors += 1;
         }
     }
     // Errors that never reached the log (connection failures).
