@@ -1,0 +1,287 @@
+//! The processes under test: the origin app, `berth dev` (control + edge +
+//! in-process agent) and a separate `berth agent`. Each is a child process
+//! killed when its handle drops (also when the bench panics).
+
+use crate::net::{tls_configs, Target, Tls};
+use anyhow::{anyhow, bail, Context as _, Result};
+use http::Method;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, killed on drop. Its output goes to `log`.
+pub struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let out = std::fs::File::create(&log)?;
+        cmd.stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
+        Ok(Proc { name, child, log })
+    }
+
+    /// Fails with the end of the log if the process has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); last log lines:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The origin app, in a child process (this bench binary, re-executed).
+pub struct Origin {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Origin {
+    pub fn start() -> Result<Origin> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .env("BERTH_BENCH_ROLE", "origin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the origin app (this bench, re-executed)")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow!("the origin app said {line:?}, not its address"))?;
+        Ok(Origin { addr, child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of the `berth` binary cargo built for this bench (optimized:
+/// `cargo bench` builds it with the bench profile).
+pub fn berth_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `berth dev` plus, optionally, a separate `berth agent` for workspace `bench`.
+pub struct Berth {
+    pub port: u16,
+    pub token: String,
+    tls: (
+        std::sync::Arc<rustls::ClientConfig>,
+        std::sync::Arc<rustls::ClientConfig>,
+    ),
+    pub dev: Proc,
+    pub agent: Option<Proc>,
+    dir: PathBuf,
+}
+
+impl Berth {
+    /// Starts `berth dev` in `dir` and waits until its in-process agent
+    /// forwards to `app_port`.
+    pub async fn start(dir: &Path, app_port: u16) -> Result<Berth> {
+        let port = free_port()?;
+        let data = dir.join("data");
+        let mut cmd = Command::new(berth_exe());
+        cmd.arg("dev")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg("off");
+        child_log_env(&mut cmd);
+        let mut dev = Proc::spawn("berth dev", cmd, dir.join("berth-dev.log"))?;
+
+        let token_path = data.join("admin-token");
+        let ca = data.join("ca.pem");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let token = loop {
+            dev.check_alive()?;
+            if let Ok(t) = std::fs::read_to_string(&token_path) {
+                if ca.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break t.trim().to_owned();
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("berth dev did not start within 60 s:\n{}", dev.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut berth = Berth {
+            port,
+            token,
+            tls: tls_configs(&ca)?,
+            dev,
+            agent: None,
+            dir: dir.to_owned(),
+        };
+        let target = berth.app("berth (in-process agent)", "dev", app_port);
+        berth.wait_ready(&target, false).await?;
+        Ok(berth)
+    }
+
+    fn target(&self, name: &'static str, host: String) -> Target {
+        Target {
+            name,
+            addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
+            authority: format!("{host}:{}", self.port),
+            tls: Some(Tls {
+                host,
+                h1: self.tls.0.clone(),
+                h2: self.tls.1.clone(),
+            }),
+            auth: format!("Bearer {}", self.token),
+        }
+    }
+
+    /// The API at `https://berth.localhost:PORT`.
+    pub fn api(&self) -> Target {
+        self.target("berth API", "berth.localhost".into())
+    }
+
+    /// `https://{port}--main--{workspace}--admin.berth.localhost:PORT`
+    pub fn app(&self, name: &'static str, workspace: &str, app_port: u16) -> Target {
+        self.target(
+            name,
+            format!("{app_port}--main--{workspace}--admin.berth.localhost"),
+        )
+    }
+
+    /// Polls `GET /1k` on `target` until it answers 200.
+    async fn wait_ready(&mut self, target: &Target, agent: bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.dev.check_alive()?;
+            if agent {
+                if let Some(a) = self.agent.as_mut() {
+                    a.check_alive()?;
+                }
+            }
+            let last = match target.once(Method::GET, "/1k", None).await {
+                Ok((200, body)) if body.len() == 1024 => return Ok(()),
+                Ok((status, body)) => format!("{status} {}", String::from_utf8_lossy(&body)),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "{} is not ready after 30 s (last answer: {last})\nberth dev log:\n{}",
+                    target.name,
+                    self.dev.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates workspace `bench` with agent `main` through the API, starts
+    /// `berth agent` for it as its own process, and waits until it forwards.
+    pub async fn start_agent(&mut self, app_port: u16) -> Result<Target> {
+        let api = self.api();
+        let (status, body) = api
+            .once(
+                Method::POST,
+                "/api/v1/workspaces",
+                Some(&serde_json::json!({"name": "bench"})),
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "creating workspace bench: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let (status, body) = api
+            .once(
+                Method::POST,
+                "/api/v1/workspaces/admin/bench/agents",
+                Some(&serde_json::json!({"name": "main"})),
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "creating agent main: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        let agent_token = v["agent_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no agent_token in {v}"))?;
+        let token_file = self.dir.join("agent-token");
+        std::fs::write(&token_file, agent_token)?;
+        let mut cmd = Command::new(berth_exe());
+        cmd.arg("agent")
+            .arg("--url")
+            .arg(format!("https://berth.localhost:{}", self.port))
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--ca-file")
+            .arg(self.dir.join("data").join("ca.pem"));
+        child_log_env(&mut cmd);
+        self.agent = Some(Proc::spawn(
+            "berth agent",
+            cmd,
+            self.dir.join("berth-agent.log"),
+        )?);
+        let target = self.app("berth (agent process)", "bench", app_port);
+        self.wait_ready(&target, true).await?;
+        Ok(target)
+    }
+}
+
+/// berth logs at `info` (one access-log line per request) as in production,
+/// to a file; `BERTH_BENCH_RUST_LOG` overrides the filter.
+fn child_log_env(cmd: &mut Command) {
+    cmd.env_remove("RUST_LOG");
+    if let Ok(filter) = std::env::var("BERTH_BENCH_RUST_LOG") {
+        cmd.env("RUST_LOG", filter);
+    }
+}
