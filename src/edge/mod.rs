@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod connector;
+pub mod cors;
 pub mod headers;
 pub mod pages;
 pub mod proxy;

@@ -4,6 +4,7 @@
 //! this file only strings them together and does the I/O.
 
 use super::connector::{self, ConnectError};
+use super::cors;
 use super::pages::{self, ErrorPage};
 use super::{body::Counted, headers, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
@@ -93,6 +94,21 @@ async fn forward(
     if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
         return redeem(edge, &route, link_token, &bare, req.uri(), now).await;
     }
+
+    // CORS between one owner's apps: the edge answers preflights itself
+    // (browsers send no credentials with them) and marks allowed responses.
+    let same_owner_origin = cors::origin_host(req.headers())
+        .and_then(|o| host::parse_host(o, &edge.wildcard).ok())
+        .is_some_and(|origin| origin.user == target.user);
+    if cors::is_preflight(req.method(), req.headers()) {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        *res.headers_mut() = cors::preflight_headers(req.headers(), same_owner_origin);
+        return Ok(res);
+    }
+    let allowed_origin = same_owner_origin
+        .then(|| req.headers().get(http::header::ORIGIN).cloned())
+        .flatten();
 
     let access = route.access();
     let owner_org = access
@@ -238,6 +254,9 @@ async fn forward(
 
     let (mut parts, body) = res.into_parts();
     headers::prepare_response(&mut parts.headers, false);
+    if let Some(origin) = &allowed_origin {
+        cors::allow_response(&mut parts.headers, origin);
+    }
     let out = edge
         .metrics
         .bytes

@@ -424,3 +424,66 @@ async fn share_links_open_one_port_until_revoked_expired_or_used_up() {
         "{b}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_between_one_owners_apps() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "api").await;
+    let url = berth.app_url(&format!("{}--main--dev--admin", app.port()), "/data");
+    let own = format!(
+        "https://5173--main--dev--admin.berth.localhost:{}",
+        berth.addr.port()
+    );
+    let foreign = format!(
+        "https://5173--main--dev--mallory.berth.localhost:{}",
+        berth.addr.port()
+    );
+    let client = berth.client(true);
+    // Preflights carry no credentials and are answered by the edge.
+    for (origin, allowed) in [
+        (&own, true),
+        (&foreign, false),
+        (&"https://evil.example".to_owned(), false),
+    ] {
+        let res = client
+            .request(Method::OPTIONS, &url)
+            .header("origin", origin.as_str())
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{origin}");
+        let acao = res
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            acao.as_deref(),
+            allowed.then_some(origin.as_str()),
+            "{origin}"
+        );
+        if allowed {
+            assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+            assert_eq!(res.headers()["access-control-allow-methods"], "PUT");
+        }
+    }
+    // The actual request from an own origin gets the allow headers.
+    let res = client
+        .get(&url)
+        .bearer_auth(&berth.admin_token)
+        .header("origin", own.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["access-control-allow-origin"], own.as_str());
+    let res = client
+        .get(&url)
+        .bearer_auth(&berth.admin_token)
+        .header("origin", foreign.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
