@@ -177,25 +177,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewUser, Role};
 
     #[tokio::test]
     async fn links_redeem_count_expire_and_revoke() {
-        let store = Store::open_memory().await.unwrap();
-        let user = store
-            .create_user(NewUser {
-                username: "alice".into(),
-                email: "a@x".into(),
-                password: "password1".into(),
-                role: Role::Member,
-                organization: None,
-            })
-            .await
-            .unwrap();
-        let ws = store.create_workspace(user.id, "api").await.unwrap();
-        let (agent, _) = store.create_agent(ws.id, "main").await.unwrap();
+        let (store, user_id, _, agent_id) = crate::store::seeded().await;
         let (row, secret) = store
-            .create_link(agent.id, 5173, user.id, 1_000, Some(2))
+            .create_link(agent_id, 5173, user_id, 1_000, Some(2))
             .await
             .unwrap();
         assert!(secret.expose().starts_with("berth_link_"));
@@ -217,7 +204,7 @@ mod tests {
         assert_eq!(store.link(&row.id).await.unwrap().uses, 2);
 
         let (row2, s2) = store
-            .create_link(agent.id, 5173, user.id, 1_000, None)
+            .create_link(agent_id, 5173, user_id, 1_000, None)
             .await
             .unwrap();
         let h2 = TokenHash::of(s2.expose());
@@ -236,7 +223,7 @@ mod tests {
             store.redeem_link(&h2, 1).await.unwrap().is_none(),
             "revoked"
         );
-        assert_eq!(store.list_links(Some(user.id)).await.unwrap().len(), 2);
+        assert_eq!(store.list_links(Some(user_id)).await.unwrap().len(), 2);
         assert_eq!(store.live_links().await.unwrap().len(), 1);
 
         let k1 = store.secret_key("cookie").await.unwrap();

@@ -742,6 +742,26 @@ impl Store {
 mod links;
 mod shares;
 
+/// For tests: an in-memory store with user `alice`, workspace `api` and agent
+/// `main`; returns the store, the user's, the workspace's and the agent's ids.
+#[cfg(test)]
+pub(crate) async fn seeded() -> (Store, i64, i64, i64) {
+    let store = Store::open_memory().await.unwrap();
+    let user = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            email: "a@x".into(),
+            password: "password1".into(),
+            role: Role::Member,
+            organization: None,
+        })
+        .await
+        .unwrap();
+    let ws = store.create_workspace(user.id, "api").await.unwrap();
+    let (agent, _) = store.create_agent(ws.id, "main").await.unwrap();
+    (store, user.id, ws.id, agent.id)
+}
+
 pub use links::LinkRow;
 
 #[cfg(test)]

@@ -150,25 +150,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewUser, Role};
 
     #[tokio::test]
     async fn shares_upsert_list_delete_and_cascade() {
-        let store = Store::open_memory().await.unwrap();
-        let user = store
-            .create_user(NewUser {
-                username: "alice".into(),
-                email: "a@x".into(),
-                password: "password1".into(),
-                role: Role::Member,
-                organization: None,
-            })
-            .await
-            .unwrap();
-        let ws = store.create_workspace(user.id, "api").await.unwrap();
-        let (agent, _) = store.create_agent(ws.id, "main").await.unwrap();
+        let (store, _, ws_id, agent_id) = crate::store::seeded().await;
         let mut share = Share {
-            agent_id: agent.id,
+            agent_id,
             port: 3000,
             level: ShareLevel::Organization,
             protocol: Protocol::Http,
@@ -178,25 +165,25 @@ mod tests {
         share.protocol = Protocol::Https;
         store.put_share(&share).await.unwrap();
         assert_eq!(
-            store.list_shares(agent.id).await.unwrap(),
+            store.list_shares(agent_id).await.unwrap(),
             vec![share.clone()]
         );
         let app = App {
-            agent_id: agent.id,
+            agent_id,
             name: "docs".into(),
             port: 8080,
             protocol: Protocol::Http,
         };
         store.put_app(&app).await.unwrap();
-        assert_eq!(store.list_apps(agent.id).await.unwrap(), vec![app]);
+        assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app]);
         let snapshot = store.snapshot().await.unwrap();
         assert!(snapshot
             .iter()
             .any(|c| matches!(c, crate::catalog::Change::Share(s) if *s == share)));
-        assert!(store.delete_share(agent.id, 3000).await.unwrap());
-        assert!(!store.delete_share(agent.id, 3000).await.unwrap());
+        assert!(store.delete_share(agent_id, 3000).await.unwrap());
+        assert!(!store.delete_share(agent_id, 3000).await.unwrap());
         store.put_share(&share).await.unwrap();
-        store.delete_workspace(ws.id).await.unwrap();
+        store.delete_workspace(ws_id).await.unwrap();
         let (shares, apps) = store.all_shares_and_apps().await.unwrap();
         assert!(shares.is_empty() && apps.is_empty(), "cascade");
     }
