@@ -126,11 +126,11 @@ async fn forward(
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
                 reason: if share_cookie.is_some() && link.is_none() {
-                    "this share link has expired or was revoked: ask the owner for a new one".into()
+                    "This share link has expired or was revoked: ask the owner for a new one".into()
                 } else if token.is_some() {
-                    "the berth API token is not valid (revoked, or from another deployment)".into()
+                    "The berth API token is not valid (revoked, or from another deployment)".into()
                 } else {
-                    "this app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
+                    "This app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
                         .into()
                 },
             })
@@ -288,7 +288,7 @@ async fn redeem(
 ) -> Result<Response<Body>, ErrorPage> {
     let expired = || {
         ErrorPage::Unauthenticated {
-        reason: "this share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
+        reason: "This share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
     }
     };
     let target = match route.access() {
