@@ -30,6 +30,8 @@ enum Command {
     Control(ControlArgs),
     /// Run inside a workspace: dial out to berth and serve this workspace's ports.
     Agent(AgentArgs),
+    #[command(flatten)]
+    Client(berth::client::Command),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
                 run_server(a.server, flags, RoleDefaults::CONTROL, false).await
             }
             Command::Agent(a) => run_agent(a).await,
+            Command::Client(c) => berth::client::run(c).await,
         }
     })
 }

@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod agents;
 mod cli;
+mod client;
 mod deadagent;
 mod lifecycle;
 mod limits;

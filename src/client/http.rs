@@ -1,0 +1,191 @@
+//! The CLI's one HTTP helper: [`Session::call`], JSON in and out over
+//! HTTP/1.1 on berth's own TLS client ([`crate::tls::client`]), so
+//! `--ca-file` / `SSL_CERT_FILE` / the system store decide trust and
+//! `*.localhost` names resolve to loopback.
+
+use super::ClientError;
+use crate::tls::client::{client_config, connect};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long one API call may take, connection and handshake included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the CLI talks to and as whom: what `berth login` saves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The control plane, e.g. `https://berth.localhost:8443`.
+    pub url: String,
+    /// An API token (`berth_api_...`); empty before login.
+    pub token: String,
+    /// The CA to trust instead of `SSL_CERT_FILE` or the system store.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The parts of a control-plane URL that a request needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host name or IP literal (brackets kept for IPv6).
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written, for the `Host` header.
+    pub authority: String,
+    /// Path prefix without a trailing `/` (usually empty).
+    pub base_path: String,
+}
+
+/// Checks and splits a control-plane URL: `https://host[:port][/prefix]`.
+pub fn parse_url(url: &str) -> Result<Endpoint, ClientError> {
+    let bad = |why: &str| ClientError::Usage(format!("{url:?} is not a berth URL: {why}"));
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| bad("expected https://HOST[:PORT]"))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some(_) => return Err(bad("berth speaks HTTPS only; use https://")),
+        None => return Err(bad("expected https://HOST[:PORT]")),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad(
+            "user names in the URL are not supported; use --username",
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(bad("it has a query string"));
+    }
+    let host = authority.host().to_owned();
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(Endpoint {
+        host,
+        port: authority.port_u16().unwrap_or(443),
+        authority: authority.as_str().to_owned(),
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+impl Session {
+    /// Sends `method path` (path under the URL, e.g. `/api/v1/me`) with an
+    /// optional JSON body and the bearer token; returns the status and the
+    /// JSON answer (`Null` for an empty body, a `String` for one that is
+    /// not JSON). Only transport failures are errors here.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        let ep = parse_url(&self.url)?;
+        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(&ep, method, path, body))
+            .await
+            .map_err(|_| {
+                ClientError::Transport(format!(
+                    "{} did not answer within {} s",
+                    self.url,
+                    CALL_TIMEOUT.as_secs()
+                ))
+            })?
+    }
+
+    async fn call_inner(
+        &self,
+        ep: &Endpoint,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        let tls = client_config(self.ca_file.as_deref(), &[b"http/1.1"])
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let transport = |e: &dyn std::fmt::Display| {
+            ClientError::Transport(format!("cannot reach {}: {e}", self.url))
+        };
+        let stream = connect(&ep.host, ep.port, tls)
+            .await
+            .map_err(|e| transport(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport(&e))?;
+        let conn = tokio::spawn(conn);
+
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", ep.base_path))
+            .header(http::header::HOST, &ep.authority)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            );
+        if !self.token.is_empty() {
+            req = req.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            );
+        }
+        let bytes = match body {
+            Some(v) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes"))
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::Usage(format!("cannot build the request: {e}")))?;
+        let res = sender.send_request(req).await.map_err(|e| transport(&e))?;
+        let status = res.status();
+        let raw = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(&e))?
+            .to_bytes();
+        conn.abort();
+        let value = if raw.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
+        };
+        Ok((status, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let ep = parse_url("https://berth.localhost:8443").unwrap();
+        assert_eq!(ep.host, "berth.localhost");
+        assert_eq!(ep.port, 8443);
+        assert_eq!(ep.authority, "berth.localhost:8443");
+        assert_eq!(ep.base_path, "");
+        let ep = parse_url("https://berth.example.com/").unwrap();
+        assert_eq!((ep.port, ep.base_path.as_str()), (443, ""));
+        let ep = parse_url("https://[::1]:9/berth/").unwrap();
+        assert_eq!(
+            (ep.host.as_str(), ep.base_path.as_str()),
+            ("[::1]", "/berth")
+        );
+        for bad in [
+            "http://berth.localhost",
+            "berth.localhost:8443",
+            "",
+            "https://a@b/",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ClientError::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The client CLI (SPEC §1): `berth login`, `ports`, `share`, `unshare`,
+//! `open` and `link`, speaking the HTTP API (SPEC §4) with the token that
+//! `berth login` saved (see [`credentials`]).
+//!
+//! Exit codes: 0 on success, 1 when the server refused or could not be
+//! reached (`berth: <message>`), 64 for usage and configuration errors
+//! such as not being signed in.
+
+mod commands;
+pub mod credentials;
+pub mod format;
+pub mod http;
+
+pub use http::Session;
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 64;
+
+/// What went wrong in a client command.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad arguments or configuration (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// The server answered with an error (exit 1).
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached, or answered nonsense (exit 1).
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => EXIT_USAGE,
+            ClientError::Api { .. } | ClientError::Transport(_) => 1,
+        }
+    }
+}
+
+/// The client subcommands, flattened into `berth`'s own.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sign in to a berth control plane and save the API token
+    /// (in $BERTH_CONFIG_DIR, else $XDG_CONFIG_HOME/berth, else ~/.config/berth).
+    Login(LoginArgs),
+    /// List a workspace agent's listening, shared and named ports with their URLs.
+    Ports(PortsArgs),
+    /// Share a port: set who may open its URL.
+    Share(ShareArgs),
+    /// Make a port private again (owner and site admins only).
+    Unshare(UnshareArgs),
+    /// Print a port's URL, and with --browser open it.
+    Open(OpenArgs),
+    /// Create, list and revoke share links (expiring links to one port).
+    Link(LinkArgs),
+}
+
+/// `berth login`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth login https://berth.localhost:8443 --ca-file .berth/ca.pem\n  \
+    berth login https://berth.example.com --username alice --password-stdin < password.txt\n  \
+    berth login https://berth.localhost:8443 --token \"$(cat .berth/admin-token)\"")]
+pub struct LoginArgs {
+    /// The control plane's URL, e.g. https://berth.localhost:8443
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// User name [default: asked on the terminal]
+    #[arg(long, short = 'u', value_name = "USER", conflicts_with = "token")]
+    pub username: Option<String>,
+    /// Read the password from the first line of standard input instead of asking
+    #[arg(long, conflicts_with = "token")]
+    pub password_stdin: bool,
+    /// Use this existing API token (berth_api_...) instead of a user name and password
+    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Trust this CA certificate (PEM), e.g. berth dev's .berth/ca.pem, instead of
+    /// SSL_CERT_FILE or the system store; remembered for later commands
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which agent a port command is about.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Target {
+    /// Workspace name [default: your only workspace]
+    #[arg(long, short = 'w', env = "BERTH_WORKSPACE", value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
+    /// Agent name [default: the workspace's only agent]
+    #[arg(long, short = 'a', env = "BERTH_AGENT", value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Owner of the workspace [default: you; site admins may name anyone]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// `berth ports`.
+#[derive(Args, Debug)]
+pub struct PortsArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print the API's JSON answer instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who may open a shared port (SPEC §3).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The workspace owner and site admins only
+    Owner,
+    /// Members of the owner's organization
+    Organization,
+    /// Anyone signed in to this berth
+    Authenticated,
+    /// Anyone, no sign-in
+    Public,
+}
+
+impl Level {
+    /// The API's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Owner => "owner",
+            Level::Organization => "organization",
+            Level::Authenticated => "authenticated",
+            Level::Public => "public",
+        }
+    }
+}
+
+/// How the edge speaks to the port.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Plain HTTP
+    Http,
+    /// HTTPS (the app's own certificate is not checked: it is on loopback)
+    Https,
+}
+
+/// `berth share`.
+#[derive(Args, Debug)]
+pub struct ShareArgs {
+    /// The port to share (1-65535)
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Who may open it
+    #[arg(long, short = 'l', value_enum, value_name = "LEVEL")]
+    pub level: Level,
+    /// How the edge speaks to the port [default: http]
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<Protocol>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `berth unshare`.
+#[derive(Args, Debug)]
+pub struct UnshareArgs {
+    /// The port to make private again
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `berth open`.
+#[derive(Args, Debug)]
+pub struct OpenArgs {
+    /// The port to open
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Also open the URL in a browser (xdg-open or open), if there is one
+    #[arg(long, short = 'b')]
+    pub browser: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `berth link`.
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    #[command(subcommand)]
+    pub command: LinkCommand,
+}
+
+/// The `berth link` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LinkCommand {
+    /// Mint a link that lets anyone holding it open one port until it expires
+    Create(LinkCreateArgs),
+    /// List your share links
+    #[command(alias = "list")]
+    Ls(LinkLsArgs),
+    /// Revoke a share link: its visitors lose access within seconds
+    #[command(alias = "revoke")]
+    Rm(LinkRmArgs),
+}
+
+/// `berth link create`.
+#[derive(Args, Debug)]
+pub struct LinkCreateArgs {
+    /// The port the link opens
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// How long the link works: 90s, 30m, 2h, 1d, 1h30m, or seconds [server default: 24h]
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_ttl)]
+    pub ttl: Option<u64>,
+    /// How many times the link may be redeemed [default: unlimited]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_uses: Option<u64>,
+    /// Print the API's JSON answer
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `berth link ls`.
+#[derive(Args, Debug)]
+pub struct LinkLsArgs {
+    /// Print the API's JSON answer instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `berth link rm`.
+#[derive(Args, Debug)]
+pub struct LinkRmArgs {
+    /// The link's ID, as `berth link ls` shows it
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// Runs one client command; prints errors as `berth: <message>`.
+pub async fn run(command: Command) -> ExitCode {
+    match commands::run(command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn link_arguments() {
+        let Command::Link(LinkArgs {
+            command: LinkCommand::Create(a),
+        }) = parse(&[
+            "link",
+            "create",
+            "5173",
+            "--ttl",
+            "2h",
+            "--max-uses",
+            "3",
+            "-w",
+            "dev",
+        ])
+        .unwrap()
+        else {
+            panic!("not link create")
+        };
+        assert_eq!((a.port, a.ttl, a.max_uses), (5173, Some(7200), Some(3)));
+        assert_eq!(a.target.workspace.as_deref(), Some("dev"));
+
+        let Command::Link(LinkArgs {
+            command: LinkCommand::Create(a),
+        }) = parse(&["link", "create", "80"]).unwrap()
+        else {
+            panic!("not link create")
+        };
+        assert_eq!((a.ttl, a.max_uses), (None, None));
+
+        for bad in [
+            &["link", "create", "5173", "--ttl", "2w"][..],
+            &["link", "create", "5173", "--ttl", "0s"],
+            &["link", "create", "0"],
+            &["link", "create", "5173", "--max-uses", "0"],
+            &["link", "rm"],
+            &["link"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let Command::Link(LinkArgs {
+            command: LinkCommand::Rm(r),
+        }) = parse(&["link", "rm", "abc123"]).unwrap()
+        else {
+            panic!("not link rm")
+        };
+        assert_eq!(r.id, "abc123");
+        assert!(matches!(
+            parse(&["link", "ls", "--json"]).unwrap(),
+            Command::Link(LinkArgs {
+                command: LinkCommand::Ls(LinkLsArgs { json: true })
+            })
+        ));
+    }
+
+    #[test]
+    fn share_arguments() {
+        let Command::Share(s) = parse(&["share", "3000", "--level", "public"]).unwrap() else {
+            panic!("not share")
+        };
+        assert_eq!((s.port, s.level, s.protocol), (3000, Level::Public, None));
+        assert!(parse(&["share", "3000"]).is_err(), "--level is required");
+        assert!(parse(&["share", "3000", "--level", "everyone"]).is_err());
+        assert!(parse(&["share", "70000", "--level", "public"]).is_err());
+        assert!(parse(&["login", "https://x", "--token", "t", "--username", "u"]).is_err());
+    }
+}

@@ -1,0 +1,291 @@
+//! The client CLI (`berth login`, `ports`, `share`, `unshare`, `open`) as a
+//! real child process against a running berth, with its own config directory.
+
+use crate::support::{apps, client_for, Berth};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+const EXIT_USAGE: i32 = 64;
+
+/// `berth ARGS` with `BERTH_CONFIG_DIR=config` and nothing else from the
+/// caller's `BERTH_*` environment; `stdin` is fed to it.
+async fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("BERTH_CONFIG_DIR", config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("berth runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("berth finished in time")
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        out(o),
+        err(o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_ports_share_unshare_open() {
+    let berth = Berth::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+
+    // Before login: a usage error that says what to do.
+    let o = cli(dir, &["ports"], "").await;
+    assert_exit(&o, EXIT_USAGE);
+    assert!(
+        err(&o).starts_with("berth: not signed in: run `berth login"),
+        "{}",
+        err(&o)
+    );
+
+    // A wrong password: exit 1 and the server's sentence, nothing saved.
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--username",
+            "admin",
+            "--password-stdin",
+            "--ca-file",
+            ca,
+        ],
+        "not-the-password\n",
+    )
+    .await;
+    assert_exit(&o, 1);
+    assert_eq!(err(&o).trim(), "berth: wrong user name or password");
+    assert!(!dir.join("credentials.toml").exists());
+
+    // A token that is not an API token is refused before any request.
+    let o = cli(
+        dir,
+        &["login", &url, "--token", "nope", "--ca-file", ca],
+        "",
+    )
+    .await;
+    assert_exit(&o, EXIT_USAGE);
+
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--token",
+            &berth.admin_token,
+            "--ca-file",
+            ca,
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(out(&o).trim(), format!("Signed in to {url} as admin."));
+    let saved = dir.join("credentials.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        text.contains(&berth.admin_token) && text.contains("ca_file"),
+        "{text}"
+    );
+
+    let app = apps::start("127.0.0.1:0", "cli-app").await;
+    let port = app.port();
+    let p = port.to_string();
+    let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "");
+
+    // `berth ports`: the app's port, listening, private.
+    let o = cli(dir, &["ports"], "").await;
+    assert_exit(&o, 0);
+    let table = out(&o);
+    assert!(table.starts_with("PORT "), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{p} ")))
+        .unwrap_or_else(|| panic!("port {port} not listed:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[1..5],
+        ["yes", "owner", "http", app_url.as_str()],
+        "{row}"
+    );
+
+    let o = cli(
+        dir,
+        &["ports", "--json", "--workspace", "dev", "--agent", "main"],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(
+        v["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["port"] == json!(port)),
+        "{v}"
+    );
+
+    let o = cli(dir, &["ports", "--workspace", "nope"], "").await;
+    assert_exit(&o, 1);
+    assert!(
+        err(&o).contains("workspace admin/nope not found"),
+        "{}",
+        err(&o)
+    );
+
+    let anon = client_for(&berth.ca_pem, true);
+    let anon_status = || async { anon.get(&app_url).send().await.unwrap().status().as_u16() };
+    assert_eq!(anon_status().await, 401);
+
+    // share → anyone gets through.
+    let o = cli(dir, &["share", &p, "--level", "public"], "").await;
+    assert_exit(&o, 0);
+    let said = out(&o);
+    assert!(
+        said.contains("level public") && said.contains(&app_url),
+        "{said}"
+    );
+    assert_eq!(anon_status().await, 200);
+    let o = cli(dir, &["ports"], "").await;
+    assert!(
+        out(&o)
+            .lines()
+            .any(|l| l.starts_with(&format!("{p} ")) && l.contains(" public ")),
+        "{}",
+        out(&o)
+    );
+
+    // unshare → private again.
+    let o = cli(dir, &["unshare", &p], "").await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        out(&o).trim(),
+        format!("Port {port} is private again (owner only).")
+    );
+    assert_eq!(anon_status().await, 401);
+
+    // open prints the URL.
+    let o = cli(dir, &["open", &p], "").await;
+    assert_exit(&o, 0);
+    assert_eq!(out(&o).trim(), app_url);
+
+    // A revoked or damaged token: exit 1 with a hint to sign in again.
+    std::fs::write(
+        &saved,
+        text.replace(&berth.admin_token, &format!("berth_api_{}", "x".repeat(43))),
+    )
+    .unwrap();
+    let o = cli(dir, &["ports"], "").await;
+    assert_exit(&o, 1);
+    assert!(err(&o).contains("berth login"), "{}", err(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_and_a_user_without_workspaces() {
+    let berth = Berth::start().await;
+    let (s, b) = berth
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            &berth.admin_token,
+            Some(json!({"username": "alice", "email": "alice@example.com",
+                        "password": "correct-horse", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path().join("nested").join("berth");
+    let url = format!("https://berth.localhost:{}/", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+
+    let o = cli(
+        &dir,
+        &[
+            "login",
+            &url,
+            "-u",
+            "alice",
+            "--password-stdin",
+            "--ca-file",
+            ca,
+        ],
+        "correct-horse\n",
+    )
+    .await;
+    assert_exit(&o, 0);
+    assert_eq!(
+        out(&o).trim(),
+        format!("Signed in to {} as alice.", url.trim_end_matches('/'))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    let o = cli(&dir, &["share", "3000", "--level", "public"], "").await;
+    assert_exit(&o, EXIT_USAGE);
+    assert!(err(&o).contains("alice has no workspace"), "{}", err(&o));
+
+    // Someone else's workspace looks like no workspace at all.
+    let o = cli(
+        &dir,
+        &[
+            "ports",
+            "--user",
+            "admin",
+            "--workspace",
+            "dev",
+            "--agent",
+            "main",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 1);
+    assert!(err(&o).contains("not found"), "{}", err(&o));
+}
