@@ -119,7 +119,7 @@ pub async fn list_ports(
             reachable: false,
             level: share.map(|s| s.level).unwrap_or_default(),
             protocol,
-            url: st.app_urls.url(&port_label(port, protocol, &agent, &ws)),
+            url: st.app_urls.url(&port_label(port, &agent, &ws)),
             apps: vec![],
         }
     };
@@ -177,10 +177,10 @@ fn check_port(port: u16) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The app label of a port on an agent.
-fn port_label(port: u16, protocol: Protocol, agent: &AgentRow, ws: &WorkspaceRow) -> String {
-    let s = if protocol == Protocol::Https { "s" } else { "" };
-    format!("{port}{s}--{}--{}--{}", agent.name, ws.name, ws.owner)
+/// The app label of a port; a share's protocol applies to it, so the plain
+/// `{port}` form serves HTTPS apps too once shared with `protocol: https`.
+fn port_label(port: u16, agent: &AgentRow, ws: &WorkspaceRow) -> String {
+    format!("{port}--{}--{}--{}", agent.name, ws.name, ws.owner)
 }
 
 /// Sets who may reach a port.
@@ -216,9 +216,7 @@ pub async fn put_share(
         port,
         level: share.level,
         protocol: share.protocol,
-        url: st
-            .app_urls
-            .url(&port_label(port, Protocol::Http, &agent, &ws)),
+        url: st.app_urls.url(&port_label(port, &agent, &ws)),
     }))
 }
 

@@ -289,3 +289,68 @@ async fn password_login_and_a_user_without_workspaces() {
     assert_exit(&o, 1);
     assert!(err(&o).contains("not found"), "{}", err(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_create_ls_rm() {
+    let berth = Berth::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--token",
+            &berth.admin_token,
+            "--ca-file",
+            ca,
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let app = apps::start("127.0.0.1:0", "linked").await;
+    let port = app.port().to_string();
+
+    let o = cli(
+        dir,
+        &[
+            "link",
+            "create",
+            &port,
+            "--ttl",
+            "2h",
+            "--max-uses",
+            "3",
+            "--json",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let created: Value = serde_json::from_str(&out(&o)).unwrap();
+    let link_url = created["url"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(link_url.contains("berth_share=berth_link_"), "{link_url}");
+
+    // The link works for someone with no account.
+    let anon = client_for(&berth.ca_pem, true);
+    let res = anon.get(&link_url).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+
+    let o = cli(dir, &["link", "ls"], "").await;
+    assert_exit(&o, 0);
+    assert!(out(&o).contains(&id), "{}", out(&o));
+    assert!(out(&o).contains("active"), "{}", out(&o));
+
+    let o = cli(dir, &["link", "rm", &id], "").await;
+    assert_exit(&o, 0);
+    let (s, list) = berth
+        .api(Method::GET, "/api/v1/share-links", &berth.admin_token, None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(list[0]["revoked"], json!(true), "{list}");
+    assert_eq!(anon.get(&link_url).send().await.unwrap().status(), 401);
+}
