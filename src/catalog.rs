@@ -98,6 +98,16 @@ pub struct Link {
     pub created_by: i64,
 }
 
+/// A signed-in browser session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Random id, carried in signed cookies.
+    pub id: String,
+    pub user_id: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
 /// One update to the catalog.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -115,6 +125,8 @@ pub enum Change {
     AppRemoved { agent_id: i64, name: String },
     Link(Link),
     LinkRemoved(String),
+    Session(Session),
+    SessionRemoved(String),
 }
 
 /// What an app host's names resolve to.
@@ -147,6 +159,8 @@ pub struct Catalog {
     apps: DashMap<(i64, String), App>,
     /// link id -> live share link
     links: DashMap<String, Link>,
+    /// session id -> browser session
+    sessions: DashMap<String, Session>,
 }
 
 impl Catalog {
@@ -171,6 +185,7 @@ impl Catalog {
                 }
                 self.api_tokens.retain(|_, uid| *uid != id);
                 self.links.retain(|_, l| l.created_by != id);
+                self.sessions.retain(|_, s| s.user_id != id);
                 let owned: Vec<i64> = self
                     .workspaces
                     .iter()
@@ -242,12 +257,28 @@ impl Catalog {
             Change::LinkRemoved(id) => {
                 self.links.remove(&id);
             }
+            Change::Session(session) => {
+                self.sessions.insert(session.id.clone(), session);
+            }
+            Change::SessionRemoved(id) => {
+                self.sessions.remove(&id);
+            }
         }
     }
 
     /// The visitor an API token belongs to.
     pub fn visitor_for_token(&self, hash: &TokenHash) -> Option<Visitor> {
         let user_id = *self.api_tokens.get(hash)?;
+        self.visitor(user_id)
+    }
+
+    /// How a port is shared, if it is.
+    pub fn share(&self, agent_id: i64, port: u16) -> Option<Share> {
+        self.shares.get(&(agent_id, port)).map(|s| s.clone())
+    }
+
+    /// A user as the access decision sees them.
+    fn visitor(&self, user_id: i64) -> Option<Visitor> {
         let u = self.users.get(&user_id)?;
         Some(Visitor {
             user_id: u.id,
@@ -256,11 +287,6 @@ impl Catalog {
             admin: u.admin,
             organization: u.organization.clone(),
         })
-    }
-
-    /// How a port is shared, if it is.
-    pub fn share(&self, agent_id: i64, port: u16) -> Option<Share> {
-        self.shares.get(&(agent_id, port)).map(|s| s.clone())
     }
 
     /// A share link that exists and has not expired at `now` (unix seconds).
@@ -282,6 +308,24 @@ impl Catalog {
         self.apps
             .get(&(agent_id, name.to_owned()))
             .map(|a| a.clone())
+    }
+
+    /// The visitor a browser session belongs to, if it is live at `now`.
+    pub fn visitor_for_session(&self, id: &str, now: i64) -> Option<(Visitor, Session)> {
+        let session = self
+            .sessions
+            .get(id)
+            .filter(|s| s.expires_at > now)?
+            .clone();
+        let u = self.users.get(&session.user_id)?;
+        let visitor = Visitor {
+            user_id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            admin: u.admin,
+            organization: u.organization.clone(),
+        };
+        Some((visitor, session))
     }
 
     /// The agent a tunnel token belongs to.

@@ -7,6 +7,7 @@
 
 use crate::agent::{self, AgentConfig};
 use crate::auth::cookie::CookieKey;
+use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::Secret;
 use crate::auth::TokenHash;
 use crate::catalog::Catalog;
@@ -206,6 +207,14 @@ impl Server {
             cfg.listen = local_addr;
         }
 
+        let signin = Arc::new(SignIn {
+            key: CookieKey::new(store.secret_key(COOKIE_KEY).await?),
+            codes: Codes::default(),
+            wildcard: cfg.wildcard.clone(),
+            base_domain: cfg.base_domain.clone(),
+            base_url: cfg.base_url(),
+            session_ttl_secs: SESSION_TTL_SECS,
+        });
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
@@ -215,7 +224,7 @@ impl Server {
             cfg.wildcard.clone(),
             cfg.limits.clone(),
             metrics,
-            CookieKey::new(store.secret_key(COOKIE_KEY).await?),
+            signin.clone(),
             Arc::new(StoreRedeemer(store.clone())),
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
@@ -224,6 +233,7 @@ impl Server {
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),
             sharing: cfg.sharing,
+            signin,
             app_urls: AppUrls {
                 wildcard_suffix,
                 port: cfg.url_port(),

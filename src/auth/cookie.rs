@@ -1,10 +1,11 @@
-//! Signed visitor cookies: `berth_share` (a redeemed share link). The edge
-//! verifies them alone, with a key it holds, and asks the catalog only whether
-//! the link still exists; nothing in the cookie is a secret.
+//! Signed cookies: `berth_share` (a redeemed share link), `berth_app` (a
+//! signed-in browser on one app host) and `berth_session` (the control host).
+//! The edge verifies them alone, with a key it holds, and asks the catalog
+//! only whether the link or session still exists; nothing in them is secret.
 //!
-//! Value: `{link_id}.{expires_unix}.{base64url(hmac)}` where the HMAC-SHA256
-//! covers `v1|{link_id}|{host}|{expires}`, so a cookie is bound to the one
-//! app host that set it and cannot be replayed on another.
+//! Value: `{id}.{expires_unix}.{base64url(hmac)}` where the HMAC-SHA256 covers
+//! `v1|{purpose}|{id}|{host}|{expires}`, so a cookie is bound to one purpose
+//! and to the one host that set it, and cannot be replayed elsewhere.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,6 +14,28 @@ use sha2::Sha256;
 
 /// The visitor cookie a redeemed share link sets.
 pub const SHARE_COOKIE: &str = "berth_share";
+/// The cookie of a signed-in browser on one app host.
+pub const APP_COOKIE: &str = "berth_app";
+/// The control host's session cookie.
+pub const SESSION_COOKIE: &str = "berth_session";
+
+/// What a signed value is for; part of the MAC, so values cannot cross over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// `berth_share`: the id is a share link's.
+    Share,
+    /// `berth_app` and `berth_session`: the id is a session's.
+    Session,
+}
+
+impl Purpose {
+    fn tag(self) -> &'static str {
+        match self {
+            Purpose::Share => "share",
+            Purpose::Session => "session",
+        }
+    }
+}
 
 /// A key for signing cookies (32 random bytes, kept in the store).
 #[derive(Clone)]
@@ -24,20 +47,27 @@ impl CookieKey {
         CookieKey(bytes)
     }
 
-    fn mac(&self, link_id: &str, host: &str, expires: i64) -> Hmac<Sha256> {
+    fn mac(&self, purpose: Purpose, id: &str, host: &str, expires: i64) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
-        mac.update(format!("v1|{link_id}|{}|{expires}", host.to_ascii_lowercase()).as_bytes());
+        let host = host.to_ascii_lowercase();
+        mac.update(format!("v1|{}|{id}|{host}|{expires}", purpose.tag()).as_bytes());
         mac
     }
 
-    /// The cookie value for `link_id` on `host`, valid until `expires` (unix s).
-    pub fn sign(&self, link_id: &str, host: &str, expires: i64) -> String {
-        let tag = self.mac(link_id, host, expires).finalize().into_bytes();
-        format!("{link_id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
+    /// The cookie value for `id` on `host`, valid until `expires` (unix s).
+    pub fn sign(&self, purpose: Purpose, id: &str, host: &str, expires: i64) -> String {
+        let tag = self.mac(purpose, id, host, expires).finalize().into_bytes();
+        format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
-    /// Checks a cookie value for `host` at time `now`; returns the link id.
-    pub fn verify(&self, value: &str, host: &str, now: i64) -> Result<String, CookieError> {
+    /// Checks a cookie value for `host` at time `now`; returns the id.
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        value: &str,
+        host: &str,
+        now: i64,
+    ) -> Result<String, CookieError> {
         let mut parts = value.splitn(3, '.');
         let (Some(id), Some(exp), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CookieError::Malformed);
@@ -49,7 +79,7 @@ impl CookieKey {
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| CookieError::Malformed)?;
-        self.mac(id, host, expires)
+        self.mac(purpose, id, host, expires)
             .verify_slice(&tag)
             .map_err(|_| CookieError::BadSignature)?;
         if now >= expires {
@@ -103,25 +133,65 @@ mod tests {
     #[test]
     fn signed_values_verify_only_where_and_while_they_should() {
         let k = key(7);
-        let v = k.sign("abc123", "3000--main--api--alice.apps.example.com", 2_000);
+        let v = k.sign(
+            Purpose::Share,
+            "abc123",
+            "3000--main--api--alice.apps.example.com",
+            2_000,
+        );
         assert_eq!(
-            k.verify(&v, "3000--main--api--alice.apps.example.com", 1_000),
+            k.verify(
+                Purpose::Share,
+                &v,
+                "3000--main--api--alice.apps.example.com",
+                1_000
+            ),
             Ok("abc123".into())
         );
         assert_eq!(
-            k.verify(&v, "3000--MAIN--api--alice.apps.example.com", 1_000),
+            k.verify(
+                Purpose::Share,
+                &v,
+                "3000--MAIN--api--alice.apps.example.com",
+                1_000
+            ),
             Ok("abc123".into())
         );
         assert_eq!(
-            k.verify(&v, "3001--main--api--alice.apps.example.com", 1_000),
+            k.verify(
+                Purpose::Share,
+                &v,
+                "3001--main--api--alice.apps.example.com",
+                1_000
+            ),
             Err(CookieError::BadSignature)
         );
         assert_eq!(
-            k.verify(&v, "3000--main--api--alice.apps.example.com", 2_000),
+            k.verify(
+                Purpose::Share,
+                &v,
+                "3000--main--api--alice.apps.example.com",
+                2_000
+            ),
             Err(CookieError::Expired)
         );
         assert_eq!(
-            key(8).verify(&v, "3000--main--api--alice.apps.example.com", 1_000),
+            key(8).verify(
+                Purpose::Share,
+                &v,
+                "3000--main--api--alice.apps.example.com",
+                1_000
+            ),
+            Err(CookieError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn purposes_do_not_cross() {
+        let k = key(3);
+        let v = k.sign(Purpose::Share, "abc", "h", 2_000);
+        assert_eq!(
+            k.verify(Purpose::Session, &v, "h", 1_000),
             Err(CookieError::BadSignature)
         );
     }
@@ -129,12 +199,18 @@ mod tests {
     #[test]
     fn tampering_is_caught() {
         let k = key(1);
-        let v = k.sign("abc", "h", 2_000);
+        let v = k.sign(Purpose::Share, "abc", "h", 2_000);
         // Extending the expiry or swapping the id breaks the signature.
         let later = v.replacen("2000", "9999", 1);
-        assert_eq!(k.verify(&later, "h", 1_000), Err(CookieError::BadSignature));
+        assert_eq!(
+            k.verify(Purpose::Share, &later, "h", 1_000),
+            Err(CookieError::BadSignature)
+        );
         let other = v.replacen("abc", "abd", 1);
-        assert_eq!(k.verify(&other, "h", 1_000), Err(CookieError::BadSignature));
+        assert_eq!(
+            k.verify(Purpose::Share, &other, "h", 1_000),
+            Err(CookieError::BadSignature)
+        );
         for bad in [
             "",
             "abc",
@@ -144,7 +220,10 @@ mod tests {
             ".2000.AAAA",
             "abc.2000.!!!",
         ] {
-            assert!(k.verify(bad, "h", 1_000).is_err(), "{bad:?}");
+            assert!(
+                k.verify(Purpose::Share, bad, "h", 1_000).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod cookie;
 pub mod decide;
 pub mod password;
+pub mod signin;
 pub mod token;
 
 pub use decide::{authorize, Decision, LinkGrant, ShareLevel, Target, Visitor};

@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod links;
 mod shares;
+mod signin;
 mod users;
 mod validate;
 mod workspaces;
@@ -79,6 +80,8 @@ pub struct ControlState {
     pub app_urls: AppUrls,
     /// What owners may share, and for how long.
     pub sharing: SharingPolicy,
+    /// Browser sign-in: cookie key, one-time codes, where to send browsers.
+    pub signin: Arc<crate::auth::signin::SignIn>,
 }
 
 /// Limits on sharing, from `[sharing]`.
@@ -184,5 +187,10 @@ pub fn router(state: ControlState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    Router::new().nest("/api/v1", api).with_state(state)
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/", get(signin::home))
+        .route("/signin", get(signin::show).post(signin::submit))
+        .route("/signout", post(signin::signout))
+        .with_state(state)
 }

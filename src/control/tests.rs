@@ -39,6 +39,7 @@ impl Harness {
             presence: presence.clone(),
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 8443),
             sharing: crate::control::SharingPolicy::default(),
+            signin: test_signin(),
         };
         let mut h = Harness {
             state,
@@ -689,6 +690,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             presence: Arc::new(NobodyConnected),
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 443),
             sharing: crate::control::SharingPolicy::default(),
+            signin: test_signin(),
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),
@@ -747,4 +749,16 @@ fn app_urls_and_label_budget() {
     let p = AppUrls::from_wildcard("*--apps.example.com", 443);
     assert_eq!(p.url("x"), "https://x--apps.example.com");
     assert_eq!(p.label_budget(), 57);
+}
+
+/// Sign-in settings for router tests.
+fn test_signin() -> Arc<crate::auth::signin::SignIn> {
+    Arc::new(crate::auth::signin::SignIn {
+        key: crate::auth::cookie::CookieKey::new([9; 32]),
+        codes: Default::default(),
+        wildcard: crate::host::Wildcard::parse("*.berth.localhost").unwrap(),
+        base_domain: "berth.localhost".into(),
+        base_url: "https://berth.localhost:8443".into(),
+        session_ttl_secs: crate::auth::signin::SESSION_TTL_SECS,
+    })
 }

@@ -14,7 +14,7 @@ pub mod pages;
 pub mod proxy;
 pub mod server;
 
-use crate::auth::cookie::CookieKey;
+use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
 use crate::catalog::{Catalog, Link};
 use crate::config::Limits;
@@ -46,8 +46,8 @@ pub struct Edge {
     pub limits: Limits,
     /// Metrics.
     pub metrics: EdgeMetrics,
-    /// Signs and verifies visitor cookies.
-    pub cookie_key: CookieKey,
+    /// Cookie key, one-time codes, and where browsers sign in.
+    pub signin: Arc<SignIn>,
     /// Redeems share links (counts uses where the links are stored).
     pub links: Arc<dyn LinkRedeemer>,
     client: Client<TunnelConnector, Body>,
@@ -72,7 +72,7 @@ impl Edge {
         wildcard: Wildcard,
         limits: Limits,
         metrics: EdgeMetrics,
-        cookie_key: CookieKey,
+        signin: Arc<SignIn>,
         links: Arc<dyn LinkRedeemer>,
     ) -> Self {
         let connector = TunnelConnector::new(
@@ -90,7 +90,7 @@ impl Edge {
             wildcard,
             limits,
             metrics,
-            cookie_key,
+            signin,
             links,
             client,
         }

@@ -61,6 +61,9 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
+    if req.uri().path() == CALLBACK_PATH {
+        return signin_callback(edge, &req, &host_header);
+    }
     if req.uri().path().starts_with("/_berth/") {
         return Err(ErrorPage::NotFound);
     }
@@ -68,18 +71,34 @@ async fn forward(
     // Phase 2: who is asking? A user by API token, and/or a visitor holding
     // a share link's cookie for this very host.
     let token = headers::api_token(req.headers());
-    let visitor = token.and_then(|t| edge.catalog.visitor_for_token(&TokenHash::of(t)));
     let now = unix_now();
     let bare = super::bare_host(&host_header).to_owned();
-    let share_cookie = req
-        .headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| cookie::find(c, cookie::SHARE_COOKIE))
-        .map(str::to_owned);
+    let find_cookie = |name: &str| {
+        req.headers()
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| cookie::find(c, name))
+            .map(str::to_owned)
+    };
+    let visitor = match token {
+        Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
+        None => find_cookie(cookie::APP_COOKIE).and_then(|value| {
+            let id = edge
+                .signin
+                .key
+                .verify(cookie::Purpose::Session, &value, &bare, now)
+                .ok()?;
+            edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
+        }),
+    };
+    let share_cookie = find_cookie(cookie::SHARE_COOKIE);
     let link = share_cookie.as_deref().and_then(|value| {
-        let id = edge.cookie_key.verify(value, &bare, now).ok()?;
+        let id = edge
+            .signin
+            .key
+            .verify(cookie::Purpose::Share, value, &bare, now)
+            .ok()?;
         edge.catalog.live_link(&id, now)
     });
     let link_grant = link.as_ref().map(|l| auth::LinkGrant {
@@ -123,6 +142,28 @@ async fn forward(
     });
     match auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref()) {
         Decision::Allow => {}
+        Decision::Unauthenticated
+            if token.is_none()
+                && share_cookie.is_none()
+                && pages::wants_html(req.headers())
+                && matches!(*req.method(), Method::GET | Method::HEAD) =>
+        {
+            // A browser without a session: to the control plane's sign-in,
+            // which sends it back here with a one-time code.
+            let return_to = format!(
+                "https://{host_header}{}",
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            );
+            let query = serde_urlencoded::to_string([("return_to", return_to.as_str())])
+                .expect("strings always encode");
+            return Ok(see_other(
+                &format!("{}/signin?{query}", edge.signin.base_url),
+                None,
+            ));
+        }
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
                 reason: if share_cookie.is_some() && link.is_none() {
@@ -302,19 +343,90 @@ async fn redeem(
         // A real link, but for another app: it opens nothing here.
         return Err(expired());
     }
-    let value = edge.cookie_key.sign(&link.id, host, link.expires_at);
+    let value = edge
+        .signin
+        .key
+        .sign(cookie::Purpose::Share, &link.id, host, link.expires_at);
     let path = headers::strip_share_param(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    Ok(Response::builder()
+    Ok(see_other(
+        &path,
+        Some(cookie::set_cookie(
+            cookie::SHARE_COOKIE,
+            &value,
+            link.expires_at - now,
+        )),
+    ))
+}
+
+/// Where the control plane sends a signed-in browser back with a code.
+pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
+
+/// A `303 See Other` to `location`, optionally setting a cookie.
+fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
+    let mut b = Response::builder()
         .status(StatusCode::SEE_OTHER)
-        .header(http::header::LOCATION, path.as_ref())
-        .header(
-            http::header::SET_COOKIE,
-            cookie::set_cookie(cookie::SHARE_COOKIE, &value, link.expires_at - now),
-        )
+        .header(http::header::LOCATION, location)
         .header(http::header::CACHE_CONTROL, "no-store")
-        .header(http::header::REFERRER_POLICY, "no-referrer")
-        .body(Body::empty())
-        .expect("redirect is a valid response"))
+        .header(http::header::REFERRER_POLICY, "no-referrer");
+    if let Some(c) = set_cookie {
+        b = b.header(http::header::SET_COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    })
+}
+
+/// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code for
+/// a host-only `berth_app` cookie that lasts as long as the session.
+fn signin_callback(
+    edge: &Edge,
+    req: &Request<Incoming>,
+    host_header: &str,
+) -> Result<Response<Body>, ErrorPage> {
+    #[derive(serde::Deserialize)]
+    struct Callback {
+        code: String,
+        #[serde(default)]
+        path: Option<String>,
+    }
+    let refused = || ErrorPage::Unauthenticated {
+        reason: "This sign-in link has expired or was already used: open the app again to sign in"
+            .into(),
+    };
+    let cb: Callback =
+        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).map_err(|_| refused())?;
+    let host = super::bare_host(host_header);
+    let now = unix_now();
+    let session_id = edge
+        .signin
+        .codes
+        .take(&cb.code, host, now)
+        .ok_or_else(refused)?;
+    let (_, session) = edge
+        .catalog
+        .visitor_for_session(&session_id, now)
+        .ok_or_else(refused)?;
+    let value = edge.signin.key.sign(
+        cookie::Purpose::Session,
+        &session.id,
+        host,
+        session.expires_at,
+    );
+    let path = cb
+        .path
+        .as_deref()
+        .and_then(auth::signin::safe_path)
+        .unwrap_or("/");
+    Ok(see_other(
+        path,
+        Some(cookie::set_cookie(
+            cookie::APP_COOKIE,
+            &value,
+            session.expires_at - now,
+        )),
+    ))
 }
 
 /// Where an app host leads, as far as the catalog knows.

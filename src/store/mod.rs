@@ -735,11 +735,19 @@ impl Store {
                 .filter_map(LinkRow::to_catalog)
                 .map(catalog::Change::Link),
         );
+        let now_unix = OffsetDateTime::now_utc().unix_timestamp();
+        out.extend(
+            self.live_sessions(now_unix)
+                .await?
+                .into_iter()
+                .map(catalog::Change::Session),
+        );
         Ok(out)
     }
 }
 
 mod links;
+mod sessions;
 mod shares;
 
 /// For tests: an in-memory store with user `alice`, workspace `api` and agent

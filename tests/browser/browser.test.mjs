@@ -120,6 +120,7 @@ async function startBerth(dataDir, port) {
     30_000,
     'berth banner',
   );
+  return stdout;
 }
 
 async function stopBerth() {
@@ -359,7 +360,9 @@ async function main() {
   app = await startApp();
   const dataDir = tempDir('berth-browser-data-');
   const port = await freePort();
-  await startBerth(dataDir, port);
+  const banner = await startBerth(dataDir, port);
+  const adminPassword = (banner.match(/admin password\s+(\S+)/) ?? [])[1];
+  assert(adminPassword, `the banner shows no admin password:\n${banner}`);
   const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
   const caPem = path.join(dataDir, 'ca.pem');
   const ca = fs.readFileSync(caPem);
@@ -513,30 +516,31 @@ async function main() {
     }
   });
 
-  await test('without a token: 401 and berth\'s HTML page asking for a token', async () => {
+  await test('without a session: sent to sign in, signs in with a password, lands on the app', async () => {
     const { context, page } = await newPage(h2, null, false);
     try {
-      const res = await page.goto(appUrl + '/');
+      const res = await page.goto(appUrl + '/?from=browser');
       assert(res, 'no response');
-      assert(res.status() === 401, `status ${res.status()}`);
-      const ct = (await res.allHeaders())['content-type'] ?? '';
-      assert(ct.startsWith('text/html'), `content-type ${ct}`);
+      const signinUrl = page.url();
+      assert(
+        signinUrl.startsWith(`https://berth.localhost:${port}/signin?return_to=`),
+        `not sent to sign-in: ${signinUrl}`,
+      );
+      assert(!(await page.textContent('body')).includes(PAGE_MARKER), 'the app content leaked');
+      await page.fill('input[name=username]', 'admin');
+      await page.fill('input[name=password]', adminPassword);
+      await Promise.all([page.waitForURL(`${appUrl}/?from=browser`), page.click('button[type=submit]')]);
       const text = await page.textContent('body');
-      assert(/token/i.test(text), `page does not mention a token: ${text.slice(0, 200)}`);
-      assert(!text.includes(PAGE_MARKER), 'the app content leaked');
-      // The app's sub-resources are refused the same way (EventSource, WebSocket).
-      const sub = await page.evaluate(async () => {
-        const r = await fetch('/download?n=10');
-        const ws = await new Promise((resolve) => {
-          const w = new WebSocket(location.origin.replace(/^https:/, 'wss:') + '/ws');
-          w.onopen = () => resolve('open');
-          w.onerror = () => resolve('error');
-        });
-        return { fetch: r.status, ws };
-      });
-      assert(sub.fetch === 401, `fetch without token: ${sub.fetch}`);
-      assert(sub.ws === 'error', `WebSocket without token: ${sub.ws}`);
-      return `title "${await page.title()}"`;
+      assert(text.includes(PAGE_MARKER), `not on the app after sign-in: ${page.url()} ${text.slice(0, 200)}`);
+      // The session cookie covers the page's own requests too (no token sent).
+      const sub = await page.evaluate(async () => (await fetch('/download?n=10')).status);
+      assert(sub === 200, `fetch after sign-in: ${sub}`);
+      const cookies = await context.cookies();
+      const appCookie = cookies.find((c) => c.name === 'berth_app');
+      assert(appCookie && appCookie.httpOnly && appCookie.secure && appCookie.sameSite === 'Lax',
+        `berth_app cookie: ${JSON.stringify(appCookie)}`);
+      assert(appCookie.domain === appHost, `berth_app must be host-only: ${appCookie.domain}`);
+      return `signed in via ${new URL(signinUrl).pathname}`;
     } finally {
       await context.close();
     }

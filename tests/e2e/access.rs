@@ -106,7 +106,8 @@ async fn strangers_get_401_or_404_and_learn_nothing() {
     let client = berth.client(true);
     let label = format!("{}--main--dev--admin", app.port());
 
-    // No credentials: 401, JSON for programs, a page for browsers.
+    // No credentials: 401 JSON for programs, 303 to sign-in for browsers, and
+    // an HTML 401 page for a browser that presented a bad token.
     let res = client.get(berth.app_url(&label, "/")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
@@ -114,6 +115,18 @@ async fn strangers_get_401_or_404_and_learn_nothing() {
     let res = client
         .get(berth.app_url(&label, "/"))
         .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(&berth.api_url("/signin?return_to=")));
+    let res = client
+        .get(berth.app_url(&label, "/"))
+        .header("Accept", "text/html")
+        .bearer_auth("berth_api_0000000000000000000000000000000000000000000")
         .send()
         .await
         .unwrap();

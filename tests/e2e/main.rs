@@ -12,4 +12,5 @@ mod lifecycle;
 mod limits;
 mod ports;
 mod sharing;
+mod signin;
 mod streaming;

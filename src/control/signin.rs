@@ -1,0 +1,222 @@
+//! Browser sign-in on the control host: `GET /signin` (the form, or straight
+//! back to the app when a session exists), `POST /signin` (username and
+//! password), `POST /signout`. A signed-in browser sent here by an app host
+//! is sent back to `https://{app-host}/_berth/auth/callback` with a one-time
+//! code bound to that host (see [`crate::auth::signin`]).
+
+use super::ControlState;
+use crate::auth::cookie::{self, Purpose, SESSION_COOKIE};
+use crate::auth::signin::return_target;
+use crate::auth::Visitor;
+use crate::catalog::{Change, Session};
+use crate::edge::pages::escape_html;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+/// `?return_to=https://{app-host}/path`
+#[derive(Deserialize)]
+pub struct SigninQuery {
+    return_to: Option<String>,
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+pub struct SigninForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The browser's session on the control host, if it has a live one.
+pub fn session_of(st: &ControlState, headers: &HeaderMap) -> Option<(Visitor, Session)> {
+    let now = now_unix();
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| cookie::find(c, SESSION_COOKIE))?;
+    let id = st
+        .signin
+        .key
+        .verify(Purpose::Session, value, &st.signin.base_domain, now)
+        .ok()?;
+    st.catalog.visitor_for_session(&id, now)
+}
+
+fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
+        .into_response()
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · berth</title><style>\
+         body{{font-family:system-ui,sans-serif;background:#f5f6f8;color:#1d2127;margin:0}}\
+         main{{max-width:380px;margin:10vh auto;background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:28px}}\
+         h1{{font-size:20px;margin:0 0 16px}}label{{display:block;margin:12px 0 4px;font-size:14px}}\
+         input{{width:100%;box-sizing:border-box;padding:8px;border:1px solid #c5cbd3;border-radius:4px;font-size:15px}}\
+         button{{margin-top:18px;width:100%;padding:9px;border:0;border-radius:4px;background:#2453d4;color:#fff;font-size:15px}}\
+         .err{{color:#b42318;font-size:14px}} .hint{{color:#5b6472;font-size:13px}}</style></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>",
+        title = escape_html(title),
+    );
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+fn form(return_to: Option<&str>, error: Option<&str>) -> String {
+    let err = error
+        .map(|e| format!("<p class=\"err\">{}</p>", escape_html(e)))
+        .unwrap_or_default();
+    let hidden = return_to
+        .map(|r| {
+            format!(
+                "<input type=\"hidden\" name=\"return_to\" value=\"{}\">",
+                escape_html(r)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{err}<form method=\"post\" action=\"/signin\">{hidden}\
+         <label for=\"u\">User name</label><input id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
+         <label for=\"p\">Password</label><input id=\"p\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p class=\"hint\">Sign in to open apps shared with you.</p>"
+    )
+}
+
+/// Where a signed-in browser goes next: back to the app host with a code,
+/// or to the control host's front page.
+fn continue_to(st: &ControlState, session: &Session, return_to: Option<&str>) -> Response {
+    let Some((authority, path)) = return_to.and_then(|r| return_target(r, &st.signin.wildcard))
+    else {
+        return see_other("/");
+    };
+    let host = authority.split(':').next().unwrap_or(authority);
+    let code = st.signin.codes.mint(&session.id, host, now_unix());
+    let query = serde_urlencoded::to_string([("code", code.as_str()), ("path", path)])
+        .expect("strings always encode");
+    see_other(&format!("https://{authority}/_berth/auth/callback?{query}"))
+}
+
+fn bad_return_to() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Not a berth app",
+        "<p>The page that sent you here asked to return to an address that is not an app on this berth, so berth will not go there.</p>",
+    )
+}
+
+/// `GET /signin`
+pub async fn show(
+    State(st): State<ControlState>,
+    headers: HeaderMap,
+    Query(q): Query<SigninQuery>,
+) -> Response {
+    let return_to = q.return_to.as_deref();
+    if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
+        return bad_return_to();
+    }
+    if let Some((_, session)) = session_of(&st, &headers) {
+        return continue_to(&st, &session, return_to);
+    }
+    page(StatusCode::OK, "Sign in to berth", &form(return_to, None))
+}
+
+/// `POST /signin`
+pub async fn submit(State(st): State<ControlState>, Form(f): Form<SigninForm>) -> Response {
+    let return_to = f.return_to.as_deref().filter(|r| !r.is_empty());
+    if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
+        return bad_return_to();
+    }
+    let user = match st.store.verify_login(&f.username, &f.password).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in to berth",
+                &form(return_to, Some("Wrong user name or password.")),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "<p>Try again in a moment.</p>",
+            );
+        }
+    };
+    let now = now_unix();
+    let session = match st
+        .store
+        .create_session(user.id, now + st.signin.session_ttl_secs)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store session");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "<p>Try again in a moment.</p>",
+            );
+        }
+    };
+    st.catalog.apply(Change::Session(session.clone()));
+    tracing::info!(target: "berth::audit", user = %user.username, "signed in");
+    let value = st.signin.key.sign(
+        Purpose::Session,
+        &session.id,
+        &st.signin.base_domain,
+        session.expires_at,
+    );
+    let mut res = continue_to(&st, &session, return_to);
+    if let Ok(v) = cookie::set_cookie(SESSION_COOKIE, &value, session.expires_at - now).parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `POST /signout`: ends the session everywhere (app-host cookies included).
+pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+    if let Some((visitor, session)) = session_of(&st, &headers) {
+        if let Err(e) = st.store.delete_session(&session.id).await {
+            tracing::error!(error = %e, "cannot delete session");
+        }
+        st.catalog.apply(Change::SessionRemoved(session.id));
+        tracing::info!(target: "berth::audit", user = %visitor.username, "signed out");
+    }
+    let mut res = see_other("/signin");
+    if let Ok(v) = cookie::set_cookie(SESSION_COOKIE, "", 0).parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `GET /`: who is signed in here.
+pub async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+    match session_of(&st, &headers) {
+        Some((v, _)) => page(
+            StatusCode::OK,
+            "berth",
+            &format!(
+                "<p>Signed in as <b>{}</b>.</p><form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>",
+                escape_html(&v.username)
+            ),
+        ),
+        None => see_other("/signin"),
+    }
+}

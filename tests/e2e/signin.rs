@@ -1,0 +1,201 @@
+//! Browser sign-in on app hosts: redirect to control, one-time code bound to
+//! the host, host-only `berth_app` cookie, sign-out, open-redirect refusal.
+
+use crate::support::{apps, Berth};
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn location(h: &HeaderMap) -> String {
+    h[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// `name=value` of the Set-Cookie for `name`, checking its attributes.
+fn cookie(h: &HeaderMap, name: &str) -> String {
+    let set = h
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie in {h:?}"));
+    for want in ["Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(set.contains(want), "{set}");
+    }
+    assert!(
+        !set.to_ascii_lowercase().contains("domain="),
+        "host-only: {set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_once_and_lands_on_the_app() {
+    let berth = Berth::start().await;
+    let (s, b) = berth
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            &berth.admin_token,
+            Some(json!({"username": "bob", "email": "bob@example.com", "password": "bob-password", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let app = apps::start("127.0.0.1:0", "signed").await;
+    let port = app.port();
+    let (s, b) = berth
+        .api(
+            Method::PUT,
+            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+            &berth.admin_token,
+            Some(json!({"level": "authenticated"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let c = berth.client(true);
+    let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "/page?x=1");
+    let html = "text/html,application/xhtml+xml";
+
+    // 1. No session: 303 to the control plane's sign-in, carrying the way back.
+    let res = c.get(&app_url).header("accept", html).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let signin = location(res.headers());
+    assert!(
+        signin.starts_with(&berth.api_url("/signin?return_to=")),
+        "{signin}"
+    );
+
+    // 2. The form.
+    let res = c.get(&signin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let form = res.text().await.unwrap();
+    assert!(form.contains("name=\"return_to\""), "{form}");
+
+    // 3. Wrong password: the form again, 401.
+    let post = |user: &str, pw: &str| {
+        c.post(berth.api_url("/signin"))
+            .form(&[
+                ("username", user),
+                ("password", pw),
+                ("return_to", app_url.as_str()),
+            ])
+            .send()
+    };
+    assert_eq!(post("bob", "nope").await.unwrap().status(), 401);
+
+    // 4. Right password: session cookie on the control host, code for the app host.
+    let res = post("bob", "bob-password").await.unwrap();
+    assert_eq!(res.status(), 303);
+    let session = cookie(res.headers(), "berth_session");
+    let callback = location(res.headers());
+    let app_origin = berth.app_url(&format!("{port}--main--dev--admin"), "");
+    assert!(
+        callback.starts_with(&format!("{app_origin}/_berth/auth/callback?code=")),
+        "{callback}"
+    );
+
+    // 5. The callback sets berth_app and returns to the original path.
+    let res = c.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(res.headers()), "/page?x=1");
+    let app_cookie = cookie(res.headers(), "berth_app");
+    // A code works once.
+    assert_eq!(c.get(&callback).send().await.unwrap().status(), 401);
+
+    // 6. The app, as bob, never seeing berth's cookies.
+    let res = c
+        .get(&app_url)
+        .header("accept", html)
+        .header(COOKIE, format!("{app_cookie}; theme=dark"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["app"], "signed");
+    assert_eq!(body["headers"]["x-berth-user"], "bob");
+    assert_eq!(body["headers"]["cookie"], "theme=dark");
+
+    // 7. The cookie is bound to its host: another app host sends to sign-in,
+    // where the session makes it a single hop back with a new code.
+    let other = berth.app_url(&format!("{}--main--dev--admin", port + 1), "/");
+    let res = c
+        .get(&other)
+        .header("accept", html)
+        .header(COOKIE, &app_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = c
+        .get(location(res.headers()))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(location(res.headers()).contains("/_berth/auth/callback?code="));
+
+    // 8. Programs still get 401, never a redirect.
+    assert_eq!(c.get(&app_url).send().await.unwrap().status(), 401);
+
+    // 9. Signing out ends the app-host cookie too.
+    let res = c
+        .post(berth.api_url("/signout"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = c
+        .get(&app_url)
+        .header("accept", html)
+        .header(COOKIE, &app_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "session revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_never_redirects_outside_the_wildcard() {
+    let berth = Berth::start().await;
+    let c = berth.client(true);
+    for evil in [
+        "https://evil.example/",
+        "http://3000--main--dev--admin.berth.localhost/",
+        "https://3000--main--dev--admin.berth.localhost@evil.example/",
+        "https://3000--main--dev--admin.berth.localhost.evil.example/",
+        "//evil.example/",
+        "https://berth.localhost/",
+    ] {
+        let url = format!(
+            "{}?{}",
+            berth.api_url("/signin"),
+            serde_urlencoded::to_string([("return_to", evil)]).unwrap()
+        );
+        let res = c.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{evil}");
+        let res = c
+            .post(berth.api_url("/signin"))
+            .form(&[
+                ("username", "admin"),
+                ("password", "x"),
+                ("return_to", evil),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{evil}");
+    }
+    // A forged or foreign code sets nothing.
+    let res = c
+        .get(berth.app_url(
+            "3000--main--dev--admin",
+            "/_berth/auth/callback?code=00&path=//evil.example",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+}
