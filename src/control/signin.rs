@@ -135,8 +135,32 @@ pub async fn show(
     page(StatusCode::OK, "Sign in to berth", &form(return_to, None))
 }
 
+/// True when a form post comes from another site: browsers send `Origin`
+/// with every POST, so one that is not the control host's is refused (no
+/// login CSRF, no cross-site sign-out).
+fn cross_site(st: &ControlState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() != st.signin.base_url.as_bytes())
+}
+
+fn forbidden_cross_site() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "<p>This form was sent from another site. Open berth's sign-in page and try again.</p>",
+    )
+}
+
 /// `POST /signin`
-pub async fn submit(State(st): State<ControlState>, Form(f): Form<SigninForm>) -> Response {
+pub async fn submit(
+    State(st): State<ControlState>,
+    headers: HeaderMap,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    if cross_site(&st, &headers) {
+        return forbidden_cross_site();
+    }
     let return_to = f.return_to.as_deref().filter(|r| !r.is_empty());
     if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
         return bad_return_to();
@@ -192,6 +216,9 @@ pub async fn submit(State(st): State<ControlState>, Form(f): Form<SigninForm>) -
 
 /// `POST /signout`: ends the session everywhere (app-host cookies included).
 pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+    if cross_site(&st, &headers) {
+        return forbidden_cross_site();
+    }
     if let Some((visitor, session)) = session_of(&st, &headers) {
         if let Err(e) = st.store.delete_session(&session.id).await {
             tracing::error!(error = %e, "cannot delete session");

@@ -187,6 +187,15 @@ async fn sign_in_never_redirects_outside_the_wildcard() {
             .unwrap();
         assert_eq!(res.status(), 400, "{evil}");
     }
+    // A sign-in form posted from another site is refused (login CSRF).
+    let res = c
+        .post(berth.api_url("/signin"))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "admin"), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
     // A forged or foreign code sets nothing.
     let res = c
         .get(berth.app_url(
