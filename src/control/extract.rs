@@ -107,8 +107,8 @@ fn field_first(msg: &str) -> String {
         .map_or_else(|| msg.to_owned(), |field| format!("{field}: is required"))
 }
 
-/// The signed-in caller, from `Authorization: Bearer <berth_api_...>`, looked
-/// up in the catalog (never the database). 401 `unauthenticated` without the
+/// The signed-in caller, from `Authorization: Bearer <berth_api_...>` or the
+/// control host's session cookie, looked up in the catalog (never the database). 401 `unauthenticated` without the
 /// header, 401 `invalid_token` for anything that names nobody.
 #[derive(Clone, Debug)]
 pub struct Caller(pub catalog::User);
@@ -134,7 +134,30 @@ impl FromRequestParts<ControlState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ControlState) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthenticated());
+            // The dashboard: a browser session on the control host. Writes
+            // must come from the control host's own pages (Origin checked),
+            // so another site cannot act with the visitor's cookie.
+            let Some((visitor, _)) = super::signin::session_of(state, &parts.headers) else {
+                return Err(ApiError::unauthenticated());
+            };
+            let safe = matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            let same_origin = parts
+                .headers
+                .get(header::ORIGIN)
+                .is_some_and(|o| o.as_bytes() == state.signin.base_url.as_bytes());
+            if !safe && !same_origin {
+                return Err(ApiError::forbidden(
+                    "cross-site request refused: send Origin of the control host, or use an API token",
+                ));
+            }
+            return state
+                .catalog
+                .user(visitor.user_id)
+                .map(Caller)
+                .ok_or_else(ApiError::unauthenticated);
         };
         let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
         let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));

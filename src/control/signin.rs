@@ -233,17 +233,21 @@ pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Resp
     res
 }
 
-/// `GET /`: who is signed in here.
+/// The dashboard: workspaces, agents, their ports with share controls, and
+/// share links; plain HTML and script over the same API, with the session.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// `GET /`: the dashboard, or the sign-in form.
 pub async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
     match session_of(&st, &headers) {
-        Some((v, _)) => page(
-            StatusCode::OK,
-            "berth",
-            &format!(
-                "<p>Signed in as <b>{}</b>.</p><form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>",
-                escape_html(&v.username)
-            ),
-        ),
+        Some(_) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+            ],
+            Html(DASHBOARD),
+        )
+            .into_response(),
         None => see_other("/signin"),
     }
 }

@@ -546,6 +546,44 @@ async function main() {
     }
   });
 
+  await test('the dashboard: sign in, see the port, share it publicly with a click', async () => {
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      await page.goto(`https://berth.localhost:${port}/`);
+      assert(page.url().startsWith(`https://berth.localhost:${port}/signin`), `not sent to sign-in: ${page.url()}`);
+      await page.fill('input[name=username]', 'admin');
+      await page.fill('input[name=password]', adminPassword);
+      await Promise.all([page.waitForURL(`https://berth.localhost:${port}/`), page.click('button[type=submit]')]);
+      const row = page.locator(`tr[data-port="${app.port}"]`);
+      await row.waitFor({ timeout: 10_000 });
+      await row.locator('select').selectOption('public');
+      await page.waitForFunction(
+        (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now public`),
+        app.port,
+        { timeout: 10_000 },
+      );
+      // Anyone may open it now: a fresh context with no credentials.
+      const anon = await newPage(h2, null, false);
+      try {
+        const res = await anon.page.goto(appUrl + '/');
+        assert(res.status() === 200, `anonymous after sharing: ${res.status()}`);
+        assert((await anon.page.textContent('body')).includes(PAGE_MARKER), 'app content');
+      } finally {
+        await anon.context.close();
+      }
+      // Back to private from the dashboard.
+      await row.locator('select').selectOption('owner');
+      await page.waitForFunction(
+        (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now owner`),
+        app.port,
+        { timeout: 10_000 },
+      );
+      return 'shared and unshared from the dashboard';
+    } finally {
+      await context.close();
+    }
+  });
+
   await test('a well-formed host naming nothing (with a token): 404 HTML page', async () => {
     const { context, page } = await newPage(h2, auth, false);
     try {

@@ -208,3 +208,83 @@ async fn sign_in_never_redirects_outside_the_wildcard() {
     assert_eq!(res.status(), 401);
     assert!(res.headers().get(SET_COOKIE).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_uses_the_session_and_refuses_cross_site_writes() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "dash").await;
+    let port = app.port();
+    let c = berth.client(true);
+    // Without a session the front page is the sign-in form.
+    let res = c.get(berth.api_url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(res.headers()), "/signin");
+    // The admin's password is only printed once; make a user to sign in as.
+    let (s, _) = berth
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            &berth.admin_token,
+            Some(json!({"username": "dora", "email": "dora@example.com", "password": "dora-password", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let res = c
+        .post(berth.api_url("/signin"))
+        .header("origin", berth.api_url(""))
+        .form(&[("username", "dora"), ("password", "dora-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(res.headers()), "/");
+    let session = cookie(res.headers(), "berth_session");
+    let res = c
+        .get(berth.api_url("/"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Share links"));
+
+    // The API answers the session: reads freely, writes only from the control host.
+    let me: Value = c
+        .get(berth.api_url("/api/v1/me"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "dora");
+    let share = berth.api_url(&format!(
+        "/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"
+    ));
+    for origin in [None, Some("https://evil.example")] {
+        let mut req = c
+            .put(&share)
+            .header(COOKIE, &session)
+            .json(&json!({"level": "public"}));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 403, "{origin:?}");
+    }
+    let res = c
+        .put(&share)
+        .header(COOKIE, &session)
+        .header("origin", berth.api_url(""))
+        .json(&json!({"level": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let anon = c
+        .get(berth.app_url(&format!("{port}--main--dev--admin"), "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 200, "shared from the dashboard's session");
+}
