@@ -123,11 +123,11 @@ pub async fn create(
     if let Some(link) = row.to_catalog() {
         st.catalog.apply(Change::Link(link));
     }
-    tracing::info!(
-        target: "berth::audit",
-        by = %caller.0.username, owner = %row.owner, workspace = %row.workspace, agent = %row.agent,
-        port = row.port, link = %row.id, ttl, "share link created"
+    let what = format!(
+        "{} for {}/{}/{}:{} ({ttl} s)",
+        row.id, row.owner, row.workspace, row.agent, row.port
     );
+    st.audit(&caller.0.username, "link.created", &what).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedLink {
@@ -170,6 +170,6 @@ pub async fn revoke(
     }
     st.store.revoke_link(&id).await?;
     st.catalog.apply(Change::LinkRemoved(id.clone()));
-    tracing::info!(target: "berth::audit", by = %caller.0.username, link = %id, "share link revoked");
+    st.audit(&caller.0.username, "link.revoked", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

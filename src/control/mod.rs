@@ -84,6 +84,18 @@ pub struct ControlState {
     pub signin: Arc<crate::auth::signin::SignIn>,
 }
 
+impl ControlState {
+    /// Records a security-relevant action in the audit log (and the log
+    /// stream, target `berth::audit`). A failure to store it is logged, not
+    /// fatal: the action itself has already happened.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str) {
+        tracing::info!(target: "berth::audit", actor, action, target);
+        if let Err(e) = self.store.record_audit(actor, action, target).await {
+            tracing::error!(error = %e, actor, action, target, "cannot store audit event");
+        }
+    }
+}
+
 /// Limits on sharing, from `[sharing]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharingPolicy {
@@ -177,6 +189,7 @@ pub fn router(state: ControlState) -> Router {
             put(shares::put_app),
         )
         .route("/share-links", post(links::create).get(links::list))
+        .route("/audit", get(users::audit))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {

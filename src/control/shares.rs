@@ -207,11 +207,14 @@ pub async fn put_share(
     };
     st.store.put_share(&share).await?;
     st.catalog.apply(Change::Share(share.clone()));
-    tracing::info!(
-        target: "berth::audit",
-        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
-        port, level = share.level.as_str(), "port shared"
+    let what = format!(
+        "{}/{}/{}:{port} {}",
+        ws.owner,
+        ws.name,
+        agent.name,
+        share.level.as_str()
     );
+    st.audit(&caller.0.username, "port.shared", &what).await;
     Ok(Json(ShareJson {
         port,
         level: share.level,
@@ -233,11 +236,8 @@ pub async fn delete_share(
         agent_id: agent.id,
         port,
     });
-    tracing::info!(
-        target: "berth::audit",
-        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
-        port, "port unshared"
-    );
+    let what = format!("{}/{}/{}:{port}", ws.owner, ws.name, agent.name);
+    st.audit(&caller.0.username, "port.unshared", &what).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -276,11 +276,8 @@ pub async fn put_app(
     };
     st.store.put_app(&named).await?;
     st.catalog.apply(Change::App(named.clone()));
-    tracing::info!(
-        target: "berth::audit",
-        by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name,
-        app = %named.name, port = named.port, "app named"
-    );
+    let what = format!("{label} -> port {}", named.port);
+    st.audit(&caller.0.username, "app.named", &what).await;
     Ok(Json(AppJson {
         url: st.app_urls.url(&label),
         name: named.name,

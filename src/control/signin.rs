@@ -200,7 +200,8 @@ pub async fn submit(
         }
     };
     st.catalog.apply(Change::Session(session.clone()));
-    tracing::info!(target: "berth::audit", user = %user.username, "signed in");
+    st.audit(&user.username, "session.started", "password")
+        .await;
     let value = st.signin.key.sign(
         Purpose::Session,
         &session.id,
@@ -224,7 +225,8 @@ pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Resp
             tracing::error!(error = %e, "cannot delete session");
         }
         st.catalog.apply(Change::SessionRemoved(session.id));
-        tracing::info!(target: "berth::audit", user = %visitor.username, "signed out");
+        st.audit(&visitor.username, "session.ended", "sign-out")
+            .await;
     }
     let mut res = see_other("/signin");
     if let Ok(v) = cookie::set_cookie(SESSION_COOKIE, "", 0).parse() {

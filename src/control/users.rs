@@ -88,7 +88,7 @@ pub async fn login(
         hash: row.token_hash,
         user_id: user.id,
     });
-    tracing::info!(user = %user.username, "signed in");
+    st.audit(&user.username, "token.created", "login").await;
     Ok(Json(TokenResponse {
         token: secret.expose().to_owned(),
     }))
@@ -135,7 +135,8 @@ pub async fn create(
         })
         .await?;
     st.catalog.apply(Change::User(user.to_catalog()));
-    tracing::info!(by = %caller.0.username, user = %user.username, "user created");
+    st.audit(&caller.0.username, "user.created", &user.username)
+        .await;
     Ok((StatusCode::CREATED, Json(UserJson::from(user))))
 }
 
@@ -162,6 +163,31 @@ pub async fn delete(
     }
     let user = st.store.delete_user(&username).await?;
     st.catalog.apply(Change::UserRemoved(user.id));
-    tracing::info!(by = %caller.0.username, user = %user.username, "user deleted");
+    st.audit(&caller.0.username, "user.deleted", &user.username)
+        .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit log, newest first (admins only): `?limit=N`, 1 to 1,000, default 200.
+pub async fn audit(
+    State(st): State<ControlState>,
+    _admin: Admin,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<Vec<crate::store::AuditRow>>, ApiError> {
+    let limit = match query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+    {
+        None => 200,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_field("limit", "must be a number between 1 and 1000")
+            })?,
+    };
+    Ok(Json(st.store.list_audit(limit).await?))
 }

@@ -133,7 +133,12 @@ pub async fn create(
     };
     let ws = st.store.create_workspace(owner_id, &req.name).await?;
     st.catalog.apply(Change::Workspace(ws.to_catalog()));
-    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, "workspace created");
+    st.audit(
+        &caller.0.username,
+        "workspace.created",
+        &format!("{}/{}", ws.owner, ws.name),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(workspace_json(&st, ws, vec![]))))
 }
 
@@ -167,7 +172,12 @@ pub async fn delete(
     let ws = visible(&st, &caller, &user, &name).await?;
     st.store.delete_workspace(ws.id).await?;
     st.catalog.apply(Change::WorkspaceRemoved(ws.id));
-    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, "workspace deleted");
+    st.audit(
+        &caller.0.username,
+        "workspace.deleted",
+        &format!("{}/{}", ws.owner, ws.name),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,7 +198,12 @@ pub async fn create_agent(
     )?;
     let (agent, secret) = st.store.create_agent(ws.id, &req.name).await?;
     st.catalog.apply(Change::Agent(agent.to_catalog()));
-    tracing::info!(by = %caller.0.username, owner = %ws.owner, workspace = %ws.name, agent = %agent.name, "agent created");
+    st.audit(
+        &caller.0.username,
+        "agent.created",
+        &format!("{}/{}/{}", ws.owner, ws.name, agent.name),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedAgent {

@@ -746,6 +746,7 @@ impl Store {
     }
 }
 
+mod audit;
 mod links;
 mod sessions;
 mod shares;
@@ -770,6 +771,7 @@ pub(crate) async fn seeded() -> (Store, i64, i64, i64) {
     (store, user.id, ws.id, agent.id)
 }
 
+pub use audit::AuditRow;
 pub use links::LinkRow;
 
 #[cfg(test)]

@@ -487,3 +487,77 @@ async fn cors_between_one_owners_apps() {
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_who_shared_and_revoked() {
+    let berth = Berth::start().await;
+    let bob = member(&berth, "bob", None).await;
+    let share = "/api/v1/workspaces/admin/dev/agents/main/ports/4000/share";
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            share,
+            &berth.admin_token,
+            Some(json!({"level": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, link) = berth
+        .api(
+            Method::POST,
+            "/api/v1/share-links",
+            &berth.admin_token,
+            Some(json!({"user": "admin", "workspace": "dev", "agent": "main", "port": 4000})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let id = link["id"].as_str().unwrap();
+    let (s, _) = berth
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/share-links/{id}"),
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, log) = berth
+        .api(
+            Method::GET,
+            "/api/v1/audit?limit=10",
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{log}");
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            "link.revoked",
+            "link.created",
+            "port.shared",
+            "token.created"
+        ],
+        "{log}"
+    );
+    assert_eq!(log[2]["target"], "admin/dev/main:4000 public");
+    assert_eq!(log[2]["actor"], "admin");
+    // Members may not read it; bad limits name the field.
+    let (s, _) = berth.api(Method::GET, "/api/v1/audit", &bob, None).await;
+    assert_eq!(s, 403);
+    let (s, b) = berth
+        .api(
+            Method::GET,
+            "/api/v1/audit?limit=0",
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+}
