@@ -3,8 +3,7 @@
 //! and the agent must find its way back once the path works again.
 
 use crate::support::{apps, relay::Relay, Berth};
-use berth::agent::{self, AgentConfig};
-use berth::auth::Secret;
+use berth::agent;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -29,13 +28,7 @@ async fn the_edge_drops_a_partitioned_agent_and_it_comes_back() {
 
     // The agent dials berth.localhost at the relay's port; the relay
     // forwards to the real listener.
-    let cfg = AgentConfig {
-        url: format!("https://berth.localhost:{}", relay.addr.port()),
-        token: Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-        connect_to: None,
-        upstream: Default::default(),
-    };
+    let cfg = berth.agent_config(&token, relay.addr.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent_task = tokio::spawn(agent::run(cfg, async {
         let _ = stopped.await;
@@ -82,13 +75,7 @@ async fn a_replaced_path_is_used_after_the_old_one_went_dead() {
     let token = berth.create_agent("moved", "main").await;
     let relay = Relay::start(0, berth.addr).await;
     let port = relay.addr.port();
-    let cfg = AgentConfig {
-        url: format!("https://berth.localhost:{port}"),
-        token: Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-        connect_to: None,
-        upstream: Default::default(),
-    };
+    let cfg = berth.agent_config(&token, port);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent_task = tokio::spawn(agent::run(cfg, async {
         let _ = stopped.await;
@@ -126,13 +113,7 @@ async fn the_agent_notices_a_dead_path_by_itself_and_redials() {
     let app = apps::start("127.0.0.1:0", "stuck").await;
     let token = berth.create_agent("stuck", "main").await;
     let relay = Relay::start(0, berth.addr).await;
-    let cfg = AgentConfig {
-        url: format!("https://berth.localhost:{}", relay.addr.port()),
-        token: Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-        connect_to: None,
-        upstream: Default::default(),
-    };
+    let cfg = berth.agent_config(&token, relay.addr.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent_task = tokio::spawn(agent::run(cfg, async {
         let _ = stopped.await;
@@ -178,13 +159,7 @@ async fn the_agent_gives_up_on_a_dial_that_never_answers() {
     let token = berth.create_agent("blackhole", "main").await;
     let relay = Relay::start(0, berth.addr).await;
     relay.freeze();
-    let cfg = AgentConfig {
-        url: format!("https://berth.localhost:{}", relay.addr.port()),
-        token: Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-        connect_to: None,
-        upstream: Default::default(),
-    };
+    let cfg = berth.agent_config(&token, relay.addr.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let agent_task = tokio::spawn(agent::run(cfg, async {

@@ -183,6 +183,18 @@ impl Berth {
         body["agent_token"].as_str().unwrap().to_owned()
     }
 
+    /// An agent's settings for `token`, dialing `berth.localhost:{port}` (this
+    /// server's port, or a relay's in front of it) and trusting this CA.
+    pub fn agent_config(&self, token: &str, port: u16) -> berth::agent::AgentConfig {
+        berth::agent::AgentConfig {
+            url: format!("https://berth.localhost:{port}"),
+            token: berth::auth::Secret::new(token),
+            ca_file: Some(self.ca_pem.clone()),
+            connect_to: None,
+            upstream: Default::default(),
+        }
+    }
+
     /// Starts an in-process `berth agent` for `token`; it stops when the
     /// returned sender is dropped.
     pub fn spawn_agent(
@@ -191,11 +203,8 @@ impl Berth {
         upstream: berth::tunnel::agent::Upstream,
     ) -> oneshot::Sender<()> {
         let cfg = berth::agent::AgentConfig {
-            url: format!("https://berth.localhost:{}", self.addr.port()),
-            token: berth::auth::Secret::new(token),
-            ca_file: Some(self.ca_pem.clone()),
-            connect_to: None,
             upstream,
+            ..self.agent_config(token, self.addr.port())
         };
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
