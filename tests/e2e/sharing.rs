@@ -320,27 +320,7 @@ async fn share_links_open_one_port_until_revoked_expired_or_used_up() {
     );
     assert_eq!(list[0]["uses"], 1);
     let id = link["id"].as_str().unwrap();
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "eve", "email": "eve@example.com", "password": "password-eve", "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let eve = anon
-        .post(berth.api_url("/api/v1/login"))
-        .json(&json!({"username": "eve", "password": "password-eve"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eve = member(&berth, "eve", None).await;
     let (s, _) = berth
         .api(
             Method::DELETE,
