@@ -349,6 +349,21 @@ impl Catalog {
         self.users.get(&id).map(|u| u.clone())
     }
 
+    /// True when a user has this name.
+    pub fn has_user_named(&self, username: &str) -> bool {
+        self.user_ids.contains_key(username)
+    }
+
+    /// Users whose e-mail address is `email`, ignoring ASCII case (a scan:
+    /// only sign-in through a provider asks, once per sign-in).
+    pub fn users_with_email(&self, email: &str) -> Vec<User> {
+        self.users
+            .iter()
+            .filter(|u| u.email.eq_ignore_ascii_case(email))
+            .map(|u| u.clone())
+            .collect()
+    }
+
     /// Resolves `agent--workspace--user` (or the short form, `agent = None`).
     pub fn resolve(&self, user: &str, workspace: &str, agent: Option<&str>) -> Resolved {
         let Some(owner_id) = self.user_ids.get(user).map(|r| *r) else {

@@ -63,6 +63,30 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     pub log: LogSection,
     pub sharing: SharingSection,
+    pub oidc: OidcSection,
+}
+
+/// `[oidc]`: sign-in through an OpenID Connect provider (off unless
+/// `issuer` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSection {
+    /// The provider's issuer URL, exactly as its discovery document says.
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// Requested scopes (default "openid email profile").
+    pub scopes: Option<String>,
+    /// E-mail domains admitted (default: any verified address).
+    pub allowed_domains: Option<Vec<String>>,
+    /// Organization given to users created at their first sign-in.
+    pub organization: Option<String>,
+    /// Create a user at first sign-in when no user has the address (default true).
+    pub create_users: Option<bool>,
+    /// PEM file of CAs to trust for the provider (default: SSL_CERT_FILE or the system store).
+    pub ca_file: Option<PathBuf>,
+    /// The sign-in button's text (default "Sign in with single sign-on").
+    pub label: Option<String>,
 }
 
 /// `[sharing]`
@@ -172,7 +196,19 @@ const KEYS: &[(&str, &str)] = &[
     ("log", "format"),
     ("sharing", "max_level"),
     ("sharing", "max_link_ttl_secs"),
+    ("oidc", "issuer"),
+    ("oidc", "client_id"),
+    ("oidc", "client_secret"),
+    ("oidc", "scopes"),
+    ("oidc", "allowed_domains"),
+    ("oidc", "organization"),
+    ("oidc", "create_users"),
+    ("oidc", "ca_file"),
+    ("oidc", "label"),
 ];
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains")];
 
 /// Variables that belong to the command line, not to the file's keys.
 const CLI_VARS: &[&str] = &["BERTH_URL", "BERTH_TOKEN", "BERTH_CA_FILE", "BERTH_CONFIG"];
@@ -210,7 +246,9 @@ impl FileConfig {
                 .iter()
                 .find(|(s, k)| rest.eq_ignore_ascii_case(&format!("{s}_{k}")))
             else {
-                let known = ["SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_"];
+                let known = [
+                    "SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_", "OIDC_",
+                ];
                 if known.iter().any(|p| rest.starts_with(p)) {
                     return Err(ConfigError::Env {
                         var,
@@ -228,7 +266,19 @@ impl FileConfig {
                     message: format!("[{section}] in the file is not a table"),
                 });
             };
-            sec.insert(key.to_string(), env_value(&value));
+            let value = if LIST_KEYS.contains(&(*section, *key)) {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
+                        .collect(),
+                )
+            } else {
+                env_value(&value)
+            };
+            sec.insert(key.to_string(), value);
         }
         FileConfig::deserialize(table).map_err(|e| ConfigError::Parse {
             path: shown,
@@ -314,6 +364,102 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// What owners may share, and for how long.
     pub sharing: crate::control::SharingPolicy,
+    /// OpenID Connect sign-in, when `oidc.issuer` is set.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[oidc]`, checked.
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: crate::auth::Secret,
+    pub scopes: String,
+    /// Lower-case domains; empty admits any verified address.
+    pub allowed_domains: Vec<String>,
+    pub organization: Option<String>,
+    pub create_users: bool,
+    pub ca_file: Option<PathBuf>,
+    pub label: String,
+}
+
+impl OidcConfig {
+    /// Checks `[oidc]`; `None` when no issuer is set (and nothing else is).
+    fn resolve(o: OidcSection) -> Result<Option<OidcConfig>, ConfigError> {
+        let Some(issuer) = o.issuer.filter(|i| !i.is_empty()) else {
+            if o.client_id.is_some() || o.client_secret.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "oidc.issuer",
+                    message: "is required when oidc.client_id or oidc.client_secret is set".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        match issuer.parse::<http::Uri>() {
+            Ok(u)
+                if u.scheme_str() == Some("https")
+                    && u.host().is_some_and(|h| !h.is_empty())
+                    && u.query().is_none() => {}
+            _ => {
+                return Err(invalid(
+                    "oidc.issuer",
+                    format!("{issuer:?} is not an https:// URL without a query, such as https://accounts.example.com"),
+                ))
+            }
+        }
+        let client_id = o.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+            invalid(
+                "oidc.client_id",
+                "is required: the client id berth is registered with at the provider".into(),
+            )
+        })?;
+        let client_secret = o.client_secret.filter(|c| !c.is_empty()).ok_or_else(|| {
+            invalid("oidc.client_secret", "is required: the client secret from the provider (BERTH_OIDC_CLIENT_SECRET keeps it out of the file)".into())
+        })?;
+        let scopes = o.scopes.unwrap_or_else(|| "openid email profile".into());
+        let words: Vec<&str> = scopes.split_whitespace().collect();
+        if !words.contains(&"openid") || !words.contains(&"email") {
+            return Err(invalid(
+                "oidc.scopes",
+                format!("{scopes:?} must include \"openid\" and \"email\" (berth matches users by verified e-mail)"),
+            ));
+        }
+        let mut allowed_domains = Vec::new();
+        for d in o.allowed_domains.unwrap_or_default() {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            if d.is_empty() || d.contains(['@', '/', ' ', '*']) || !d.contains('.') {
+                return Err(invalid(
+                    "oidc.allowed_domains",
+                    format!("{d:?} is not a domain such as example.com"),
+                ));
+            }
+            allowed_domains.push(d);
+        }
+        if let Some(org) = &o.organization {
+            if org.trim() != org || org.is_empty() || org.len() > 100 {
+                return Err(invalid(
+                    "oidc.organization",
+                    format!(
+                        "{org:?} must be 1 to 100 characters without leading or trailing spaces"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(OidcConfig {
+            issuer,
+            client_id,
+            client_secret: crate::auth::Secret::new(client_secret),
+            scopes,
+            allowed_domains,
+            organization: o.organization,
+            create_users: o.create_users.unwrap_or(true),
+            ca_file: o.ca_file,
+            label: o
+                .label
+                .unwrap_or_else(|| "Sign in with single sign-on".into()),
+        }))
+    }
 }
 
 /// Flag values that override the file and environment.
@@ -539,7 +685,9 @@ impl ServerConfig {
                 })
             }
         };
+        let oidc = OidcConfig::resolve(file.oidc)?;
         Ok(ServerConfig {
+            oidc,
             sharing: crate::control::SharingPolicy {
                 max_level: max_share_level,
                 max_link_ttl_secs,
@@ -629,6 +777,33 @@ mod tests {
     }
 
     #[test]
+    fn oidc_from_file_and_environment() {
+        let f = load(
+            "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"berth\"\n",
+            &[
+                ("BERTH_OIDC_CLIENT_SECRET", "from-env"),
+                ("BERTH_OIDC_ALLOWED_DOMAINS", "Example.com, @corp.example ,"),
+            ],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!(o.client_secret.expose(), "from-env");
+        assert_eq!(o.allowed_domains, ["example.com", "corp.example"]);
+        assert_eq!(o.scopes, "openid email profile");
+        assert!(o.create_users);
+        assert!(!format!("{o:?}").contains("from-env"));
+        let none = ServerConfig::resolve(
+            load("", &[]).unwrap(),
+            Overrides::default(),
+            RoleDefaults::DEV,
+        );
+        assert!(none.unwrap().oidc.is_none());
+        let e = load("", &[("BERTH_OIDC_ISSUERR", "x")]).unwrap_err();
+        assert!(e.to_string().contains("BERTH_OIDC_ISSUERR"), "{e}");
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         for (text, key) in [
             ("[server]\nlisten = \"nope\"", "server.listen"),
@@ -644,6 +819,27 @@ mod tests {
             ),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
+            ("[oidc]\nclient_id = \"b\"", "oidc.issuer"),
+            (
+                "[oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"b\"\nclient_secret = \"s\"",
+                "oidc.issuer",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"\nclient_secret = \"s\"",
+                "oidc.client_id",
+            ),
+            (
+                "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"b\"",
+                "oidc.client_secret",
+            ),
+            (
+                "[oidc]\nissuer = \"https://i.example\"\nclient_id = \"b\"\nclient_secret = \"s\"\nscopes = \"openid\"",
+                "oidc.scopes",
+            ),
+            (
+                "[oidc]\nissuer = \"https://i.example\"\nclient_id = \"b\"\nclient_secret = \"s\"\nallowed_domains = [\"*.example.com\"]",
+                "oidc.allowed_domains",
+            ),
         ] {
             let e = ServerConfig::resolve(
                 load(text, &[]).unwrap(),

@@ -228,7 +228,12 @@ impl Server {
             Arc::new(StoreRedeemer(store.clone())),
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
+        let oidc = match cfg.oidc.clone() {
+            Some(o) => Some(Arc::new(control::OidcClient::new(o, &cfg.base_url())?)),
+            None => None,
+        };
         let state = ControlState {
+            oidc,
             store,
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),

@@ -18,6 +18,8 @@ pub const SHARE_COOKIE: &str = "berth_share";
 pub const APP_COOKIE: &str = "berth_app";
 /// The control host's session cookie.
 pub const SESSION_COOKIE: &str = "berth_session";
+/// The control host's cookie for an OpenID Connect sign-in in progress.
+pub const OIDC_COOKIE: &str = "berth_oidc";
 
 /// What a signed value is for; part of the MAC, so values cannot cross over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,9 @@ pub enum Purpose {
     Share,
     /// `berth_app` and `berth_session`: the id is a session's.
     Session,
+    /// `berth_oidc`: the id is the `state` of an OpenID Connect sign-in
+    /// this browser started.
+    Oidc,
 }
 
 impl Purpose {
@@ -33,6 +38,7 @@ impl Purpose {
         match self {
             Purpose::Share => "share",
             Purpose::Session => "session",
+            Purpose::Oidc => "oidc",
         }
     }
 }
@@ -58,6 +64,15 @@ impl CookieKey {
     pub fn sign(&self, purpose: Purpose, id: &str, host: &str, expires: i64) -> String {
         let tag = self.mac(purpose, id, host, expires).finalize().into_bytes();
         format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// A secret derived from the key for `label` and `input` (HMAC-SHA256),
+    /// e.g. an OpenID Connect nonce from its state: what only this key's
+    /// holder can compute, kept nowhere.
+    pub fn derive(&self, label: &str, input: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
+        mac.update(format!("v1|derive|{label}|{input}").as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Checks a cookie value for `host` at time `now`; returns the id.

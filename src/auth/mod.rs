@@ -5,6 +5,7 @@
 
 pub mod cookie;
 pub mod decide;
+pub mod oidc;
 pub mod password;
 pub mod signin;
 pub mod token;

@@ -16,6 +16,7 @@ mod bootstrap;
 mod error;
 mod extract;
 mod links;
+mod oidc;
 mod shares;
 mod signin;
 mod users;
@@ -28,6 +29,7 @@ mod tests;
 pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
+pub use oidc::OidcClient;
 
 use crate::agent::scan::ListeningPort;
 use crate::catalog::Catalog;
@@ -82,6 +84,8 @@ pub struct ControlState {
     pub sharing: SharingPolicy,
     /// Browser sign-in: cookie key, one-time codes, where to send browsers.
     pub signin: Arc<crate::auth::signin::SignIn>,
+    /// Sign-in through an OpenID Connect provider, when `[oidc]` is set.
+    pub oidc: Option<Arc<OidcClient>>,
 }
 
 impl ControlState {
@@ -205,5 +209,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/", get(signin::home))
         .route("/signin", get(signin::show).post(signin::submit))
         .route("/signout", post(signin::signout))
+        .route("/signin/oidc", get(oidc::start))
+        .route("/signin/oidc/callback", get(oidc::callback))
         .with_state(state)
 }

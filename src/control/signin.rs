@@ -59,7 +59,7 @@ fn see_other(location: &str) -> Response {
         .into_response()
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -69,14 +69,15 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          h1{{font-size:20px;margin:0 0 16px}}label{{display:block;margin:12px 0 4px;font-size:14px}}\
          input{{width:100%;box-sizing:border-box;padding:8px;border:1px solid #c5cbd3;border-radius:4px;font-size:15px}}\
          button{{margin-top:18px;width:100%;padding:9px;border:0;border-radius:4px;background:#2453d4;color:#fff;font-size:15px}}\
-         .err{{color:#b42318;font-size:14px}} .hint{{color:#5b6472;font-size:13px}}</style></head>\
+         .err{{color:#b42318;font-size:14px}} .hint{{color:#5b6472;font-size:13px}}\
+         .sso{{display:block;text-align:center;margin-top:14px;padding:8px;border:1px solid #2453d4;border-radius:4px;color:#2453d4;text-decoration:none}}</style></head>\
          <body><main><h1>{title}</h1>{body}</main></body></html>",
         title = escape_html(title),
     );
     (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-fn form(return_to: Option<&str>, error: Option<&str>) -> String {
+fn form(st: &ControlState, return_to: Option<&str>, error: Option<&str>) -> String {
     let err = error
         .map(|e| format!("<p class=\"err\">{}</p>", escape_html(e)))
         .unwrap_or_default();
@@ -88,11 +89,31 @@ fn form(return_to: Option<&str>, error: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
+    let sso = st
+        .oidc
+        .as_ref()
+        .map(|o| {
+            let q = return_to
+                .map(|r| {
+                    format!(
+                        "?{}",
+                        serde_urlencoded::to_string([("return_to", r)])
+                            .expect("strings always encode")
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "<a class=\"sso\" href=\"/signin/oidc{}\">{}</a>",
+                escape_html(&q),
+                escape_html(o.label())
+            )
+        })
+        .unwrap_or_default();
     format!(
         "{err}<form method=\"post\" action=\"/signin\">{hidden}\
          <label for=\"u\">User name</label><input id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
          <label for=\"p\">Password</label><input id=\"p\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>\
+         <button type=\"submit\">Sign in</button></form>{sso}\
          <p class=\"hint\">Sign in to open apps shared with you.</p>"
     )
 }
@@ -111,7 +132,7 @@ fn continue_to(st: &ControlState, session: &Session, return_to: Option<&str>) ->
     see_other(&format!("https://{authority}/_berth/auth/callback?{query}"))
 }
 
-fn bad_return_to() -> Response {
+pub(super) fn bad_return_to() -> Response {
     page(
         StatusCode::BAD_REQUEST,
         "Not a berth app",
@@ -132,7 +153,11 @@ pub async fn show(
     if let Some((_, session)) = session_of(&st, &headers) {
         return continue_to(&st, &session, return_to);
     }
-    page(StatusCode::OK, "Sign in to berth", &form(return_to, None))
+    page(
+        StatusCode::OK,
+        "Sign in to berth",
+        &form(&st, return_to, None),
+    )
 }
 
 /// True when a form post comes from another site: browsers send `Origin`
@@ -171,7 +196,7 @@ pub async fn submit(
             return page(
                 StatusCode::UNAUTHORIZED,
                 "Sign in to berth",
-                &form(return_to, Some("Wrong user name or password.")),
+                &form(&st, return_to, Some("Wrong user name or password.")),
             )
         }
         Err(e) => {
@@ -183,6 +208,17 @@ pub async fn submit(
             );
         }
     };
+    start_session(&st, &user.to_catalog(), "password", return_to).await
+}
+
+/// Starts a browser session for `user` (signed in by `method`), sets
+/// `berth_session`, and sends the browser on (see [`continue_to`]).
+pub(super) async fn start_session(
+    st: &ControlState,
+    user: &crate::catalog::User,
+    method: &str,
+    return_to: Option<&str>,
+) -> Response {
     let now = now_unix();
     let session = match st
         .store
@@ -200,15 +236,14 @@ pub async fn submit(
         }
     };
     st.catalog.apply(Change::Session(session.clone()));
-    st.audit(&user.username, "session.started", "password")
-        .await;
+    st.audit(&user.username, "session.started", method).await;
     let value = st.signin.key.sign(
         Purpose::Session,
         &session.id,
         &st.signin.base_domain,
         session.expires_at,
     );
-    let mut res = continue_to(&st, &session, return_to);
+    let mut res = continue_to(st, &session, return_to);
     if let Ok(v) = cookie::set_cookie(SESSION_COOKIE, &value, session.expires_at - now).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -40,6 +40,7 @@ impl Harness {
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 8443),
             sharing: crate::control::SharingPolicy::default(),
             signin: test_signin(),
+            oidc: None,
         };
         let mut h = Harness {
             state,
@@ -691,6 +692,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             app_urls: AppUrls::from_wildcard("*.berth.localhost", 443),
             sharing: crate::control::SharingPolicy::default(),
             signin: test_signin(),
+            oidc: None,
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

@@ -10,6 +10,7 @@ mod client;
 mod deadagent;
 mod lifecycle;
 mod limits;
+mod oidc;
 mod ports;
 mod sharing;
 mod signin;

@@ -64,11 +64,14 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
         "{signin}"
     );
 
-    // 2. The form.
+    // 2. The form (without [oidc], no single sign-on button, and its URL is 404).
     let res = c.get(&signin).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let form = res.text().await.unwrap();
     assert!(form.contains("name=\"return_to\""), "{form}");
+    assert!(!form.contains("/signin/oidc"), "{form}");
+    let res = c.get(berth.api_url("/signin/oidc")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
 
     // 3. Wrong password: the form again, 401.
     let post = |user: &str, pw: &str| {

@@ -1,6 +1,7 @@
 //! Test harness: real berth roles on loopback port 0, real clients.
 
 pub mod apps;
+pub mod idp;
 pub mod raw;
 pub mod relay;
 
@@ -49,6 +50,8 @@ pub struct Options {
     pub limits: Option<Limits>,
     /// false: control mode (no local agent)
     pub no_dev_agent: bool,
+    /// Sign-in through an OpenID provider.
+    pub oidc: Option<berth::config::OidcConfig>,
 }
 
 impl Berth {
@@ -81,6 +84,7 @@ impl Berth {
         if let Some(l) = opts.limits {
             cfg.limits = l;
         }
+        cfg.oidc = opts.oidc;
         let server = Server::build(cfg, !opts.no_dev_agent)
             .await
             .expect("berth starts");
@@ -265,7 +269,7 @@ impl Drop for Berth {
     }
 }
 
-struct Loopback;
+pub struct Loopback;
 
 impl reqwest::dns::Resolve for Loopback {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
