@@ -67,6 +67,37 @@ impl Protocol {
     }
 }
 
+/// Who answers CORS for a shared port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Cors {
+    /// The edge answers preflights and allows only the owner's other app
+    /// hosts, with credentials (the default).
+    #[default]
+    Berth,
+    /// Preflights go to the app (without credentials, as browsers send
+    /// them), which answers CORS itself.
+    Passthru,
+}
+
+impl Cors {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cors::Berth => "berth",
+            Cors::Passthru => "passthru",
+        }
+    }
+    /// Parses the stored and wire name.
+    pub fn parse(s: &str) -> Option<Cors> {
+        match s {
+            "berth" => Some(Cors::Berth),
+            "passthru" => Some(Cors::Passthru),
+            _ => None,
+        }
+    }
+}
+
 /// How one port of one agent is shared (absent: `owner`, over HTTP).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
@@ -74,6 +105,7 @@ pub struct Share {
     pub port: u16,
     pub level: ShareLevel,
     pub protocol: Protocol,
+    pub cors: Cors,
 }
 
 /// A name the owner gave to one port of one agent.
@@ -488,6 +520,7 @@ mod tests {
             port: 3000,
             level: ShareLevel::Public,
             protocol: Protocol::Http,
+            cors: Cors::Passthru,
         }));
         c.apply(Change::App(App {
             agent_id: 100,

@@ -36,6 +36,12 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
                     super::Protocol::Https => "https",
                 });
             }
+            if let Some(c) = a.cors {
+                body["cors"] = json!(match c {
+                    super::CorsMode::Berth => "berth",
+                    super::CorsMode::Passthru => "passthru",
+                });
+            }
             let answer = s
                 .expect_ok(Method::PUT, &t.share_path(a.port), Some(&body))
                 .await?;

@@ -161,8 +161,22 @@ pub struct ShareArgs {
     /// How the edge speaks to the port [default: http]
     #[arg(long, value_enum, value_name = "PROTOCOL")]
     pub protocol: Option<Protocol>,
+    /// Who answers CORS: berth (allows the owner's other apps) or the app
+    /// itself, which then also gets preflights without credentials
+    /// [default: berth]
+    #[arg(long, value_enum, value_name = "WHO")]
+    pub cors: Option<CorsMode>,
     #[command(flatten)]
     pub target: Target,
+}
+
+/// `berth share --cors`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorsMode {
+    /// berth answers preflights and allows the owner's other app hosts
+    Berth,
+    /// the app answers CORS itself
+    Passthru,
 }
 
 /// `berth unshare`.
@@ -336,6 +350,12 @@ mod tests {
             panic!("not share")
         };
         assert_eq!((s.port, s.level, s.protocol), (3000, Level::Public, None));
+        let Command::Share(s) =
+            parse(&["share", "3000", "-l", "owner", "--cors", "passthru"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.cors, Some(CorsMode::Passthru));
         assert!(parse(&["share", "3000"]).is_err(), "--level is required");
         assert!(parse(&["share", "3000", "--level", "everyone"]).is_err());
         assert!(parse(&["share", "70000", "--level", "public"]).is_err());

@@ -7,7 +7,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 use super::workspaces::visible;
 use super::{validate, ControlState};
 use crate::auth::ShareLevel;
-use crate::catalog::{App, Change, Protocol, Share};
+use crate::catalog::{App, Change, Cors, Protocol, Share};
 use crate::host::is_port_like;
 use crate::store::{AgentRow, StoreError, WorkspaceRow};
 use axum::extract::State;
@@ -22,6 +22,9 @@ pub struct PutShare {
     level: ShareLevel,
     #[serde(default)]
     protocol: Protocol,
+    /// `"berth"` (default) or `"passthru"`.
+    #[serde(default)]
+    cors: Cors,
 }
 
 /// `PUT .../apps/{app}` body.
@@ -39,6 +42,7 @@ pub struct ShareJson {
     port: u16,
     level: ShareLevel,
     protocol: Protocol,
+    cors: Cors,
     url: String,
 }
 
@@ -61,6 +65,7 @@ pub struct PortJson {
     reachable: bool,
     level: ShareLevel,
     protocol: Protocol,
+    cors: Cors,
     url: String,
     /// Names given to this port.
     apps: Vec<AppJson>,
@@ -119,6 +124,7 @@ pub async fn list_ports(
             reachable: false,
             level: share.map(|s| s.level).unwrap_or_default(),
             protocol,
+            cors: share.map(|s| s.cors).unwrap_or_default(),
             url: st.app_urls.url(&port_label(port, &agent, &ws)),
             apps: vec![],
         }
@@ -204,6 +210,7 @@ pub async fn put_share(
         port,
         level: req.level,
         protocol: req.protocol,
+        cors: req.cors,
     };
     st.store.put_share(&share).await?;
     st.catalog.apply(Change::Share(share.clone()));
@@ -219,6 +226,7 @@ pub async fn put_share(
         port,
         level: share.level,
         protocol: share.protocol,
+        cors: share.cors,
         url: st.app_urls.url(&port_label(port, &agent, &ws)),
     }))
 }

@@ -8,7 +8,7 @@ use super::cors;
 use super::pages::{self, ErrorPage};
 use super::{body::Counted, headers, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
-use crate::catalog::{Protocol, Resolved};
+use crate::catalog::{Cors, Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
 use crate::tunnel::edge::OpenError;
@@ -115,11 +115,16 @@ async fn forward(
     }
 
     // CORS between one owner's apps: the edge answers preflights itself
-    // (browsers send no credentials with them) and marks allowed responses.
-    let same_owner_origin = cors::origin_host(req.headers())
-        .and_then(|o| host::parse_host(o, &edge.wildcard).ok())
-        .is_some_and(|origin| origin.user == target.user);
-    if cors::is_preflight(req.method(), req.headers()) {
+    // (browsers send no credentials with them) and marks allowed responses,
+    // unless the share hands CORS to the app (`passthru`): then preflights
+    // go to the app unauthenticated, and the app's answers stand as they are.
+    let passthru = route.cors() == Cors::Passthru;
+    let preflight = cors::is_preflight(req.method(), req.headers());
+    let same_owner_origin = !passthru
+        && cors::origin_host(req.headers())
+            .and_then(|o| host::parse_host(o, &edge.wildcard).ok())
+            .is_some_and(|origin| origin.user == target.user);
+    if preflight && !passthru {
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
         *res.headers_mut() = cors::preflight_headers(req.headers(), same_owner_origin);
@@ -140,7 +145,13 @@ async fn forward(
         owner_org: owner_org.as_deref(),
         level,
     });
-    match auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref()) {
+    let decision = if preflight {
+        // Only a passthru share gets here: its owner lets the app answer.
+        Decision::Allow
+    } else {
+        auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref())
+    };
+    match decision {
         Decision::Allow => {}
         Decision::Unauthenticated
             if token.is_none()
@@ -438,6 +449,7 @@ enum Route {
         port: u16,
         tls: bool,
         level: ShareLevel,
+        cors: Cors,
     },
     /// The short form named a workspace with several agents.
     Ambiguous { owner_id: i64, agents: Vec<String> },
@@ -460,6 +472,14 @@ impl Route {
             } => Some((*owner_id, *agent_id, *port, *level)),
             Route::Ambiguous { owner_id, .. } => Some((*owner_id, 0, 0, ShareLevel::Owner)),
             Route::Nothing => None,
+        }
+    }
+
+    /// Who answers CORS: the app only when its share says `passthru`.
+    fn cors(&self) -> Cors {
+        match self {
+            Route::Port { cors, .. } => *cors,
+            _ => Cors::Berth,
         }
     }
 }
@@ -494,7 +514,8 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
         agent_id,
         port,
         tls: target.tls || protocol == Protocol::Https,
-        level: share.map(|s| s.level).unwrap_or_default(),
+        level: share.as_ref().map(|s| s.level).unwrap_or_default(),
+        cors: share.map(|s| s.cors).unwrap_or_default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{now, write_err, Store, StoreError};
 use crate::auth::ShareLevel;
-use crate::catalog::{App, Protocol, Share};
+use crate::catalog::{App, Cors, Protocol, Share};
 
 #[derive(sqlx::FromRow)]
 struct ShareRecord {
@@ -10,6 +10,7 @@ struct ShareRecord {
     port: i64,
     level: String,
     protocol: String,
+    cors: String,
 }
 
 impl TryFrom<ShareRecord> for Share {
@@ -21,6 +22,7 @@ impl TryFrom<ShareRecord> for Share {
             level: ShareLevel::parse(&r.level).ok_or_else(|| corrupt("shares.level", &r.level))?,
             protocol: Protocol::parse(&r.protocol)
                 .ok_or_else(|| corrupt("shares.protocol", &r.protocol))?,
+            cors: Cors::parse(&r.cors).ok_or_else(|| corrupt("shares.cors", &r.cors))?,
         })
     }
 }
@@ -60,14 +62,15 @@ impl Store {
     /// Sets how a port is shared (insert or update).
     pub async fn put_share(&self, share: &Share) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO shares (agent_id, port, level, protocol, updated_at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO shares (agent_id, port, level, protocol, cors, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
-             protocol = excluded.protocol, updated_at = excluded.updated_at",
+             protocol = excluded.protocol, cors = excluded.cors, updated_at = excluded.updated_at",
         )
         .bind(share.agent_id)
         .bind(i64::from(share.port))
         .bind(share.level.as_str())
         .bind(share.protocol.as_str())
+        .bind(share.cors.as_str())
         .bind(now())
         .execute(&self.pool)
         .await
@@ -88,7 +91,7 @@ impl Store {
     /// The shares of one agent, by port.
     pub async fn list_shares(&self, agent_id: i64) -> Result<Vec<Share>, StoreError> {
         let recs: Vec<ShareRecord> = sqlx::query_as(
-            "SELECT agent_id, port, level, protocol FROM shares WHERE agent_id = $1 ORDER BY port",
+            "SELECT agent_id, port, level, protocol, cors FROM shares WHERE agent_id = $1 ORDER BY port",
         )
         .bind(agent_id)
         .fetch_all(&self.pool)
@@ -128,7 +131,7 @@ impl Store {
     /// Every share and app, for the catalog snapshot.
     pub(super) async fn all_shares_and_apps(&self) -> Result<(Vec<Share>, Vec<App>), StoreError> {
         let shares: Vec<ShareRecord> =
-            sqlx::query_as("SELECT agent_id, port, level, protocol FROM shares")
+            sqlx::query_as("SELECT agent_id, port, level, protocol, cors FROM shares")
                 .fetch_all(&self.pool)
                 .await?;
         let apps: Vec<AppRecord> =
@@ -159,10 +162,12 @@ mod tests {
             port: 3000,
             level: ShareLevel::Organization,
             protocol: Protocol::Http,
+            cors: Cors::Berth,
         };
         store.put_share(&share).await.unwrap();
         share.level = ShareLevel::Public;
         share.protocol = Protocol::Https;
+        share.cors = Cors::Passthru;
         store.put_share(&share).await.unwrap();
         assert_eq!(
             store.list_shares(agent_id).await.unwrap(),

@@ -469,6 +469,96 @@ async fn cors_between_one_owners_apps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthru_share_lets_the_app_answer_cors() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "own-cors").await;
+    let port = app.port();
+    let share = format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share");
+    let (s, b) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &berth.admin_token,
+            Some(json!({"level": "owner", "cors": "passthru"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["cors"], "passthru");
+    let (s, b) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &berth.admin_token,
+            Some(json!({"level": "owner", "cors": "sometimes"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    let url = berth.app_url(&format!("{port}--main--dev--admin"), "/data");
+    let origin = "https://app.example.org";
+    let client = berth.client(true);
+    // The preflight (no credentials) reaches the app, which answers it.
+    let res = client
+        .request(Method::OPTIONS, &url)
+        .header("origin", origin)
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["app"], "own-cors");
+    assert_eq!(seen["method"], "OPTIONS");
+    // Anything else still needs the owner's credentials.
+    let res = client
+        .request(Method::OPTIONS, &url)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client
+        .get(&url)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // The edge adds no allow headers of its own, even for the owner's origin.
+    let own = format!(
+        "https://5173--main--dev--admin.berth.localhost:{}",
+        berth.addr.port()
+    );
+    let res = client
+        .get(&url)
+        .bearer_auth(&berth.admin_token)
+        .header("origin", own.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    // Back to the default: the edge answers preflights again.
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &berth.admin_token,
+            Some(json!({"level": "owner"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let res = client
+        .request(Method::OPTIONS, &url)
+        .header("origin", origin)
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_records_who_shared_and_revoked() {
     let berth = Berth::start().await;
     let bob = member(&berth, "bob", None).await;
