@@ -66,13 +66,27 @@ impl LinkRedeemer for StoreRedeemer {
         &self,
         hash: TokenHash,
         now: i64,
+        source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
         let store = self.0.clone();
         Box::pin(async move {
-            store.redeem_link(&hash, now).await.unwrap_or_else(|e| {
+            let link = store.redeem_link(&hash, now).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "share link redemption failed");
                 None
-            })
+            })?;
+            let target = format!(
+                "link {} (agent {} port {})",
+                link.id, link.agent_id, link.port
+            );
+            let source = source.to_string();
+            tracing::info!(target: "berth::audit", actor = "visitor", action = "link.redeemed", target, source);
+            if let Err(e) = store
+                .record_audit("visitor", "link.redeemed", &target, &source)
+                .await
+            {
+                tracing::error!(error = %e, "cannot store audit event");
+            }
+            Some(link)
         })
     }
 }

@@ -88,13 +88,26 @@ pub struct ControlState {
     pub oidc: Option<Arc<OidcClient>>,
 }
 
+tokio::task_local! {
+    /// The address of the client whose request the control plane is
+    /// handling; set by the front door around each request, read by
+    /// [`ControlState::audit`].
+    pub static CLIENT_ADDR: std::net::IpAddr;
+}
+
 impl ControlState {
     /// Records a security-relevant action in the audit log (and the log
-    /// stream, target `berth::audit`). A failure to store it is logged, not
-    /// fatal: the action itself has already happened.
+    /// stream, target `berth::audit`), with the client's address when the
+    /// request came through the front door. A failure to store it is
+    /// logged, not fatal: the action itself has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str) {
-        tracing::info!(target: "berth::audit", actor, action, target);
-        if let Err(e) = self.store.record_audit(actor, action, target).await {
+        let source = CLIENT_ADDR.try_with(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(target: "berth::audit", actor, action, target, source);
+        if let Err(e) = self
+            .store
+            .record_audit(actor, action, target, &source)
+            .await
+        {
             tracing::error!(error = %e, actor, action, target, "cannot store audit event");
         }
     }

@@ -56,11 +56,13 @@ pub struct Edge {
 /// Redeems a share link token: counts one use and returns the link, or
 /// `None` when it does not exist, has expired, was revoked or is used up.
 pub trait LinkRedeemer: Send + Sync + 'static {
-    /// Redeems the token whose hash is `hash`, at `now` (unix seconds).
+    /// Redeems the token whose hash is `hash`, at `now` (unix seconds), for
+    /// a visitor at `source` (for the audit log).
     fn redeem(
         &self,
         hash: TokenHash,
         now: i64,
+        source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
 }
 
@@ -144,7 +146,9 @@ impl Frontdoor {
             _ => match &self.control {
                 Some(router) => {
                     use tower::ServiceExt;
-                    match router.clone().oneshot(req).await {
+                    let call =
+                        crate::control::CLIENT_ADDR.scope(peer.ip(), router.clone().oneshot(req));
+                    match call.await {
                         Ok(res) => res,
                         Err(never) => match never {},
                     }

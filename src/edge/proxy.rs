@@ -111,7 +111,7 @@ async fn forward(
 
     // A share link being redeemed: set the cookie, drop the token from the URL.
     if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
-        return redeem(edge, &route, link_token, &bare, req.uri(), now).await;
+        return redeem(edge, &route, link_token, &bare, req.uri(), now, peer.ip()).await;
     }
 
     // CORS between one owner's apps: the edge answers preflights itself
@@ -337,6 +337,7 @@ async fn redeem(
     host: &str,
     uri: &Uri,
     now: i64,
+    source: std::net::IpAddr,
 ) -> Result<Response<Body>, ErrorPage> {
     let expired = || {
         ErrorPage::Unauthenticated {
@@ -347,7 +348,7 @@ async fn redeem(
         Some((_, agent_id, port, _)) if agent_id != 0 => (agent_id, port),
         _ => return Err(expired()),
     };
-    let Some(link) = edge.links.redeem(TokenHash::of(token), now).await else {
+    let Some(link) = edge.links.redeem(TokenHash::of(token), now, source).await else {
         return Err(expired());
     };
     if (link.agent_id, link.port) != target {

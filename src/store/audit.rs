@@ -15,6 +15,8 @@ pub struct AuditRow {
     pub action: String,
     /// What it was done to, e.g. `admin/dev/main:3000 public`.
     pub target: String,
+    /// The client's IP address as the server saw it (empty if unknown).
+    pub source: String,
 }
 
 impl Store {
@@ -24,12 +26,16 @@ impl Store {
         actor: &str,
         action: &str,
         target: &str,
+        source: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_events (at, actor, action, target) VALUES ($1, $2, $3, $4)")
-            .bind(now())
-            .bind(actor)
-            .bind(action)
-            .bind(target)
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target, source) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(now())
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(source)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -38,7 +44,7 @@ impl Store {
     /// The newest `limit` events, newest first.
     pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, at, actor, action, target FROM audit_events ORDER BY id DESC LIMIT $1",
+            "SELECT id, at, actor, action, target, source FROM audit_events ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -52,16 +58,22 @@ mod tests {
     async fn events_come_back_newest_first() {
         let (store, _, _, _) = crate::store::seeded().await;
         store
-            .record_audit("alice", "port.shared", "alice/api/main:3000 public")
+            .record_audit(
+                "alice",
+                "port.shared",
+                "alice/api/main:3000 public",
+                "10.0.0.7",
+            )
             .await
             .unwrap();
         store
-            .record_audit("alice", "link.created", "x")
+            .record_audit("alice", "link.created", "x", "")
             .await
             .unwrap();
         let rows = store.list_audit(10).await.unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].action, "link.created");
+        assert_eq!(rows[1].source, "10.0.0.7");
         assert_eq!(store.list_audit(1).await.unwrap().len(), 1);
     }
 }

@@ -582,6 +582,14 @@ async fn the_audit_log_records_who_shared_and_revoked() {
         .await;
     assert_eq!(s, 201);
     let id = link["id"].as_str().unwrap();
+    // A visitor redeems it (the app need not be up: the cookie comes first).
+    let res = berth
+        .client(true)
+        .get(link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
     let (s, _) = berth
         .api(
             Method::DELETE,
@@ -607,17 +615,30 @@ async fn the_audit_log_records_who_shared_and_revoked() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(
-        &actions[..4],
+        &actions[..5],
         [
             "link.revoked",
+            "link.redeemed",
             "link.created",
             "port.shared",
             "token.created"
         ],
         "{log}"
     );
-    assert_eq!(log[2]["target"], "admin/dev/main:4000 public");
-    assert_eq!(log[2]["actor"], "admin");
+    assert_eq!(log[3]["target"], "admin/dev/main:4000 public");
+    assert_eq!(log[3]["actor"], "admin");
+    assert_eq!(log[1]["actor"], "visitor");
+    assert!(
+        log[1]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("link {id} ")),
+        "{log}"
+    );
+    // Each event says where it came from (the test's loopback client).
+    for e in log.as_array().unwrap().iter().take(4) {
+        assert_eq!(e["source"], "127.0.0.1", "{e}");
+    }
     // Members may not read it; bad limits name the field.
     let (s, _) = berth.api(Method::GET, "/api/v1/audit", &bob, None).await;
     assert_eq!(s, 403);
