@@ -9,6 +9,8 @@
 //   BERTH_BIN   berth binary (default: target/debug/berth)
 //   CHROMIUM    Chromium binary (default: /usr/bin/chromium)
 //   BERTH_BROWSER_DEBUG=1  echo berth's log to stderr as it runs
+//   BERTH_SCREENSHOTS=DIR  save screenshots of the main pages there (the
+//                          README's come from docs/screenshots)
 // Prints one line per check and, last, `N passed, M failed`; exits non-zero on
 // any failure. The whole run is cut off after 120 s.
 import { chromium } from 'playwright-core';
@@ -27,7 +29,8 @@ const ROOT = path.resolve(HERE, '..', '..');
 const BERTH = process.env.BERTH_BIN || path.join(ROOT, 'target', 'debug', 'berth');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const DEBUG = process.env.BERTH_BROWSER_DEBUG === '1';
-const RUN_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 180_000;
+const SCREENSHOTS = process.env.BERTH_SCREENSHOTS || '';
 const TEST_TIMEOUT_MS = 30_000;
 
 // Chromium as the machine notes say it runs here: no network beyond loopback.
@@ -149,6 +152,51 @@ function nodeGet(host, port, ca, headers) {
     req.setTimeout(5000, () => req.destroy(new Error('timeout')));
     req.end();
   });
+}
+
+/** One JSON API call from Node to berth's control host, trusting its CA. */
+function nodeApi(port, ca, token, method, apiPath, body) {
+  return new Promise((resolve, reject) => {
+    const data = body ? Buffer.from(JSON.stringify(body)) : null;
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        servername: 'berth.localhost',
+        path: '/api/v1' + apiPath,
+        method,
+        ca,
+        headers: {
+          host: `berth.localhost:${port}`,
+          authorization: `Bearer ${token}`,
+          ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+    req.end(data);
+  });
+}
+
+/** Saves a screenshot of `page` as DIR/name.png when BERTH_SCREENSHOTS is set. */
+async function shot(page, name) {
+  if (!SCREENSHOTS) return;
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.setViewportSize({ width: 1100, height: 720 });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+}
+
+/** Signs in on the sign-in form the page is on and waits for `landing`. */
+async function signIn(page, username, password, landing) {
+  await page.fill('input[name=username]', username);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForURL(landing), page.click('button[type=submit]')]);
 }
 
 // ---------------------------------------------------------------- trust --
@@ -556,7 +604,7 @@ async function main() {
       await Promise.all([page.waitForURL(`https://berth.localhost:${port}/`), page.click('button[type=submit]')]);
       const row = page.locator(`tr[data-port="${app.port}"]`);
       await row.waitFor({ timeout: 10_000 });
-      await row.locator('select').selectOption('public');
+      await row.locator('select.level').selectOption('public');
       await page.waitForFunction(
         (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now public`),
         app.port,
@@ -572,13 +620,134 @@ async function main() {
         await anon.context.close();
       }
       // Back to private from the dashboard.
-      await row.locator('select').selectOption('owner');
+      await row.locator('select.level').selectOption('owner');
       await page.waitForFunction(
         (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now owner`),
         app.port,
         { timeout: 10_000 },
       );
       return 'shared and unshared from the dashboard';
+    } finally {
+      await context.close();
+    }
+  });
+
+  const api = (method, apiPath, body) => nodeApi(port, ca, token, method, apiPath, body);
+  const shareUrl = `/workspaces/admin/dev/agents/main/ports/${app.port}/share`;
+
+  await test('another user: bob signs in and opens a port shared with signed-in users, not an owner-only one', async () => {
+    const made = await api('POST', '/users', {
+      username: 'bob', email: 'bob@example.com', password: 'bob-password', role: 'member',
+    });
+    assert(made.status === 201, `create bob: ${made.status} ${JSON.stringify(made.body)}`);
+    const shared = await api('PUT', shareUrl, { level: 'authenticated' });
+    assert(shared.status === 200, `share: ${shared.status}`);
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      await page.goto(appUrl + '/?as=bob');
+      assert(page.url().startsWith(`https://berth.localhost:${port}/signin`), `not sent to sign-in: ${page.url()}`);
+      await shot(page, 'signin');
+      await signIn(page, 'bob', 'bob-password', `${appUrl}/?as=bob`);
+      assert((await page.textContent('body')).includes(PAGE_MARKER), 'bob does not see the app');
+      const seen = await page.evaluate(async () => (await fetch('/headers')).json());
+      assert(seen.headers['x-berth-user'] === 'bob', `X-Berth-User: ${seen.headers['x-berth-user']}`);
+      // Back to owner-only: bob gets the not-found page, like for a private workspace.
+      const unshared = await api('DELETE', shareUrl);
+      assert(unshared.status === 204, `unshare: ${unshared.status}`);
+      const res = await page.goto(appUrl + '/?as=bob');
+      assert(res.status() === 404, `bob after unshare: ${res.status()}`);
+      assert(!(await page.textContent('body')).includes(PAGE_MARKER), 'the app content leaked');
+      await shot(page, 'not-found');
+      return 'authenticated: 200 as bob; owner: 404';
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('links: create a 2-hour link in the dashboard, open it with no account, revoke it: cut off within 5 s', async () => {
+    const { context, page } = await newPage(h2, null, false);
+    const anon = await newPage(h2, null, false);
+    try {
+      await page.goto(`https://berth.localhost:${port}/`);
+      await signIn(page, 'admin', adminPassword, `https://berth.localhost:${port}/`);
+      const row = page.locator(`tr[data-port="${app.port}"]`);
+      await row.waitFor({ timeout: 10_000 });
+      await row.locator('select.ttl').selectOption({ label: '2 hours' });
+      await row.locator('button.mklink').click();
+      const linkEl = page.locator('#new-link');
+      await linkEl.waitFor({ timeout: 10_000 });
+      const link = (await linkEl.textContent()).trim();
+      assert(link.startsWith(appUrl + '/?berth_share=berth_link_'), `link: ${link}`);
+      await shot(page, 'dashboard');
+      // The visitor: the app, and the token gone from the address bar.
+      const res = await anon.page.goto(link);
+      assert(res.status() === 200, `visitor: ${res.status()}`);
+      assert(!anon.page.url().includes('berth_share'), `token still in the URL: ${anon.page.url()}`);
+      assert((await anon.page.textContent('body')).includes(PAGE_MARKER), 'visitor does not see the app');
+      // Revoke from the dashboard; the visitor's next request is refused.
+      await page.locator('[data-revoke]').first().click();
+      await page.waitForFunction(() => document.querySelector('#msg').textContent.includes('Link revoked'), null, {
+        timeout: 10_000,
+      });
+      const t0 = Date.now();
+      let status = 200;
+      while (Date.now() - t0 < 5000) {
+        status = (await anon.page.reload()).status();
+        if (status === 401) break;
+        await sleep(100);
+      }
+      assert(status === 401, `visitor after revocation: ${status}`);
+      return `refused ${Date.now() - t0} ms after the click`;
+    } finally {
+      await anon.context.close();
+      await context.close();
+    }
+  });
+
+  await test('CORS: a page on one of admin\'s apps fetches another with credentials; from another user\'s host the browser refuses', async () => {
+    const named = await api('PUT', '/workspaces/admin/dev/agents/main/apps/docs', { port: app.port });
+    assert(named.status === 200, `name the port: ${named.status} ${JSON.stringify(named.body)}`);
+    const docs = `https://docs--main--dev--admin.berth.localhost:${port}`;
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      // Sign in once, then pick up the app cookie on each host by visiting it.
+      await page.goto(docs + '/');
+      await signIn(page, 'admin', adminPassword, docs + '/');
+      await page.goto(appUrl + '/');
+      assert((await page.textContent('body')).includes(PAGE_MARKER), 'not on the app');
+      const call = (url) =>
+        page.evaluate(async (url) => {
+          try {
+            const r = await fetch(url, { credentials: 'include' });
+            return { status: r.status, user: (await r.json()).headers['x-berth-user'] };
+          } catch (e) {
+            return { error: String(e) };
+          }
+        }, url);
+      const own = await call(docs + '/headers');
+      assert(own.status === 200 && own.user === 'admin', `same owner: ${JSON.stringify(own)}`);
+      // Carol's host (nothing there: the 404 page is enough to be that origin).
+      await page.goto(`https://5173--main--dev--carol.berth.localhost:${port}/`);
+      const foreign = await call(docs + '/headers');
+      assert(foreign.error && /TypeError/.test(foreign.error), `another user's origin: ${JSON.stringify(foreign)}`);
+      return `same owner: 200 as admin; foreign origin: ${foreign.error}`;
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('the audit log on the dashboard lists the link and the shares', async () => {
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      await page.goto(`https://berth.localhost:${port}/`);
+      await signIn(page, 'admin', adminPassword, `https://berth.localhost:${port}/`);
+      const audit = page.locator('#audit table');
+      await audit.waitFor({ timeout: 10_000 });
+      const text = await audit.textContent();
+      for (const want of ['link.revoked', 'link.redeemed', 'link.created', 'port.shared', 'session.started']) {
+        assert(text.includes(want), `audit lacks ${want}: ${text.slice(0, 300)}`);
+      }
+      await shot(page, 'dashboard-audit');
     } finally {
       await context.close();
     }
