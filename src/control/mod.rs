@@ -183,7 +183,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/login", post(users::login))
         .route("/me", get(users::me))
         .route("/users", post(users::create).get(users::list))
-        .route("/users/{user}", delete(users::delete))
+        .route("/users/{user}", delete(users::delete).patch(users::update))
         .route(
             "/workspaces",
             post(workspaces::create).get(workspaces::list),

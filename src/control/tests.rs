@@ -263,6 +263,81 @@ async fn users_are_created_by_admins_only_and_once() {
     assert_eq!(login.0, StatusCode::OK);
 }
 
+async fn patch(h: &Harness, user: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    h.call(
+        Method::PATCH,
+        &format!("/api/v1/users/{user}"),
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn admins_change_roles_and_organizations_and_the_catalog_follows() {
+    let h = Harness::new().await;
+    let bob = h.user("bob", Role::Member).await;
+    let r = patch(&h, "bob", &h.admin, json!({"organization": "acme"})).await;
+    assert_eq!(r.0, StatusCode::OK, "{:?}", r.1);
+    assert_eq!(
+        (r.1["organization"].as_str(), r.1["role"].as_str()),
+        (Some("acme"), Some("member"))
+    );
+    let id = h.state.store.user_by_name("bob").await.unwrap().id;
+    assert_eq!(
+        h.state.catalog.user(id).unwrap().organization.as_deref(),
+        Some("acme")
+    );
+    // Absent fields stay; null clears the organization.
+    let r = patch(&h, "bob", &h.admin, json!({"role": "admin"})).await;
+    assert_eq!(
+        (r.1["organization"].as_str(), r.1["role"].as_str()),
+        (Some("acme"), Some("admin"))
+    );
+    assert!(h.state.catalog.user(id).unwrap().admin);
+    let r = patch(
+        &h,
+        "bob",
+        &h.admin,
+        json!({"organization": null, "role": "member"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK);
+    assert!(r.1["organization"].is_null());
+    assert!(h.state.catalog.user(id).unwrap().organization.is_none());
+    // Members may not; bad values name the field; unknown users are 404;
+    // an admin cannot demote themselves.
+    assert_error(
+        &patch(&h, "bob", &bob, json!({"role": "admin"})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = patch(&h, "bob", &h.admin, json!({"role": "root"})).await;
+    assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.1["message"].as_str().unwrap().starts_with("role"),
+        "{:?}",
+        r.1
+    );
+    let r = patch(&h, "bob", &h.admin, json!({"organization": " acme"})).await;
+    assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(
+        &patch(&h, "bob", &h.admin, json!({"email": "x@y"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    assert_error(
+        &patch(&h, "nobody", &h.admin, json!({"role": "member"})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &patch(&h, "root", &h.admin, json!({"role": "member"})).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+}
+
 #[tokio::test]
 async fn invalid_user_fields_are_422_naming_the_field() {
     let h = Harness::new().await;

@@ -149,6 +149,65 @@ pub async fn list(
     Ok(Json(users.into_iter().map(UserJson::from).collect()))
 }
 
+/// `PATCH /users/{user}` body: only the fields given change;
+/// `"organization": null` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    organization: Option<Option<String>>,
+}
+
+/// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Changes a user's role or organization (admins only; not one's own role).
+/// The edge sees the change at once: organization shares follow it.
+pub async fn update(
+    State(st): State<ControlState>,
+    Admin(caller): Admin,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateUser>,
+) -> Result<Json<UserJson>, ApiError> {
+    let role =
+        match req.role.as_deref() {
+            None => None,
+            Some(r) => Some(Role::parse(r).ok_or_else(|| {
+                ApiError::invalid_field("role", "must be \"admin\" or \"member\"")
+            })?),
+        };
+    if let Some(Some(org)) = &req.organization {
+        validate::organization(org)?;
+    }
+    if username == caller.0.username && role == Some(Role::Member) {
+        return Err(ApiError::conflict(
+            "you cannot take away your own admin role; ask another admin",
+        ));
+    }
+    let current = st.store.user_by_name(&username).await?;
+    let organization = match req.organization {
+        Some(org) => org,
+        None => current.organization,
+    };
+    let user = st
+        .store
+        .update_user(&username, role, organization.as_deref())
+        .await?;
+    st.catalog.apply(Change::User(user.to_catalog()));
+    let what = format!(
+        "{} role={} organization={}",
+        user.username,
+        user.role.as_str(),
+        user.organization.as_deref().unwrap_or("-")
+    );
+    st.audit(&caller.0.username, "user.updated", &what).await;
+    Ok(Json(UserJson::from(user)))
+}
+
 /// Deletes a user with their tokens, workspaces and agents (admins only; not
 /// oneself, so that a deployment keeps an admin who can undo mistakes).
 pub async fn delete(

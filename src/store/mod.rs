@@ -471,6 +471,28 @@ impl Store {
             .try_into()
     }
 
+    /// Changes a user's role and organization (`None` leaves the role as it
+    /// is; the organization is set as given, `None` clearing it).
+    pub async fn update_user(
+        &self,
+        username: &str,
+        role: Option<Role>,
+        organization: Option<&str>,
+    ) -> Result<UserRow, StoreError> {
+        let sql = format!(
+            "UPDATE users SET role = COALESCE($2, role), organization = $3 WHERE username = $1 \
+             RETURNING {USER_COLUMNS}"
+        );
+        let rec: Option<UserRecord> = sqlx::query_as(&sql)
+            .bind(username)
+            .bind(role.map(Role::as_str))
+            .bind(organization)
+            .fetch_optional(&self.pool)
+            .await?;
+        rec.ok_or_else(|| StoreError::NotFound(format!("no user named {username}")))?
+            .try_into()
+    }
+
     /// Checks a password. `None` for an unknown user or a wrong password; both
     /// take one argon2 verification, so timing does not tell them apart.
     pub async fn verify_login(
