@@ -11,6 +11,7 @@ mod deadagent;
 mod lifecycle;
 mod limits;
 mod ports;
+mod postgres;
 mod sharing;
 mod signin;
 mod streaming;

@@ -1,6 +1,10 @@
 //! Test harness: real berth roles on loopback port 0, real clients.
 
 pub mod apps;
+/// A PostgreSQL server and a fresh database per test (the store's unit tests
+/// use the same file).
+#[path = "../../../src/store/test_pg.rs"]
+pub mod postgres;
 pub mod raw;
 pub mod relay;
 
@@ -49,6 +53,8 @@ pub struct Options {
     pub limits: Option<Limits>,
     /// false: control mode (no local agent)
     pub no_dev_agent: bool,
+    /// `server.database_url`; default: SQLite in the data dir.
+    pub database_url: Option<String>,
 }
 
 impl Berth {
@@ -74,6 +80,7 @@ impl Berth {
             ),
             data_dir: Some(dir.clone()),
             admin_listen: Some("127.0.0.1:0".into()),
+            database_url: opts.database_url,
             ..Default::default()
         };
         let mut cfg =
