@@ -4,7 +4,9 @@
 //! Every key has a default in [`defaults`]; unknown keys, in the file or in
 //! `BERTH_*` variables, are errors that name the key.
 
+use crate::auth::Secret;
 use crate::host::Wildcard;
+use crate::store::{redact_url, PoolSettings, DEFAULT_MAX_CONNECTIONS};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,7 +110,11 @@ pub struct ServerSection {
     pub base_domain: Option<String>,
     pub wildcard: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// (control only); default: SQLite in `data_dir`.
     pub database_url: Option<String>,
+    /// The most PostgreSQL connections this process opens (default 10).
+    pub database_max_connections: Option<u32>,
     /// The port that appears in public URLs, when it differs from `listen`'s
     /// (behind a load balancer or NAT). Default: `listen`'s port.
     pub public_port: Option<u16>,
@@ -181,6 +187,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server", "wildcard"),
     ("server", "data_dir"),
     ("server", "database_url"),
+    ("server", "database_max_connections"),
     ("server", "public_port"),
     ("tls", "mode"),
     ("tls", "cert_file"),
@@ -353,7 +360,11 @@ pub struct ServerConfig {
     pub base_domain: String,
     pub wildcard: Wildcard,
     pub data_dir: PathBuf,
-    pub database_url: Option<String>,
+    /// Where the store lives, if not SQLite in `data_dir`. A [`Secret`]: the
+    /// URL may carry a password, so `Debug` must not print it.
+    pub database_url: Option<Secret>,
+    /// Pool limits for a PostgreSQL store.
+    pub database_pool: PoolSettings,
     pub public_port: Option<u16>,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
@@ -560,6 +571,34 @@ impl ServerConfig {
             .data_dir
             .or(s.data_dir)
             .unwrap_or_else(|| role.data_dir.into());
+        let database_url = flags.database_url.or(s.database_url);
+        if let Some(url) = &database_url {
+            if !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "server.database_url",
+                    message: format!(
+                        "{:?} is not supported: use sqlite://PATH or \
+                         postgres://USER:PASSWORD@HOST:PORT/DATABASE (postgresql:// also works)",
+                        redact_url(url)
+                    ),
+                });
+            }
+        }
+        let database_pool = match s.database_max_connections {
+            Some(n) if !(1..=1000).contains(&n) => {
+                return Err(ConfigError::Invalid {
+                    key: "server.database_max_connections",
+                    message: format!("{n} is outside 1..=1000"),
+                })
+            }
+            n => PoolSettings {
+                max_connections: n.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                ..PoolSettings::default()
+            },
+        };
         let t = file.tls;
         let mode = flags
             .tls_mode
@@ -696,7 +735,8 @@ impl ServerConfig {
             base_domain,
             wildcard,
             data_dir,
-            database_url: flags.database_url.or(s.database_url),
+            database_url: database_url.map(Secret::new),
+            database_pool,
             public_port: s.public_port,
             tls,
             admin_listen,
@@ -804,6 +844,31 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_are_accepted_and_never_printed() {
+        let f = load(
+            "[server]\ndatabase_url = \"postgresql://berth:hunter2@db:5432/berth\"\n",
+            &[("BERTH_SERVER_DATABASE_MAX_CONNECTIONS", "25")],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        assert_eq!(
+            c.database_url.as_ref().map(Secret::expose),
+            Some("postgresql://berth:hunter2@db:5432/berth")
+        );
+        assert_eq!(c.database_pool.max_connections, 25);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = ServerConfig::resolve(
+            load("[server]\ndatabase_url = \"pg://u:hunter2@db/x\"", &[]).unwrap(),
+            Overrides::default(),
+            RoleDefaults::DEV,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sqlite://") && e.contains("postgres://"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         for (text, key) in [
             ("[server]\nlisten = \"nope\"", "server.listen"),
@@ -839,6 +904,14 @@ mod tests {
             (
                 "[oidc]\nissuer = \"https://i.example\"\nclient_id = \"b\"\nclient_secret = \"s\"\nallowed_domains = [\"*.example.com\"]",
                 "oidc.allowed_domains",
+            ),
+            (
+                "[server]\ndatabase_url = \"mysql://root:pw@db/berth\"",
+                "server.database_url",
+            ),
+            (
+                "[server]\ndatabase_max_connections = 0",
+                "server.database_max_connections",
             ),
         ] {
             let e = ServerConfig::resolve(

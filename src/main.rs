@@ -69,7 +69,8 @@ struct ControlArgs {
     /// App hosts served by the built-in edge, e.g. "*.apps.example.com" [default: *.<base-domain>]
     #[arg(long, value_name = "PATTERN")]
     wildcard: Option<String>,
-    /// Database URL [default: SQLite in the data dir]
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    /// (postgresql:// too); prefer BERTH_SERVER_DATABASE_URL for a password [default: SQLite in the data dir]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// "self-signed" (a local CA in the data dir) or "files" (--cert-file, --key-file)

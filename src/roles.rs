@@ -182,7 +182,7 @@ impl Server {
         let tls_config = tls::server_config(certs.clone())?;
 
         let store = match &cfg.database_url {
-            Some(url) => Store::open_url(url).await?,
+            Some(url) => Store::connect(url.expose(), cfg.database_pool).await?,
             None => Store::open(&cfg.data_dir).await?,
         };
         // Bootstrap fills the catalog from the store's snapshot.

@@ -28,52 +28,53 @@ impl Store {
         target: &str,
         source: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, target, source) VALUES ($1, $2, $3, $4, $5)",
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target, source) VALUES ($1, $2, $3, $4, $5)"
         )
         .bind(now())
         .bind(actor)
         .bind(action)
         .bind(target)
         .bind(source)
-            .execute(&self.pool)
-            .await?;
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
     /// The newest `limit` events, newest first.
     pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
             "SELECT id, at, actor, action, target, source FROM audit_events ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(pool)
+        .await
+        })?)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #[tokio::test]
-    async fn events_come_back_newest_first() {
-        let (store, _, _, _) = crate::store::seeded().await;
-        store
-            .record_audit(
-                "alice",
-                "port.shared",
-                "alice/api/main:3000 public",
-                "10.0.0.7",
-            )
-            .await
-            .unwrap();
-        store
-            .record_audit("alice", "link.created", "x", "")
-            .await
-            .unwrap();
-        let rows = store.list_audit(10).await.unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].action, "link.created");
-        assert_eq!(rows[1].source, "10.0.0.7");
-        assert_eq!(store.list_audit(1).await.unwrap().len(), 1);
+    store_test! {
+        async fn events_come_back_newest_first(store: Store) {
+            crate::store::seed(&store).await;
+            store
+                .record_audit("alice", "port.shared", "alice/api/main:3000 public", "10.0.0.7")
+                .await
+                .unwrap();
+            store
+                .record_audit("alice", "link.created", "x", "")
+                .await
+                .unwrap();
+            let rows = store.list_audit(10).await.unwrap();
+            assert_eq!(rows.len(), 2);
+            assert_eq!(rows[0].action, "link.created");
+            assert_eq!(rows[1].source, "10.0.0.7");
+            assert_eq!(store.list_audit(1).await.unwrap().len(), 1);
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! The control plane's durable state: users, API tokens, workspaces and agents.
 //!
-//! [`Store`] is the only place that speaks SQL. It runs on SQLite today (one
-//! file, `data_dir/berth.db`, WAL mode); PostgreSQL will come behind the same
-//! methods, so the statements here stick to SQL both accept (`RETURNING`,
-//! `ON DELETE CASCADE`, numbered `$1` binds, which SQLite reads as positional too).
+//! [`Store`] is the only place that speaks SQL. It runs on SQLite (one file,
+//! `data_dir/berth.db`, WAL mode) or PostgreSQL (`server.database_url =
+//! "postgres://..."`), behind the same methods: each statement is written once
+//! in SQL both accept (`RETURNING`, `ON CONFLICT`, `ON DELETE CASCADE`,
+//! numbered `$1` binds) and compiled once per backend by `on_pool!`, so each
+//! runs through its own driver with its own types. The schemas differ only in
+//! id columns and integer widths (`migrations/sqlite`, `migrations/postgres`).
 //!
 //! Secrets never reach the database: passwords are stored as argon2id PHC
 //! strings, tokens as the hex SHA-256 ([`TokenHash::to_hex`]). A freshly
@@ -16,12 +19,9 @@
 use crate::auth::{password, token, Secret, TokenHash, TokenKind};
 use crate::catalog;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use std::path::Path;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 use std::sync::LazyLock;
-use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -49,6 +49,18 @@ pub enum StoreError {
     /// The configured database is not one this build can use.
     #[error("{0}")]
     Unsupported(String),
+    /// The database server could not be reached, or refused the login.
+    /// `target` names user, host and database, never the password.
+    #[error(
+        "cannot connect to {target}: {cause} (check that the server is up and \
+         that the user, password and database in server.database_url are right)"
+    )]
+    Connect {
+        /// The database, without its password.
+        target: String,
+        /// What the driver reported.
+        cause: sqlx::Error,
+    },
 }
 
 /// A user's site-wide role.
@@ -313,78 +325,48 @@ const WORKSPACE_SELECT: &str =
      FROM workspaces w JOIN users u ON u.id = w.owner_id";
 const AGENT_COLUMNS: &str = "id, workspace_id, name, token_hash, created_at";
 
+/// Which database a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A local file (or, in tests, memory).
+    Sqlite,
+    /// A PostgreSQL server, which several control replicas may share.
+    Postgres,
+}
+
+/// The pool of one backend.
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, once per backend: the
+/// statement text is shared, while binds and row decoding are each driver's
+/// own. The body must have the same type on both (map `execute` results to
+/// `rows_affected()` inside it).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// Handle to the database; cheap to clone (a connection pool).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Store {
-    /// Opens (creating if missing) `data_dir/berth.db` and brings its schema up
-    /// to date. Creates `data_dir` too.
-    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
-        Self::open_file(&data_dir.join(DB_FILE)).await
-    }
-
-    /// Opens the database named by `server.database_url`: `sqlite://PATH`
-    /// (or `sqlite:PATH`). PostgreSQL arrives with the regions work.
-    pub async fn open_url(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            if path.is_empty() {
-                return Err(StoreError::Unsupported(format!(
-                    "{url:?} names no file: use sqlite:///absolute/path.db or sqlite://relative.db"
-                )));
-            }
-            return Self::open_file(Path::new(path)).await;
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
         }
-        Err(StoreError::Unsupported(format!(
-            "database_url {url:?}: only sqlite:// URLs are supported in this version (PostgreSQL support is planned)"
-        )))
-    }
-
-    async fn open_file(file: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(file)
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        Self::migrated(pool).await
-    }
-
-    /// A private in-memory database, for tests: one connection that lives as
-    /// long as the store.
-    pub async fn open_memory() -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        Self::migrated(pool).await
-    }
-
-    async fn migrated(pool: SqlitePool) -> Result<Store, StoreError> {
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        // Compute the dummy hash now, off the async threads, so that the first
-        // login for an unknown user is not slower than the others.
-        drop(tokio::task::spawn_blocking(|| {
-            LazyLock::force(&DUMMY_HASH).len()
-        }));
-        Ok(Store { pool })
     }
 
     // ---- users ----
@@ -406,26 +388,26 @@ impl Store {
             "INSERT INTO users (username, email, password_hash, role, organization, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
         );
-        let rec: UserRecord = sqlx::query_as(&sql)
+        let rec: UserRecord = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(&username)
             .bind(&email)
             .bind(&password_hash)
             .bind(role.as_str())
             .bind(&organization)
             .bind(now())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| write_err(e, || format!("a user named {username} already exists")))?;
+            .fetch_one(pool)
+            .await)
+        .map_err(|e| write_err(e, || format!("a user named {username} already exists")))?;
         rec.try_into()
     }
 
     /// The user with this id.
     pub async fn user(&self, id: i64) -> Result<UserRow, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let rec: Option<UserRecord> = sqlx::query_as(&sql)
+        let rec: Option<UserRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.ok_or_else(|| StoreError::NotFound(format!("no user with id {id}")))?
             .try_into()
     }
@@ -433,10 +415,10 @@ impl Store {
     /// The user with this name.
     pub async fn user_by_name(&self, username: &str) -> Result<UserRow, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-        let rec: Option<UserRecord> = sqlx::query_as(&sql)
+        let rec: Option<UserRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.ok_or_else(|| StoreError::NotFound(format!("no user named {username}")))?
             .try_into()
     }
@@ -444,18 +426,18 @@ impl Store {
     /// Every user, by name.
     pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
-        convert(
-            sqlx::query_as::<_, UserRecord>(&sql)
-                .fetch_all(&self.pool)
-                .await?,
+        convert(on_pool!(self, |pool| sqlx::query_as::<_, UserRecord>(
+            &sql
         )
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// How many users exist (zero means a fresh database).
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?;
+        let (n,): (i64,) = on_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(pool)
+            .await)?;
         Ok(n)
     }
 
@@ -463,10 +445,10 @@ impl Store {
     /// agents. Returns the deleted row.
     pub async fn delete_user(&self, username: &str) -> Result<UserRow, StoreError> {
         let sql = format!("DELETE FROM users WHERE username = $1 RETURNING {USER_COLUMNS}");
-        let rec: Option<UserRecord> = sqlx::query_as(&sql)
+        let rec: Option<UserRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.ok_or_else(|| StoreError::NotFound(format!("no user named {username}")))?
             .try_into()
     }
@@ -483,12 +465,12 @@ impl Store {
             "UPDATE users SET role = COALESCE($2, role), organization = $3 WHERE username = $1 \
              RETURNING {USER_COLUMNS}"
         );
-        let rec: Option<UserRecord> = sqlx::query_as(&sql)
+        let rec: Option<UserRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(username)
             .bind(role.map(Role::as_str))
             .bind(organization)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.ok_or_else(|| StoreError::NotFound(format!("no user named {username}")))?
             .try_into()
     }
@@ -526,7 +508,7 @@ impl Store {
     ) -> Result<(ApiTokenRow, Secret), StoreError> {
         let secret = token::generate(TokenKind::Api);
         let hash = TokenHash::of(secret.expose());
-        let rec: ApiTokenRecord = sqlx::query_as(
+        let rec: ApiTokenRecord = on_pool!(self, |pool| sqlx::query_as(
             "INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, user_id, token_hash, name, created_at",
         )
@@ -534,8 +516,8 @@ impl Store {
         .bind(hash.to_hex())
         .bind(name)
         .bind(now())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(pool)
+        .await)
         .map_err(|e| write_err(e, || "token collision".into()))?;
         Ok((rec.try_into()?, secret))
     }
@@ -543,11 +525,12 @@ impl Store {
     /// The user an API token belongs to, if any (the edge uses the catalog;
     /// this is for checks such as bootstrap's).
     pub async fn user_for_api_token(&self, hash: &TokenHash) -> Result<Option<i64>, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT user_id FROM api_tokens WHERE token_hash = $1")
-                .bind(hash.to_hex())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT user_id FROM api_tokens WHERE token_hash = $1"
+        )
+        .bind(hash.to_hex())
+        .fetch_optional(pool)
+        .await)?;
         Ok(row.map(|(id,)| id))
     }
 
@@ -560,14 +543,14 @@ impl Store {
         owner_id: i64,
         name: &str,
     ) -> Result<WorkspaceRow, StoreError> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO workspaces (owner_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(owner_id)
-        .bind(name)
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await
+        let sql =
+            "INSERT INTO workspaces (owner_id, name, created_at) VALUES ($1, $2, $3) RETURNING id";
+        let (id,): (i64,) = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(owner_id)
+            .bind(name)
+            .bind(now())
+            .fetch_one(pool)
+            .await)
         .map_err(|e| write_err(e, || format!("a workspace named {name} already exists")))?;
         self.workspace(id).await
     }
@@ -575,10 +558,10 @@ impl Store {
     /// The workspace with this id.
     pub async fn workspace(&self, id: i64) -> Result<WorkspaceRow, StoreError> {
         let sql = format!("{WORKSPACE_SELECT} WHERE w.id = $1");
-        let rec: Option<WorkspaceRecord> = sqlx::query_as(&sql)
+        let rec: Option<WorkspaceRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.map(Into::into)
             .ok_or_else(|| StoreError::NotFound(format!("no workspace with id {id}")))
     }
@@ -590,11 +573,11 @@ impl Store {
         name: &str,
     ) -> Result<WorkspaceRow, StoreError> {
         let sql = format!("{WORKSPACE_SELECT} WHERE u.username = $1 AND w.name = $2");
-        let rec: Option<WorkspaceRecord> = sqlx::query_as(&sql)
+        let rec: Option<WorkspaceRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(owner)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.map(Into::into)
             .ok_or_else(|| StoreError::NotFound(format!("no workspace {owner}/{name}")))
     }
@@ -608,11 +591,14 @@ impl Store {
             Some(id) => {
                 let sql =
                     format!("{WORKSPACE_SELECT} WHERE w.owner_id = $1 ORDER BY u.username, w.name");
-                sqlx::query_as(&sql).bind(id).fetch_all(&self.pool).await?
+                on_pool!(self, |pool| sqlx::query_as(&sql)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await)?
             }
             None => {
                 let sql = format!("{WORKSPACE_SELECT} ORDER BY u.username, w.name");
-                sqlx::query_as(&sql).fetch_all(&self.pool).await?
+                on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)?
             }
         };
         Ok(recs.into_iter().map(Into::into).collect())
@@ -620,11 +606,14 @@ impl Store {
 
     /// Deletes a workspace and (by cascade) its agents.
     pub async fn delete_workspace(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM workspaces WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+        let done = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM workspaces WHERE id = $1"
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if done == 0 {
             return Err(StoreError::NotFound(format!("no workspace with id {id}")));
         }
         Ok(())
@@ -644,14 +633,14 @@ impl Store {
             "INSERT INTO agents (workspace_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING {AGENT_COLUMNS}"
         );
-        let rec: AgentRecord = sqlx::query_as(&sql)
+        let rec: AgentRecord = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(workspace_id)
             .bind(name)
             .bind(TokenHash::of(secret.expose()).to_hex())
             .bind(now())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| write_err(e, || format!("an agent named {name} already exists")))?;
+            .fetch_one(pool)
+            .await)
+        .map_err(|e| write_err(e, || format!("an agent named {name} already exists")))?;
         Ok((rec.try_into()?, secret))
     }
 
@@ -663,11 +652,11 @@ impl Store {
     ) -> Result<AgentRow, StoreError> {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 AND name = $2");
-        let rec: Option<AgentRecord> = sqlx::query_as(&sql)
+        let rec: Option<AgentRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(workspace_id)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await)?;
         rec.ok_or_else(|| StoreError::NotFound(format!("no agent named {name}")))?
             .try_into()
     }
@@ -676,22 +665,22 @@ impl Store {
     pub async fn list_agents(&self, workspace_id: i64) -> Result<Vec<AgentRow>, StoreError> {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM agents WHERE workspace_id = $1 ORDER BY name");
-        convert(
-            sqlx::query_as::<_, AgentRecord>(&sql)
-                .bind(workspace_id)
-                .fetch_all(&self.pool)
-                .await?,
+        convert(on_pool!(self, |pool| sqlx::query_as::<_, AgentRecord>(
+            &sql
         )
+        .bind(workspace_id)
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// Every agent, by workspace then name.
     pub async fn list_all_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         let sql = format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY workspace_id, name");
-        convert(
-            sqlx::query_as::<_, AgentRecord>(&sql)
-                .fetch_all(&self.pool)
-                .await?,
+        convert(on_pool!(self, |pool| sqlx::query_as::<_, AgentRecord>(
+            &sql
         )
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// Replaces an agent's token; the old one stops working once the caller
@@ -703,12 +692,12 @@ impl Store {
         let secret = token::generate(TokenKind::Agent);
         let sql =
             format!("UPDATE agents SET token_hash = $1 WHERE id = $2 RETURNING {AGENT_COLUMNS}");
-        let rec: Option<AgentRecord> = sqlx::query_as(&sql)
+        let rec: Option<AgentRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(TokenHash::of(secret.expose()).to_hex())
             .bind(agent_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| write_err(e, || "token collision".into()))?;
+            .fetch_optional(pool)
+            .await)
+        .map_err(|e| write_err(e, || "token collision".into()))?;
         let row = rec
             .ok_or_else(|| StoreError::NotFound(format!("no agent with id {agent_id}")))?
             .try_into()?;
@@ -721,13 +710,12 @@ impl Store {
     /// users, then API tokens, workspaces and agents.
     pub async fn snapshot(&self) -> Result<Vec<catalog::Change>, StoreError> {
         let users = self.list_users().await?;
-        let tokens: Vec<ApiTokenRow> = convert(
-            sqlx::query_as::<_, ApiTokenRecord>(
+        let tokens: Vec<ApiTokenRow> =
+            convert(on_pool!(self, |pool| sqlx::query_as::<_, ApiTokenRecord>(
                 "SELECT id, user_id, token_hash, name, created_at FROM api_tokens ORDER BY id",
             )
-            .fetch_all(&self.pool)
-            .await?,
-        )?;
+            .fetch_all(pool)
+            .await)?)?;
         let workspaces = self.list_workspaces(None).await?;
         let agents = self.list_all_agents().await?;
         let mut out =
@@ -768,16 +756,47 @@ impl Store {
     }
 }
 
+/// Declares each test as a module with two tests, `sqlite` and `postgres`,
+/// that run the same body on a fresh store of that backend (the PostgreSQL
+/// one on its own database; skipped as [`test_pg`] explains).
+#[cfg(test)]
+macro_rules! store_test {
+    ($(async fn $name:ident($store:ident: Store) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($store: $crate::store::Store) $body
+            #[tokio::test]
+            async fn sqlite() {
+                run($crate::store::Store::open_memory().await.expect("in-memory store")).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = $crate::store::test_pg::fresh_database().await else {
+                    return;
+                };
+                let store = $crate::store::Store::open_url(&db.url)
+                    .await
+                    .expect("PostgreSQL store");
+                run(store).await;
+            }
+        }
+    )*};
+}
+
 mod audit;
+mod connect;
 mod links;
 mod sessions;
 mod shares;
 
-/// For tests: an in-memory store with user `alice`, workspace `api` and agent
-/// `main`; returns the store, the user's, the workspace's and the agent's ids.
 #[cfg(test)]
-pub(crate) async fn seeded() -> (Store, i64, i64, i64) {
-    let store = Store::open_memory().await.unwrap();
+pub(crate) mod test_pg;
+
+/// For tests: creates user `alice`, workspace `api` and agent `main`; returns
+/// the user's, the workspace's and the agent's ids.
+#[cfg(test)]
+pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
     let user = store
         .create_user(NewUser {
             username: "alice".into(),
@@ -790,10 +809,11 @@ pub(crate) async fn seeded() -> (Store, i64, i64, i64) {
         .unwrap();
     let ws = store.create_workspace(user.id, "api").await.unwrap();
     let (agent, _) = store.create_agent(ws.id, "main").await.unwrap();
-    (store, user.id, ws.id, agent.id)
+    (user.id, ws.id, agent.id)
 }
 
 pub use audit::AuditRow;
+pub use connect::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use links::LinkRow;
 
 #[cfg(test)]

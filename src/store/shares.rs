@@ -61,83 +61,90 @@ fn corrupt(column: &str, value: &str) -> StoreError {
 impl Store {
     /// Sets how a port is shared (insert or update).
     pub async fn put_share(&self, share: &Share) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO shares (agent_id, port, level, protocol, cors, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
-             protocol = excluded.protocol, cors = excluded.cors, updated_at = excluded.updated_at",
-        )
-        .bind(share.agent_id)
-        .bind(i64::from(share.port))
-        .bind(share.level.as_str())
-        .bind(share.protocol.as_str())
-        .bind(share.cors.as_str())
-        .bind(now())
-        .execute(&self.pool)
-        .await
+        let sql = "INSERT INTO shares (agent_id, port, level, protocol, cors, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6) \
+            ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
+            protocol = excluded.protocol, cors = excluded.cors, updated_at = excluded.updated_at";
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(share.agent_id)
+            .bind(i64::from(share.port))
+            .bind(share.level.as_str())
+            .bind(share.protocol.as_str())
+            .bind(share.cors.as_str())
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(|e| write_err(e, || "share exists".into()))?;
         Ok(())
     }
 
     /// Puts a port back to `owner`; true if it was shared.
     pub async fn delete_share(&self, agent_id: i64, port: u16) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM shares WHERE agent_id = $1 AND port = $2")
-            .bind(agent_id)
-            .bind(i64::from(port))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let done = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM shares WHERE agent_id = $1 AND port = $2"
+        )
+        .bind(agent_id)
+        .bind(i64::from(port))
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
     }
 
     /// The shares of one agent, by port.
     pub async fn list_shares(&self, agent_id: i64) -> Result<Vec<Share>, StoreError> {
-        let recs: Vec<ShareRecord> = sqlx::query_as(
-            "SELECT agent_id, port, level, protocol, cors FROM shares WHERE agent_id = $1 ORDER BY port",
-        )
-        .bind(agent_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql =
+            "SELECT agent_id, port, level, protocol, cors FROM shares WHERE agent_id = $1 ORDER BY port";
+        let recs: Vec<ShareRecord> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(agent_id)
+            .fetch_all(pool)
+            .await)?;
         recs.into_iter().map(Share::try_from).collect()
     }
 
     /// Names a port (insert or update).
     pub async fn put_app(&self, app: &App) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO apps (agent_id, name, port, protocol, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (agent_id, name) DO UPDATE SET port = excluded.port, \
-             protocol = excluded.protocol, updated_at = excluded.updated_at",
-        )
-        .bind(app.agent_id)
-        .bind(&app.name)
-        .bind(i64::from(app.port))
-        .bind(app.protocol.as_str())
-        .bind(now())
-        .execute(&self.pool)
-        .await
+        let sql = "INSERT INTO apps (agent_id, name, port, protocol, updated_at) \
+            VALUES ($1, $2, $3, $4, $5) \
+            ON CONFLICT (agent_id, name) DO UPDATE SET port = excluded.port, \
+            protocol = excluded.protocol, updated_at = excluded.updated_at";
+        on_pool!(self, |pool| sqlx::query(sql)
+            .bind(app.agent_id)
+            .bind(&app.name)
+            .bind(i64::from(app.port))
+            .bind(app.protocol.as_str())
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
         .map_err(|e| write_err(e, || format!("an app named {} exists", app.name)))?;
         Ok(())
     }
 
     /// The named apps of one agent.
     pub async fn list_apps(&self, agent_id: i64) -> Result<Vec<App>, StoreError> {
-        let recs: Vec<AppRecord> = sqlx::query_as(
+        let recs: Vec<AppRecord> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT agent_id, name, port, protocol FROM apps WHERE agent_id = $1 ORDER BY name",
         )
         .bind(agent_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await)?;
         recs.into_iter().map(App::try_from).collect()
     }
 
     /// Every share and app, for the catalog snapshot.
     pub(super) async fn all_shares_and_apps(&self) -> Result<(Vec<Share>, Vec<App>), StoreError> {
-        let shares: Vec<ShareRecord> =
-            sqlx::query_as("SELECT agent_id, port, level, protocol, cors FROM shares")
-                .fetch_all(&self.pool)
-                .await?;
-        let apps: Vec<AppRecord> =
-            sqlx::query_as("SELECT agent_id, name, port, protocol FROM apps")
-                .fetch_all(&self.pool)
-                .await?;
+        let shares: Vec<ShareRecord> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT agent_id, port, level, protocol, cors FROM shares"
+        )
+        .fetch_all(pool)
+        .await)?;
+        let apps: Vec<AppRecord> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT agent_id, name, port, protocol FROM apps"
+        )
+        .fetch_all(pool)
+        .await)?;
         Ok((
             shares
                 .into_iter()
@@ -154,42 +161,43 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn shares_upsert_list_delete_and_cascade() {
-        let (store, _, ws_id, agent_id) = crate::store::seeded().await;
-        let mut share = Share {
-            agent_id,
-            port: 3000,
-            level: ShareLevel::Organization,
-            protocol: Protocol::Http,
-            cors: Cors::Berth,
-        };
-        store.put_share(&share).await.unwrap();
-        share.level = ShareLevel::Public;
-        share.protocol = Protocol::Https;
-        share.cors = Cors::Passthru;
-        store.put_share(&share).await.unwrap();
-        assert_eq!(
-            store.list_shares(agent_id).await.unwrap(),
-            vec![share.clone()]
-        );
-        let app = App {
-            agent_id,
-            name: "docs".into(),
-            port: 8080,
-            protocol: Protocol::Http,
-        };
-        store.put_app(&app).await.unwrap();
-        assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app]);
-        let snapshot = store.snapshot().await.unwrap();
-        assert!(snapshot
-            .iter()
-            .any(|c| matches!(c, crate::catalog::Change::Share(s) if *s == share)));
-        assert!(store.delete_share(agent_id, 3000).await.unwrap());
-        assert!(!store.delete_share(agent_id, 3000).await.unwrap());
-        store.put_share(&share).await.unwrap();
-        store.delete_workspace(ws_id).await.unwrap();
-        let (shares, apps) = store.all_shares_and_apps().await.unwrap();
-        assert!(shares.is_empty() && apps.is_empty(), "cascade");
+    store_test! {
+        async fn shares_upsert_list_delete_and_cascade(store: Store) {
+            let (_, ws_id, agent_id) = crate::store::seed(&store).await;
+            let mut share = Share {
+                agent_id,
+                port: 3000,
+                level: ShareLevel::Organization,
+                protocol: Protocol::Http,
+                cors: Cors::Berth,
+            };
+            store.put_share(&share).await.unwrap();
+            share.level = ShareLevel::Public;
+            share.protocol = Protocol::Https;
+            share.cors = Cors::Passthru;
+            store.put_share(&share).await.unwrap();
+            assert_eq!(
+                store.list_shares(agent_id).await.unwrap(),
+                vec![share.clone()]
+            );
+            let app = App {
+                agent_id,
+                name: "docs".into(),
+                port: 8080,
+                protocol: Protocol::Http,
+            };
+            store.put_app(&app).await.unwrap();
+            assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app]);
+            let snapshot = store.snapshot().await.unwrap();
+            assert!(snapshot
+                .iter()
+                .any(|c| matches!(c, crate::catalog::Change::Share(s) if *s == share)));
+            assert!(store.delete_share(agent_id, 3000).await.unwrap());
+            assert!(!store.delete_share(agent_id, 3000).await.unwrap());
+            store.put_share(&share).await.unwrap();
+            store.delete_workspace(ws_id).await.unwrap();
+            let (shares, apps) = store.all_shares_and_apps().await.unwrap();
+            assert!(shares.is_empty() && apps.is_empty(), "cascade");
+        }
     }
 }

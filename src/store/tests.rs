@@ -1,5 +1,6 @@
 use super::*;
 use crate::catalog::{Catalog, Change};
+use crate::store::test_pg;
 
 fn new_user(name: &str, role: Role) -> NewUser {
     NewUser {
@@ -11,189 +12,175 @@ fn new_user(name: &str, role: Role) -> NewUser {
     }
 }
 
-async fn store() -> Store {
-    Store::open_memory().await.expect("in-memory store")
-}
+store_test! {
+    async fn users_round_trip(s: Store) {
+        let mut nu = new_user("alice", Role::Member);
+        nu.organization = Some("acme".into());
+        let alice = s.create_user(nu).await.unwrap();
+        assert_eq!(alice.username, "alice");
+        assert_eq!(alice.role, Role::Member);
+        assert_eq!(alice.organization.as_deref(), Some("acme"));
+        assert_ne!(alice.password_hash, "correct horse");
+        assert!(alice.created_at.ends_with('Z'), "{}", alice.created_at);
+        s.create_user(new_user("bob", Role::Admin)).await.unwrap();
 
-#[tokio::test]
-async fn users_round_trip() {
-    let s = store().await;
-    let mut nu = new_user("alice", Role::Member);
-    nu.organization = Some("acme".into());
-    let alice = s.create_user(nu).await.unwrap();
-    assert_eq!(alice.username, "alice");
-    assert_eq!(alice.role, Role::Member);
-    assert_eq!(alice.organization.as_deref(), Some("acme"));
-    assert_ne!(alice.password_hash, "correct horse");
-    assert!(alice.created_at.ends_with('Z'), "{}", alice.created_at);
-    s.create_user(new_user("bob", Role::Admin)).await.unwrap();
+        assert_eq!(s.user(alice.id).await.unwrap(), alice);
+        assert_eq!(s.user_by_name("alice").await.unwrap(), alice);
+        let names: Vec<String> = s
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(s.user_count().await.unwrap(), 2);
 
-    assert_eq!(s.user(alice.id).await.unwrap(), alice);
-    assert_eq!(s.user_by_name("alice").await.unwrap(), alice);
-    let names: Vec<String> = s
-        .list_users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.username)
-        .collect();
-    assert_eq!(names, ["alice", "bob"]);
-    assert_eq!(s.user_count().await.unwrap(), 2);
-
-    assert_eq!(s.delete_user("alice").await.unwrap().id, alice.id);
-    assert!(matches!(
-        s.user_by_name("alice").await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        s.delete_user("alice").await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn unique_names_conflict() {
-    let s = store().await;
-    let alice = s
-        .create_user(new_user("alice", Role::Member))
-        .await
-        .unwrap();
-    let err = s
-        .create_user(new_user("alice", Role::Admin))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ref m) if m.contains("alice")),
-        "{err:?}"
-    );
-
-    let ws = s.create_workspace(alice.id, "api").await.unwrap();
-    assert_eq!(ws.owner, "alice");
-    assert!(matches!(
-        s.create_workspace(alice.id, "api").await,
-        Err(StoreError::Conflict(_))
-    ));
-    let bob = s.create_user(new_user("bob", Role::Member)).await.unwrap();
-    s.create_workspace(bob.id, "api")
-        .await
-        .expect("same name, other owner");
-
-    s.create_agent(ws.id, "main").await.unwrap();
-    assert!(matches!(
-        s.create_agent(ws.id, "main").await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        s.create_workspace(9999, "x").await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn deleting_a_user_cascades_to_everything_they_own() {
-    let s = store().await;
-    let alice = s
-        .create_user(new_user("alice", Role::Member))
-        .await
-        .unwrap();
-    let bob = s.create_user(new_user("bob", Role::Member)).await.unwrap();
-    s.create_api_token(alice.id, "login").await.unwrap();
-    let (bob_token, _) = s.create_api_token(bob.id, "login").await.unwrap();
-    let ws = s.create_workspace(alice.id, "api").await.unwrap();
-    s.create_agent(ws.id, "main").await.unwrap();
-    let bws = s.create_workspace(bob.id, "web").await.unwrap();
-    let (bagent, _) = s.create_agent(bws.id, "main").await.unwrap();
-
-    s.delete_user("alice").await.unwrap();
-    let snap = s.snapshot().await.unwrap();
-    assert_eq!(
-        snap.len(),
-        4,
-        "bob, his token, workspace and agent: {snap:?}"
-    );
-    assert!(matches!(
-        s.workspace(ws.id).await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert_eq!(
-        s.user_for_api_token(&bob_token.token_hash).await.unwrap(),
-        Some(bob.id)
-    );
-    assert_eq!(s.list_all_agents().await.unwrap(), vec![bagent]);
-
-    s.delete_workspace(bws.id).await.unwrap();
-    assert!(s.list_all_agents().await.unwrap().is_empty());
-    assert!(matches!(
-        s.delete_workspace(bws.id).await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn verify_login_accepts_only_the_right_password() {
-    let s = store().await;
-    let alice = s
-        .create_user(new_user("alice", Role::Member))
-        .await
-        .unwrap();
-    assert_eq!(
-        s.verify_login("alice", "correct horse").await.unwrap(),
-        Some(alice)
-    );
-    assert_eq!(s.verify_login("alice", "wrong horse").await.unwrap(), None);
-    assert_eq!(
-        s.verify_login("nobody", "correct horse").await.unwrap(),
-        None
-    );
-}
-
-#[tokio::test]
-async fn tokens_are_stored_as_hashes_and_agents_rotate() {
-    let s = store().await;
-    let alice = s
-        .create_user(new_user("alice", Role::Member))
-        .await
-        .unwrap();
-    let (row, secret) = s.create_api_token(alice.id, "cli").await.unwrap();
-    assert!(secret.expose().starts_with("berth_api_"));
-    assert_eq!(row.token_hash, TokenHash::of(secret.expose()));
-
-    let ws = s.create_workspace(alice.id, "api").await.unwrap();
-    let (agent, old) = s.create_agent(ws.id, "main").await.unwrap();
-    assert!(old.expose().starts_with("berth_agent_"));
-    assert_eq!(agent.token_hash, TokenHash::of(old.expose()));
-    let (rotated, new) = s.rotate_agent_token(agent.id).await.unwrap();
-    assert_ne!(old, new);
-    assert_eq!(rotated.id, agent.id);
-    assert_eq!(rotated.token_hash, TokenHash::of(new.expose()));
-    assert_eq!(s.agent_by_name(ws.id, "main").await.unwrap(), rotated);
-    assert!(matches!(
-        s.rotate_agent_token(9999).await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn snapshot_fills_a_catalog() {
-    let s = store().await;
-    let alice = s.create_user(new_user("alice", Role::Admin)).await.unwrap();
-    let (_, tok) = s.create_api_token(alice.id, "cli").await.unwrap();
-    let ws = s.create_workspace(alice.id, "api").await.unwrap();
-    let (agent, atok) = s.create_agent(ws.id, "main").await.unwrap();
-
-    let c = Catalog::new();
-    for change in s.snapshot().await.unwrap() {
-        c.apply(change);
+        assert_eq!(s.delete_user("alice").await.unwrap().id, alice.id);
+        assert!(matches!(
+            s.user_by_name("alice").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.delete_user("alice").await,
+            Err(StoreError::NotFound(_))
+        ));
     }
-    let v = c.visitor_for_token(&TokenHash::of(tok.expose())).unwrap();
-    assert_eq!((v.user_id, v.admin), (alice.id, true));
-    assert_eq!(
-        c.agent_for_token(&TokenHash::of(atok.expose())),
-        Some(agent.to_catalog())
-    );
-    assert_eq!(c.workspace(ws.id), Some(ws.to_catalog()));
-    c.apply(Change::UserRemoved(alice.id));
-    assert_eq!(c.agent_count(), 0);
+
+    async fn unique_names_conflict(s: Store) {
+        let alice = s
+            .create_user(new_user("alice", Role::Member))
+            .await
+            .unwrap();
+        let err = s
+            .create_user(new_user("alice", Role::Admin))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("alice")),
+            "{err:?}"
+        );
+
+        let ws = s.create_workspace(alice.id, "api").await.unwrap();
+        assert_eq!(ws.owner, "alice");
+        assert!(matches!(
+            s.create_workspace(alice.id, "api").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let bob = s.create_user(new_user("bob", Role::Member)).await.unwrap();
+        s.create_workspace(bob.id, "api")
+            .await
+            .expect("same name, other owner");
+
+        s.create_agent(ws.id, "main").await.unwrap();
+        assert!(matches!(
+            s.create_agent(ws.id, "main").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.create_workspace(9999, "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    async fn deleting_a_user_cascades_to_everything_they_own(s: Store) {
+        let alice = s
+            .create_user(new_user("alice", Role::Member))
+            .await
+            .unwrap();
+        let bob = s.create_user(new_user("bob", Role::Member)).await.unwrap();
+        s.create_api_token(alice.id, "login").await.unwrap();
+        let (bob_token, _) = s.create_api_token(bob.id, "login").await.unwrap();
+        let ws = s.create_workspace(alice.id, "api").await.unwrap();
+        s.create_agent(ws.id, "main").await.unwrap();
+        let bws = s.create_workspace(bob.id, "web").await.unwrap();
+        let (bagent, _) = s.create_agent(bws.id, "main").await.unwrap();
+
+        s.delete_user("alice").await.unwrap();
+        let snap = s.snapshot().await.unwrap();
+        assert_eq!(
+            snap.len(),
+            4,
+            "bob, his token, workspace and agent: {snap:?}"
+        );
+        assert!(matches!(
+            s.workspace(ws.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            s.user_for_api_token(&bob_token.token_hash).await.unwrap(),
+            Some(bob.id)
+        );
+        assert_eq!(s.list_all_agents().await.unwrap(), vec![bagent]);
+
+        s.delete_workspace(bws.id).await.unwrap();
+        assert!(s.list_all_agents().await.unwrap().is_empty());
+        assert!(matches!(
+            s.delete_workspace(bws.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    async fn verify_login_accepts_only_the_right_password(s: Store) {
+        let alice = s
+            .create_user(new_user("alice", Role::Member))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.verify_login("alice", "correct horse").await.unwrap(),
+            Some(alice)
+        );
+        assert_eq!(s.verify_login("alice", "wrong horse").await.unwrap(), None);
+        assert_eq!(
+            s.verify_login("nobody", "correct horse").await.unwrap(),
+            None
+        );
+    }
+
+    async fn tokens_are_stored_as_hashes_and_agents_rotate(s: Store) {
+        let alice = s
+            .create_user(new_user("alice", Role::Member))
+            .await
+            .unwrap();
+        let (row, secret) = s.create_api_token(alice.id, "cli").await.unwrap();
+        assert!(secret.expose().starts_with("berth_api_"));
+        assert_eq!(row.token_hash, TokenHash::of(secret.expose()));
+
+        let ws = s.create_workspace(alice.id, "api").await.unwrap();
+        let (agent, old) = s.create_agent(ws.id, "main").await.unwrap();
+        assert!(old.expose().starts_with("berth_agent_"));
+        assert_eq!(agent.token_hash, TokenHash::of(old.expose()));
+        let (rotated, new) = s.rotate_agent_token(agent.id).await.unwrap();
+        assert_ne!(old, new);
+        assert_eq!(rotated.id, agent.id);
+        assert_eq!(rotated.token_hash, TokenHash::of(new.expose()));
+        assert_eq!(s.agent_by_name(ws.id, "main").await.unwrap(), rotated);
+        assert!(matches!(
+            s.rotate_agent_token(9999).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    async fn snapshot_fills_a_catalog(s: Store) {
+        let alice = s.create_user(new_user("alice", Role::Admin)).await.unwrap();
+        let (_, tok) = s.create_api_token(alice.id, "cli").await.unwrap();
+        let ws = s.create_workspace(alice.id, "api").await.unwrap();
+        let (agent, atok) = s.create_agent(ws.id, "main").await.unwrap();
+
+        let c = Catalog::new();
+        for change in s.snapshot().await.unwrap() {
+            c.apply(change);
+        }
+        let v = c.visitor_for_token(&TokenHash::of(tok.expose())).unwrap();
+        assert_eq!((v.user_id, v.admin), (alice.id, true));
+        assert_eq!(
+            c.agent_for_token(&TokenHash::of(atok.expose())),
+            Some(agent.to_catalog())
+        );
+        assert_eq!(c.workspace(ws.id), Some(ws.to_catalog()));
+        c.apply(Change::UserRemoved(alice.id));
+        assert_eq!(c.agent_count(), 0);
+    }
 }
 
 #[tokio::test]
@@ -209,4 +196,63 @@ async fn open_creates_the_file_and_reopens_it() {
     assert!(data.join(DB_FILE).exists());
     let s = Store::open(&data).await.unwrap();
     assert_eq!(s.user_by_name("alice").await.unwrap().username, "alice");
+}
+
+#[tokio::test]
+async fn a_postgres_database_reopens_with_its_data() {
+    let Some(db) = test_pg::fresh_database().await else {
+        return;
+    };
+    {
+        let s = Store::open_url(&db.url).await.unwrap();
+        assert_eq!(s.backend(), Backend::Postgres);
+        s.create_user(new_user("alice", Role::Member))
+            .await
+            .unwrap();
+    }
+    // postgresql:// is the same thing; the migrations are already applied.
+    let url = db.url.replacen("postgres://", "postgresql://", 1);
+    let s = Store::open_url(&url).await.unwrap();
+    assert_eq!(s.user_by_name("alice").await.unwrap().username, "alice");
+}
+
+#[tokio::test]
+async fn a_wrong_postgres_password_is_refused_without_echoing_it() {
+    let Some(db) = test_pg::fresh_database().await else {
+        return;
+    };
+    // Replace the password in postgres://berth:PASSWORD@host/... (or add one).
+    let (scheme_user, rest) = db.url.split_once('@').expect("test URLs carry a user");
+    let user_part = scheme_user.rsplit_once(':').map_or(scheme_user, |(u, _)| u);
+    let url = format!("{user_part}:hunter2-wrong@{rest}");
+    let err = Store::open_url(&url).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Connect { .. }), "{msg}");
+    assert!(msg.contains("127.0.0.1") || msg.contains('@'), "{msg}");
+    assert!(!msg.contains("hunter2-wrong"), "{msg}");
+    assert!(!format!("{err:?}").contains("hunter2-wrong"), "{err:?}");
+}
+
+#[test]
+fn both_backends_have_the_same_migration_versions() {
+    let versions =
+        |m: &sqlx::migrate::Migrator| -> Vec<i64> { m.iter().map(|m| m.version).collect() };
+    let sqlite = versions(&connect::SQLITE_MIGRATIONS);
+    assert!(!sqlite.is_empty());
+    assert_eq!(
+        sqlite,
+        versions(&connect::POSTGRES_MIGRATIONS),
+        "every migration needs a file in migrations/sqlite and in migrations/postgres"
+    );
+    // A file left in the old flat layout would be silently ignored.
+    let flat: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        flat.is_empty(),
+        "{flat:?}: move migrations into migrations/sqlite/ and migrations/postgres/"
+    );
 }

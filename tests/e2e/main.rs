@@ -12,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod oidc;
 mod ports;
+mod postgres;
 mod sharing;
 mod signin;
 mod streaming;

@@ -2,6 +2,10 @@
 
 pub mod apps;
 pub mod idp;
+/// A PostgreSQL server and a fresh database per test (the store's unit tests
+/// use the same file).
+#[path = "../../../src/store/test_pg.rs"]
+pub mod postgres;
 pub mod raw;
 pub mod relay;
 
@@ -52,6 +56,8 @@ pub struct Options {
     pub no_dev_agent: bool,
     /// Sign-in through an OpenID provider.
     pub oidc: Option<berth::config::OidcConfig>,
+    /// `server.database_url`; default: SQLite in the data dir.
+    pub database_url: Option<String>,
 }
 
 impl Berth {
@@ -77,6 +83,7 @@ impl Berth {
             ),
             data_dir: Some(dir.clone()),
             admin_listen: Some("127.0.0.1:0".into()),
+            database_url: opts.database_url,
             ..Default::default()
         };
         let mut cfg =

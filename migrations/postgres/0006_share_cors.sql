@@ -1,4 +1,4 @@
--- berth schema, version 6: who answers CORS for a shared port.
+-- berth schema, version 6 (SQLite and PostgreSQL alike): who answers CORS for a shared port.
 -- 'berth': the edge answers preflights and allows the owner's other app
 -- hosts; 'passthru': preflights go to the app, which answers CORS itself.
 

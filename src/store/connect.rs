@@ -1,0 +1,259 @@
+//! Opening a store: which backend a `database_url` names, its pool, its
+//! migrations, and errors that name the database without its password.
+
+use super::{Pool, Store, StoreError, DB_FILE, DUMMY_HASH};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// The schema for each backend: one numbering, one file per version in each
+/// directory (`migrations/sqlite/000N_*.sql`, `migrations/postgres/000N_*.sql`).
+pub(super) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite");
+pub(super) static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/postgres");
+
+/// Default size of a PostgreSQL pool: enough for a busy control plane, and
+/// small enough that several replicas fit in PostgreSQL's default 100.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// Default time a query waits for a pooled connection (and the first
+/// connection at start) before failing, rather than hanging the request.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's pool: one writer at a time anyway; readers share WAL snapshots.
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+
+/// Connection pool limits for a server database (PostgreSQL; SQLite keeps
+/// its own small pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections this process holds open (`server.database_max_connections`).
+    pub max_connections: u32,
+    /// How long to wait for a connection before the operation fails.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) `data_dir/berth.db` and brings its schema up
+    /// to date. Creates `data_dir` too.
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        Self::open_file(&data_dir.join(DB_FILE)).await
+    }
+
+    /// Opens the database named by `server.database_url`, with default pool
+    /// settings: `sqlite://PATH` (or `sqlite:PATH`), or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`).
+    pub async fn open_url(url: &str) -> Result<Store, StoreError> {
+        Self::connect(url, PoolSettings::default()).await
+    }
+
+    /// [`Store::open_url`] with explicit pool settings.
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::Unsupported(format!(
+                    "{url:?} names no file: use sqlite:///absolute/path.db or sqlite://relative.db"
+                )));
+            }
+            return Self::open_file(Path::new(path)).await;
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::open_postgres(url, settings).await;
+        }
+        Err(StoreError::Unsupported(format!(
+            "database_url {:?} is not supported: use sqlite://PATH or \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE (postgresql:// also works)",
+            redact_url(url)
+        )))
+    }
+
+    async fn open_file(file: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Self::ready(Pool::Sqlite(pool)))
+    }
+
+    async fn open_postgres(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Connect {
+            target: redact_url(url),
+            cause: e,
+        })?;
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("berth"),
+        };
+        let target = describe(&options);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|cause| StoreError::Connect {
+                target: target.clone(),
+                cause,
+            })?;
+        // The migrator holds an advisory lock, so replicas starting together
+        // apply each migration once.
+        POSTGRES_MIGRATIONS.run(&pool).await?;
+        tracing::info!(database = %target, "using PostgreSQL");
+        Ok(Self::ready(Pool::Postgres(pool)))
+    }
+
+    /// A private in-memory SQLite database, for tests: one connection that
+    /// lives as long as the store.
+    pub async fn open_memory() -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Self::ready(Pool::Sqlite(pool)))
+    }
+
+    fn ready(pool: Pool) -> Store {
+        // Compute the dummy hash now, off the async threads, so that the first
+        // login for an unknown user is not slower than the others.
+        drop(tokio::task::spawn_blocking(|| {
+            LazyLock::force(&DUMMY_HASH).len()
+        }));
+        Store { pool }
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DATABASE`: where a PostgreSQL store connects,
+/// for messages and logs (never the password).
+fn describe(options: &PgConnectOptions) -> String {
+    let user = options.get_username();
+    let host = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let database = options.get_database().unwrap_or(user);
+    format!("postgres://{user}@{host}/{database}")
+}
+
+/// `url` with any password replaced by `***`: the one in the user-info part
+/// (`user:PASSWORD@host`) and a `password=` query parameter. Works on
+/// malformed URLs too, since it is used to report them.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        // The user info ends at the last '@' (a password may hold '/' or '@').
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => match rest[..at].split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://berth:s3cret@db.internal:5432/berth"),
+            "postgres://berth:***@db.internal:5432/berth"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:p@ss:w@h/d?sslmode=require&password=x"),
+            "postgresql://u:***@h/d?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
+        assert_eq!(redact_url("mysql://root:pw@h"), "mysql://root:***@h");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("postgres://u:pa/ss@h:1/d"),
+            "postgres://u:***@h:1/d"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_name_both_schemes_and_hide_the_password() {
+        let err = Store::open_url("mysql://root:hunter2@db/berth")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sqlite://") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_names_host_and_database_not_password() {
+        // A port nobody listens on: bind, note it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_secs(2),
+            ..PoolSettings::default()
+        };
+        let url = format!("postgres://berth:hunter2@127.0.0.1:{port}/berthdb");
+        let err = Store::connect(&url, settings).await.unwrap_err();
+        assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("127.0.0.1:{port}/berthdb")), "{msg}");
+        assert!(
+            !msg.contains("hunter2") && !format!("{err:?}").contains("hunter2"),
+            "{msg}"
+        );
+    }
+}
