@@ -128,6 +128,8 @@ pub struct Server {
     pub tunnels: Arc<Tunnels>,
     /// The edge's catalog.
     pub catalog: Arc<Catalog>,
+    /// The store, for following other control replicas' changes.
+    store: Store,
 }
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
@@ -229,7 +231,7 @@ impl Server {
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
         let state = ControlState {
-            store,
+            store: store.clone(),
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),
             sharing: cfg.sharing,
@@ -259,6 +261,7 @@ impl Server {
             certs,
             tunnels,
             catalog,
+            store,
             cfg,
         })
     }
@@ -319,6 +322,10 @@ impl Server {
                     .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
             }
         });
+        // Other control replicas on the same PostgreSQL database publish the
+        // changes they make; apply them here too (returns at once on SQLite).
+        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let follower = tokio::spawn(async move { store.follow_changes(&catalog).await });
         let tunnels = self.tunnels.clone();
         edge::server::serve(
             self.listener,
@@ -328,6 +335,7 @@ impl Server {
             stopped(),
         )
         .await;
+        follower.abort();
         tunnels.close_all();
         Ok(())
     }

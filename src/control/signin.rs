@@ -199,7 +199,7 @@ pub async fn submit(
             );
         }
     };
-    st.catalog.apply(Change::Session(session.clone()));
+    st.apply(Change::Session(session.clone())).await;
     st.audit(&user.username, "session.started", "password")
         .await;
     let value = st.signin.key.sign(
@@ -224,7 +224,7 @@ pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Resp
         if let Err(e) = st.store.delete_session(&session.id).await {
             tracing::error!(error = %e, "cannot delete session");
         }
-        st.catalog.apply(Change::SessionRemoved(session.id));
+        st.apply(Change::SessionRemoved(session.id)).await;
         st.audit(&visitor.username, "session.ended", "sign-out")
             .await;
     }
