@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 /// A user as the edge needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -21,7 +21,7 @@ pub struct User {
 }
 
 /// A workspace: a named group of agents owned by one user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     pub id: i64,
     pub owner_id: i64,
@@ -29,7 +29,7 @@ pub struct Workspace {
 }
 
 /// An agent: one tunnel end inside a workspace.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agent {
     pub id: i64,
     pub workspace_id: i64,
@@ -99,7 +99,7 @@ impl Cors {
 }
 
 /// How one port of one agent is shared (absent: `owner`, over HTTP).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
     pub agent_id: i64,
     pub port: u16,
@@ -109,7 +109,7 @@ pub struct Share {
 }
 
 /// A name the owner gave to one port of one agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct App {
     pub agent_id: i64,
     pub name: String,
@@ -118,7 +118,7 @@ pub struct App {
 }
 
 /// A live share link: who redeemed it may reach one port until it expires.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// The public id (not the token).
     pub id: String,
@@ -131,7 +131,7 @@ pub struct Link {
 }
 
 /// A signed-in browser session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Random id, carried in signed cookies.
     pub id: String,
@@ -140,8 +140,9 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// One update to the catalog.
-#[derive(Clone, Debug)]
+/// One update to the catalog. Serializable, because control replicas on one
+/// PostgreSQL database send each other the changes they apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     User(User),
     UserRemoved(i64),
@@ -295,6 +296,101 @@ impl Catalog {
             Change::SessionRemoved(id) => {
                 self.sessions.remove(&id);
             }
+        }
+    }
+
+    /// Makes the catalog hold exactly what `snapshot` (from
+    /// [`crate::store::Store::snapshot`]) holds: applies every change, then
+    /// removes whatever the snapshot no longer has. Lookups keep working
+    /// throughout, unlike clearing and refilling. Used when a replica may have
+    /// missed changes (its listener reconnected).
+    pub fn resync(&self, snapshot: Vec<Change>) {
+        use std::collections::HashSet;
+        let mut users = HashSet::new();
+        let mut tokens = HashSet::new();
+        let mut workspaces = HashSet::new();
+        let mut agents = HashSet::new();
+        let mut shares = HashSet::new();
+        let mut apps = HashSet::new();
+        let mut links = HashSet::new();
+        let mut sessions = HashSet::new();
+        for change in &snapshot {
+            match change {
+                Change::User(u) => drop(users.insert(u.id)),
+                Change::ApiToken { hash, .. } => drop(tokens.insert(*hash)),
+                Change::Workspace(w) => drop(workspaces.insert(w.id)),
+                Change::Agent(a) => drop(agents.insert(a.id)),
+                Change::Share(s) => drop(shares.insert((s.agent_id, s.port))),
+                Change::App(a) => drop(apps.insert((a.agent_id, a.name.clone()))),
+                Change::Link(l) => drop(links.insert(l.id.clone())),
+                Change::Session(s) => drop(sessions.insert(s.id.clone())),
+                _ => {}
+            }
+        }
+        for change in snapshot {
+            self.apply(change);
+        }
+        // Collected first (no map guard is held while applying); removals go
+        // through apply, so the secondary indexes and cascades follow.
+        let mut gone: Vec<Change> = Vec::new();
+        gone.extend(
+            self.users
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !users.contains(k))
+                .map(Change::UserRemoved),
+        );
+        gone.extend(
+            self.api_tokens
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !tokens.contains(k))
+                .map(Change::ApiTokenRemoved),
+        );
+        gone.extend(
+            self.workspaces
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !workspaces.contains(k))
+                .map(Change::WorkspaceRemoved),
+        );
+        gone.extend(
+            self.agents
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !agents.contains(k))
+                .map(Change::AgentRemoved),
+        );
+        gone.extend(
+            self.shares
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !shares.contains(k))
+                .map(|(agent_id, port)| Change::ShareRemoved { agent_id, port }),
+        );
+        gone.extend(
+            self.apps
+                .iter()
+                .map(|e| e.key().clone())
+                .filter(|k| !apps.contains(k))
+                .map(|(agent_id, name)| Change::AppRemoved { agent_id, name }),
+        );
+        gone.extend(
+            self.links
+                .iter()
+                .map(|e| e.key().clone())
+                .filter(|k| !links.contains(k))
+                .map(Change::LinkRemoved),
+        );
+        gone.extend(
+            self.sessions
+                .iter()
+                .map(|e| e.key().clone())
+                .filter(|k| !sessions.contains(k))
+                .map(Change::SessionRemoved),
+        );
+        for change in gone {
+            self.apply(change);
         }
     }
 
@@ -498,6 +594,53 @@ mod tests {
                 agents: vec!["gpu".into(), "main".into()]
             }
         );
+    }
+
+    #[test]
+    fn resync_drops_what_the_snapshot_lacks_and_changes_round_trip_as_json() {
+        let c = seed();
+        let link = Link {
+            id: "l1".into(),
+            agent_id: 100,
+            port: 3000,
+            expires_at: i64::MAX,
+            created_by: 1,
+        };
+        c.apply(Change::Link(link.clone()));
+        c.apply(Change::ApiToken {
+            hash: TokenHash::of("t2"),
+            user_id: 1,
+        });
+        // The snapshot: the same user, workspace and agent, no link, only t1.
+        let fresh = seed();
+        let snapshot = vec![
+            Change::User(fresh.users.get(&1).unwrap().clone()),
+            Change::ApiToken {
+                hash: TokenHash::of("t1"),
+                user_id: 1,
+            },
+            Change::Workspace(fresh.workspaces.get(&10).unwrap().clone()),
+            Change::Agent(fresh.agents.get(&100).unwrap().clone()),
+        ];
+        c.resync(snapshot);
+        assert!(c.live_link("l1", 0).is_none(), "revoked while away");
+        assert!(c.visitor_for_token(&TokenHash::of("t2")).is_none());
+        assert!(c.visitor_for_token(&TokenHash::of("t1")).is_some());
+        assert!(c.agent_for_token(&TokenHash::of("a1")).is_some());
+        c.resync(Vec::new());
+        assert_eq!(c.agent_count(), 0);
+        assert!(c.visitor_for_token(&TokenHash::of("t1")).is_none());
+
+        let change = Change::Link(link);
+        let json = serde_json::to_string(&change).unwrap();
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
+        let token = Change::ApiToken {
+            hash: TokenHash::of("t1"),
+            user_id: 1,
+        };
+        let json = serde_json::to_string(&token).unwrap();
+        assert!(json.contains(&TokenHash::of("t1").to_hex()), "{json}");
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), token);
     }
 
     #[test]

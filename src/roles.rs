@@ -142,6 +142,8 @@ pub struct Server {
     pub tunnels: Arc<Tunnels>,
     /// The edge's catalog.
     pub catalog: Arc<Catalog>,
+    /// The store, for following other control replicas' changes.
+    store: Store,
 }
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
@@ -248,7 +250,7 @@ impl Server {
         };
         let state = ControlState {
             oidc,
-            store,
+            store: store.clone(),
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),
             sharing: cfg.sharing,
@@ -278,6 +280,7 @@ impl Server {
             certs,
             tunnels,
             catalog,
+            store,
             cfg,
         })
     }
@@ -338,6 +341,10 @@ impl Server {
                     .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
             }
         });
+        // Other control replicas on the same PostgreSQL database publish the
+        // changes they make; apply them here too (returns at once on SQLite).
+        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let follower = tokio::spawn(async move { store.follow_changes(&catalog).await });
         let tunnels = self.tunnels.clone();
         edge::server::serve(
             self.listener,
@@ -347,6 +354,7 @@ impl Server {
             stopped(),
         )
         .await;
+        follower.abort();
         tunnels.close_all();
         Ok(())
     }

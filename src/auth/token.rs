@@ -90,6 +90,21 @@ impl TokenHash {
     }
 }
 
+/// On the wire (between control replicas) a hash is its stored hex form.
+impl serde::Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TokenHash::from_hex(&hex)
+            .ok_or_else(|| serde::de::Error::custom("a token hash is 64 hex digits"))
+    }
+}
+
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenHash({}…)", &self.to_hex()[..8])

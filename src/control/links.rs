@@ -121,7 +121,7 @@ pub async fn create(
         .create_link(agent.id, req.port, caller.0.id, expires_at, req.max_uses)
         .await?;
     if let Some(link) = row.to_catalog() {
-        st.catalog.apply(Change::Link(link));
+        st.apply(Change::Link(link)).await;
     }
     let what = format!(
         "{} for {}/{}/{}:{} ({ttl} s)",
@@ -169,7 +169,7 @@ pub async fn revoke(
         return Err(hidden());
     }
     st.store.revoke_link(&id).await?;
-    st.catalog.apply(Change::LinkRemoved(id.clone()));
+    st.apply(Change::LinkRemoved(id.clone())).await;
     st.audit(&caller.0.username, "link.revoked", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,7 @@ pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;
 
 use crate::agent::scan::ListeningPort;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Change};
 use crate::host::MAX_LABEL;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -96,6 +96,16 @@ tokio::task_local! {
 }
 
 impl ControlState {
+    /// Applies a committed change to this replica's catalog and publishes it
+    /// to the other control replicas on the same PostgreSQL database (a no-op
+    /// on SQLite). A failed publish is logged: the write itself stands, and
+    /// the others catch up when their listener next rebuilds.
+    pub async fn apply(&self, change: Change) {
+        if let Err(e) = self.store.apply_and_publish(&self.catalog, change).await {
+            tracing::error!(error = %e, "cannot tell other control replicas about a change");
+        }
+    }
+
     /// Records a security-relevant action in the audit log (and the log
     /// stream, target `berth::audit`), with the client's address when the
     /// request came through the front door. A failure to store it is

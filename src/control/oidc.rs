@@ -533,7 +533,7 @@ async fn user_for(st: &ControlState, oidc: &OidcClient, email: &str) -> Result<U
     match created {
         Ok(row) => {
             let user = row.to_catalog();
-            st.catalog.apply(Change::User(user.clone()));
+            st.apply(Change::User(user.clone())).await;
             st.audit(&user.username, "user.created", "oidc").await;
             Ok(user)
         }

@@ -213,7 +213,7 @@ pub async fn put_share(
         cors: req.cors,
     };
     st.store.put_share(&share).await?;
-    st.catalog.apply(Change::Share(share.clone()));
+    st.apply(Change::Share(share.clone())).await;
     let what = format!(
         "{}/{}/{}:{port} {}",
         ws.owner,
@@ -240,10 +240,11 @@ pub async fn delete_share(
     check_port(port)?;
     let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
     st.store.delete_share(agent.id, port).await?;
-    st.catalog.apply(Change::ShareRemoved {
+    st.apply(Change::ShareRemoved {
         agent_id: agent.id,
         port,
-    });
+    })
+    .await;
     let what = format!("{}/{}/{}:{port}", ws.owner, ws.name, agent.name);
     st.audit(&caller.0.username, "port.unshared", &what).await;
     Ok(StatusCode::NO_CONTENT)
@@ -283,7 +284,7 @@ pub async fn put_app(
         protocol: req.protocol,
     };
     st.store.put_app(&named).await?;
-    st.catalog.apply(Change::App(named.clone()));
+    st.apply(Change::App(named.clone())).await;
     let what = format!("{label} -> port {}", named.port);
     st.audit(&caller.0.username, "app.named", &what).await;
     Ok(Json(AppJson {

@@ -235,7 +235,7 @@ pub(super) async fn start_session(
             );
         }
     };
-    st.catalog.apply(Change::Session(session.clone()));
+    st.apply(Change::Session(session.clone())).await;
     st.audit(&user.username, "session.started", method).await;
     let value = st.signin.key.sign(
         Purpose::Session,
@@ -259,7 +259,7 @@ pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Resp
         if let Err(e) = st.store.delete_session(&session.id).await {
             tracing::error!(error = %e, "cannot delete session");
         }
-        st.catalog.apply(Change::SessionRemoved(session.id));
+        st.apply(Change::SessionRemoved(session.id)).await;
         st.audit(&visitor.username, "session.ended", "sign-out")
             .await;
     }

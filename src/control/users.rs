@@ -82,12 +82,13 @@ pub async fn login(
     // The catalog may have missed the user only if it was created behind
     // control's back; make sure the token resolves.
     if st.catalog.user(user.id).is_none() {
-        st.catalog.apply(Change::User(user.to_catalog()));
+        st.apply(Change::User(user.to_catalog())).await;
     }
-    st.catalog.apply(Change::ApiToken {
+    st.apply(Change::ApiToken {
         hash: row.token_hash,
         user_id: user.id,
-    });
+    })
+    .await;
     st.audit(&user.username, "token.created", "login").await;
     Ok(Json(TokenResponse {
         token: secret.expose().to_owned(),
@@ -134,7 +135,7 @@ pub async fn create(
             organization: req.organization,
         })
         .await?;
-    st.catalog.apply(Change::User(user.to_catalog()));
+    st.apply(Change::User(user.to_catalog())).await;
     st.audit(&caller.0.username, "user.created", &user.username)
         .await;
     Ok((StatusCode::CREATED, Json(UserJson::from(user))))
@@ -197,7 +198,7 @@ pub async fn update(
         .store
         .update_user(&username, role, organization.as_deref())
         .await?;
-    st.catalog.apply(Change::User(user.to_catalog()));
+    st.apply(Change::User(user.to_catalog())).await;
     let what = format!(
         "{} role={} organization={}",
         user.username,
@@ -221,7 +222,7 @@ pub async fn delete(
         ));
     }
     let user = st.store.delete_user(&username).await?;
-    st.catalog.apply(Change::UserRemoved(user.id));
+    st.apply(Change::UserRemoved(user.id)).await;
     st.audit(&caller.0.username, "user.deleted", &user.username)
         .await;
     Ok(StatusCode::NO_CONTENT)

@@ -132,7 +132,7 @@ pub async fn create(
         }
     };
     let ws = st.store.create_workspace(owner_id, &req.name).await?;
-    st.catalog.apply(Change::Workspace(ws.to_catalog()));
+    st.apply(Change::Workspace(ws.to_catalog())).await;
     st.audit(
         &caller.0.username,
         "workspace.created",
@@ -171,7 +171,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let ws = visible(&st, &caller, &user, &name).await?;
     st.store.delete_workspace(ws.id).await?;
-    st.catalog.apply(Change::WorkspaceRemoved(ws.id));
+    st.apply(Change::WorkspaceRemoved(ws.id)).await;
     st.audit(
         &caller.0.username,
         "workspace.deleted",
@@ -197,7 +197,7 @@ pub async fn create_agent(
         st.app_urls.label_budget(),
     )?;
     let (agent, secret) = st.store.create_agent(ws.id, &req.name).await?;
-    st.catalog.apply(Change::Agent(agent.to_catalog()));
+    st.apply(Change::Agent(agent.to_catalog())).await;
     st.audit(
         &caller.0.username,
         "agent.created",

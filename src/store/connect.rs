@@ -149,7 +149,11 @@ impl Store {
         drop(tokio::task::spawn_blocking(|| {
             LazyLock::force(&DUMMY_HASH).len()
         }));
-        Store { pool }
+        Store {
+            pool,
+            replica: format!("{:016x}", rand::random::<u64>()).into(),
+            catalog_sync: Default::default(),
+        }
     }
 }
 

@@ -358,6 +358,13 @@ macro_rules! on_pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Random id of this process's store, so that a replica can tell its own
+    /// change notices from the others' (see `notify.rs`).
+    replica: std::sync::Arc<str>,
+    /// Held shared while a local change is applied to the catalog and
+    /// exclusively while the catalog is rebuilt, so a rebuild from an older
+    /// snapshot never undoes a change committed after that snapshot was read.
+    catalog_sync: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -787,6 +794,7 @@ macro_rules! store_test {
 mod audit;
 mod connect;
 mod links;
+mod notify;
 mod sessions;
 mod shares;
 
@@ -815,6 +823,7 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 pub use audit::AuditRow;
 pub use connect::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use links::LinkRow;
+pub use notify::CHANGES_CHANNEL;
 
 #[cfg(test)]
 mod tests;

@@ -124,7 +124,7 @@ fn server() -> &'static Result<Option<String>, String> {
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED: PostgreSQL not installed (apt-get install postgresql, or set \
-             BERTH_TEST_POSTGRES_URL); the PostgreSQL halves of the store tests did not run"
+             BERTH_TEST_POSTGRES_URL); the PostgreSQL tests in this binary pass without running"
         );
         Ok(None)
     })

@@ -256,3 +256,66 @@ fn both_backends_have_the_same_migration_versions() {
         "{flat:?}: move migrations into migrations/sqlite/ and migrations/postgres/"
     );
 }
+
+/// Polls `done` every 20 ms for up to 5 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_each_other_and_rebuild_after_a_lost_listener() {
+    let Some(db) = test_pg::fresh_database().await else {
+        return;
+    };
+    let a = Store::open_url(&db.url).await.unwrap();
+    let b = Store::open_url(&db.url).await.unwrap();
+    let (user_id, _, agent_id) = crate::store::seed(&a).await;
+    let catalog_b = std::sync::Arc::new(Catalog::new());
+    let follower = tokio::spawn({
+        let (b, catalog) = (b.clone(), catalog_b.clone());
+        async move { b.follow_changes(&catalog).await }
+    });
+    // The listener's first act is a rebuild from the database.
+    eventually("initial rebuild", || catalog_b.agent(agent_id).is_some()).await;
+
+    // A change A applies and publishes reaches B's catalog.
+    let (link, _) = a
+        .create_link(agent_id, 3000, user_id, i64::MAX, None)
+        .await
+        .unwrap();
+    let change = Change::Link(link.to_catalog().unwrap());
+    let catalog_a = Catalog::new();
+    a.apply_and_publish(&catalog_a, change).await.unwrap();
+    assert!(catalog_a.live_link(&link.id, 0).is_some());
+    eventually("link published by A", || {
+        catalog_b.live_link(&link.id, 0).is_some()
+    })
+    .await;
+
+    // A revocation B never hears of (no publish) is caught by the rebuild
+    // that follows a reconnect of B's listener.
+    assert!(a.revoke_link(&link.id).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(catalog_b.live_link(&link.id, 0).is_some(), "not told yet");
+    let admin = sqlx::postgres::PgPool::connect(&db.url).await.unwrap();
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "B's listener connection");
+    eventually("rebuild after reconnect", || {
+        catalog_b.live_link(&link.id, 0).is_none()
+    })
+    .await;
+    follower.abort();
+}
