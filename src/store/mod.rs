@@ -746,6 +746,7 @@ impl Store {
     }
 }
 
+mod acme;
 mod audit;
 mod links;
 mod sessions;
@@ -771,6 +772,7 @@ pub(crate) async fn seeded() -> (Store, i64, i64, i64) {
     (store, user.id, ws.id, agent.id)
 }
 
+pub use acme::AcmeCertRow;
 pub use audit::AuditRow;
 pub use links::LinkRow;
 
