@@ -35,6 +35,10 @@ pub mod defaults {
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// ACME certificates are renewed this long before they expire.
+    pub const ACME_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+    /// How long a DNS-01 TXT record may take to become visible.
+    pub const ACME_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
 }
 
 /// A configuration problem, always naming the key and, where useful, the fix.
@@ -100,25 +104,46 @@ pub struct TlsSection {
     pub acme: Option<AcmeSection>,
 }
 
-/// `[tls.acme]`: accepted so that files written for ACME parse; the mode
-/// itself arrives with the certificates work.
+/// `[tls.acme]`: where `tls.mode = "acme"` orders its certificate.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeSection {
+    /// The CA's ACME directory URL.
     pub directory: Option<String>,
+    /// Contact address given to the CA (expiry and policy mail).
     pub email: Option<String>,
+    /// A CA certificate (PEM) to trust for the directory's own HTTPS, for
+    /// test CAs such as Pebble.
     pub ca_file: Option<PathBuf>,
-    pub renew_before_days: Option<u32>,
+    /// Renew this many days before expiry (fractions allowed; default 30).
+    pub renew_before_days: Option<f64>,
     pub dns: Option<AcmeDnsSection>,
 }
 
-/// `[tls.acme.dns]`
+/// `[tls.acme.dns]`: how DNS-01 TXT records are published.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeDnsSection {
+    /// "exec" or "rfc2136".
     pub provider: Option<String>,
-    pub command: Option<String>,
+    /// exec: the operator's script, run as `command present|cleanup FQDN VALUE`.
+    pub command: Option<PathBuf>,
+    /// Where to confirm the TXT record before asking the CA ("IP:PORT").
     pub resolvers: Option<Vec<String>>,
+    /// rfc2136: the primary server that accepts updates ("IP:PORT").
+    pub server: Option<String>,
+    /// rfc2136: the zone to update, e.g. "example.com".
+    pub zone: Option<String>,
+    /// rfc2136: the TSIG key's name, as the server knows it.
+    pub tsig_key_name: Option<String>,
+    /// rfc2136: "hmac-sha256" (default), "hmac-sha384" or "hmac-sha512".
+    pub tsig_algorithm: Option<String>,
+    /// rfc2136: the TSIG secret, base64 (prefer `tsig_secret_file`).
+    pub tsig_secret: Option<String>,
+    /// rfc2136: a file holding the base64 TSIG secret.
+    pub tsig_secret_file: Option<PathBuf>,
+    /// How long to wait for the TXT record to be visible, in seconds (default 120).
+    pub propagation_timeout_secs: Option<f64>,
 }
 
 /// `[admin]`: the listener for `/metrics`, off the public port.
@@ -255,10 +280,47 @@ fn env_value(v: &str) -> toml::Value {
 pub enum TlsMode {
     /// A local CA in the data dir signs a wildcard leaf.
     SelfSigned,
-    /// PEM files supplied by the operator.
+    /// PEM files supplied by the operator, reloaded when they change.
     Files {
         cert_file: PathBuf,
         key_file: PathBuf,
+    },
+    /// A certificate ordered from an ACME CA with DNS-01, kept in the store.
+    Acme(Box<AcmeSettings>),
+}
+
+/// `tls.mode = "acme"`, resolved and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The CA's ACME directory URL.
+    pub directory: String,
+    /// Contact address given to the CA.
+    pub email: Option<String>,
+    /// Extra trust anchor for the directory's HTTPS (test CAs).
+    pub ca_file: Option<PathBuf>,
+    /// Renew when the certificate has less than this left.
+    pub renew_before: Duration,
+    /// How TXT records are published and checked.
+    pub dns: DnsSettings,
+    /// Where to confirm TXT records; empty: the provider's own choice.
+    pub resolvers: Vec<SocketAddr>,
+    /// How long to wait for a TXT record to become visible.
+    pub propagation_timeout: Duration,
+}
+
+/// A DNS provider's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsSettings {
+    /// Run the operator's script.
+    Exec { command: PathBuf },
+    /// RFC 2136 dynamic update signed with TSIG.
+    Rfc2136 {
+        server: SocketAddr,
+        zone: String,
+        key_name: String,
+        algorithm: String,
+        /// The decoded TSIG secret.
+        secret: crate::auth::Secret,
     },
 }
 
@@ -368,6 +430,132 @@ fn secs(key: &'static str, v: Option<f64>, default: Duration) -> Result<Duration
     }
 }
 
+/// Checks `[tls.acme]` and `[tls.acme.dns]`.
+fn acme_settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
+    let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+    let directory = a.directory.ok_or_else(|| {
+        invalid(
+            "tls.acme.directory",
+            "is required when tls.mode = \"acme\", e.g. https://acme-staging-v02.api.letsencrypt.org/directory (staging first)".into(),
+        )
+    })?;
+    if !directory.starts_with("https://") {
+        return Err(invalid(
+            "tls.acme.directory",
+            format!("{directory:?} is not an https:// URL"),
+        ));
+    }
+    let renew_before = match a.renew_before_days {
+        None => defaults::ACME_RENEW_BEFORE,
+        Some(d) if d.is_finite() && d > 0.0 && d < 3650.0 => Duration::from_secs_f64(d * 86_400.0),
+        Some(d) => {
+            return Err(invalid(
+                "tls.acme.renew_before_days",
+                format!("{d} is not a positive number of days below 3650"),
+            ))
+        }
+    };
+    let d = a.dns.unwrap_or_default();
+    let addr = |key: &'static str, s: &str| -> Result<SocketAddr, ConfigError> {
+        s.parse()
+            .map_err(|_| invalid(key, format!("{s:?} is not an IP:PORT such as 127.0.0.1:53")))
+    };
+    let resolvers = d
+        .resolvers
+        .unwrap_or_default()
+        .iter()
+        .map(|r| addr("tls.acme.dns.resolvers", r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let propagation_timeout = secs(
+        "tls.acme.dns.propagation_timeout_secs",
+        d.propagation_timeout_secs,
+        defaults::ACME_PROPAGATION_TIMEOUT,
+    )?;
+    let dns = match d.provider.as_deref() {
+        Some("exec") => DnsSettings::Exec {
+            command: d.command.ok_or_else(|| {
+                invalid(
+                    "tls.acme.dns.command",
+                    "is required with provider = \"exec\": the script to run as `command present|cleanup FQDN VALUE`".into(),
+                )
+            })?,
+        },
+        Some("rfc2136") => {
+            let need = |key: &'static str, v: Option<String>| {
+                v.ok_or_else(|| invalid(key, "is required with provider = \"rfc2136\"".into()))
+            };
+            let server = addr(
+                "tls.acme.dns.server",
+                &need("tls.acme.dns.server", d.server)?,
+            )?;
+            let zone = need("tls.acme.dns.zone", d.zone)?
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let key_name = need("tls.acme.dns.tsig_key_name", d.tsig_key_name)?;
+            let algorithm = d.tsig_algorithm.unwrap_or_else(|| "hmac-sha256".into());
+            if !["hmac-sha256", "hmac-sha384", "hmac-sha512"].contains(&algorithm.as_str()) {
+                return Err(invalid(
+                    "tls.acme.dns.tsig_algorithm",
+                    format!("{algorithm:?} is not \"hmac-sha256\", \"hmac-sha384\" or \"hmac-sha512\""),
+                ));
+            }
+            let (b64, key) = match (d.tsig_secret, d.tsig_secret_file) {
+                (Some(s), None) => (s, "tls.acme.dns.tsig_secret"),
+                (None, Some(p)) => (
+                    std::fs::read_to_string(&p).map_err(|e| {
+                        invalid(
+                            "tls.acme.dns.tsig_secret_file",
+                            format!("cannot read {}: {e}", p.display()),
+                        )
+                    })?,
+                    "tls.acme.dns.tsig_secret_file",
+                ),
+                _ => {
+                    return Err(invalid(
+                        "tls.acme.dns.tsig_secret_file",
+                        "set exactly one of tsig_secret_file or tsig_secret (the key's base64 secret, as in BIND's key statement)".into(),
+                    ))
+                }
+            };
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| invalid(key, format!("the secret is not base64: {e}")))?;
+            if raw.is_empty() {
+                return Err(invalid(key, "the secret is empty".into()));
+            }
+            DnsSettings::Rfc2136 {
+                server,
+                zone,
+                key_name,
+                algorithm,
+                secret: crate::auth::Secret::new(b64.trim()),
+            }
+        }
+        Some(other) => {
+            return Err(invalid(
+                "tls.acme.dns.provider",
+                format!("{other:?} is not \"exec\" or \"rfc2136\""),
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "tls.acme.dns.provider",
+                "is required when tls.mode = \"acme\": \"rfc2136\" or \"exec\"".into(),
+            ))
+        }
+    };
+    Ok(AcmeSettings {
+        directory,
+        email: a.email,
+        ca_file: a.ca_file,
+        renew_before,
+        dns,
+        resolvers,
+        propagation_timeout,
+    })
+}
+
 impl ServerConfig {
     /// Merges file, environment (already in `file`) and flags; validates all.
     pub fn resolve(
@@ -422,10 +610,13 @@ impl ServerConfig {
         let tls = match mode.as_str() {
             "self-signed" => TlsMode::SelfSigned,
             "files" => {
-                let cert_file = flags.cert_file.or(t.cert_file).ok_or(ConfigError::Invalid {
-                    key: "tls.cert_file",
-                    message: "is required when tls.mode = \"files\"".into(),
-                })?;
+                let cert_file = flags
+                    .cert_file
+                    .or(t.cert_file)
+                    .ok_or(ConfigError::Invalid {
+                        key: "tls.cert_file",
+                        message: "is required when tls.mode = \"files\"".into(),
+                    })?;
                 let key_file = flags.key_file.or(t.key_file).ok_or(ConfigError::Invalid {
                     key: "tls.key_file",
                     message: "is required when tls.mode = \"files\"".into(),
@@ -435,16 +626,13 @@ impl ServerConfig {
                     key_file,
                 }
             }
-            "acme" => {
-                return Err(ConfigError::Invalid {
-                    key: "tls.mode",
-                    message: "\"acme\" is not available in this version yet; use \"files\" (with a certificate from certbot or cert-manager) or \"self-signed\"".into(),
-                })
-            }
+            "acme" => TlsMode::Acme(Box::new(acme_settings(t.acme.unwrap_or_default())?)),
             other => {
                 return Err(ConfigError::Invalid {
                     key: "tls.mode",
-                    message: format!("{other:?} is not one of \"self-signed\", \"files\", \"acme\""),
+                    message: format!(
+                        "{other:?} is not one of \"self-signed\", \"files\", \"acme\""
+                    ),
                 })
             }
         };
@@ -644,6 +832,19 @@ mod tests {
             ),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
+            ("[tls]\nmode = \"acme\"", "tls.acme.directory"),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"",
+                "tls.acme.dns.provider",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\n[tls.acme.dns]\nprovider = \"rfc2136\"\nserver = \"127.0.0.1:53\"\nzone = \"a.test\"\ntsig_key_name = \"k\"\ntsig_secret = \"not base64!\"",
+                "tls.acme.dns.tsig_secret",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\nrenew_before_days = -1\n[tls.acme.dns]\nprovider = \"exec\"\ncommand = \"/x\"",
+                "tls.acme.renew_before_days",
+            ),
         ] {
             let e = ServerConfig::resolve(
                 load(text, &[]).unwrap(),
@@ -660,6 +861,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("server.base_domain"));
+    }
+
+    #[test]
+    fn acme_settings_resolve_with_defaults() {
+        let f = load(
+            "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\n[tls.acme.dns]\nprovider = \"exec\"\ncommand = \"/etc/berth/dns-hook\"\nresolvers = [\"127.0.0.1:53\"]\n",
+            &[],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        let TlsMode::Acme(a) = c.tls else {
+            panic!("{:?}", c.tls)
+        };
+        assert_eq!(a.renew_before, defaults::ACME_RENEW_BEFORE);
+        assert_eq!(a.resolvers, vec!["127.0.0.1:53".parse().unwrap()]);
+        assert_eq!(
+            a.dns,
+            DnsSettings::Exec {
+                command: "/etc/berth/dns-hook".into()
+            }
+        );
     }
 
     #[test]
