@@ -1,5 +1,6 @@
 //! Test harness: real berth roles on loopback port 0, real clients.
 
+pub mod acme;
 pub mod apps;
 pub mod raw;
 pub mod relay;
