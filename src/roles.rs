@@ -287,6 +287,11 @@ impl Server {
         })
     }
 
+    /// The ACME manager, when `tls.mode = "acme"` (to ask how it is doing).
+    pub fn acme(&self) -> Option<Arc<tls::acme::Manager>> {
+        self.acme.clone()
+    }
+
     /// The configuration in force (with the bound port filled in).
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
@@ -332,7 +337,7 @@ impl Server {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        if let Some(acme) = self.acme.take() {
+        if let Some(acme) = self.acme.clone() {
             tokio::spawn(acme.run(stopped()));
         }
         if let TlsMode::Files {

@@ -313,3 +313,39 @@ async fn files_mode_reloads_changed_files_under_load_and_keeps_a_good_cert() {
     );
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acme_ca_refusal_keeps_the_server_up_and_reports_the_cas_message() {
+    if !tools_available("acme_ca_refusal_keeps_the_server_up_and_reports_the_cas_message") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let named = Named::start(tmp.path()).await;
+    let pebble = Pebble::start_with(tmp.path(), named.addr, None, &[ZONE]).await;
+    let data = tmp.path().join("data");
+    let toml = acme_toml(&pebble, &data, 30.0, &rfc2136(&named));
+    let a = Running::start(&toml, &data).await;
+    let manager = a.acme.clone().expect("acme mode has a manager");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        if let Some(e) = manager.last_error() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no error reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains(&pebble.directory), "{error}");
+    assert!(
+        error.contains("rejectedIdentifier"),
+        "the CA's own problem type: {error}"
+    );
+    // Still up, serving the temporary certificate.
+    assert!(a.leaf().issuer.contains("temporary"));
+    assert!(
+        served_chain(&pebble.root_pem, &format!("abc.{ZONE}"), a.addr.port())
+            .await
+            .is_err(),
+        "the temporary certificate does not verify"
+    );
+    a.stop().await;
+}

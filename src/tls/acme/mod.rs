@@ -136,6 +136,8 @@ pub struct Manager {
     holder: String,
     /// The chain PEM being served, to notice a newer one in the store.
     served: Mutex<Option<String>>,
+    /// Why the last attempt failed, until one succeeds.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Manager {
@@ -158,6 +160,7 @@ impl Manager {
             dns,
             holder: format!("{}-{}", std::process::id(), hex::encode(raw)),
             served: Mutex::new(None),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -173,6 +176,15 @@ impl Manager {
         }
     }
 
+    /// Why the last attempt to get a certificate failed (with the CA's own
+    /// message when the CA refused), or `None` after a success.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Runs until `shutdown`: orders, renews, retries, picks up certificates
     /// other replicas stored.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -182,10 +194,13 @@ impl Manager {
             let wait = match self.step().await {
                 Ok(wait) => {
                     failures = 0;
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     wait
                 }
                 Err(e) => {
                     failures += 1;
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(e.to_string());
                     let delay = backoff(failures);
                     tracing::error!(
                         names = %self.names.join(","),

@@ -187,6 +187,16 @@ pub struct Pebble {
 impl Pebble {
     /// Starts Pebble; `validity_secs` sets its certificates' lifetime.
     pub async fn start(dir: &Path, dns: SocketAddr, validity_secs: Option<u64>) -> Pebble {
+        Self::start_with(dir, dns, validity_secs, &[]).await
+    }
+
+    /// Like [`Pebble::start`], refusing to issue for `blocked` domains.
+    pub async fn start_with(
+        dir: &Path,
+        dns: SocketAddr,
+        validity_secs: Option<u64>,
+        blocked: &[&str],
+    ) -> Pebble {
         let dir = dir.join("pebble");
         std::fs::create_dir_all(&dir).unwrap();
         let ca = berth::tls::LocalCa::load_or_create(&dir.join("https-ca")).unwrap();
@@ -203,6 +213,7 @@ impl Pebble {
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
+                "domainBlocklist": blocked,
             }
         });
         if let Some(v) = validity_secs {
@@ -261,6 +272,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub certs: Arc<SwappableCert>,
+    pub acme: Option<Arc<berth::tls::acme::Manager>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -285,6 +297,7 @@ impl Running {
             server.admin_addr.unwrap(),
             server.certs.clone(),
         );
+        let acme = server.acme();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -298,6 +311,7 @@ impl Running {
             addr,
             admin,
             certs,
+            acme,
             stop: Some(tx),
             task: Some(task),
         }
