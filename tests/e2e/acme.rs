@@ -178,6 +178,16 @@ printf 'server 127.0.0.1 {port}\nzone {ZONE}\nupdate %s %s 60 TXT "%s"\nsend\n' 
         check_served(&pebble, a.addr.port()).await.serial,
         issued.serial
     );
+    // Without tls.acme.dns.resolvers, an exec set-up checks the zone's
+    // authoritative servers, found by NS and A lookups (here through BIND).
+    let found = berth::tls::acme::dns::authoritative_servers(
+        &format!("_acme-challenge.{ZONE}."),
+        &[named.addr],
+        named.addr.port(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(found, vec![named.addr]);
     let calls = std::fs::read_to_string(&calls).unwrap();
     let fqdn = format!("_acme-challenge.{ZONE}.");
     assert_eq!(

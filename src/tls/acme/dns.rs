@@ -43,8 +43,9 @@ pub trait DnsProvider: Send + Sync {
     fn present<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>>;
     /// Removes `value` from the TXT set at `fqdn`.
     fn cleanup<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>>;
-    /// Where to confirm the record when no resolvers are configured.
-    fn default_check_servers(&self) -> Vec<SocketAddr>;
+    /// Where to confirm the record when no resolvers are configured; `None`:
+    /// the zone's authoritative servers ([`authoritative_servers`]).
+    fn default_check_servers(&self) -> Option<Vec<SocketAddr>>;
 }
 
 /// Builds the provider the configuration names.
@@ -140,8 +141,8 @@ impl DnsProvider for Exec {
     fn cleanup<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
         Box::pin(self.run("cleanup", fqdn, value))
     }
-    fn default_check_servers(&self) -> Vec<SocketAddr> {
-        system_resolvers()
+    fn default_check_servers(&self) -> Option<Vec<SocketAddr>> {
+        None
     }
 }
 
@@ -208,13 +209,13 @@ impl DnsProvider for Rfc2136 {
     fn cleanup<'a>(&'a self, fqdn: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), DnsError>> {
         Box::pin(self.update(fqdn, value, false))
     }
-    fn default_check_servers(&self) -> Vec<SocketAddr> {
-        vec![self.server]
+    fn default_check_servers(&self) -> Option<Vec<SocketAddr>> {
+        Some(vec![self.server])
     }
 }
 
 /// The name servers in `/etc/resolv.conf` (port 53).
-fn system_resolvers() -> Vec<SocketAddr> {
+pub fn system_resolvers() -> Vec<SocketAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
@@ -249,16 +250,88 @@ async fn tcp_exchange(server: SocketAddr, msg: &[u8]) -> Result<Vec<u8>, DnsErro
     }
 }
 
-/// The TXT strings at `fqdn` according to `server` (UDP, then TCP if the
-/// answer was truncated).
+/// The authoritative servers (at `port`, 53 in real life) of the zone that
+/// holds `fqdn`: asks `via` (recursive resolvers) for the NS records of
+/// `fqdn`, then of each parent, and for the addresses of the servers named.
+pub async fn authoritative_servers(
+    fqdn: &str,
+    via: &[SocketAddr],
+    port: u16,
+) -> Result<Vec<SocketAddr>, DnsError> {
+    let Some(&resolver) = via.first() else {
+        return Err(DnsError(
+            "no resolver in /etc/resolv.conf to find the zone's name servers with: set tls.acme.dns.resolvers".into(),
+        ));
+    };
+    let mut name = fqdn.trim_end_matches('.');
+    loop {
+        let answer = query(resolver, &format!("{name}."), RecordType::NS).await?;
+        let hosts: Vec<String> = answer
+            .answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::NS(ns) => Some(ns.0.to_ascii()),
+                _ => None,
+            })
+            .collect();
+        if !hosts.is_empty() {
+            let mut out = Vec::new();
+            for host in &hosts {
+                for rtype in [RecordType::A, RecordType::AAAA] {
+                    let answer = query(resolver, host, rtype).await?;
+                    out.extend(answer.answers().iter().filter_map(|r| match r.data() {
+                        RData::A(a) => Some(SocketAddr::new(a.0.into(), port)),
+                        RData::AAAA(a) => Some(SocketAddr::new(a.0.into(), port)),
+                        _ => None,
+                    }));
+                }
+            }
+            if out.is_empty() {
+                return Err(DnsError(format!(
+                    "the name servers of {name} ({}) have no addresses at {resolver}: set tls.acme.dns.resolvers",
+                    hosts.join(", ")
+                )));
+            }
+            return Ok(out);
+        }
+        match name.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => name = parent,
+            _ => {
+                return Err(DnsError(format!(
+                    "no zone with NS records found above {fqdn} at {resolver}: set tls.acme.dns.resolvers"
+                )))
+            }
+        }
+    }
+}
+
+/// The TXT strings at `fqdn` according to `server`.
 pub async fn query_txt(server: SocketAddr, fqdn: &str) -> Result<Vec<String>, DnsError> {
+    let resp = query(server, fqdn, RecordType::TXT).await?;
+    Ok(resp
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::TXT(txt) => Some(
+                txt.txt_data()
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One query to `server` (UDP, then TCP if the answer was truncated).
+async fn query(server: SocketAddr, fqdn: &str, rtype: RecordType) -> Result<Message, DnsError> {
     let name = Name::from_ascii(fqdn).map_err(|e| DnsError(format!("{fqdn:?}: {e}")))?;
     let mut msg = Message::new();
     msg.set_id(rand::random())
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
-        .add_query(Query::query(name, RecordType::TXT));
+        .add_query(Query::query(name, rtype));
     let bytes = msg
         .to_vec()
         .map_err(|e| DnsError(format!("cannot encode a DNS query: {e}")))?;
@@ -288,19 +361,7 @@ pub async fn query_txt(server: SocketAddr, fqdn: &str) -> Result<Vec<String>, Dn
         resp = Message::from_vec(&answer)
             .map_err(|e| DnsError(format!("malformed answer from {server}: {e}")))?;
     }
-    Ok(resp
-        .answers()
-        .iter()
-        .filter_map(|r| match r.data() {
-            RData::TXT(txt) => Some(
-                txt.txt_data()
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
-        .collect())
+    Ok(resp)
 }
 
 /// Waits until every server reports every `(fqdn, value)` pair, polling each

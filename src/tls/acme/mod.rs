@@ -54,7 +54,7 @@ const CA_POLL_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     /// The CA refused or failed; the message is the CA's own.
-    #[error("the ACME CA at {directory} answered: {message}")]
+    #[error("ACME CA {directory}: {message}")]
     Ca {
         /// The directory URL.
         directory: String,
@@ -287,11 +287,27 @@ impl Manager {
         Ok(())
     }
 
+    /// An error from talking to the CA, with its whole cause chain (a bare
+    /// "client error (Connect)" would hide the TLS or DNS reason).
     fn ca_err(&self, e: impl std::fmt::Display) -> AcmeError {
         AcmeError::Ca {
             directory: self.settings.directory.clone(),
             message: e.to_string(),
         }
+    }
+
+    fn ca_call(&self, e: instant_acme::Error) -> AcmeError {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        self.ca_err(message)
     }
 
     /// The account for this directory: stored, or created and stored.
@@ -308,7 +324,7 @@ impl Manager {
             return Account::builder_with_http(http()?)
                 .from_credentials(creds)
                 .await
-                .map_err(|e| self.ca_err(e));
+                .map_err(|e| self.ca_call(e));
         }
         let contact = self.settings.email.as_ref().map(|e| format!("mailto:{e}"));
         let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
@@ -323,7 +339,7 @@ impl Manager {
                 None,
             )
             .await
-            .map_err(|e| self.ca_err(e))?;
+            .map_err(|e| self.ca_call(e))?;
         let json = serde_json::to_string(&creds)
             .map_err(|e| AcmeError::Local(format!("cannot encode the ACME account: {e}")))?;
         self.store
@@ -344,7 +360,7 @@ impl Manager {
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await
-            .map_err(|e| self.ca_err(e))?;
+            .map_err(|e| self.ca_call(e))?;
 
         // Publish one TXT value per pending authorization.
         let mut records: Vec<(String, String)> = Vec::new();
@@ -352,7 +368,7 @@ impl Manager {
         {
             let mut authzs = order.authorizations();
             while let Some(authz) = authzs.next().await {
-                let mut authz = authz.map_err(|e| self.ca_err(e))?;
+                let mut authz = authz.map_err(|e| self.ca_call(e))?;
                 match authz.status {
                     AuthorizationStatus::Valid => continue,
                     AuthorizationStatus::Pending => {}
@@ -394,22 +410,24 @@ impl Manager {
             self.dns.present(fqdn, value).await?;
         }
         if !records.is_empty() {
-            let servers = if self.settings.resolvers.is_empty() {
-                self.dns.default_check_servers()
-            } else {
+            let servers = if !self.settings.resolvers.is_empty() {
                 self.settings.resolvers.clone()
+            } else if let Some(servers) = self.dns.default_check_servers() {
+                servers
+            } else {
+                dns::authoritative_servers(&records[0].0, &dns::system_resolvers(), 53).await?
             };
             dns::wait_visible(&servers, records, self.settings.propagation_timeout).await?;
         }
         {
             let mut authzs = order.authorizations();
             while let Some(authz) = authzs.next().await {
-                let mut authz = authz.map_err(|e| self.ca_err(e))?;
+                let mut authz = authz.map_err(|e| self.ca_call(e))?;
                 if authz.status != AuthorizationStatus::Pending {
                     continue;
                 }
                 if let Some(mut ch) = authz.challenge(ChallengeType::Dns01) {
-                    ch.set_ready().await.map_err(|e| self.ca_err(e))?;
+                    ch.set_ready().await.map_err(|e| self.ca_call(e))?;
                 }
             }
         }
@@ -417,7 +435,10 @@ impl Manager {
             .initial_delay(Duration::from_millis(250))
             .backoff(1.5)
             .timeout(CA_POLL_TIMEOUT);
-        let status = order.poll_ready(&retry).await.map_err(|e| self.ca_err(e))?;
+        let status = order
+            .poll_ready(&retry)
+            .await
+            .map_err(|e| self.ca_call(e))?;
         if status != OrderStatus::Ready {
             return Err(self.ca_err(self.why_invalid(order).await));
         }
@@ -432,11 +453,11 @@ impl Manager {
         order
             .finalize_csr(csr.der())
             .await
-            .map_err(|e| self.ca_err(e))?;
+            .map_err(|e| self.ca_call(e))?;
         let chain = order
             .poll_certificate(&retry)
             .await
-            .map_err(|e| self.ca_err(e))?;
+            .map_err(|e| self.ca_call(e))?;
         Ok((chain, key.serialize_pem()))
     }
 
