@@ -349,6 +349,14 @@ async fn acme_ca_refusal_keeps_the_server_up_and_reports_the_cas_message() {
         error.contains("rejectedIdentifier"),
         "the CA's own problem type: {error}"
     );
+    // A second replica does not ask the CA while the first backs off: the
+    // lease is held through the back-off.
+    let b = Running::start(&toml, &data).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b_error = b.acme.as_ref().unwrap().last_error();
+    assert_eq!(b_error, None, "the second replica waited for the lease");
+    assert!(b.leaf().issuer.contains("temporary"));
+    b.stop().await;
     // Still up, serving the temporary certificate.
     assert!(a.leaf().issuer.contains("temporary"));
     assert!(

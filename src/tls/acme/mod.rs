@@ -191,7 +191,7 @@ impl Manager {
         tokio::pin!(shutdown);
         let mut failures = 0u32;
         loop {
-            let wait = match self.step().await {
+            let wait = match self.step(failures).await {
                 Ok(wait) => {
                     failures = 0;
                     *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -228,7 +228,8 @@ impl Manager {
 
     /// One look at the store, and an order when one is due and the lease is
     /// ours. Returns how long to wait before the next look.
-    async fn step(&self) -> Result<Duration, AcmeError> {
+    /// `failures` counts the failed steps before this one.
+    async fn step(&self, failures: u32) -> Result<Duration, AcmeError> {
         let now = unix_now();
         if let Some(row) = self.store.acme_cert(&self.id).await? {
             if row.not_after > now {
@@ -256,10 +257,28 @@ impl Manager {
                     (LEASE_TTL - Duration::from_secs(60)).as_secs()
                 ))),
             };
-        if let Err(e) = self.store.release_acme_lease(&self.id, &self.holder).await {
-            tracing::warn!(error = %e, "cannot release the ACME lease (it expires by itself)");
-        }
-        let row = result?;
+        let row = match result {
+            Ok(row) => {
+                if let Err(e) = self.store.release_acme_lease(&self.id, &self.holder).await {
+                    tracing::warn!(error = %e, "cannot release the ACME lease (it expires by itself)");
+                }
+                row
+            }
+            Err(e) => {
+                // Keep the lease through the back-off, so that the other
+                // replicas wait too instead of each asking the CA in turn.
+                let hold = backoff(failures + 1).as_secs() as i64;
+                let now = unix_now();
+                if let Err(e2) = self
+                    .store
+                    .acquire_acme_lease(&self.id, &self.holder, now, now + hold)
+                    .await
+                {
+                    tracing::warn!(error = %e2, "cannot extend the ACME lease over the back-off");
+                }
+                return Err(e);
+            }
+        };
         self.store.save_acme_cert(&row).await?;
         self.serve(&row)?;
         tracing::info!(
