@@ -97,7 +97,7 @@ struct CertsStatusArgs {
     /// The server's TOML configuration file
     #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The server's data directory [default: from --config, else .berth]
+    /// The server's data directory [default: from --config, else /var/lib/berth with --config, else .berth]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Print JSON instead of text

@@ -40,10 +40,16 @@ pub async fn collect(
     data_dir: Option<&Path>,
 ) -> Result<Vec<CertStatus>, String> {
     let file = FileConfig::load(config, std::env::vars()).map_err(|e| e.to_string())?;
+    // Without a data_dir anywhere: a config file is a deployment's
+    // (`berth control`'s default), no file is `berth dev`'s.
+    let fallback = match config {
+        Some(_) => crate::config::RoleDefaults::CONTROL.data_dir,
+        None => crate::config::RoleDefaults::DEV.data_dir,
+    };
     let data_dir: PathBuf = data_dir
         .map(Path::to_path_buf)
         .or(file.server.data_dir.clone())
-        .unwrap_or_else(|| crate::config::defaults::DEV_DATA_DIR.into());
+        .unwrap_or_else(|| fallback.into());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut out = Vec::new();
 

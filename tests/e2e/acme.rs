@@ -321,6 +321,17 @@ async fn files_mode_reloads_changed_files_under_load_and_keeps_a_good_cert() {
         failed, 0,
         "no failed request while files changed: {errors:?}"
     );
+
+    // `berth certs status --config` reads the files the config names.
+    let config = tmp.path().join("files.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let status = berth::tls::status::collect(Some(&config), None)
+        .await
+        .unwrap();
+    let files: Vec<_> = status.iter().filter(|c| c.source == "files").collect();
+    assert_eq!(files.len(), 1, "{status:?}");
+    assert_eq!(files[0].serial, want);
+    assert!(files[0].names.contains(&format!("*.{ZONE}")));
     a.stop().await;
 }
 
