@@ -37,6 +37,10 @@ pub mod defaults {
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// ACME certificates are renewed this long before they expire.
+    pub const ACME_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+    /// How long a DNS-01 TXT record may take to become visible.
+    pub const ACME_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
 }
 
 /// A configuration problem, always naming the key and, where useful, the fix.
@@ -130,25 +134,46 @@ pub struct TlsSection {
     pub acme: Option<AcmeSection>,
 }
 
-/// `[tls.acme]`: accepted so that files written for ACME parse; the mode
-/// itself arrives with the certificates work.
+/// `[tls.acme]`: where `tls.mode = "acme"` orders its certificate.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeSection {
+    /// The CA's ACME directory URL.
     pub directory: Option<String>,
+    /// Contact address given to the CA (expiry and policy mail).
     pub email: Option<String>,
+    /// A CA certificate (PEM) to trust for the directory's own HTTPS, for
+    /// test CAs such as Pebble.
     pub ca_file: Option<PathBuf>,
-    pub renew_before_days: Option<u32>,
+    /// Renew this many days before expiry (fractions allowed; default 30).
+    pub renew_before_days: Option<f64>,
     pub dns: Option<AcmeDnsSection>,
 }
 
-/// `[tls.acme.dns]`
+/// `[tls.acme.dns]`: how DNS-01 TXT records are published.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AcmeDnsSection {
+    /// "exec" or "rfc2136".
     pub provider: Option<String>,
-    pub command: Option<String>,
+    /// exec: the operator's script, run as `command present|cleanup FQDN VALUE`.
+    pub command: Option<PathBuf>,
+    /// Where to confirm the TXT record before asking the CA ("IP:PORT").
     pub resolvers: Option<Vec<String>>,
+    /// rfc2136: the primary server that accepts updates ("IP:PORT").
+    pub server: Option<String>,
+    /// rfc2136: the zone to update, e.g. "example.com".
+    pub zone: Option<String>,
+    /// rfc2136: the TSIG key's name, as the server knows it.
+    pub tsig_key_name: Option<String>,
+    /// rfc2136: "hmac-sha256" (default), "hmac-sha384" or "hmac-sha512".
+    pub tsig_algorithm: Option<String>,
+    /// rfc2136: the TSIG secret, base64 (prefer `tsig_secret_file`).
+    pub tsig_secret: Option<String>,
+    /// rfc2136: a file holding the base64 TSIG secret.
+    pub tsig_secret_file: Option<PathBuf>,
+    /// How long to wait for the TXT record to be visible, in seconds (default 120).
+    pub propagation_timeout_secs: Option<f64>,
 }
 
 /// `[admin]`: the listener for `/metrics`, off the public port.
@@ -312,11 +337,13 @@ fn env_value(v: &str) -> toml::Value {
 pub enum TlsMode {
     /// A local CA in the data dir signs a wildcard leaf.
     SelfSigned,
-    /// PEM files supplied by the operator.
+    /// PEM files supplied by the operator, reloaded when they change.
     Files {
         cert_file: PathBuf,
         key_file: PathBuf,
     },
+    /// A certificate ordered from an ACME CA with DNS-01, kept in the store.
+    Acme(Box<AcmeSettings>),
 }
 
 /// Where logs go and how they look.
@@ -525,6 +552,9 @@ fn secs(key: &'static str, v: Option<f64>, default: Duration) -> Result<Duration
     }
 }
 
+mod acme;
+pub use acme::{AcmeSettings, DnsSettings};
+
 impl ServerConfig {
     /// Merges file, environment (already in `file`) and flags; validates all.
     pub fn resolve(
@@ -607,10 +637,13 @@ impl ServerConfig {
         let tls = match mode.as_str() {
             "self-signed" => TlsMode::SelfSigned,
             "files" => {
-                let cert_file = flags.cert_file.or(t.cert_file).ok_or(ConfigError::Invalid {
-                    key: "tls.cert_file",
-                    message: "is required when tls.mode = \"files\"".into(),
-                })?;
+                let cert_file = flags
+                    .cert_file
+                    .or(t.cert_file)
+                    .ok_or(ConfigError::Invalid {
+                        key: "tls.cert_file",
+                        message: "is required when tls.mode = \"files\"".into(),
+                    })?;
                 let key_file = flags.key_file.or(t.key_file).ok_or(ConfigError::Invalid {
                     key: "tls.key_file",
                     message: "is required when tls.mode = \"files\"".into(),
@@ -620,16 +653,13 @@ impl ServerConfig {
                     key_file,
                 }
             }
-            "acme" => {
-                return Err(ConfigError::Invalid {
-                    key: "tls.mode",
-                    message: "\"acme\" is not available in this version yet; use \"files\" (with a certificate from certbot or cert-manager) or \"self-signed\"".into(),
-                })
-            }
+            "acme" => TlsMode::Acme(Box::new(acme::settings(t.acme.unwrap_or_default())?)),
             other => {
                 return Err(ConfigError::Invalid {
                     key: "tls.mode",
-                    message: format!("{other:?} is not one of \"self-signed\", \"files\", \"acme\""),
+                    message: format!(
+                        "{other:?} is not one of \"self-signed\", \"files\", \"acme\""
+                    ),
                 })
             }
         };
@@ -913,6 +943,19 @@ mod tests {
                 "[server]\ndatabase_max_connections = 0",
                 "server.database_max_connections",
             ),
+            ("[tls]\nmode = \"acme\"", "tls.acme.directory"),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"",
+                "tls.acme.dns.provider",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\n[tls.acme.dns]\nprovider = \"rfc2136\"\nserver = \"127.0.0.1:53\"\nzone = \"a.test\"\ntsig_key_name = \"k\"\ntsig_secret = \"not base64!\"",
+                "tls.acme.dns.tsig_secret",
+            ),
+            (
+                "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\nrenew_before_days = -1\n[tls.acme.dns]\nprovider = \"exec\"\ncommand = \"/x\"",
+                "tls.acme.renew_before_days",
+            ),
         ] {
             let e = ServerConfig::resolve(
                 load(text, &[]).unwrap(),
@@ -929,6 +972,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("server.base_domain"));
+    }
+
+    #[test]
+    fn acme_settings_resolve_with_defaults() {
+        let f = load(
+            "[tls]\nmode = \"acme\"\n[tls.acme]\ndirectory = \"https://ca/dir\"\n[tls.acme.dns]\nprovider = \"exec\"\ncommand = \"/etc/berth/dns-hook\"\nresolvers = [\"127.0.0.1:53\"]\n",
+            &[],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        let TlsMode::Acme(a) = c.tls else {
+            panic!("{:?}", c.tls)
+        };
+        assert_eq!(a.renew_before, defaults::ACME_RENEW_BEFORE);
+        assert_eq!(a.resolvers, vec!["127.0.0.1:53".parse().unwrap()]);
+        assert_eq!(
+            a.dns,
+            DnsSettings::Exec {
+                command: "/etc/berth/dns-hook".into()
+            }
+        );
     }
 
     #[test]

@@ -30,6 +30,9 @@ enum Command {
     Control(ControlArgs),
     /// Run inside a workspace: dial out to berth and serve this workspace's ports.
     Agent(AgentArgs),
+    /// Inspect the TLS certificates a server holds.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     #[command(flatten)]
     Client(berth::client::Command),
 }
@@ -73,7 +76,7 @@ struct ControlArgs {
     /// (postgresql:// too); prefer BERTH_SERVER_DATABASE_URL for a password [default: SQLite in the data dir]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// "self-signed" (a local CA in the data dir) or "files" (--cert-file, --key-file)
+    /// "self-signed" (a local CA in the data dir), "files" (--cert-file, --key-file) or "acme" ([tls.acme] in --config)
     #[arg(long, value_name = "MODE")]
     tls_mode: Option<String>,
     /// PEM certificate chain (tls mode "files")
@@ -82,6 +85,25 @@ struct ControlArgs {
     /// PEM private key (tls mode "files")
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// List each certificate (names, issuer, expiry, next renewal); works while the server runs
+    Status(CertsStatusArgs),
+}
+
+#[derive(Args, Debug)]
+struct CertsStatusArgs {
+    /// The server's TOML configuration file
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The server's data directory [default: from --config, else /var/lib/berth with --config, else .berth]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +196,7 @@ fn main() -> ExitCode {
                 run_server(a.server, flags, RoleDefaults::CONTROL, false).await
             }
             Command::Agent(a) => run_agent(a).await,
+            Command::Certs(CertsCommand::Status(a)) => certs_status(a).await,
             Command::Client(c) => berth::client::run(c).await,
         }
     })
@@ -252,6 +275,26 @@ fn print_banner(server: &Server, dev: bool) {
         println!(
             "  curl {cacert}-H \"Authorization: Bearer $(cat {token_path})\" https://{app}{port}/"
         );
+    }
+}
+
+async fn certs_status(a: CertsStatusArgs) -> ExitCode {
+    match berth::tls::status::collect(a.config.as_deref(), a.data_dir.as_deref()).await {
+        Ok(certs) if a.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&certs).unwrap_or_else(|e| e.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(certs) => {
+            print!("{}", berth::tls::status::render(&certs));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: certs status: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

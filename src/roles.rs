@@ -41,6 +41,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("tls.mode = \"acme\": {0}")]
+    Acme(tls::acme::AcmeError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {addr}: {source} (is another berth running? choose another with --listen)")]
@@ -144,6 +146,8 @@ pub struct Server {
     pub catalog: Arc<Catalog>,
     /// The store, for following other control replicas' changes.
     store: Store,
+    /// The ACME manager (`tls.mode = "acme"`), started by [`Server::run`].
+    acme: Option<Arc<tls::acme::Manager>>,
 }
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
@@ -179,6 +183,8 @@ impl Server {
                 cert_file,
                 key_file,
             } => (tls::load_files(cert_file, key_file)?, None),
+            // Served until the stored or newly ordered certificate is in.
+            TlsMode::Acme(_) => (tls::acme::temporary_cert(&leaf_names(&cfg))?, None),
         };
         let certs = SwappableCert::new(cert)?;
         let tls_config = tls::server_config(certs.clone())?;
@@ -186,6 +192,22 @@ impl Server {
         let store = match &cfg.database_url {
             Some(url) => Store::connect(url.expose(), cfg.database_pool).await?,
             None => Store::open(&cfg.data_dir).await?,
+        };
+        let acme = match &cfg.tls {
+            TlsMode::Acme(settings) => {
+                let manager = tls::acme::Manager::new(
+                    (**settings).clone(),
+                    leaf_names(&cfg),
+                    store.clone(),
+                    certs.clone(),
+                )
+                .map_err(StartError::Acme)?;
+                // A valid stored certificate is served from the first
+                // handshake, with no order.
+                manager.serve_stored().await.map_err(StartError::Acme)?;
+                Some(Arc::new(manager))
+            }
+            _ => None,
         };
         // Bootstrap fills the catalog from the store's snapshot.
         let catalog = Arc::new(Catalog::new());
@@ -234,6 +256,7 @@ impl Server {
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
+        telemetry::register_cert_expiry(&mut registry, certs.clone());
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
@@ -281,8 +304,14 @@ impl Server {
             tunnels,
             catalog,
             store,
+            acme,
             cfg,
         })
+    }
+
+    /// The ACME manager, when `tls.mode = "acme"` (to ask how it is doing).
+    pub fn acme(&self) -> Option<Arc<tls::acme::Manager>> {
+        self.acme.clone()
     }
 
     /// The configuration in force (with the bound port filled in).
@@ -330,6 +359,22 @@ impl Server {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        if let Some(acme) = self.acme.clone() {
+            tokio::spawn(acme.run(stopped()));
+        }
+        if let TlsMode::Files {
+            cert_file,
+            key_file,
+        } = &self.cfg.tls
+        {
+            tokio::spawn(tls::files::watch(
+                cert_file.clone(),
+                key_file.clone(),
+                self.certs.clone(),
+                tls::files::WATCH_INTERVAL,
+                stopped(),
+            ));
+        }
         // Tunnels of agents deleted (or whose token was rotated) are closed
         // within a sweep interval.
         let (tunnels, catalog) = (self.tunnels.clone(), self.catalog.clone());

@@ -99,6 +99,41 @@ impl EdgeMetrics {
     }
 }
 
+/// `berth_tls_certificate_expiry_seconds`: seconds until the served leaf
+/// certificate expires, computed at scrape time (negative once expired).
+#[derive(Debug)]
+struct CertExpiry(Arc<crate::tls::SwappableCert>);
+
+impl prometheus_client::encoding::EncodeMetric for CertExpiry {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let chain = self.0.current_chain();
+        let Some(info) = chain
+            .first()
+            .and_then(|leaf| crate::tls::info::cert_info(leaf).ok())
+        else {
+            return Ok(());
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        encoder.encode_gauge(&(info.not_after - now))
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Gauge
+    }
+}
+
+/// Registers the expiry gauge of the certificate `certs` serves.
+pub fn register_cert_expiry(registry: &mut Registry, certs: Arc<crate::tls::SwappableCert>) {
+    registry.register(
+        "berth_tls_certificate_expiry_seconds",
+        "Seconds until the served TLS certificate expires",
+        CertExpiry(certs),
+    );
+}
+
 /// Renders the registry in the Prometheus text format.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();

@@ -791,6 +791,7 @@ macro_rules! store_test {
     )*};
 }
 
+mod acme;
 mod audit;
 mod connect;
 mod links;
@@ -820,6 +821,7 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
     (user.id, ws.id, agent.id)
 }
 
+pub use acme::AcmeCertRow;
 pub use audit::AuditRow;
 pub use connect::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use links::LinkRow;

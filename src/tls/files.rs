@@ -47,6 +47,52 @@ pub fn load_files(cert_file: &Path, key_file: &Path) -> Result<CertAndKey, TlsEr
     }
 }
 
+/// How often [`watch`] looks at the files.
+pub const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`watch`] compares: each file's modification time and length.
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads `cert_file` and `key_file` into `certs` whenever either changes
+/// (polled every `interval`), until `shutdown`. A pair that does not load
+/// (half-written, mismatched, garbage) is logged with the reason and the old
+/// certificate stays; the next change is tried again. Live connections keep
+/// the certificate they started with.
+pub async fn watch(
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    certs: std::sync::Arc<super::SwappableCert>,
+    interval: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut last = (stamp(&cert_file), stamp(&key_file));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut shutdown => return,
+        }
+        let now = (stamp(&cert_file), stamp(&key_file));
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load_files(&cert_file, &key_file).and_then(|ck| certs.set(ck)) {
+            Ok(()) => tracing::info!(
+                cert_file = %cert_file.display(),
+                "reloaded the TLS certificate"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the changed TLS files cannot be used; still serving the previous certificate"
+            ),
+        }
+    }
+}
+
 /// Reads a whole file, mapping failure to [`TlsError::Read`].
 pub(crate) fn read_file(path: &Path, what: &'static str, hint: &str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|error| TlsError::Read {

@@ -5,7 +5,10 @@
 //!   (`berth dev`): created once in the data directory, reused on every run,
 //!   and used to issue the wildcard leaf the edge serves.
 //! * [`files`]: `tls.mode = "files"`: a PEM chain and key from disk, checked
-//!   to belong together.
+//!   to belong together, and [`files::watch`], which reloads them on change.
+//! * [`acme`]: `tls.mode = "acme"`: DNS-01 orders with instant-acme, kept in
+//!   the store, renewed by a scheduler.
+//! * [`info`]: names, issuer and expiry of a certificate.
 //! * [`SwappableCert`]: the certificate resolver the server uses; its
 //!   certificate can be replaced at runtime (file reload, ACME renewal)
 //!   without touching live connections.
@@ -17,9 +20,12 @@
 //! Everything here uses the *ring* crypto provider explicitly; nothing
 //! depends on a process-wide default provider being installed.
 
+pub mod acme;
 pub mod ca;
 pub mod client;
 pub mod files;
+pub mod info;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

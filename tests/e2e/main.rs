@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod acme;
 mod agents;
 mod cli;
 mod client;

@@ -1,5 +1,6 @@
 //! Test harness: real berth roles on loopback port 0, real clients.
 
+pub mod acme;
 pub mod apps;
 pub mod idp;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
