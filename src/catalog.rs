@@ -194,7 +194,23 @@ pub struct Catalog {
     links: DashMap<String, Link>,
     /// session id -> browser session
     sessions: DashMap<String, Session>,
+    /// Every applied change, for watchers (the control plane's stream to
+    /// regional edges).
+    feed: Feed,
 }
+
+/// The broadcast end of [`Catalog::subscribe`].
+#[derive(Debug)]
+struct Feed(tokio::sync::broadcast::Sender<Change>);
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed(tokio::sync::broadcast::channel(FEED_CAPACITY).0)
+    }
+}
+
+/// Changes a slow watcher may fall behind by before it must start over.
+pub const FEED_CAPACITY: usize = 16 * 1024;
 
 impl Catalog {
     /// An empty catalog.
@@ -202,8 +218,18 @@ impl Catalog {
         Self::default()
     }
 
+    /// Every change applied from now on (cascaded removals included), in
+    /// order. A receiver that falls [`FEED_CAPACITY`] behind gets `Lagged`
+    /// and must start over from a snapshot.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.0.subscribe()
+    }
+
     /// Applies one change.
     pub fn apply(&self, change: Change) {
+        if self.feed.0.receiver_count() > 0 {
+            let _ = self.feed.0.send(change.clone());
+        }
         match change {
             Change::User(u) => {
                 if let Some(old) = self.users.get(&u.id).map(|o| o.username.clone()) {

@@ -243,7 +243,13 @@ const KEYS: &[(&str, &str)] = &[
 const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains")];
 
 /// Variables that belong to the command line, not to the file's keys.
-const CLI_VARS: &[&str] = &["BERTH_URL", "BERTH_TOKEN", "BERTH_CA_FILE", "BERTH_CONFIG"];
+const CLI_VARS: &[&str] = &[
+    "BERTH_URL",
+    "BERTH_TOKEN",
+    "BERTH_CA_FILE",
+    "BERTH_CONFIG",
+    "BERTH_REGION_TOKEN",
+];
 
 impl FileConfig {
     /// Reads `path` (if given) and overlays `BERTH_*` variables from `env`.
@@ -538,6 +544,13 @@ impl RoleDefaults {
         admin_listen: defaults::ADMIN_LISTEN,
         base_domain: None,
         data_dir: "/var/lib/berth",
+    };
+    /// `berth edge`: a regional edge; the operator names its host.
+    pub const EDGE: RoleDefaults = RoleDefaults {
+        listen: "0.0.0.0:443",
+        admin_listen: defaults::ADMIN_LISTEN,
+        base_domain: None,
+        data_dir: "/var/lib/berth-edge",
     };
 }
 

@@ -28,6 +28,9 @@ enum Command {
     /// Run the control plane (API, users, workspaces) with its built-in edge,
     /// for a real deployment on your own domain.
     Control(ControlArgs),
+    /// Run a regional edge: serve apps under a region's wildcard and accept
+    /// agents there, following the control plane (no database needed).
+    Edge(EdgeArgs),
     /// Run inside a workspace: dial out to berth and serve this workspace's ports.
     Agent(AgentArgs),
     /// Inspect the TLS certificates a server holds.
@@ -104,6 +107,41 @@ struct CertsStatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct EdgeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The control plane, e.g. https://berth.example.com
+    #[arg(long, env = "BERTH_URL", value_name = "URL")]
+    url: String,
+    /// The region token from `berth regions create` (berth_region_...); prefer BERTH_REGION_TOKEN
+    #[arg(
+        long,
+        env = "BERTH_REGION_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    region_token: String,
+    /// Trust this CA certificate (PEM) for the control plane, instead of SSL_CERT_FILE or the system store
+    #[arg(long, env = "BERTH_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// This edge's own host name (health checks, agents connect here), e.g. eu.apps.example.com
+    #[arg(long, value_name = "HOST")]
+    base_domain: Option<String>,
+    /// App hosts this edge serves: the region's wildcard, e.g. "*.eu.apps.example.com"
+    #[arg(long, value_name = "PATTERN")]
+    wildcard: Option<String>,
+    /// "self-signed" (a local CA in the data dir) or "files" (--cert-file, --key-file)
+    #[arg(long, value_name = "MODE")]
+    tls_mode: Option<String>,
+    /// PEM certificate chain (tls mode "files")
+    #[arg(long, value_name = "FILE")]
+    cert_file: Option<PathBuf>,
+    /// PEM private key (tls mode "files")
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +233,7 @@ fn main() -> ExitCode {
                 };
                 run_server(a.server, flags, RoleDefaults::CONTROL, false).await
             }
+            Command::Edge(a) => run_edge(a).await,
             Command::Agent(a) => run_agent(a).await,
             Command::Certs(CertsCommand::Status(a)) => certs_status(a).await,
             Command::Client(c) => berth::client::run(c).await,
@@ -237,6 +276,60 @@ async fn run_server(
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_edge(a: EdgeArgs) -> ExitCode {
+    let flags = Overrides {
+        listen: a.server.listen,
+        data_dir: a.server.data_dir,
+        admin_listen: a.server.admin_listen,
+        log_format: a.server.log_format,
+        base_domain: a.base_domain,
+        wildcard: a.wildcard,
+        tls_mode: a.tls_mode,
+        cert_file: a.cert_file,
+        key_file: a.key_file,
+        ..Default::default()
+    };
+    let cfg = FileConfig::load(a.server.config.as_deref(), std::env::vars())
+        .and_then(|file| ServerConfig::resolve(file, flags, RoleDefaults::EDGE));
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    berth::telemetry::init_tracing(cfg.log_format);
+    let link = berth::edge::regional::ControlLink {
+        url: a.url,
+        token: Secret::new(a.region_token),
+        ca_file: a.ca_file,
+    };
+    let edge = match berth::edge::regional::RegionalEdge::build(
+        cfg,
+        link,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("berth: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "berth {} edge for region {} is running",
+        env!("CARGO_PKG_VERSION"),
+        edge.region
+    );
+    println!("  listening on       {}", edge.local_addr);
+    if let Some(ca) = &edge.ca_path {
+        println!("  local CA           {}", ca.display());
+    }
+    edge.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
 
 fn print_banner(server: &Server, dev: bool) {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// How often live tunnels are checked against the catalog.
-const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A failure to start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,8 @@ pub enum StartError {
     Acme(tls::acme::AcmeError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("{0}")]
+    Control(String),
     #[error("cannot listen on {addr}: {source} (is another berth running? choose another with --listen)")]
     Listen {
         addr: SocketAddr,
@@ -151,7 +153,7 @@ pub struct Server {
 }
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
-fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
+pub(crate) fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
     let wildcard = cfg.wildcard.as_str();
     // "*--apps.example.com" hosts are one label under "example.com".
     let wildcard_san = match wildcard.strip_prefix("*--") {
@@ -287,6 +289,7 @@ impl Server {
             edge,
             base_domain: cfg.base_domain.clone(),
             control: Some(control::router(state)),
+            control_state: None,
         });
         Ok(Server {
             listener,
@@ -406,7 +409,7 @@ impl Server {
 }
 
 /// Creates `dir` (mode 0700 on Unix) if it does not exist.
-fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
     let err = |source| StartError::DataDir {
         path: dir.to_owned(),
         source,

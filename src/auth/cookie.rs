@@ -66,6 +66,12 @@ impl CookieKey {
         format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
+    /// The key itself, for handing to a regional edge (over TLS, to a holder
+    /// of a region token) so that it verifies and sets cookies alone.
+    pub fn expose_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// A secret derived from the key for `label` and `input` (HMAC-SHA256),
     /// e.g. an OpenID Connect nonce from its state: what only this key's
     /// holder can compute, kept nowhere.

@@ -220,6 +220,44 @@ pub fn link_status(link: &Value, now: i64) -> &'static str {
     }
 }
 
+/// `berth regions`: one row per region with its health.
+pub fn regions_table(answer: &Value) -> String {
+    let empty = vec![];
+    let rows: Vec<Vec<String>> = answer
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r["name"]),
+                if r["healthy"] == true {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                }
+                .to_owned(),
+                cell(&r["agents"]),
+                cell(&r["last_heartbeat"]),
+                cell(&r["version"]),
+                cell(&r["url"]),
+                cell(&r["wildcard"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "HEALTH",
+            "AGENTS",
+            "LAST HEARTBEAT",
+            "VERSION",
+            "URL",
+            "WILDCARD",
+        ],
+        &rows,
+    )
+}
+
 /// The `berth link ls` table from a `GET /share-links` answer (a list, or an
 /// object with a `links` list).
 pub fn links_table(answer: &Value, now: i64) -> String {
@@ -412,6 +450,26 @@ d   1     bob/w/a               2025-06-02T00:00:00Z  1/1   revoked  u
         assert_eq!(
             link_created(&answer, 5173, None),
             "Share link abc for port 5173 (expires 2025-06-01T14:00:00Z):\n  https://x/?berth_share=berth_link_y\n"
+        );
+    }
+
+    #[test]
+    fn regions_table_shows_health() {
+        let t = regions_table(&json!([
+            {"name": "eu", "healthy": true, "agents": 3, "last_heartbeat": "2026-11-28T16:00:00Z",
+             "version": "0.1.0", "url": "https://eu.example.com", "wildcard": "*.eu.example.com"},
+            {"name": "us", "healthy": false, "agents": 0, "last_heartbeat": null,
+             "version": null, "url": "https://us.example.com", "wildcard": "*.us.example.com"}
+        ]));
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAME"), "{t}");
+        assert!(
+            lines[1].starts_with("eu") && lines[1].contains("healthy") && lines[1].contains(" 3 "),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("us") && lines[2].contains("unhealthy"),
+            "{t}"
         );
     }
 }

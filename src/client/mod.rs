@@ -64,6 +64,57 @@ pub enum Command {
     Open(OpenArgs),
     /// Create, list and revoke share links (expiring links to one port).
     Link(LinkArgs),
+    /// List regions with their health; admins create and delete them.
+    Regions(RegionsArgs),
+}
+
+/// `berth regions`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth regions\n  \
+    berth regions create eu --url https://eu.apps.example.com --wildcard '*.eu.apps.example.com'\n  \
+    berth regions rm eu")]
+pub struct RegionsArgs {
+    #[command(subcommand)]
+    pub command: Option<RegionsCommand>,
+    /// Print the API's JSON answer instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `berth regions` subcommands (none: list).
+#[derive(Subcommand, Debug)]
+pub enum RegionsCommand {
+    /// Create a region and print its token, once (start `berth edge` with it)
+    Create(RegionCreateArgs),
+    /// Delete a region: its edges are refused from then on
+    #[command(alias = "delete")]
+    Rm(RegionRmArgs),
+}
+
+/// `berth regions create`.
+#[derive(Args, Debug)]
+pub struct RegionCreateArgs {
+    /// The region's name, e.g. eu
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where its edges answer, e.g. https://eu.apps.example.com
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The app hosts its edges serve, e.g. "*.eu.apps.example.com"
+    #[arg(long, value_name = "PATTERN")]
+    pub wildcard: String,
+    /// Print the API's JSON answer
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `berth regions rm`.
+#[derive(Args, Debug)]
+pub struct RegionRmArgs {
+    /// The region's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 /// `berth login`.

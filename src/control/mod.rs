@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod links;
 mod oidc;
+pub mod regions;
 mod shares;
 mod signin;
 mod users;
@@ -217,6 +218,12 @@ pub fn router(state: ControlState) -> Router {
         )
         .route("/share-links", post(links::create).get(links::list))
         .route("/audit", get(users::audit))
+        .route("/regions", post(regions::create).get(regions::list))
+        .route("/regions/{name}", delete(regions::delete))
+        .route("/edge/hello", get(regions::hello))
+        .route("/edge/heartbeat", post(regions::heartbeat))
+        .route("/edge/watch", get(regions::watch))
+        .route("/edge/redeem", post(regions::redeem))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {

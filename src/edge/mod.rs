@@ -12,6 +12,7 @@ pub mod cors;
 pub mod headers;
 pub mod pages;
 pub mod proxy;
+pub mod regional;
 pub mod server;
 
 use crate::auth::signin::SignIn;
@@ -107,6 +108,8 @@ pub struct Frontdoor {
     pub base_domain: String,
     /// The control plane's API, when this process runs one.
     pub control: Option<axum::Router>,
+    /// A regional edge's link to control, for `/readyz`.
+    pub control_state: Option<Arc<regional::ControlState>>,
 }
 
 /// The host (with its port, if any) a request was sent to: `:authority`
@@ -142,7 +145,18 @@ impl Frontdoor {
         match req.uri().path() {
             tunnel::CONNECT_PATH => self.accept_agent(req),
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => json(StatusCode::OK, serde_json::json!({"status": "ready"})),
+            // Ready while it can serve, even from cache (a load balancer must
+            // not drop an edge because control is away); the body says which.
+            "/readyz" => {
+                let up = self.control_state.as_ref().is_none_or(|c| c.connected());
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "status": "ready",
+                        "control": if up { "connected" } else { "unreachable" },
+                    }),
+                )
+            }
             _ => match &self.control {
                 Some(router) => {
                     use tower::ServiceExt;

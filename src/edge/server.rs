@@ -47,8 +47,13 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that those still open when the grace
+    // period is over are ended here, not left running (an embedding process,
+    // or long-lived streams such as an edge's watch, would keep them alive).
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
             () = &mut shutdown => break,
@@ -71,7 +76,7 @@ pub async fn serve(
         let builder = builder.clone();
         let handshake_timeout = limits.header_read_timeout;
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -97,6 +102,9 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(open = connections.len(), "grace period over; closing remaining connections");
+        }
     }
+    connections.abort_all();
 }

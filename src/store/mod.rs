@@ -796,6 +796,7 @@ mod audit;
 mod connect;
 mod links;
 mod notify;
+mod regions;
 mod sessions;
 mod shares;
 
@@ -826,6 +827,7 @@ pub use audit::AuditRow;
 pub use connect::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use links::LinkRow;
 pub use notify::CHANGES_CHANNEL;
+pub use regions::RegionRow;
 
 #[cfg(test)]
 mod tests;

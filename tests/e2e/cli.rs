@@ -63,7 +63,26 @@ fn drain(r: impl AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<
 #[tokio::test]
 async fn help_names_every_flag_and_unknown_commands_fail() {
     let cases: &[(&[&str], &[&str])] = &[
-        (&["--help"], &["dev", "control", "agent", "--version"]),
+        (
+            &["--help"],
+            &["dev", "control", "edge", "agent", "regions", "--version"],
+        ),
+        (
+            &["edge", "--help"],
+            &[
+                "--url",
+                "--region-token",
+                "--ca-file",
+                "--base-domain",
+                "--wildcard",
+                "--listen",
+                "--tls-mode",
+            ],
+        ),
+        (
+            &["regions", "create", "--help"],
+            &["--url", "--wildcard", "--json"],
+        ),
         (
             &["dev", "--help"],
             &[

@@ -14,6 +14,7 @@ mod limits;
 mod oidc;
 mod ports;
 mod postgres;
+mod regions;
 mod sharing;
 mod signin;
 mod streaming;

@@ -1,0 +1,334 @@
+//! Regions (SPEC §6): the registry admins manage (`/regions`), and what a
+//! regional `berth edge` asks of the control plane with its region token
+//! (`/edge/...`): who it is and the cookie key (`hello`), a heartbeat, the
+//! catalog as a snapshot followed by every change (`watch`), and share-link
+//! redemption, which counts uses in the store.
+
+use super::error::ApiError;
+use super::extract::{Admin, ApiJson, ApiPath, Caller};
+use super::{validate, ControlState};
+use crate::auth::{token, TokenHash, TokenKind};
+use crate::catalog::{Change, Link};
+use crate::host::Wildcard;
+use crate::store::RegionRow;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A region is healthy while its edges' last heartbeat is this recent.
+pub const HEALTHY_WITHIN_SECS: i64 = 30;
+/// Edges send a heartbeat this often.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// The watch stream sends a keep-alive line this often, so an edge can tell
+/// a quiet stream from a dead one.
+pub const WATCH_PING_EVERY: Duration = Duration::from_secs(5);
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `POST /regions` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRegion {
+    name: String,
+    url: String,
+    wildcard: String,
+}
+
+/// A region as `GET /regions` shows it (SPEC §6).
+#[derive(Serialize, Debug)]
+pub struct RegionJson {
+    name: String,
+    url: String,
+    wildcard: String,
+    healthy: bool,
+    /// RFC 3339, UTC.
+    last_heartbeat: Option<String>,
+    agents: i64,
+    version: Option<String>,
+}
+
+impl RegionJson {
+    fn from_row(r: RegionRow, now: i64) -> Self {
+        RegionJson {
+            healthy: r
+                .last_heartbeat
+                .is_some_and(|t| now - t <= HEALTHY_WITHIN_SECS),
+            last_heartbeat: r.last_heartbeat.and_then(|t| {
+                time::OffsetDateTime::from_unix_timestamp(t)
+                    .ok()?
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            name: r.name,
+            url: r.url,
+            wildcard: r.wildcard,
+            agents: r.agents,
+            version: r.version,
+        }
+    }
+}
+
+/// `POST /regions` answer: the region and its token, shown once.
+#[derive(Serialize)]
+pub struct CreatedRegion {
+    #[serde(flatten)]
+    region: RegionJson,
+    region_token: String,
+}
+
+/// Creates a region (admins only); its token is in the answer, once.
+pub async fn create(
+    State(st): State<ControlState>,
+    Admin(caller): Admin,
+    ApiJson(req): ApiJson<CreateRegion>,
+) -> Result<impl IntoResponse, ApiError> {
+    validate::name("name", &req.name)?;
+    let url_ok = req
+        .url
+        .parse::<http::Uri>()
+        .ok()
+        .is_some_and(|u| u.scheme_str() == Some("https") && u.host().is_some());
+    if !url_ok {
+        return Err(ApiError::invalid_field(
+            "url",
+            "must be the https:// URL of the region's edges, e.g. https://eu.apps.example.com",
+        ));
+    }
+    Wildcard::parse(&req.wildcard).map_err(|e| ApiError::invalid_field("wildcard", e))?;
+    let (row, secret) = st
+        .store
+        .create_region(&req.name, req.url.trim_end_matches('/'), &req.wildcard)
+        .await?;
+    st.audit(&caller.0.username, "region.created", &row.name)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedRegion {
+            region: RegionJson::from_row(row, now_unix()),
+            region_token: secret.expose().to_owned(),
+        }),
+    ))
+}
+
+/// Every region with its health (any signed-in user: the dashboard offers
+/// the nearest).
+pub async fn list(
+    State(st): State<ControlState>,
+    _caller: Caller,
+) -> Result<Json<Vec<RegionJson>>, ApiError> {
+    let now = now_unix();
+    let rows = st.store.list_regions().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| RegionJson::from_row(r, now))
+            .collect(),
+    ))
+}
+
+/// Deletes a region (admins only); its edges are refused from then on.
+pub async fn delete(
+    State(st): State<ControlState>,
+    Admin(caller): Admin,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    st.store.delete_region(&name).await?;
+    st.audit(&caller.0.username, "region.deleted", &name).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A regional edge, from `Authorization: Bearer berth_region_...` (checked
+/// against the store, so a deleted region is refused at once).
+pub struct EdgeCaller(pub RegionRow);
+
+impl FromRequestParts<ControlState> for EdgeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ControlState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(ApiError::unauthenticated)?
+            .to_str()
+            .map_err(|_| ApiError::invalid_token())?;
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer")
+            || !token::is_well_formed(token, TokenKind::Region)
+        {
+            return Err(ApiError::invalid_token());
+        }
+        st.store
+            .region_for_token(&TokenHash::of(token))
+            .await?
+            .map(EdgeCaller)
+            .ok_or_else(ApiError::invalid_token)
+    }
+}
+
+/// `GET /edge/hello` answer: what an edge needs before it serves.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Hello {
+    pub region: String,
+    pub wildcard: String,
+    /// The cookie-signing key, hex: edges verify and set `berth_app` and
+    /// `berth_share` themselves.
+    pub cookie_key: String,
+    /// Where browsers sign in.
+    pub signin_url: String,
+}
+
+/// Tells an edge who it is and gives it the cookie key.
+pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCaller) -> Json<Hello> {
+    Json(Hello {
+        region: region.name,
+        wildcard: region.wildcard,
+        cookie_key: hex::encode(st.signin.key.expose_bytes()),
+        signin_url: st.signin.base_url.clone(),
+    })
+}
+
+/// `POST /edge/heartbeat` body.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub version: String,
+    pub agents: i64,
+}
+
+/// Records an edge's heartbeat.
+pub async fn heartbeat(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+    ApiJson(beat): ApiJson<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
+    st.store
+        .region_heartbeat(region.id, now_unix(), &beat.version, beat.agents.max(0))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One line of the watch stream (newline-delimited JSON).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum WatchLine {
+    /// A snapshot follows: forget what you know once it is complete.
+    Reset,
+    /// One catalog change (snapshot entries, then live ones).
+    Change { change: Change },
+    /// The snapshot is complete; live changes follow.
+    Ready,
+    /// Keep-alive.
+    Ping,
+}
+
+fn line(l: &WatchLine) -> Bytes {
+    let mut v = serde_json::to_vec(l).expect("watch lines serialize");
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// `GET /edge/watch`: the catalog as a snapshot, then every change as it
+/// is applied here (local writes and other replicas' alike), with a ping
+/// every few seconds. A watcher that falls too far behind is cut off and
+/// starts over with a new snapshot.
+pub async fn watch(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading the snapshot: a change committed meanwhile is
+    // then sent twice at worst, and applying a change twice is harmless.
+    let mut feed = st.catalog.subscribe();
+    let snapshot = st.store.snapshot().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    tracing::info!(region = %region.name, "edge watching");
+    tokio::spawn(async move {
+        let send = |l: WatchLine| {
+            let tx = tx.clone();
+            async move { tx.send(line(&l)).await.is_ok() }
+        };
+        if !send(WatchLine::Reset).await {
+            return;
+        }
+        for change in snapshot {
+            if !send(WatchLine::Change { change }).await {
+                return;
+            }
+        }
+        if !send(WatchLine::Ready).await {
+            return;
+        }
+        let mut ping = tokio::time::interval(WATCH_PING_EVERY);
+        loop {
+            let l = tokio::select! {
+                c = feed.recv() => match c {
+                    Ok(change) => WatchLine::Change { change },
+                    // Lagged or closed: end the stream; the edge starts over.
+                    Err(_) => return,
+                },
+                _ = ping.tick() => WatchLine::Ping,
+            };
+            if !send(l).await {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `POST /edge/redeem` body: the hash of a presented share-link token.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Redeem {
+    pub token_hash: String,
+    /// The visitor's address, for the audit log.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Redeems a share link for an edge: counts one use; 404 when it does not
+/// exist, expired, was revoked or is used up.
+pub async fn redeem(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+    ApiJson(req): ApiJson<Redeem>,
+) -> Result<Json<Link>, ApiError> {
+    let hash = TokenHash::from_hex(&req.token_hash)
+        .ok_or_else(|| ApiError::invalid_field("token_hash", "must be 64 hex digits"))?;
+    let link = st
+        .store
+        .redeem_link(&hash, now_unix())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such live share link"))?;
+    let target = format!(
+        "link {} (agent {} port {}) via {}",
+        link.id, link.agent_id, link.port, region.name
+    );
+    tracing::info!(target: "berth::audit", actor = "visitor", action = "link.redeemed", target, source = req.source);
+    if let Err(e) = st
+        .store
+        .record_audit("visitor", "link.redeemed", &target, &req.source)
+        .await
+    {
+        tracing::error!(error = %e, "cannot store audit event");
+    }
+    Ok(Json(link))
+}

@@ -1,0 +1,510 @@
+//! A regional edge (`berth edge`, SPEC §6): serves apps under its region's
+//! wildcard and accepts agent tunnels, with no database. It asks control
+//! who it is (`/api/v1/edge/hello`, with the region token), follows the
+//! catalog through the watch stream (a snapshot, then every change), sends a
+//! heartbeat every few seconds, and redeems share links through control.
+//!
+//! When control is unreachable the edge keeps serving from what it knows,
+//! and says so in `/readyz` (`"control": "unreachable"`) and in the metric
+//! `berth_edge_control_connected`.
+
+use super::{Edge, Frontdoor, LinkRedeemer};
+use crate::auth::cookie::CookieKey;
+use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
+use crate::auth::{Secret, TokenHash};
+use crate::catalog::{Catalog, Change, Link};
+use crate::config::{ServerConfig, TlsMode};
+use crate::control::regions::{Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY};
+use crate::roles::StartError;
+use crate::telemetry::{self, EdgeMetrics};
+use crate::tls::client::{client_config, connect};
+use crate::tls::{self, SwappableCert};
+use crate::tunnel::edge::Tunnels;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long one call to control may take (the watch stream excepted).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A watch stream silent this long (pings come every 5 s) is dead.
+const WATCH_SILENCE: Duration = Duration::from_secs(15);
+/// Largest single answer or watch line read from control.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Where control is and how to prove this edge's region.
+#[derive(Clone, Debug)]
+pub struct ControlLink {
+    /// e.g. `https://berth.example.com`
+    pub url: String,
+    pub token: Secret,
+    /// CA to trust for control (else SSL_CERT_FILE or the system store).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Calls to control with the region token.
+#[derive(Clone)]
+pub struct ControlClient {
+    link: ControlLink,
+    tls: Arc<rustls::ClientConfig>,
+    host: String,
+    port: u16,
+    authority: String,
+}
+
+impl ControlClient {
+    /// A client for `link`; errors name the URL or the CA file.
+    pub fn new(link: ControlLink) -> Result<ControlClient, String> {
+        let uri: http::Uri = link
+            .url
+            .parse()
+            .map_err(|_| format!("{:?} is not a URL", link.url))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!("{} must be an https:// URL", link.url));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{} has no host", link.url))?
+            .clone();
+        let tls =
+            client_config(link.ca_file.as_deref(), &[b"http/1.1"]).map_err(|e| e.to_string())?;
+        Ok(ControlClient {
+            host: authority.host().to_owned(),
+            port: authority.port_u16().unwrap_or(443),
+            authority: authority.as_str().to_owned(),
+            link,
+            tls,
+        })
+    }
+
+    /// Sends one request; returns the status and the response body.
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(http::StatusCode, hyper::body::Incoming), String> {
+        let fail = |e: &dyn std::fmt::Display| format!("control at {}: {e}", self.link.url);
+        let stream = connect(&self.host, self.port, self.tls.clone())
+            .await
+            .map_err(|e| fail(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(&e))?;
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(http::header::HOST, &self.authority)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.link.token.expose()),
+            )
+            .header(
+                http::header::USER_AGENT,
+                concat!("berth-edge/", env!("CARGO_PKG_VERSION")),
+            );
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| fail(&e))?;
+        let res = sender.send_request(req).await.map_err(|e| fail(&e))?;
+        Ok((res.status(), res.into_body()))
+    }
+
+    /// A JSON call: `Ok(None)` for 404, `Err` for any other failure.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<T>, String> {
+        let body = body.map(|b| serde_json::to_vec(&b).expect("JSON serializes"));
+        let work = async {
+            let (status, body) = self.send(method, path, body).await?;
+            let raw = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("control at {}: {e}", self.link.url))?
+                .to_bytes();
+            if status == http::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                let msg = serde_json::from_slice::<serde_json::Value>(&raw)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                return Err(format!("control answered {path} with {status}: {msg}"));
+            }
+            if raw.is_empty() {
+                return serde_json::from_str("null")
+                    .map(Some)
+                    .map_err(|e| e.to_string());
+            }
+            serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| format!("control answered {path} with unusable JSON: {e}"))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, work)
+            .await
+            .map_err(|_| format!("control at {} did not answer {path} in time", self.link.url))?
+    }
+
+    /// Who this edge is, and the cookie key.
+    pub async fn hello(&self) -> Result<Hello, String> {
+        self.call(http::Method::GET, "/edge/hello", None)
+            .await?
+            .ok_or_else(|| "control does not know /api/v1/edge/hello (an older version?)".into())
+    }
+}
+
+/// Whether the watch stream is up, for `/readyz` and the metric.
+#[derive(Debug, Default)]
+pub struct ControlState {
+    connected: AtomicBool,
+    gauge: Gauge,
+}
+
+impl ControlState {
+    /// True while the watch stream is following control.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, up: bool) {
+        if self.connected.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!("following control's changes");
+            } else {
+                tracing::warn!("control unreachable: serving from what this edge knows");
+            }
+        }
+        self.gauge.set(i64::from(up));
+    }
+}
+
+/// Redeems share links through control (which counts uses).
+struct RemoteRedeemer(ControlClient);
+
+impl LinkRedeemer for RemoteRedeemer {
+    fn redeem(
+        &self,
+        hash: TokenHash,
+        _now: i64,
+        source: std::net::IpAddr,
+    ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let body = serde_json::to_value(Redeem {
+                token_hash: hash.to_hex(),
+                source: source.to_string(),
+            })
+            .expect("JSON serializes");
+            client
+                .call::<Link>(http::Method::POST, "/edge/redeem", Some(body))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "share link redemption failed");
+                    None
+                })
+        })
+    }
+}
+
+/// Follows control's watch stream into `catalog` until `stop`, reconnecting
+/// with back-off; each (re)connection starts with a full snapshot.
+async fn follow(client: ControlClient, catalog: Arc<Catalog>, state: Arc<ControlState>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match watch_once(&client, &catalog, &state).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => tracing::debug!(error = %e, "watch stream ended"),
+        }
+        state.set(false);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn watch_once(
+    client: &ControlClient,
+    catalog: &Catalog,
+    state: &ControlState,
+) -> Result<(), String> {
+    let (status, mut body) = tokio::time::timeout(
+        CALL_TIMEOUT,
+        client.send(http::Method::GET, "/edge/watch", None),
+    )
+    .await
+    .map_err(|_| "control did not answer the watch in time".to_owned())??;
+    if !status.is_success() {
+        return Err(format!("control refused the watch: {status}"));
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    let mut snapshot: Option<Vec<Change>> = None;
+    loop {
+        let frame = tokio::time::timeout(WATCH_SILENCE, body.frame())
+            .await
+            .map_err(|_| "the watch stream went silent".to_owned())?;
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let frame = frame.map_err(|e| e.to_string())?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        if buf.len() > MAX_ANSWER {
+            return Err("a watch line is too long".into());
+        }
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let parsed: WatchLine =
+                serde_json::from_slice(&line).map_err(|e| format!("unusable watch line: {e}"))?;
+            match parsed {
+                WatchLine::Reset => snapshot = Some(Vec::new()),
+                WatchLine::Change { change } => match snapshot.as_mut() {
+                    Some(s) => s.push(change),
+                    None => catalog.apply(change),
+                },
+                WatchLine::Ready => {
+                    if let Some(s) = snapshot.take() {
+                        catalog.resync(s);
+                    }
+                    state.set(true);
+                }
+                WatchLine::Ping => {}
+            }
+        }
+    }
+}
+
+/// Sends a heartbeat every [`HEARTBEAT_EVERY`].
+async fn beat(client: ControlClient, tunnels: Arc<Tunnels>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tick.tick().await;
+        let body = serde_json::to_value(Heartbeat {
+            version: env!("CARGO_PKG_VERSION").into(),
+            agents: tunnels.len() as i64,
+        })
+        .expect("JSON serializes");
+        if let Err(e) = client
+            .call::<serde_json::Value>(http::Method::POST, "/edge/heartbeat", Some(body))
+            .await
+        {
+            tracing::debug!(error = %e, "heartbeat not delivered");
+        }
+    }
+}
+
+/// A built regional edge, bound and ready to run.
+pub struct RegionalEdge {
+    cfg: ServerConfig,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    frontdoor: Arc<Frontdoor>,
+    registry: Arc<Registry>,
+    admin: Option<TcpListener>,
+    client: ControlClient,
+    /// The region, as control named it.
+    pub region: String,
+    /// The public address actually bound.
+    pub local_addr: SocketAddr,
+    /// The admin listener's address, if it runs.
+    pub admin_addr: Option<SocketAddr>,
+    /// The CA certificate file (self-signed mode).
+    pub ca_path: Option<PathBuf>,
+    /// Live tunnels.
+    pub tunnels: Arc<Tunnels>,
+    /// What this edge knows, from the watch stream.
+    pub catalog: Arc<Catalog>,
+    /// Whether it is following control right now.
+    pub control: Arc<ControlState>,
+}
+
+impl RegionalEdge {
+    /// Says hello to control (retrying until `hello_timeout`), loads TLS and
+    /// binds. The edge serves `cfg.wildcard`, which should be the region's.
+    pub async fn build(
+        cfg: ServerConfig,
+        link: ControlLink,
+        hello_timeout: Duration,
+    ) -> Result<RegionalEdge, StartError> {
+        let client = ControlClient::new(link).map_err(StartError::Control)?;
+        let deadline = tokio::time::Instant::now() + hello_timeout;
+        let hello = loop {
+            match client.hello().await {
+                Ok(h) => break h,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "cannot reach control yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(StartError::Control(e)),
+            }
+        };
+        if hello.wildcard != cfg.wildcard.as_str() {
+            tracing::warn!(
+                region = %hello.region,
+                registered = %hello.wildcard,
+                serving = %cfg.wildcard.as_str(),
+                "this edge serves another wildcard than its region was created with"
+            );
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&hello.cookie_key, &mut key)
+            .map_err(|_| StartError::Control("control sent an unusable cookie key".into()))?;
+        crate::roles::create_private_dir(&cfg.data_dir)?;
+        let (cert, ca_path) = match &cfg.tls {
+            TlsMode::SelfSigned => {
+                let ca = tls::LocalCa::load_or_create(&cfg.data_dir)?;
+                (
+                    ca.issue(&crate::roles::leaf_names(&cfg))?,
+                    Some(ca.cert_path().to_owned()),
+                )
+            }
+            TlsMode::Files {
+                cert_file,
+                key_file,
+            } => (tls::load_files(cert_file, key_file)?, None),
+            TlsMode::Acme(_) => {
+                return Err(StartError::Control(
+                    "tls.mode = \"acme\" is not available on a regional edge yet; use \"files\" or \"self-signed\"".into(),
+                ))
+            }
+        };
+        let certs = SwappableCert::new(cert)?;
+        let tls_config = tls::server_config(certs.clone())?;
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+        let admin = match cfg.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::AdminListen { addr, source })?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let catalog = Arc::new(Catalog::new());
+        let tunnels = Tunnels::new();
+        let mut registry = Registry::default();
+        let metrics = EdgeMetrics::new(&mut registry, &tunnels);
+        telemetry::register_cert_expiry(&mut registry, certs.clone());
+        let control = Arc::new(ControlState::default());
+        registry.register(
+            "berth_edge_control_connected",
+            "1 while this edge follows the control plane's changes, 0 while it serves from cache",
+            control.gauge.clone(),
+        );
+        let signin = Arc::new(SignIn {
+            key: CookieKey::new(key),
+            codes: Codes::default(),
+            wildcard: cfg.wildcard.clone(),
+            base_domain: cfg.base_domain.clone(),
+            base_url: hello.signin_url.clone(),
+            session_ttl_secs: SESSION_TTL_SECS,
+        });
+        let edge = Arc::new(Edge::new(
+            catalog.clone(),
+            tunnels.clone(),
+            cfg.wildcard.clone(),
+            cfg.limits.clone(),
+            metrics,
+            signin,
+            Arc::new(RemoteRedeemer(client.clone())),
+        ));
+        let frontdoor = Arc::new(Frontdoor {
+            edge,
+            base_domain: cfg.base_domain.clone(),
+            control: None,
+            control_state: Some(control.clone()),
+        });
+        let mut cfg = cfg;
+        if cfg.listen.port() == 0 {
+            cfg.listen = local_addr;
+        }
+        Ok(RegionalEdge {
+            cfg,
+            listener,
+            tls: tls_config,
+            frontdoor,
+            registry: Arc::new(registry),
+            admin,
+            client,
+            region: hello.region,
+            local_addr,
+            admin_addr,
+            ca_path,
+            tunnels,
+            catalog,
+            control,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        if let Some(listener) = self.admin.take() {
+            telemetry::serve_admin(listener, self.registry.clone(), stopped());
+        }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let follower = tokio::spawn(follow(
+            self.client.clone(),
+            self.catalog.clone(),
+            self.control.clone(),
+        ));
+        let heart = tokio::spawn(beat(self.client.clone(), self.tunnels.clone()));
+        let (tunnels, catalog) = (self.tunnels.clone(), self.catalog.clone());
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::roles::SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                tunnels
+                    .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
+            }
+        });
+        super::server::serve(
+            self.listener,
+            self.tls,
+            self.frontdoor,
+            self.cfg.limits.clone(),
+            stopped(),
+        )
+        .await;
+        follower.abort();
+        heart.abort();
+        sweeper.abort();
+        self.tunnels.close_all();
+    }
+}

@@ -1,0 +1,307 @@
+//! A regional edge (`berth edge`) next to the control plane: the region
+//! registry, the watch stream (shares, tokens and link revocations arrive
+//! within seconds), heartbeats and health, share links redeemed through
+//! control, and serving from cache while control is down.
+
+use crate::support::{apps, client_for, free_port, Berth, Options};
+use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
+use berth::edge::regional::{ControlLink, RegionalEdge};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 50 ms until it is true, for at most `limit`; returns how long it took.
+async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down() {
+    let control_dir = tempfile::tempdir().unwrap();
+    let control_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let berth = Berth::start_with(Options {
+        dir: Some(control_dir.path().join("data")),
+        listen: Some(control_addr),
+        no_dev_agent: true,
+        ..Default::default()
+    })
+    .await;
+    let admin = berth.admin_token.clone();
+
+    // The registry: admins create regions; the token is shown once.
+    let edge_port = free_port();
+    let region = json!({
+        "name": "eu",
+        "url": format!("https://eu.berth.localhost:{edge_port}"),
+        "wildcard": "*.eu.berth.localhost",
+    });
+    let (s, created) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(region.clone()),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let token = created["region_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("berth_region_"));
+    assert_eq!(created["healthy"], false);
+    let (s, _) = berth
+        .api(Method::POST, "/api/v1/regions", &admin, Some(region))
+        .await;
+    assert_eq!(s, 409);
+    let (s, b) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(json!({"name": "us", "url": "http://us", "wildcard": "*.us.berth.localhost"})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert!(b["message"].as_str().unwrap().starts_with("url"), "{b}");
+    // A wrong region token gets nothing from the edge API.
+    let (s, _) = berth
+        .api(Method::GET, "/api/v1/edge/hello", "berth_region_nope", None)
+        .await;
+    assert_eq!(s, 401);
+
+    // The edge: its own host and wildcard, trusting control's CA.
+    let edge_dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig::resolve(
+        FileConfig::default(),
+        Overrides {
+            listen: Some(format!("127.0.0.1:{edge_port}")),
+            data_dir: Some(edge_dir.path().join("edge")),
+            admin_listen: Some("off".into()),
+            base_domain: Some("eu.berth.localhost".into()),
+            wildcard: Some("*.eu.berth.localhost".into()),
+            ..Default::default()
+        },
+        RoleDefaults::EDGE,
+    )
+    .unwrap();
+    let link = ControlLink {
+        url: berth.api_url(""),
+        token: berth::auth::Secret::new(&token),
+        ca_file: Some(berth.ca_pem.clone()),
+    };
+    let edge = RegionalEdge::build(cfg, link, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(edge.region, "eu");
+    let edge_ca = edge.ca_path.clone().unwrap();
+    let (control_state, tunnels) = (edge.control.clone(), edge.tunnels.clone());
+    let (stop_edge, stopped) = tokio::sync::oneshot::channel::<()>();
+    let edge_task = tokio::spawn(edge.run(async {
+        let _ = stopped.await;
+    }));
+    within(Duration::from_secs(5), "edge follows control", || {
+        let c = control_state.clone();
+        async move { c.connected() }
+    })
+    .await;
+
+    // An agent dials the edge, not control; the app is reached through it.
+    let agent_token = berth.create_agent("api", "laptop").await;
+    let app = apps::start("127.0.0.1:0", "eu-app").await;
+    let agent_cfg = berth::agent::AgentConfig {
+        url: format!("https://eu.berth.localhost:{edge_port}"),
+        token: berth::auth::Secret::new(&agent_token),
+        ca_file: Some(edge_ca.clone()),
+        connect_to: None,
+        upstream: Default::default(),
+    };
+    let (stop_agent, agent_stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = berth::agent::run(agent_cfg, async {
+            let _ = agent_stop.await;
+        })
+        .await;
+    });
+    within(Duration::from_secs(10), "agent on the edge", || {
+        let t = tunnels.clone();
+        async move { t.len() == 1 }
+    })
+    .await;
+    let port = app.port();
+    let url = format!("https://{port}--laptop--api--admin.eu.berth.localhost:{edge_port}/hello");
+    let c = client_for(&edge_ca, true);
+    let get = |token: Option<&str>, cookie: Option<&str>| {
+        let mut r = c.get(&url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(k) = cookie {
+            r = r.header(COOKIE, k);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    // The owner's API token works at the edge (it came with the snapshot);
+    // strangers get 401 for a private port.
+    let res = get(Some(&admin), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["app"], "eu-app");
+    assert_eq!(get(None, None).await.status(), 401);
+
+    // A share made at control reaches the edge within 5 s; so does unsharing.
+    let share = format!("/api/v1/workspaces/admin/api/agents/laptop/ports/{port}/share");
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &admin,
+            Some(json!({"level": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let took = within(Duration::from_secs(5), "share reaches the edge", || async {
+        get(None, None).await.status() == 200
+    })
+    .await;
+    println!("share reached the edge in {took:?}");
+    let (s, _) = berth.api(Method::DELETE, &share, &admin, None).await;
+    assert_eq!(s, 204);
+    within(
+        Duration::from_secs(5),
+        "unshare reaches the edge",
+        || async { get(None, None).await.status() == 401 },
+    )
+    .await;
+
+    // A share link is redeemed at the edge through control, and its
+    // revocation cuts the visitor off within 5 s.
+    let (s, made) = berth
+        .api(
+            Method::POST,
+            "/api/v1/share-links",
+            &admin,
+            Some(json!({"user": "admin", "workspace": "api", "agent": "laptop", "port": port})),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let query = made["url"]
+        .as_str()
+        .unwrap()
+        .split_once('?')
+        .unwrap()
+        .1
+        .to_owned();
+    let res = c.get(format!("{url}?{query}")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[LOCATION], "/hello");
+    let cookie = res.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(None, Some(&cookie)).await.status(), 200);
+    let (s, _) = berth
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/share-links/{}", made["id"].as_str().unwrap()),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    within(
+        Duration::from_secs(5),
+        "revocation reaches the edge",
+        || async { get(None, Some(&cookie)).await.status() == 401 },
+    )
+    .await;
+
+    // Heartbeats: the region is healthy, with one agent.
+    within(
+        Duration::from_secs(10),
+        "region healthy with its agent",
+        || async {
+            let (_, list) = berth
+                .api(Method::GET, "/api/v1/regions", &admin, None)
+                .await;
+            list[0]["healthy"] == true && list[0]["agents"] == 1
+        },
+    )
+    .await;
+    let (_, list) = berth
+        .api(Method::GET, "/api/v1/regions", &admin, None)
+        .await;
+    assert_eq!(list[0]["name"], "eu");
+    assert_eq!(list[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(list[0]["last_heartbeat"].as_str().unwrap().ends_with('Z'));
+
+    // Control goes away: the edge keeps serving what it knows, and says so.
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &admin,
+            Some(json!({"level": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    within(Duration::from_secs(5), "share reaches the edge", || async {
+        get(None, None).await.status() == 200
+    })
+    .await;
+    let readyz = format!("https://eu.berth.localhost:{edge_port}/readyz");
+    let ready = |c: reqwest::Client, u: String| async move {
+        let r = c.get(u).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        ready(c.clone(), readyz.clone()).await.1["control"],
+        "connected"
+    );
+    let kept = berth.stop().await;
+    within(
+        Duration::from_secs(20),
+        "edge notices control is gone",
+        || {
+            let c = control_state.clone();
+            async move { !c.connected() }
+        },
+    )
+    .await;
+    let (status, body) = ready(c.clone(), readyz.clone()).await;
+    assert_eq!((status, &body["control"]), (200, &json!("unreachable")));
+    assert_eq!(get(None, None).await.status(), 200, "served from cache");
+
+    // Control comes back on the same data and address: the edge follows again.
+    let berth = Berth::start_with(Options {
+        dir: Some(control_dir.path().join("data")),
+        listen: Some(control_addr),
+        no_dev_agent: true,
+        ..Default::default()
+    })
+    .await;
+    within(
+        Duration::from_secs(15),
+        "edge follows control again",
+        || {
+            let c = control_state.clone();
+            async move { c.connected() }
+        },
+    )
+    .await;
+    assert_eq!(ready(c.clone(), readyz).await.1["control"], "connected");
+    drop(kept);
+    drop(berth);
+    let _ = stop_agent.send(());
+    let _ = stop_edge.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), edge_task).await;
+}
