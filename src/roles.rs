@@ -10,11 +10,11 @@ use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::Secret;
 use crate::auth::TokenHash;
-use crate::catalog::Catalog;
 use crate::catalog::Link;
+use crate::catalog::{Catalog, Session};
 use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
-use crate::edge::{self, Edge, Frontdoor, LinkRedeemer};
+use crate::edge::{self, ControlCalls, Edge, Frontdoor};
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::{self, SwappableCert};
@@ -62,36 +62,45 @@ pub enum StartError {
 /// The name of the cookie-signing key in the store's secrets.
 const COOKIE_KEY: &str = "cookie-signing-key";
 
-/// The built-in edge redeems share links in the store directly.
-struct StoreRedeemer(Store);
+/// The built-in edge redeems share links in the store and takes sign-in
+/// codes from the control plane's memory directly.
+struct LocalControl {
+    store: Store,
+    signin: Arc<SignIn>,
+    catalog: Arc<Catalog>,
+}
 
-impl LinkRedeemer for StoreRedeemer {
+impl ControlCalls for LocalControl {
     fn redeem(
         &self,
         hash: TokenHash,
         now: i64,
         source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
-        let store = self.0.clone();
+        let store = self.store.clone();
         Box::pin(async move {
-            let link = store.redeem_link(&hash, now).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "share link redemption failed");
-                None
-            })?;
-            let target = format!(
-                "link {} (agent {} port {})",
-                link.id, link.agent_id, link.port
-            );
-            let source = source.to_string();
-            tracing::info!(target: "berth::audit", actor = "visitor", action = "link.redeemed", target, source);
-            if let Err(e) = store
-                .record_audit("visitor", "link.redeemed", &target, &source)
+            control::links::redeem_and_audit(&store, &hash, now, &source.to_string(), None)
                 .await
-            {
-                tracing::error!(error = %e, "cannot store audit event");
-            }
-            Some(link)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "share link redemption failed");
+                    None
+                })
         })
+    }
+
+    fn take_code(
+        &self,
+        code: String,
+        host: String,
+        now: i64,
+    ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
+        let session = self
+            .signin
+            .codes
+            .take(&code, &host, now)
+            .and_then(|id| self.catalog.visitor_for_session(&id, now))
+            .map(|(_, s)| s);
+        Box::pin(async move { session })
     }
 }
 
@@ -266,7 +275,11 @@ impl Server {
             cfg.limits.clone(),
             metrics,
             signin.clone(),
-            Arc::new(StoreRedeemer(store.clone())),
+            Arc::new(LocalControl {
+                store: store.clone(),
+                signin: signin.clone(),
+                catalog: catalog.clone(),
+            }),
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
         let oidc = match cfg.oidc.clone() {

@@ -173,3 +173,33 @@ pub async fn revoke(
     st.audit(&caller.0.username, "link.revoked", &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Redeems a share-link token (one use counted in the store) and records
+/// `link.redeemed` in the audit log with the visitor's address and, for a
+/// regional edge, its region. `None` when the link is not live.
+pub async fn redeem_and_audit(
+    store: &crate::store::Store,
+    hash: &crate::auth::TokenHash,
+    now: i64,
+    source: &str,
+    region: Option<&str>,
+) -> Result<Option<crate::catalog::Link>, crate::store::StoreError> {
+    let Some(link) = store.redeem_link(hash, now).await? else {
+        return Ok(None);
+    };
+    let mut target = format!(
+        "link {} (agent {} port {})",
+        link.id, link.agent_id, link.port
+    );
+    if let Some(r) = region {
+        target.push_str(&format!(" via {r}"));
+    }
+    tracing::info!(target: "berth::audit", actor = "visitor", action = "link.redeemed", target, source);
+    if let Err(e) = store
+        .record_audit("visitor", "link.redeemed", &target, source)
+        .await
+    {
+        tracing::error!(error = %e, "cannot store audit event");
+    }
+    Ok(Some(link))
+}

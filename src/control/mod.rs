@@ -15,7 +15,7 @@
 mod bootstrap;
 mod error;
 mod extract;
-mod links;
+pub mod links;
 mod oidc;
 pub mod regions;
 mod shares;
@@ -105,6 +105,20 @@ impl ControlState {
         if let Err(e) = self.store.apply_and_publish(&self.catalog, change).await {
             tracing::error!(error = %e, "cannot tell other control replicas about a change");
         }
+    }
+
+    /// Where a browser may be sent back to after sign-in: `(authority,
+    /// path)` of an `https://` app host under this deployment's wildcard or
+    /// a region's; `None` for anything else (no open redirect).
+    pub async fn return_target<'a>(&self, url: &'a str) -> Option<(&'a str, &'a str)> {
+        if let Some(t) = crate::auth::signin::return_target(url, &self.signin.wildcard) {
+            return Some(t);
+        }
+        let regions = self.store.list_regions().await.ok()?;
+        regions
+            .iter()
+            .filter_map(|r| crate::host::Wildcard::parse(&r.wildcard).ok())
+            .find_map(|w| crate::auth::signin::return_target(url, &w))
     }
 
     /// Records a security-relevant action in the audit log (and the log
@@ -224,6 +238,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/edge/heartbeat", post(regions::heartbeat))
         .route("/edge/watch", get(regions::watch))
         .route("/edge/redeem", post(regions::redeem))
+        .route("/edge/exchange", post(regions::exchange))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {

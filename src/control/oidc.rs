@@ -12,7 +12,6 @@ use crate::auth::oidc::{
     admit, authorization_url, username_for, verify_id_token, ClientAuth, Expected, Flow, IdClaims,
     Metadata, OidcError, UserInfo, FLOW_TTL_SECS,
 };
-use crate::auth::signin::return_target;
 use crate::catalog::{Change, User};
 use crate::config::OidcConfig;
 use crate::edge::pages::escape_html;
@@ -324,8 +323,10 @@ pub async fn start(State(st): State<ControlState>, Query(q): Query<StartQuery>) 
         return not_configured();
     };
     let return_to = q.return_to.as_deref().filter(|r| !r.is_empty());
-    if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
-        return bad_return_to();
+    if let Some(r) = return_to {
+        if st.return_target(r).await.is_none() {
+            return bad_return_to();
+        }
     }
     let (meta, _) = match oidc.provider(false).await {
         Ok(p) => p,
@@ -485,8 +486,7 @@ async fn finish(
     };
     let return_to = cookie_value(headers, RETURN_COOKIE)
         .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .filter(|r| return_target(r, &st.signin.wildcard).is_some());
+        .and_then(|b| String::from_utf8(b).ok());
     start_session(st, &user, "oidc", return_to.as_deref()).await
 }
 

@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiPath, Caller};
 use super::{validate, ControlState};
 use crate::auth::{token, TokenHash, TokenKind};
-use crate::catalog::{Change, Link};
+use crate::catalog::{Change, Link, Session};
 use crate::host::Wildcard;
 use crate::store::RegionRow;
 use axum::body::Body;
@@ -313,22 +313,46 @@ pub async fn redeem(
 ) -> Result<Json<Link>, ApiError> {
     let hash = TokenHash::from_hex(&req.token_hash)
         .ok_or_else(|| ApiError::invalid_field("token_hash", "must be 64 hex digits"))?;
-    let link = st
-        .store
-        .redeem_link(&hash, now_unix())
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such live share link"))?;
-    let target = format!(
-        "link {} (agent {} port {}) via {}",
-        link.id, link.agent_id, link.port, region.name
-    );
-    tracing::info!(target: "berth::audit", actor = "visitor", action = "link.redeemed", target, source = req.source);
-    if let Err(e) = st
-        .store
-        .record_audit("visitor", "link.redeemed", &target, &req.source)
-        .await
-    {
-        tracing::error!(error = %e, "cannot store audit event");
-    }
+    let link = super::links::redeem_and_audit(
+        &st.store,
+        &hash,
+        now_unix(),
+        &req.source,
+        Some(&region.name),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such live share link"))?;
     Ok(Json(link))
+}
+
+/// `POST /edge/exchange` body: a one-time sign-in code and the app host it
+/// was minted for.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    pub code: String,
+    pub host: String,
+}
+
+/// Exchanges a sign-in code for an edge: the session it stands for, or 404
+/// (unknown, used, expired, for another host, or a host outside the
+/// calling region's wildcard).
+pub async fn exchange(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+    ApiJson(req): ApiJson<Exchange>,
+) -> Result<Json<Session>, ApiError> {
+    let gone = || ApiError::not_found("no such sign-in code for this host");
+    let wildcard = Wildcard::parse(&region.wildcard).map_err(|_| gone())?;
+    if crate::host::parse_host(&req.host, &wildcard).is_err() {
+        return Err(gone());
+    }
+    let now = now_unix();
+    let id = st
+        .signin
+        .codes
+        .take(&req.code, &req.host, now)
+        .ok_or_else(gone)?;
+    let (_, session) = st.catalog.visitor_for_session(&id, now).ok_or_else(gone)?;
+    Ok(Json(session))
 }

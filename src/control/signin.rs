@@ -6,7 +6,6 @@
 
 use super::ControlState;
 use crate::auth::cookie::{self, Purpose, SESSION_COOKIE};
-use crate::auth::signin::return_target;
 use crate::auth::Visitor;
 use crate::catalog::{Change, Session};
 use crate::edge::pages::escape_html;
@@ -120,9 +119,12 @@ fn form(st: &ControlState, return_to: Option<&str>, error: Option<&str>) -> Stri
 
 /// Where a signed-in browser goes next: back to the app host with a code,
 /// or to the control host's front page.
-fn continue_to(st: &ControlState, session: &Session, return_to: Option<&str>) -> Response {
-    let Some((authority, path)) = return_to.and_then(|r| return_target(r, &st.signin.wildcard))
-    else {
+async fn continue_to(st: &ControlState, session: &Session, return_to: Option<&str>) -> Response {
+    let target = match return_to {
+        Some(r) => st.return_target(r).await,
+        None => None,
+    };
+    let Some((authority, path)) = target else {
         return see_other("/");
     };
     let host = authority.split(':').next().unwrap_or(authority);
@@ -147,11 +149,13 @@ pub async fn show(
     Query(q): Query<SigninQuery>,
 ) -> Response {
     let return_to = q.return_to.as_deref();
-    if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
-        return bad_return_to();
+    if let Some(r) = return_to {
+        if st.return_target(r).await.is_none() {
+            return bad_return_to();
+        }
     }
     if let Some((_, session)) = session_of(&st, &headers) {
-        return continue_to(&st, &session, return_to);
+        return continue_to(&st, &session, return_to).await;
     }
     page(
         StatusCode::OK,
@@ -187,8 +191,10 @@ pub async fn submit(
         return forbidden_cross_site();
     }
     let return_to = f.return_to.as_deref().filter(|r| !r.is_empty());
-    if return_to.is_some_and(|r| return_target(r, &st.signin.wildcard).is_none()) {
-        return bad_return_to();
+    if let Some(r) = return_to {
+        if st.return_target(r).await.is_none() {
+            return bad_return_to();
+        }
     }
     let user = match st.store.verify_login(&f.username, &f.password).await {
         Ok(Some(u)) => u,
@@ -243,7 +249,7 @@ pub(super) async fn start_session(
         &st.signin.base_domain,
         session.expires_at,
     );
-    let mut res = continue_to(st, &session, return_to);
+    let mut res = continue_to(st, &session, return_to).await;
     if let Ok(v) = cookie::set_cookie(SESSION_COOKIE, &value, session.expires_at - now).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }

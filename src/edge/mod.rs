@@ -17,7 +17,7 @@ pub mod server;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
-use crate::catalog::{Catalog, Link};
+use crate::catalog::{Catalog, Link, Session};
 use crate::config::Limits;
 use crate::host::Wildcard;
 use crate::telemetry::EdgeMetrics;
@@ -49,22 +49,34 @@ pub struct Edge {
     pub metrics: EdgeMetrics,
     /// Cookie key, one-time codes, and where browsers sign in.
     pub signin: Arc<SignIn>,
-    /// Redeems share links (counts uses where the links are stored).
-    pub links: Arc<dyn LinkRedeemer>,
+    /// What only the control plane can do: redeem share links (it counts
+    /// uses) and exchange one-time sign-in codes.
+    pub control: Arc<dyn ControlCalls>,
     client: Client<TunnelConnector, Body>,
 }
 
-/// Redeems a share link token: counts one use and returns the link, or
-/// `None` when it does not exist, has expired, was revoked or is used up.
-pub trait LinkRedeemer: Send + Sync + 'static {
-    /// Redeems the token whose hash is `hash`, at `now` (unix seconds), for
-    /// a visitor at `source` (for the audit log).
+/// What an edge asks of the control plane: in-process for the built-in edge,
+/// over HTTPS for a regional one.
+pub trait ControlCalls: Send + Sync + 'static {
+    /// Redeems the share-link token whose hash is `hash`, at `now` (unix
+    /// seconds), for a visitor at `source` (for the audit log): counts one
+    /// use and returns the link, or `None` when it does not exist, has
+    /// expired, was revoked or is used up.
     fn redeem(
         &self,
         hash: TokenHash,
         now: i64,
         source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
+
+    /// Exchanges a one-time sign-in code minted for `host` for the session
+    /// it stands for; `None` if unknown, used, expired or for another host.
+    fn take_code(
+        &self,
+        code: String,
+        host: String,
+        now: i64,
+    ) -> futures_util::future::BoxFuture<'static, Option<Session>>;
 }
 
 impl Edge {
@@ -76,7 +88,7 @@ impl Edge {
         limits: Limits,
         metrics: EdgeMetrics,
         signin: Arc<SignIn>,
-        links: Arc<dyn LinkRedeemer>,
+        control: Arc<dyn ControlCalls>,
     ) -> Self {
         let connector = TunnelConnector::new(
             tunnels.clone(),
@@ -94,7 +106,7 @@ impl Edge {
             limits,
             metrics,
             signin,
-            links,
+            control,
             client,
         }
     }

@@ -8,7 +8,7 @@ use super::cors;
 use super::pages::{self, ErrorPage};
 use super::{body::Counted, headers, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
-use crate::catalog::{Cors, Protocol, Resolved};
+use crate::catalog::{Change, Cors, Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
 use crate::tunnel::edge::OpenError;
@@ -62,7 +62,7 @@ async fn forward(
             reason: e.to_string(),
         })?;
     if req.uri().path() == CALLBACK_PATH {
-        return signin_callback(edge, &req, &host_header);
+        return signin_callback(edge, &req, &host_header).await;
     }
     if req.uri().path().starts_with("/_berth/") {
         return Err(ErrorPage::NotFound);
@@ -348,7 +348,7 @@ async fn redeem(
         Some((_, agent_id, port, _)) if agent_id != 0 => (agent_id, port),
         _ => return Err(expired()),
     };
-    let Some(link) = edge.links.redeem(TokenHash::of(token), now, source).await else {
+    let Some(link) = edge.control.redeem(TokenHash::of(token), now, source).await else {
         return Err(expired());
     };
     if (link.agent_id, link.port) != target {
@@ -392,7 +392,7 @@ fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
 
 /// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code for
 /// a host-only `berth_app` cookie that lasts as long as the session.
-fn signin_callback(
+async fn signin_callback(
     edge: &Edge,
     req: &Request<Incoming>,
     host_header: &str,
@@ -411,14 +411,16 @@ fn signin_callback(
         serde_urlencoded::from_str(req.uri().query().unwrap_or("")).map_err(|_| refused())?;
     let host = super::bare_host(host_header);
     let now = unix_now();
-    let session_id = edge
-        .signin
-        .codes
-        .take(&cb.code, host, now)
+    let session = edge
+        .control
+        .take_code(cb.code, host.to_owned(), now)
+        .await
         .ok_or_else(refused)?;
+    // The session may not have reached a regional edge's catalog yet.
+    edge.catalog.apply(Change::Session(session.clone()));
     let (_, session) = edge
         .catalog
-        .visitor_for_session(&session_id, now)
+        .visitor_for_session(&session.id, now)
         .ok_or_else(refused)?;
     let value = edge.signin.key.sign(
         cookie::Purpose::Session,

@@ -8,13 +8,13 @@
 //! and says so in `/readyz` (`"control": "unreachable"`) and in the metric
 //! `berth_edge_control_connected`.
 
-use super::{Edge, Frontdoor, LinkRedeemer};
+use super::{ControlCalls, Edge, Frontdoor};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::{Secret, TokenHash};
-use crate::catalog::{Catalog, Change, Link};
+use crate::catalog::{Catalog, Change, Link, Session};
 use crate::config::{ServerConfig, TlsMode};
-use crate::control::regions::{Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY};
+use crate::control::regions::{Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY};
 use crate::roles::StartError;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::client::{client_config, connect};
@@ -195,10 +195,10 @@ impl ControlState {
     }
 }
 
-/// Redeems share links through control (which counts uses).
-struct RemoteRedeemer(ControlClient);
+/// Share links and sign-in codes, through control.
+struct RemoteControl(ControlClient);
 
-impl LinkRedeemer for RemoteRedeemer {
+impl ControlCalls for RemoteControl {
     fn redeem(
         &self,
         hash: TokenHash,
@@ -217,6 +217,25 @@ impl LinkRedeemer for RemoteRedeemer {
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "share link redemption failed");
+                    None
+                })
+        })
+    }
+
+    fn take_code(
+        &self,
+        code: String,
+        host: String,
+        _now: i64,
+    ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let body = serde_json::to_value(Exchange { code, host }).expect("JSON serializes");
+            client
+                .call::<Session>(http::Method::POST, "/edge/exchange", Some(body))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "sign-in code exchange failed");
                     None
                 })
         })
@@ -433,7 +452,7 @@ impl RegionalEdge {
             cfg.limits.clone(),
             metrics,
             signin,
-            Arc::new(RemoteRedeemer(client.clone())),
+            Arc::new(RemoteControl(client.clone())),
         ));
         let frontdoor = Arc::new(Frontdoor {
             edge,

@@ -225,6 +225,90 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     )
     .await;
 
+    // A browser signs in at control and lands on the app at the edge: the
+    // one-time code is exchanged through control, bound to the edge's host.
+    let (s, _) = berth
+        .api(
+            Method::POST,
+            "/api/v1/users",
+            &admin,
+            Some(json!({"username": "bob", "email": "bob@example.com", "password": "bob-password", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &admin,
+            Some(json!({"level": "authenticated"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let html = "text/html";
+    within(
+        Duration::from_secs(5),
+        "authenticated share at the edge",
+        || async {
+            c.get(&url)
+                .header("accept", html)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 303
+        },
+    )
+    .await;
+    let res = c.get(&url).header("accept", html).send().await.unwrap();
+    let signin = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        signin.starts_with(&berth.api_url("/signin?return_to=")),
+        "{signin}"
+    );
+    let res = berth
+        .client(true)
+        .post(berth.api_url("/signin"))
+        .form(&[
+            ("username", "bob"),
+            ("password", "bob-password"),
+            ("return_to", url.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let callback = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let edge_origin = format!("https://{port}--laptop--api--admin.eu.berth.localhost:{edge_port}");
+    assert!(
+        callback.starts_with(&format!("{edge_origin}/_berth/auth/callback?code=")),
+        "{callback}"
+    );
+    let res = c.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let app_cookie = res.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(app_cookie.starts_with("berth_app="), "{app_cookie}");
+    // A code works once.
+    assert_eq!(c.get(&callback).send().await.unwrap().status(), 401);
+    let res = get(None, Some(&app_cookie)).await;
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-berth-user"], "bob");
+    // A return_to under no region's wildcard is still refused.
+    let res = berth
+        .client(true)
+        .get(berth.api_url("/signin?return_to=https%3A%2F%2F3000--a--b--c.evil.example%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
     // Heartbeats: the region is healthy, with one agent.
     within(
         Duration::from_secs(10),
