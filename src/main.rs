@@ -173,6 +173,10 @@ struct AgentArgs {
     /// Only these ports may be reached, e.g. "3000,8000-8100" [default: all]
     #[arg(long, value_name = "PORTS", value_parser = parse_ports)]
     allow_ports: Option<BTreeSet<u16>>,
+    /// Dial only this region's edges ("control" for the control plane's own);
+    /// without it, the fastest healthy region, moving on when it fails
+    #[arg(long, value_name = "NAME")]
+    region: Option<String>,
     /// Log lines as "text" or "json"
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     log_format: String,
@@ -325,9 +329,6 @@ async fn run_edge(a: EdgeArgs) -> ExitCode {
         edge.region
     );
     println!("  listening on       {}", edge.local_addr);
-    if let Some(ca) = &edge.ca_path {
-        println!("  local CA           {}", ca.display());
-    }
     edge.run(shutdown_signal()).await;
     ExitCode::SUCCESS
 }
@@ -427,6 +428,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         ca_file: a.ca_file,
         connect_to: a.connect_to,
         upstream,
+        region: a.region,
     };
     match agent::run(cfg, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How often the region list told to agents is read again.
+const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often live tunnels are checked against the catalog.
 pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -163,8 +165,12 @@ pub struct Server {
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
 pub(crate) fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
-    let wildcard = cfg.wildcard.as_str();
-    // "*--apps.example.com" hosts are one label under "example.com".
+    cert_names(&cfg.base_domain, cfg.wildcard.as_str())
+}
+
+/// A host and a wildcard as certificate names: `*--apps.example.com` hosts
+/// are one label under `example.com`, so that form needs `*.example.com`.
+pub(crate) fn cert_names(host: &str, wildcard: &str) -> Vec<String> {
     let wildcard_san = match wildcard.strip_prefix("*--") {
         Some(rest) => match rest.split_once('.') {
             Some((_, parent)) => format!("*.{parent}"),
@@ -172,7 +178,7 @@ pub(crate) fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
         },
         None => wildcard.to_owned(),
     };
-    let mut names = vec![cfg.base_domain.clone(), wildcard_san];
+    let mut names = vec![host.to_owned(), wildcard_san];
     names.dedup();
     names
 }
@@ -182,13 +188,10 @@ impl Server {
     /// (and, for `dev`, the local workspace), and binds the listener.
     pub async fn build(cfg: ServerConfig, dev: bool) -> Result<Server, StartError> {
         create_private_dir(&cfg.data_dir)?;
-        let (cert, ca_path) = match &cfg.tls {
+        let (cert, local_ca) = match &cfg.tls {
             TlsMode::SelfSigned => {
                 let ca = tls::LocalCa::load_or_create(&cfg.data_dir)?;
-                (
-                    ca.issue(&leaf_names(&cfg))?,
-                    Some(ca.cert_path().to_owned()),
-                )
+                (ca.issue(&leaf_names(&cfg))?, Some(Arc::new(ca)))
             }
             TlsMode::Files {
                 cert_file,
@@ -197,6 +200,7 @@ impl Server {
             // Served until the stored or newly ordered certificate is in.
             TlsMode::Acme(_) => (tls::acme::temporary_cert(&leaf_names(&cfg))?, None),
         };
+        let ca_path = local_ca.as_ref().map(|ca| ca.cert_path().to_owned());
         let certs = SwappableCert::new(cert)?;
         let tls_config = tls::server_config(certs.clone())?;
 
@@ -288,6 +292,7 @@ impl Server {
         };
         let state = ControlState {
             oidc,
+            local_ca,
             store: store.clone(),
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence(tunnels.clone())),
@@ -303,6 +308,7 @@ impl Server {
             base_domain: cfg.base_domain.clone(),
             control: Some(control::router(state)),
             control_state: None,
+            regions: Default::default(),
         });
         Ok(Server {
             listener,
@@ -363,6 +369,7 @@ impl Server {
                 ca_file: self.ca_path.clone(),
                 connect_to: None,
                 upstream: Default::default(),
+                region: None,
             };
             let stop = stopped();
             tokio::spawn(async move {
@@ -402,6 +409,17 @@ impl Server {
                     .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
             }
         });
+        // The healthy regions, told to agents as their tunnels open.
+        let (store, directory) = (self.store.clone(), self.frontdoor.regions.clone());
+        let regions_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REGIONS_REFRESH);
+            loop {
+                tick.tick().await;
+                if let Ok(rows) = store.list_regions().await {
+                    directory.set(&control::regions::healthy(rows));
+                }
+            }
+        });
         // Other control replicas on the same PostgreSQL database publish the
         // changes they make; apply them here too (returns at once on SQLite).
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
@@ -416,6 +434,7 @@ impl Server {
         )
         .await;
         follower.abort();
+        regions_task.abort();
         tunnels.close_all();
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! serves the tunnel (see [`crate::tunnel`]). It reconnects with jittered
 //! exponential back-off after any failure; nothing listens in the workspace.
 
+pub mod regions;
 pub mod scan;
 
 use crate::auth::Secret;
@@ -36,6 +37,9 @@ pub struct AgentConfig {
     pub connect_to: Option<std::net::SocketAddr>,
     /// What the agent may dial.
     pub upstream: Upstream,
+    /// Dial only this region (`control` for the control plane's own edge);
+    /// otherwise the fastest healthy one.
+    pub region: Option<String>,
 }
 
 /// Why one connection attempt failed.
@@ -92,34 +96,83 @@ pub fn parse_url(url: &str) -> Result<(String, u16), AgentError> {
 /// accepts TCP and then passes nothing must not hold the agent forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Dials once and serves the tunnel until it ends.
+/// Dials `url` once and serves the tunnel until it ends. The edge's answer
+/// may list the healthy regions (kept in `known`); connected to the control
+/// plane's own edge and not pinned, the agent then moves to a nearer region
+/// if one answers faster (by ending this tunnel; the caller dials again).
 async fn connect_once(
     cfg: &AgentConfig,
+    url: &str,
     tls: Arc<rustls::ClientConfig>,
     up: Arc<Upstream>,
     connected: &mut Option<Instant>,
+    known: &mut Option<Vec<regions::Candidate>>,
 ) -> Result<(), AgentError> {
-    let io = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, tls))
+    let (io, listed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
         .await
         .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+    if let Some(list) = listed {
+        *known = Some(list);
+    }
     *connected = Some(Instant::now());
-    tracing::info!(url = %cfg.url, "tunnel up");
-    tunnel::agent::serve(io, up).await?;
+    tracing::info!(%url, "tunnel up");
+    let serve = tunnel::agent::serve(io, up);
+    tokio::pin!(serve);
+    let elsewhere = known
+        .clone()
+        .filter(|l| url == cfg.url && cfg.region.is_none() && !l.is_empty());
+    if let Some(list) = elsewhere {
+        tokio::select! {
+            r = &mut serve => return Ok(r?),
+            nearer = ordered(cfg, list, tls) => {
+                if let Some(best) = nearer.first().filter(|b| b.url != cfg.url) {
+                    tracing::info!(region = %best.name, url = %best.url, "moving to a nearer region");
+                    return Ok(());
+                }
+            }
+        }
+    }
+    serve.await?;
     Ok(())
+}
+
+/// `regions` and the control plane's own edge (`cfg.url`), in the order to
+/// try them (see [`regions::order`]).
+async fn ordered(
+    cfg: &AgentConfig,
+    mut candidates: Vec<regions::Candidate>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Vec<regions::Candidate> {
+    candidates.insert(
+        0,
+        regions::Candidate {
+            name: regions::CONTROL.into(),
+            url: cfg.url.clone(),
+        },
+    );
+    let probes = candidates
+        .iter()
+        .map(|c| regions::probe(&c.url, tls.clone()));
+    let rtts = futures_util::future::join_all(probes).await;
+    let measured: Vec<_> = candidates.into_iter().zip(rtts).collect();
+    tracing::debug!(?measured, "region round trips");
+    regions::order(measured, cfg.region.as_deref())
 }
 
 /// Dials, does TLS, and upgrades to the tunnel protocol.
 async fn open_tunnel(
     cfg: &AgentConfig,
+    url: &str,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<hyper::upgrade::Upgraded, AgentError> {
-    let (host, port) = parse_url(&cfg.url)?;
-    let stream = match cfg.connect_to {
+) -> Result<(hyper::upgrade::Upgraded, Option<Vec<regions::Candidate>>), AgentError> {
+    let (host, port) = parse_url(url)?;
+    // --connect-to names where cfg.url's host is, not a region's.
+    let stream = match cfg.connect_to.filter(|_| url == cfg.url) {
         Some(addr) => crate::tls::client::connect_to(&host, port, &[addr], tls).await,
         None => crate::tls::client::connect(&host, port, tls).await,
     }
     .map_err(|source| AgentError::Dial {
-        url: cfg.url.clone(),
+        url: url.to_owned(),
         source,
     })?;
     let (mut sender, conn) =
@@ -153,7 +206,12 @@ async fn open_tunnel(
         }
         other => return Err(AgentError::Unexpected(other)),
     }
-    Ok(hyper::upgrade::on(&mut res).await?)
+    let listed = res
+        .headers()
+        .get(regions::REGIONS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(regions::from_header);
+    Ok((hyper::upgrade::on(&mut res).await?, listed))
 }
 
 /// The wait before attempt `n` (0-based): exponential, capped, with full jitter
@@ -165,6 +223,38 @@ pub fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(jitter)
 }
 
+/// The URLs to try, in order. The regions come from the last tunnel's
+/// answer (`known`); a pinned agent that knows none yet asks control once.
+/// Knowing no regions, the agent dials `cfg.url` as given.
+async fn targets(
+    cfg: &AgentConfig,
+    tls: Arc<rustls::ClientConfig>,
+    known: &mut Option<Vec<regions::Candidate>>,
+) -> Vec<String> {
+    if cfg.region.is_some() && known.is_none() {
+        match regions::fetch(&cfg.url, cfg.token.expose(), tls.clone()).await {
+            Ok(list) => *known = Some(list.unwrap_or_default()),
+            Err(e) => tracing::warn!(error = %e, "cannot ask control for the regions"),
+        }
+    }
+    let Some(candidates) = known
+        .clone()
+        .filter(|l| !l.is_empty() || cfg.region.is_some())
+    else {
+        return vec![cfg.url.clone()];
+    };
+    let ordered = ordered(cfg, candidates, tls).await;
+    if ordered.is_empty() {
+        match &cfg.region {
+            Some(pin) => {
+                tracing::warn!(region = %pin, "no such region; check --region (berth regions lists them)")
+            }
+            None => tracing::warn!("no region answers; retrying"),
+        }
+    }
+    ordered.into_iter().map(|c| c.url).collect()
+}
+
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     parse_url(&cfg.url)?;
@@ -172,9 +262,35 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     let up = Arc::new(cfg.upstream.clone());
     let work = async {
         let mut attempt = 0u32;
+        let mut known: Option<Vec<regions::Candidate>> = None;
         loop {
             let mut connected = None;
-            let result = connect_once(&cfg, tls.clone(), up.clone(), &mut connected).await;
+            let urls = targets(&cfg, tls.clone(), &mut known).await;
+            if urls.is_empty() {
+                let wait = backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let mut result = Ok(());
+            for url in urls {
+                result = connect_once(
+                    &cfg,
+                    &url,
+                    tls.clone(),
+                    up.clone(),
+                    &mut connected,
+                    &mut known,
+                )
+                .await;
+                if connected.is_some() {
+                    // It was up: start over from the region list.
+                    break;
+                }
+                if let Err(e) = &result {
+                    tracing::warn!(%url, error = %e, "cannot open a tunnel; trying the next region");
+                }
+            }
             if connected.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                 attempt = 0;
             }

@@ -87,6 +87,9 @@ pub struct ControlState {
     pub signin: Arc<crate::auth::signin::SignIn>,
     /// Sign-in through an OpenID Connect provider, when `[oidc]` is set.
     pub oidc: Option<Arc<OidcClient>>,
+    /// The local CA (`tls.mode = "self-signed"`), which also signs regional
+    /// edges' certificates so one `ca.pem` covers the deployment.
+    pub local_ca: Option<Arc<crate::tls::LocalCa>>,
 }
 
 tokio::task_local! {
@@ -239,6 +242,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/edge/watch", get(regions::watch))
         .route("/edge/redeem", post(regions::redeem))
         .route("/edge/exchange", post(regions::exchange))
+        .route("/edge/certificate", get(regions::certificate))
+        .route("/agent/regions", get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {

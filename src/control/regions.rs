@@ -90,6 +90,12 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRegion>,
 ) -> Result<impl IntoResponse, ApiError> {
     validate::name("name", &req.name)?;
+    if req.name == crate::agent::regions::CONTROL {
+        return Err(ApiError::invalid_field(
+            "name",
+            "\"control\" is reserved for the control plane's own edge",
+        ));
+    }
     let url_ok = req
         .url
         .parse::<http::Uri>()
@@ -292,6 +298,79 @@ pub async fn watch(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The regions whose edges sent a heartbeat lately, as agents see them.
+pub fn healthy(rows: Vec<RegionRow>) -> Vec<crate::agent::regions::Candidate> {
+    let now = now_unix();
+    rows.into_iter()
+        .filter(|r| {
+            r.last_heartbeat
+                .is_some_and(|t| now - t <= HEALTHY_WITHIN_SECS)
+        })
+        .map(|r| crate::agent::regions::Candidate {
+            name: r.name,
+            url: r.url,
+        })
+        .collect()
+}
+
+/// `GET /agent/regions`: the healthy regions, for an agent (its own token)
+/// choosing where to dial.
+pub async fn for_agent(
+    State(st): State<ControlState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Vec<crate::agent::regions::Candidate>>, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthenticated)?;
+    if !token::is_well_formed(token, TokenKind::Agent)
+        || st.catalog.agent_for_token(&TokenHash::of(token)).is_none()
+    {
+        return Err(ApiError::invalid_token());
+    }
+    Ok(Json(healthy(st.store.list_regions().await?)))
+}
+
+/// `GET /edge/certificate` answer: DER, base64 (standard alphabet).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct EdgeCertificate {
+    /// Leaf first.
+    pub chain: Vec<String>,
+    /// PKCS#8 private key of the leaf.
+    pub key: String,
+}
+
+/// Issues a certificate for the calling region's host and wildcard, signed
+/// by control's local CA (SPEC §6: in `self-signed` mode one `ca.pem`
+/// covers the whole deployment). 409 when control runs no local CA.
+pub async fn certificate(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+) -> Result<Json<EdgeCertificate>, ApiError> {
+    use base64::Engine;
+    let ca = st.local_ca.as_ref().ok_or_else(|| {
+        ApiError::conflict(
+            "control has no local CA (its tls.mode is not \"self-signed\"): give the edge a certificate with tls.mode = \"files\" or \"acme\"",
+        )
+    })?;
+    let host = region
+        .url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .ok_or_else(|| ApiError::conflict("the region's url has no host"))?;
+    let issued = ca
+        .issue(&crate::roles::cert_names(&host, &region.wildcard))
+        .map_err(|e| ApiError::conflict(format!("cannot issue the edge's certificate: {e}")))?;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    tracing::info!(region = %region.name, %host, "issued a regional edge certificate");
+    Ok(Json(EdgeCertificate {
+        chain: issued.chain.iter().map(|c| b64(c)).collect(),
+        key: b64(issued.key.secret_der()),
+    }))
 }
 
 /// `POST /edge/redeem` body: the hash of a presented share-link token.

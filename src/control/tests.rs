@@ -41,6 +41,7 @@ impl Harness {
             sharing: crate::control::SharingPolicy::default(),
             signin: test_signin(),
             oidc: None,
+            local_ca: None,
         };
         let mut h = Harness {
             state,
@@ -768,6 +769,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             sharing: crate::control::SharingPolicy::default(),
             signin: test_signin(),
             oidc: None,
+            local_ca: None,
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

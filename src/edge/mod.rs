@@ -122,6 +122,25 @@ pub struct Frontdoor {
     pub control: Option<axum::Router>,
     /// A regional edge's link to control, for `/readyz`.
     pub control_state: Option<Arc<regional::ControlState>>,
+    /// The healthy regions, told to every agent when its tunnel opens.
+    pub regions: Arc<RegionDirectory>,
+}
+
+/// The healthy regions an edge tells its agents about (refreshed by the
+/// control role from the store; empty on a regional edge).
+#[derive(Debug, Default)]
+pub struct RegionDirectory(std::sync::RwLock<String>);
+
+impl RegionDirectory {
+    /// Replaces the list.
+    pub fn set(&self, regions: &[crate::agent::regions::Candidate]) {
+        *self.0.write().expect("region list lock") = crate::agent::regions::to_header(regions);
+    }
+
+    fn header(&self) -> Option<http::HeaderValue> {
+        let v = self.0.read().expect("region list lock");
+        (!v.is_empty()).then(|| http::HeaderValue::from_str(&v).ok())?
+    }
 }
 
 /// The host (with its port, if any) a request was sent to: `:authority`
@@ -221,12 +240,17 @@ impl Frontdoor {
                 Err(e) => tracing::warn!(agent = %agent.name, error = %e, "agent upgrade failed"),
             }
         });
-        Response::builder()
+        let mut res = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, tunnel::UPGRADE_PROTOCOL)
             .body(Body::empty())
-            .expect("static response is valid")
+            .expect("static response is valid");
+        if let Some(regions) = self.regions.header() {
+            res.headers_mut()
+                .insert(crate::agent::regions::REGIONS_HEADER, regions);
+        }
+        res
     }
 }
 

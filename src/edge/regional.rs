@@ -14,7 +14,9 @@ use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::{Secret, TokenHash};
 use crate::catalog::{Catalog, Change, Link, Session};
 use crate::config::{ServerConfig, TlsMode};
-use crate::control::regions::{Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY};
+use crate::control::regions::{
+    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY,
+};
 use crate::roles::StartError;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::client::{client_config, connect};
@@ -160,6 +162,28 @@ impl ControlClient {
         tokio::time::timeout(CALL_TIMEOUT, work)
             .await
             .map_err(|_| format!("control at {} did not answer {path} in time", self.link.url))?
+    }
+
+    /// A certificate for this region's host and wildcard from control's
+    /// local CA (`tls.mode = "self-signed"`).
+    pub async fn certificate(&self) -> Result<tls::CertAndKey, String> {
+        use base64::Engine;
+        let c: EdgeCertificate = self
+            .call(http::Method::GET, "/edge/certificate", None)
+            .await?
+            .ok_or("control does not issue edge certificates (an older version?)")?;
+        let dec = |s: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| "control sent an unusable certificate".to_owned())
+        };
+        let chain = c
+            .chain
+            .iter()
+            .map(|d| dec(d).map(rustls_pki_types::CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(dec(&c.key)?.into());
+        Ok(tls::CertAndKey { chain, key })
     }
 
     /// Who this edge is, and the cookie key.
@@ -344,8 +368,6 @@ pub struct RegionalEdge {
     pub local_addr: SocketAddr,
     /// The admin listener's address, if it runs.
     pub admin_addr: Option<SocketAddr>,
-    /// The CA certificate file (self-signed mode).
-    pub ca_path: Option<PathBuf>,
     /// Live tunnels.
     pub tunnels: Arc<Tunnels>,
     /// What this edge knows, from the watch stream.
@@ -386,18 +408,13 @@ impl RegionalEdge {
         hex::decode_to_slice(&hello.cookie_key, &mut key)
             .map_err(|_| StartError::Control("control sent an unusable cookie key".into()))?;
         crate::roles::create_private_dir(&cfg.data_dir)?;
-        let (cert, ca_path) = match &cfg.tls {
-            TlsMode::SelfSigned => {
-                let ca = tls::LocalCa::load_or_create(&cfg.data_dir)?;
-                (
-                    ca.issue(&crate::roles::leaf_names(&cfg))?,
-                    Some(ca.cert_path().to_owned()),
-                )
-            }
+        let cert = match &cfg.tls {
+            // Signed by control's local CA, which clients already trust.
+            TlsMode::SelfSigned => client.certificate().await.map_err(StartError::Control)?,
             TlsMode::Files {
                 cert_file,
                 key_file,
-            } => (tls::load_files(cert_file, key_file)?, None),
+            } => tls::load_files(cert_file, key_file)?,
             TlsMode::Acme(_) => {
                 return Err(StartError::Control(
                     "tls.mode = \"acme\" is not available on a regional edge yet; use \"files\" or \"self-signed\"".into(),
@@ -459,6 +476,7 @@ impl RegionalEdge {
             base_domain: cfg.base_domain.clone(),
             control: None,
             control_state: Some(control.clone()),
+            regions: Default::default(),
         });
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {
@@ -475,7 +493,6 @@ impl RegionalEdge {
             region: hello.region,
             local_addr,
             admin_addr,
-            ca_path,
             tunnels,
             catalog,
             control,

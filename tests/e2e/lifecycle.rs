@@ -121,6 +121,7 @@ async fn control_role_serves_an_operator_certificate() {
         ca_file: Some(cert_file.clone()),
         connect_to: Some(([127, 0, 0, 1], port).into()),
         upstream: Default::default(),
+        region: None,
     };
     let (agent_stop, agent_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(berth::agent::run(agent_cfg, async {

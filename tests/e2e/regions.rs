@@ -25,6 +25,45 @@ where
     t0.elapsed()
 }
 
+/// A regional edge for `region` (already created at control, token given),
+/// serving `*.{region}.berth.localhost` on `port`; stops when the sender
+/// is used or dropped.
+async fn start_edge(
+    berth: &Berth,
+    region: &str,
+    token: &str,
+    port: u16,
+    dir: &std::path::Path,
+) -> (
+    RegionalEdge,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let cfg = ServerConfig::resolve(
+        FileConfig::default(),
+        Overrides {
+            listen: Some(format!("127.0.0.1:{port}")),
+            data_dir: Some(dir.join(region)),
+            admin_listen: Some("off".into()),
+            base_domain: Some(format!("{region}.berth.localhost")),
+            wildcard: Some(format!("*.{region}.berth.localhost")),
+            ..Default::default()
+        },
+        RoleDefaults::EDGE,
+    )
+    .unwrap();
+    let link = ControlLink {
+        url: berth.api_url(""),
+        token: berth::auth::Secret::new(token),
+        ca_file: Some(berth.ca_pem.clone()),
+    };
+    let edge = RegionalEdge::build(cfg, link, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (edge, tx, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down() {
     let control_dir = tempfile::tempdir().unwrap();
@@ -79,31 +118,12 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
 
     // The edge: its own host and wildcard, trusting control's CA.
     let edge_dir = tempfile::tempdir().unwrap();
-    let cfg = ServerConfig::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some(format!("127.0.0.1:{edge_port}")),
-            data_dir: Some(edge_dir.path().join("edge")),
-            admin_listen: Some("off".into()),
-            base_domain: Some("eu.berth.localhost".into()),
-            wildcard: Some("*.eu.berth.localhost".into()),
-            ..Default::default()
-        },
-        RoleDefaults::EDGE,
-    )
-    .unwrap();
-    let link = ControlLink {
-        url: berth.api_url(""),
-        token: berth::auth::Secret::new(&token),
-        ca_file: Some(berth.ca_pem.clone()),
-    };
-    let edge = RegionalEdge::build(cfg, link, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (edge, stop_edge, stopped) =
+        start_edge(&berth, "eu", &token, edge_port, edge_dir.path()).await;
     assert_eq!(edge.region, "eu");
-    let edge_ca = edge.ca_path.clone().unwrap();
+    // Its certificate comes from control's CA: one ca.pem for everything.
+    let edge_ca = berth.ca_pem.clone();
     let (control_state, tunnels) = (edge.control.clone(), edge.tunnels.clone());
-    let (stop_edge, stopped) = tokio::sync::oneshot::channel::<()>();
     let edge_task = tokio::spawn(edge.run(async {
         let _ = stopped.await;
     }));
@@ -122,6 +142,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         ca_file: Some(edge_ca.clone()),
         connect_to: None,
         upstream: Default::default(),
+        region: None,
     };
     let (stop_agent, agent_stop) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -388,4 +409,186 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     let _ = stop_agent.send(());
     let _ = stop_edge.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), edge_task).await;
+}
+
+/// The status of `GET /` on app port `port` of admin/api/laptop at `host`
+/// (0 when the request fails).
+async fn through(c: &reqwest::Client, port: u16, host: &str) -> u16 {
+    c.get(format!("https://{port}--laptop--api--admin.{host}/"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Two regions and control, at different distances (delay lines on
+/// loopback): the agent moves to the nearest, and when that edge dies it is
+/// back through the next nearest within seconds, with no one's help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
+    use crate::support::delay::Delay;
+    let berth = Berth::start_with(Options {
+        no_dev_agent: true,
+        ..Default::default()
+    })
+    .await;
+    let admin = berth.admin_token.clone();
+    // Control is 80 ms away from the agent, eu 160 ms, us next door.
+    let to_control = Delay::start(berth.addr, Duration::from_millis(80)).await;
+    let (eu_port, us_port) = (free_port(), free_port());
+    let to_eu = Delay::start(
+        format!("127.0.0.1:{eu_port}").parse().unwrap(),
+        Duration::from_millis(160),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for (name, url) in [
+        (
+            "eu",
+            format!("https://eu.berth.localhost:{}", to_eu.addr.port()),
+        ),
+        ("us", format!("https://us.berth.localhost:{us_port}")),
+    ] {
+        let (s, r) = berth
+            .api(
+                Method::POST,
+                "/api/v1/regions",
+                &admin,
+                Some(json!({"name": name, "url": url, "wildcard": format!("*.{name}.berth.localhost")})),
+            )
+            .await;
+        assert_eq!(s, 201, "{r}");
+        tokens.push(r["region_token"].as_str().unwrap().to_owned());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (eu, stop_eu, eu_rx) = start_edge(&berth, "eu", &tokens[0], eu_port, dir.path()).await;
+    let (us, stop_us, us_rx) = start_edge(&berth, "us", &tokens[1], us_port, dir.path()).await;
+    let (eu_tunnels, us_tunnels) = (eu.tunnels.clone(), us.tunnels.clone());
+    let eu_task = tokio::spawn(eu.run(async {
+        let _ = eu_rx.await;
+    }));
+    let us_task = tokio::spawn(us.run(async {
+        let _ = us_rx.await;
+    }));
+    within(Duration::from_secs(10), "both regions healthy", || async {
+        let (_, list) = berth
+            .api(Method::GET, "/api/v1/regions", &admin, None)
+            .await;
+        list.as_array()
+            .is_some_and(|l| l.len() == 2 && l.iter().all(|r| r["healthy"] == true))
+    })
+    .await;
+    // Control refreshes the list it gives agents every 2 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // The agent is told only control's URL (through its 80 ms path).
+    let agent_token = berth.create_agent("api", "laptop").await;
+    let app = apps::start("127.0.0.1:0", "roaming").await;
+    let cfg = berth::agent::AgentConfig {
+        url: format!("https://berth.localhost:{}", to_control.addr.port()),
+        token: berth::auth::Secret::new(&agent_token),
+        ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
+        upstream: Default::default(),
+        region: None,
+    };
+    let (stop_agent, agent_stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = berth::agent::run(cfg, async {
+            let _ = agent_stop.await;
+        })
+        .await;
+    });
+    let took = within(Duration::from_secs(15), "agent settles on us", || {
+        let (u, e, c) = (
+            us_tunnels.clone(),
+            eu_tunnels.clone(),
+            berth.server.tunnels.clone(),
+        );
+        async move { u.len() == 1 && e.is_empty() && c.is_empty() }
+    })
+    .await;
+    println!("the agent settled on the nearest region (us) after {took:?}");
+    let share = format!(
+        "/api/v1/workspaces/admin/api/agents/laptop/ports/{}/share",
+        app.port()
+    );
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &admin,
+            Some(json!({"level": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let c = client_for(&berth.ca_pem, true);
+    let port = app.port();
+    let us_host = format!("us.berth.localhost:{us_port}");
+    within(Duration::from_secs(5), "app through us", || async {
+        through(&c, port, &us_host).await == 200
+    })
+    .await;
+
+    // us dies: the agent is back through control (80 ms) before eu (160 ms).
+    let died = Instant::now();
+    let _ = stop_us.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), us_task).await;
+    let control_host = format!("berth.localhost:{}", berth.addr.port());
+    within(
+        Duration::from_secs(10),
+        "agent back through control",
+        || {
+            let c = berth.server.tunnels.clone();
+            async move { c.len() == 1 }
+        },
+    )
+    .await;
+    within(Duration::from_secs(5), "app through control", || async {
+        through(&c, port, &control_host).await == 200
+    })
+    .await;
+    println!(
+        "fail-over: reachable again {:?} after the us edge died",
+        died.elapsed()
+    );
+    assert!(
+        died.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        died.elapsed()
+    );
+    assert!(eu_tunnels.is_empty());
+
+    // Pinned to eu, an agent goes there and nowhere else.
+    let pinned_token = berth.create_agent("api", "pinned").await;
+    let cfg = berth::agent::AgentConfig {
+        url: format!("https://berth.localhost:{}", to_control.addr.port()),
+        token: berth::auth::Secret::new(&pinned_token),
+        ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
+        upstream: Default::default(),
+        region: Some("eu".into()),
+    };
+    let (stop_pinned, pinned_stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = berth::agent::run(cfg, async {
+            let _ = pinned_stop.await;
+        })
+        .await;
+    });
+    within(Duration::from_secs(10), "pinned agent on eu", || {
+        let e = eu_tunnels.clone();
+        async move { e.len() == 1 }
+    })
+    .await;
+    assert_eq!(
+        berth.server.tunnels.len(),
+        1,
+        "only the roaming agent on control"
+    );
+
+    let _ = stop_agent.send(());
+    let _ = stop_pinned.send(());
+    let _ = stop_eu.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), eu_task).await;
 }

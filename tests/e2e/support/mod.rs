@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod apps;
+pub mod delay;
 pub mod idp;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
 /// use the same file).
@@ -204,6 +205,7 @@ impl Berth {
             ca_file: Some(self.ca_pem.clone()),
             connect_to: None,
             upstream: Default::default(),
+            region: None,
         }
     }
 

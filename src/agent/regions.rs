@@ -1,0 +1,192 @@
+//! Where an agent dials: the control plane's own edge or a regional one,
+//! whichever answers fastest (SPEC §6), unless `--region` pins one.
+//!
+//! At every (re)connection the agent asks control for the healthy regions
+//! (`GET /api/v1/agent/regions`, with its agent token), times a TLS handshake
+//! to each candidate, and tries them fastest first; a dead edge fails its
+//! handshake and is skipped, which is the fail-over. When control cannot be
+//! asked, the last list it gave is used.
+
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A place to dial.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct Candidate {
+    /// The region's name; `control` for the control plane's own edge.
+    pub name: String,
+    /// `https://host[:port]`
+    pub url: String,
+}
+
+/// The name the control plane's own edge goes by.
+pub const CONTROL: &str = "control";
+
+/// The header on the tunnel's `101` answer that lists the healthy regions
+/// (`name=url, name=url`), so an agent learns them with no extra request.
+pub const REGIONS_HEADER: &str = "berth-regions";
+
+/// Formats [`REGIONS_HEADER`].
+pub fn to_header(regions: &[Candidate]) -> String {
+    regions
+        .iter()
+        .map(|c| format!("{}={}", c.name, c.url))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses [`REGIONS_HEADER`]; entries that are not `name=https://...` are skipped.
+pub fn from_header(value: &str) -> Vec<Candidate> {
+    value
+        .split(',')
+        .filter_map(|e| {
+            let (name, url) = e.trim().split_once('=')?;
+            (!name.is_empty() && super::parse_url(url).is_ok()).then(|| Candidate {
+                name: name.to_owned(),
+                url: url.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// How long a handshake may take to count as reachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The candidates in the order to try them: with `pin`, only that one
+/// (reachable or not: pinning is a promise about where data flows);
+/// otherwise every reachable one, fastest first (ties keep list order).
+pub fn order(measured: Vec<(Candidate, Option<Duration>)>, pin: Option<&str>) -> Vec<Candidate> {
+    if let Some(pin) = pin {
+        return measured
+            .into_iter()
+            .map(|(c, _)| c)
+            .filter(|c| c.name == pin)
+            .collect();
+    }
+    let mut up: Vec<(Candidate, Duration)> = measured
+        .into_iter()
+        .filter_map(|(c, rtt)| rtt.map(|r| (c, r)))
+        .collect();
+    up.sort_by_key(|(_, r)| *r);
+    up.into_iter().map(|(c, _)| c).collect()
+}
+
+/// Times a TCP connect and TLS handshake to `url`; `None` if it fails or
+/// takes longer than [`PROBE_TIMEOUT`].
+pub async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration> {
+    let (host, port) = super::parse_url(url).ok()?;
+    let started = Instant::now();
+    let stream = tokio::time::timeout(PROBE_TIMEOUT, crate::tls::client::connect(&host, port, tls))
+        .await
+        .ok()?
+        .ok()?;
+    drop(stream);
+    Some(started.elapsed())
+}
+
+/// Asks control at `url` for the healthy regions. `Ok(None)`: the server
+/// keeps no region list (an edge, or an older control): dial `url` itself.
+pub async fn fetch(
+    url: &str,
+    token: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Option<Vec<Candidate>>, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    let (host, port) = super::parse_url(url).map_err(|e| e.to_string())?;
+    let work = async {
+        let stream = crate::tls::client::connect(&host, port, tls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let authority = if port == 443 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        let req = http::Request::builder()
+            .uri("/api/v1/agent/regions")
+            .header(http::header::HOST, authority)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Empty::new())
+            .expect("static request is valid");
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = res.status();
+        let body = Limited::new(res.into_body(), 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered {status} for the region list"));
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| format!("unusable region list: {e}"))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT * 2, work)
+        .await
+        .map_err(|_| format!("{url} did not send the region list in time"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str) -> Candidate {
+        Candidate {
+            name: name.into(),
+            url: format!("https://{name}.example.com"),
+        }
+    }
+
+    #[test]
+    fn the_header_round_trips_and_skips_junk() {
+        let list = vec![c("eu"), c("us")];
+        assert_eq!(from_header(&to_header(&list)), list);
+        assert_eq!(from_header(""), vec![]);
+        assert_eq!(
+            from_header("eu=https://eu.example.com, bad, x=http://x, =https://y, us=https://us.example.com:8443"),
+            vec![
+                c("eu"),
+                Candidate {
+                    name: "us".into(),
+                    url: "https://us.example.com:8443".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn fastest_first_unreachable_dropped_pin_wins() {
+        let ms = Duration::from_millis;
+        let measured = vec![
+            (c("control"), Some(ms(60))),
+            (c("eu"), Some(ms(120))),
+            (c("us"), Some(ms(5))),
+            (c("ap"), None),
+        ];
+        let names = |v: Vec<Candidate>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(order(measured.clone(), None)),
+            ["us", "control", "eu"]
+        );
+        assert_eq!(names(order(measured.clone(), Some("eu"))), ["eu"]);
+        assert_eq!(
+            names(order(measured.clone(), Some("ap"))),
+            ["ap"],
+            "pinned even when down"
+        );
+        assert!(order(measured, Some("mars")).is_empty());
+        let tie = vec![(c("a"), Some(ms(1))), (c("b"), Some(ms(1)))];
+        assert_eq!(names(order(tie, None)), ["a", "b"]);
+    }
+}
