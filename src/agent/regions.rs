@@ -92,18 +92,8 @@ pub async fn fetch(
     token: &str,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Option<Vec<Candidate>>, String> {
-    use http_body_util::{BodyExt, Empty, Limited};
     let (host, port) = super::parse_url(url).map_err(|e| e.to_string())?;
     let work = async {
-        let stream = crate::tls::client::connect(&host, port, tls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
         let authority = if port == 443 {
             host.clone()
         } else {
@@ -113,15 +103,9 @@ pub async fn fetch(
             .uri("/api/v1/agent/regions")
             .header(http::header::HOST, authority)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Empty::new())
+            .body(Default::default())
             .expect("static request is valid");
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = res.status();
-        let body = Limited::new(res.into_body(), 1024 * 1024)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let (status, body) = crate::tls::client::fetch(&host, port, tls, req, 1024 * 1024).await?;
         if status == http::StatusCode::NOT_FOUND {
             return Ok(None);
         }

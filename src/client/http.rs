@@ -4,14 +4,16 @@
 //! `*.localhost` names resolve to loopback.
 
 use super::ClientError;
-use crate::tls::client::{client_config, connect};
+use crate::tls::client::{client_config, fetch};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Largest API answer read.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// How long one API call may take, connection and handshake included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,16 +105,6 @@ impl Session {
     ) -> Result<(StatusCode, Value), ClientError> {
         let tls = client_config(self.ca_file.as_deref(), &[b"http/1.1"])
             .map_err(|e| ClientError::Usage(e.to_string()))?;
-        let transport = |e: &dyn std::fmt::Display| {
-            ClientError::Transport(format!("cannot reach {}: {e}", self.url))
-        };
-        let stream = connect(&ep.host, ep.port, tls)
-            .await
-            .map_err(|e| transport(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| transport(&e))?;
-        let conn = tokio::spawn(conn);
 
         let mut req = Request::builder()
             .method(method)
@@ -139,15 +131,9 @@ impl Session {
         let req = req
             .body(Full::new(bytes))
             .map_err(|e| ClientError::Usage(format!("cannot build the request: {e}")))?;
-        let res = sender.send_request(req).await.map_err(|e| transport(&e))?;
-        let status = res.status();
-        let raw = res
-            .into_body()
-            .collect()
+        let (status, raw) = fetch(&ep.host, ep.port, tls, req, MAX_ANSWER)
             .await
-            .map_err(|e| transport(&e))?
-            .to_bytes();
-        conn.abort();
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", self.url)))?;
         let value = if raw.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {

@@ -16,15 +16,14 @@ use crate::catalog::{Change, User};
 use crate::config::OidcConfig;
 use crate::edge::pages::escape_html;
 use crate::store::{NewUser, Role};
-use crate::tls::client::{client_config, connect};
+use crate::tls::client::{client_config, fetch};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::JwkSet;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
@@ -149,13 +148,6 @@ impl OidcClient {
         let host = authority.host();
         let port = authority.port_u16().unwrap_or(443);
         let fail = |e: &dyn std::fmt::Display| format!("cannot reach {url}: {e}");
-        let stream = connect(host, port, self.tls.clone())
-            .await
-            .map_err(|e| fail(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fail(&e))?;
-        let conn = tokio::spawn(conn);
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut req = http::Request::builder()
             .uri(path)
@@ -178,14 +170,7 @@ impl OidcClient {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(body)).map_err(|e| fail(&e))?;
-        let res = sender.send_request(req).await.map_err(|e| fail(&e))?;
-        let status = res.status();
-        let raw = Limited::new(res.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| fail(&e))?
-            .to_bytes();
-        conn.abort();
+        let (status, raw) = fetch(host, port, self.tls.clone(), req, MAX_ANSWER).await?;
         if !status.is_success() {
             #[derive(Deserialize)]
             struct OAuthError {

@@ -19,12 +19,11 @@ use crate::control::regions::{
 };
 use crate::roles::StartError;
 use crate::telemetry::{self, EdgeMetrics};
-use crate::tls::client::{client_config, connect};
+use crate::tls::client::{client_config, send};
 use crate::tls::{self, SwappableCert};
 use crate::tunnel::edge::Tunnels;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
@@ -96,13 +95,6 @@ impl ControlClient {
         body: Option<Vec<u8>>,
     ) -> Result<(http::StatusCode, hyper::body::Incoming), String> {
         let fail = |e: &dyn std::fmt::Display| format!("control at {}: {e}", self.link.url);
-        let stream = connect(&self.host, self.port, self.tls.clone())
-            .await
-            .map_err(|e| fail(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fail(&e))?;
-        tokio::spawn(conn);
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("/api/v1{path}"))
@@ -121,7 +113,7 @@ impl ControlClient {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| fail(&e))?;
-        let res = sender.send_request(req).await.map_err(|e| fail(&e))?;
+        let res = send(&self.host, self.port, self.tls.clone(), req).await?;
         Ok((res.status(), res.into_body()))
     }
 

@@ -200,6 +200,45 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     Ok(addrs)
 }
 
+/// Sends one request over a fresh HTTP/1.1 connection to `host:port` (TLS
+/// with `config`) and returns the response with its body still streaming.
+/// For berth's own occasional calls (control, an OpenID provider): no pool.
+/// The caller sets `Host`. Errors are sentences naming `host:port`.
+pub async fn send(
+    host: &str,
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot reach {host}:{port}: {e}");
+    let stream = connect(host, port, config).await.map_err(|e| fail(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(&e))?;
+    tokio::spawn(conn);
+    sender.send_request(req).await.map_err(|e| fail(&e))
+}
+
+/// [`send`], then reads the whole body (at most `limit` bytes).
+pub async fn fetch(
+    host: &str,
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    limit: usize,
+) -> Result<(http::StatusCode, bytes::Bytes), String> {
+    use http_body_util::BodyExt;
+    let res = send(host, port, config, req).await?;
+    let status = res.status();
+    let body = http_body_util::Limited::new(res.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer of {host}:{port}: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
 /// Dials `host:port` over TCP (trying each address from [`resolve`] in
 /// turn, `TCP_NODELAY` on) and does a TLS handshake with SNI = `host`
 /// (certificate checked against `host` too).
