@@ -230,31 +230,7 @@ impl Server {
             .await
             .map_err(|e| StartError::Bootstrap(e.to_string()))?;
 
-        let listener =
-            TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: cfg.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-        let admin = match cfg.admin_listen {
-            None => None,
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(l) => Some(l),
-                Err(source) if cfg.admin_listen_explicit => {
-                    return Err(StartError::AdminListen { addr, source })
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "admin listener (metrics) not started: the default port is busy; set --admin-listen");
-                    None
-                }
-            },
-        };
-        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let (listener, local_addr, admin, admin_addr) = bind(&cfg).await?;
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {
             cfg.listen = local_addr;
@@ -438,6 +414,42 @@ impl Server {
         tunnels.close_all();
         Ok(())
     }
+}
+
+/// Binds the public listener and, if configured, the admin listener (a busy
+/// default admin port is a warning, an explicitly chosen one an error).
+pub(crate) async fn bind(
+    cfg: &ServerConfig,
+) -> Result<
+    (
+        TcpListener,
+        SocketAddr,
+        Option<TcpListener>,
+        Option<SocketAddr>,
+    ),
+    StartError,
+> {
+    let listen_err = |source| StartError::Listen {
+        addr: cfg.listen,
+        source,
+    };
+    let listener = TcpListener::bind(cfg.listen).await.map_err(listen_err)?;
+    let local_addr = listener.local_addr().map_err(listen_err)?;
+    let admin = match cfg.admin_listen {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(source) if cfg.admin_listen_explicit => {
+                return Err(StartError::AdminListen { addr, source })
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "admin listener (metrics) not started: the default port is busy; set --admin-listen");
+                None
+            }
+        },
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    Ok((listener, local_addr, admin, admin_addr))
 }
 
 /// Creates `dir` (mode 0700 on Unix) if it does not exist.

@@ -415,26 +415,7 @@ impl RegionalEdge {
         };
         let certs = SwappableCert::new(cert)?;
         let tls_config = tls::server_config(certs.clone())?;
-        let listener =
-            TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: cfg.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-        let admin = match cfg.admin_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::AdminListen { addr, source })?,
-            ),
-            None => None,
-        };
-        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let (listener, local_addr, admin, admin_addr) = crate::roles::bind(&cfg).await?;
         let catalog = Arc::new(Catalog::new());
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();

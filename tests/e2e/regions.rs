@@ -3,7 +3,7 @@
 //! within seconds), heartbeats and health, share links redeemed through
 //! control, and serving from cache while control is down.
 
-use crate::support::{apps, client_for, free_port, Berth, Options};
+use crate::support::{apps, client_for, free_port, run_agent, Berth, Options};
 use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
 use berth::edge::regional::{ControlLink, RegionalEdge};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -144,13 +144,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         upstream: Default::default(),
         region: None,
     };
-    let (stop_agent, agent_stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = berth::agent::run(agent_cfg, async {
-            let _ = agent_stop.await;
-        })
-        .await;
-    });
+    let stop_agent = run_agent(agent_cfg);
     within(Duration::from_secs(10), "agent on the edge", || {
         let t = tunnels.clone();
         async move { t.len() == 1 }
@@ -492,13 +486,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         upstream: Default::default(),
         region: None,
     };
-    let (stop_agent, agent_stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = berth::agent::run(cfg, async {
-            let _ = agent_stop.await;
-        })
-        .await;
-    });
+    let stop_agent = run_agent(cfg);
     let took = within(Duration::from_secs(15), "agent settles on us", || {
         let (u, e, c) = (
             us_tunnels.clone(),
@@ -569,13 +557,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         upstream: Default::default(),
         region: Some("eu".into()),
     };
-    let (stop_pinned, pinned_stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = berth::agent::run(cfg, async {
-            let _ = pinned_stop.await;
-        })
-        .await;
-    });
+    let stop_pinned = run_agent(cfg);
     within(Duration::from_secs(10), "pinned agent on eu", || {
         let e = eu_tunnels.clone();
         async move { e.len() == 1 }

@@ -306,6 +306,19 @@ pub fn client_for(ca: &Path, http1_only: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
+/// Runs an in-process `berth agent` with `cfg` until the returned sender is
+/// used or dropped.
+pub fn run_agent(cfg: berth::agent::AgentConfig) -> oneshot::Sender<()> {
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = berth::agent::run(cfg, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    tx
+}
+
 /// A loopback port that was free a moment ago (bind port 0, then close).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
