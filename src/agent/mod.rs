@@ -118,31 +118,46 @@ async fn connect_once(
     tracing::info!(%url, "tunnel up");
     let serve = tunnel::agent::serve(io, up);
     tokio::pin!(serve);
-    let elsewhere = known
+    // Unpinned and knowing regions: measure at once and then every few
+    // minutes, and move when another region is clearly nearer.
+    let Some(list) = known
         .clone()
-        .filter(|l| url == cfg.url && cfg.region.is_none() && !l.is_empty());
-    if let Some(list) = elsewhere {
+        .filter(|l| cfg.region.is_none() && !l.is_empty())
+    else {
+        return Ok(serve.await?);
+    };
+    let mut wait = Duration::ZERO;
+    loop {
         tokio::select! {
             r = &mut serve => return Ok(r?),
-            nearer = ordered(cfg, list, tls) => {
-                if let Some(best) = nearer.first().filter(|b| b.url != cfg.url) {
-                    tracing::info!(region = %best.name, url = %best.url, "moving to a nearer region");
-                    return Ok(());
-                }
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = regions::REMEASURE_EVERY;
+        let measured = measure(cfg, list.clone(), tls.clone()).await;
+        let here = measured
+            .iter()
+            .find(|(c, _)| c.url == url)
+            .and_then(|(_, r)| *r);
+        let best = measured
+            .iter()
+            .filter_map(|(c, r)| r.map(|r| (c, r)))
+            .min_by_key(|(_, r)| *r);
+        if let Some((best, rtt)) = best.filter(|(b, _)| b.url != url) {
+            if regions::worth_moving(here, rtt) {
+                tracing::info!(region = %best.name, url = %best.url, ?rtt, ?here, "moving to a nearer region");
+                return Ok(());
             }
         }
     }
-    serve.await?;
-    Ok(())
 }
 
-/// `regions` and the control plane's own edge (`cfg.url`), in the order to
-/// try them (see [`regions::order`]).
-async fn ordered(
+/// `regions` and the control plane's own edge (`cfg.url`), each with the
+/// time a TLS handshake took (`None`: no answer).
+async fn measure(
     cfg: &AgentConfig,
     mut candidates: Vec<regions::Candidate>,
     tls: Arc<rustls::ClientConfig>,
-) -> Vec<regions::Candidate> {
+) -> Vec<(regions::Candidate, Option<Duration>)> {
     candidates.insert(
         0,
         regions::Candidate {
@@ -156,7 +171,7 @@ async fn ordered(
     let rtts = futures_util::future::join_all(probes).await;
     let measured: Vec<_> = candidates.into_iter().zip(rtts).collect();
     tracing::debug!(?measured, "region round trips");
-    regions::order(measured, cfg.region.as_deref())
+    measured
 }
 
 /// Dials, does TLS, and upgrades to the tunnel protocol.
@@ -243,7 +258,7 @@ async fn targets(
     else {
         return vec![cfg.url.clone()];
     };
-    let ordered = ordered(cfg, candidates, tls).await;
+    let ordered = regions::order(measure(cfg, candidates, tls).await, cfg.region.as_deref());
     if ordered.is_empty() {
         match &cfg.region {
             Some(pin) => {

@@ -50,6 +50,19 @@ pub fn from_header(value: &str) -> Vec<Candidate> {
         .collect()
 }
 
+/// How often a connected agent measures the regions again.
+pub const REMEASURE_EVERY: Duration = Duration::from_secs(120);
+
+/// Whether to leave the current edge (handshake `here`, `None` if it did
+/// not answer) for one that answered in `best`: only when clearly nearer
+/// (25% and 2 ms faster), so that noise does not make agents flap.
+pub fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
+    match here {
+        None => true,
+        Some(here) => best.mul_f64(1.25) + Duration::from_millis(2) < here,
+    }
+}
+
 /// How long a handshake may take to count as reachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -130,6 +143,17 @@ mod tests {
             name: name.into(),
             url: format!("https://{name}.example.com"),
         }
+    }
+
+    #[test]
+    fn agents_move_only_for_a_clearly_nearer_region() {
+        let ms = Duration::from_millis;
+        assert!(worth_moving(None, ms(500)));
+        assert!(worth_moving(Some(ms(200)), ms(5)));
+        assert!(!worth_moving(Some(ms(10)), ms(9)), "noise");
+        assert!(!worth_moving(Some(ms(3)), ms(1)), "under the 2 ms floor");
+        assert!(worth_moving(Some(ms(100)), ms(70)));
+        assert!(!worth_moving(Some(ms(100)), ms(80)));
     }
 
     #[test]
