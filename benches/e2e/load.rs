@@ -159,6 +159,7 @@ pub async fn run(target: &Target, load: &Load) -> Result<Measured> {
         requests_per_s: Some(all.latencies_us.len() as f64 / secs),
         p50_ms: percentile_ms(&all.latencies_us, 50.0),
         p99_ms: percentile_ms(&all.latencies_us, 99.0),
+        p999_ms: percentile_ms(&all.latencies_us, 99.9),
         mb_per_s: all.body_bytes as f64 / secs / 1e6,
         errors: all.errors,
         seconds: secs,
@@ -231,8 +232,131 @@ pub async fn download(target: &Target, bytes: u64, streams: usize) -> Result<Mea
         requests_per_s: None,
         p50_ms: percentile_ms(&ttfb_us, 50.0),
         p99_ms: percentile_ms(&ttfb_us, 99.0),
+        p999_ms: None,
         mb_per_s: total as f64 / secs / 1e6,
         errors,
+        seconds: secs,
+    })
+}
+
+/// Uploads `bytes` in one HTTP/1.1 POST (64 KiB chunks, with a
+/// Content-Length) and reports MB/s over the wall time; p50/p99 are the
+/// whole request's time. The origin answers how many bytes it received; a
+/// short count is an error.
+pub async fn upload(target: &Target, bytes: u64) -> Result<Measured> {
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    const CHUNK: u64 = 64 * 1024;
+    let chunk = Bytes::from(vec![b'u'; CHUNK as usize]);
+    let frames = stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
+        let n = (bytes - i * CHUNK).min(CHUNK) as usize;
+        Ok::<_, std::convert::Infallible>(Frame::data(chunk.slice(..n)))
+    }));
+    let io = TokioIo::new(target.dial(Proto::H1).await?);
+    let (mut send, conn) = http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let mut req = target.request(Proto::H1, Method::POST, "/upload", StreamBody::new(frames));
+    req.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, bytes.into());
+    let t0 = Instant::now();
+    let res = send.send_request(req).await?;
+    let status = res.status();
+    let received: Option<u64> = res
+        .headers()
+        .get("x-received")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    res.into_body().collect().await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let ok = status == http::StatusCode::OK && received == Some(bytes);
+    let ms = Some(secs * 1000.0);
+    Ok(Measured {
+        requests_per_s: None,
+        p50_ms: ms,
+        p99_ms: ms,
+        p999_ms: None,
+        mb_per_s: if ok { bytes as f64 / secs / 1e6 } else { 0.0 },
+        errors: u64::from(!ok),
+        seconds: secs,
+    })
+}
+
+/// New connection per request: `concurrency` loops, each dialing (TCP, and
+/// a full TLS handshake without session resumption for TLS targets),
+/// sending one `GET {path}` with `Connection: close`, reading the answer and
+/// dropping the connection. req/s here is handshakes (connections) per
+/// second.
+pub async fn handshakes(
+    target: &Target,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    path: &'static str,
+) -> Result<Measured> {
+    let target = target.without_resumption();
+    let start = Instant::now() + warmup;
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let result = async {
+                    let mut sender = open(&target, Proto::H1).await?;
+                    let Sender::H1(s) = &mut sender else {
+                        unreachable!("opened as HTTP/1.1")
+                    };
+                    let mut req = target.request(Proto::H1, Method::GET, path, Empty::new());
+                    req.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    let res = s.send_request(req).await?;
+                    let status = res.status();
+                    let n = res.into_body().collect().await?.to_bytes().len() as u64;
+                    if status != http::StatusCode::OK {
+                        bail!("status {status}");
+                    }
+                    Ok::<_, anyhow::Error>(n)
+                }
+                .await;
+                let t1 = Instant::now();
+                if t0 >= start && t1 <= end {
+                    match result {
+                        Ok(n) => {
+                            tally.latencies_us.push((t1 - t0).as_micros() as u32);
+                            tally.body_bytes += n;
+                        }
+                        Err(_) => tally.errors += 1,
+                    }
+                } else if result.is_err() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            tally
+        }));
+    }
+    let mut all = Tally::default();
+    for t in tasks {
+        let t = t.await?;
+        all.latencies_us.extend(t.latencies_us);
+        all.body_bytes += t.body_bytes;
+        all.errors += t.errors;
+    }
+    all.latencies_us.sort_unstable();
+    let secs = duration.as_secs_f64();
+    Ok(Measured {
+        requests_per_s: Some(all.latencies_us.len() as f64 / secs),
+        p50_ms: percentile_ms(&all.latencies_us, 50.0),
+        p99_ms: percentile_ms(&all.latencies_us, 99.0),
+        p999_ms: percentile_ms(&all.latencies_us, 99.9),
+        mb_per_s: all.body_bytes as f64 / secs / 1e6,
+        errors: all.errors,
         seconds: secs,
     })
 }

@@ -109,6 +109,22 @@ impl Target {
             .expect("valid request parts")
     }
 
+    /// The same target with TLS session resumption turned off, so every
+    /// connection makes a full handshake (the handshakes/s scenario).
+    pub fn without_resumption(&self) -> Target {
+        let mut t = self.clone();
+        if let Some(tls) = &mut t.tls {
+            let off = |c: &Arc<rustls::ClientConfig>| {
+                let mut c = (**c).clone();
+                c.resumption = rustls::client::Resumption::disabled();
+                Arc::new(c)
+            };
+            tls.h1 = off(&tls.h1);
+            tls.h2 = off(&tls.h2);
+        }
+        t
+    }
+
     /// One HTTP/1.1 request on a fresh connection: (status, body).
     pub async fn once(
         &self,

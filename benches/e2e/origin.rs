@@ -5,6 +5,8 @@
 //!
 //! * `GET /1k` answers 1024 bytes.
 //! * `GET /bytes?n=N` streams N bytes in 64 KiB chunks (with a Content-Length).
+//! * `POST /upload` reads the whole request body and answers its length in
+//!   an `x-received` header (empty body).
 //!
 //! It prints `listening <addr>` on stdout and exits when its stdin closes,
 //! so it never outlives the bench, even when the bench is killed.
@@ -77,6 +79,25 @@ fn handle(req: &Request<Incoming>, chunk: &Bytes) -> Response<Repeat> {
         .expect("static response parts are valid")
 }
 
+/// Reads the body of an upload and answers how many bytes arrived.
+async fn upload(req: Request<Incoming>) -> Response<Repeat> {
+    use http_body_util::BodyExt as _;
+    let mut body = req.into_body();
+    let mut n = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            n += data.len() as u64;
+        }
+    }
+    Response::builder()
+        .header("x-received", n)
+        .body(Repeat {
+            chunk: Bytes::new(),
+            remaining: 0,
+        })
+        .expect("static response parts are valid")
+}
+
 /// Runs the origin until stdin closes.
 pub fn run() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -104,9 +125,14 @@ pub fn run() {
             let _ = tcp.set_nodelay(true);
             let chunk = chunk.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let res = handle(&req, &chunk);
-                    async move { Ok::<_, Infallible>(res) }
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let chunk = chunk.clone();
+                    async move {
+                        if req.uri().path() == "/upload" {
+                            return Ok::<_, Infallible>(upload(req).await);
+                        }
+                        Ok(handle(&req, &chunk))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)

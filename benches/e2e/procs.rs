@@ -19,7 +19,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
         let out = std::fs::File::create(&log)?;
         cmd.stdout(out.try_clone()?)
             .stderr(out)
@@ -31,7 +32,7 @@ impl Proc {
     }
 
     /// Fails with the end of the log if the process has exited.
-    fn check_alive(&mut self) -> Result<()> {
+    pub fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
                 "{} exited ({status}); last log lines:\n{}",
@@ -106,7 +107,8 @@ pub fn berth_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -164,7 +166,7 @@ impl Berth {
             dir: dir.to_owned(),
         };
         let target = berth.app("berth (in-process agent)", "dev", app_port);
-        berth.wait_ready(&target, false).await?;
+        berth.wait_ready(&target).await?;
         Ok(berth)
     }
 
@@ -196,15 +198,10 @@ impl Berth {
     }
 
     /// Polls `GET /1k` on `target` until it answers 200.
-    async fn wait_ready(&mut self, target: &Target, agent: bool) -> Result<()> {
+    async fn wait_ready(&mut self, target: &Target) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             self.dev.check_alive()?;
-            if agent {
-                if let Some(a) = self.agent.as_mut() {
-                    a.check_alive()?;
-                }
-            }
             let last = match target.once(Method::GET, "/1k", None).await {
                 Ok((200, body)) if body.len() == 1024 => return Ok(()),
                 Ok((status, body)) => format!("{status} {}", String::from_utf8_lossy(&body)),
@@ -224,30 +221,47 @@ impl Berth {
     /// Creates workspace `bench` with agent `main` through the API, starts
     /// `berth agent` for it as its own process, and waits until it forwards.
     pub async fn start_agent(&mut self, app_port: u16) -> Result<Target> {
+        let (target, proc) = self
+            .start_agent_in("berth (agent process)", "bench", self.port, app_port)
+            .await?;
+        self.agent = Some(proc);
+        Ok(target)
+    }
+
+    /// Creates `workspace` with agent `main`, starts `berth agent` for it
+    /// dialing the edge at `127.0.0.1:edge_port` (the edge itself, or a
+    /// relay in front of it), and waits until `app_port` answers through it.
+    pub async fn start_agent_in(
+        &mut self,
+        name: &'static str,
+        workspace: &str,
+        edge_port: u16,
+        app_port: u16,
+    ) -> Result<(Target, Proc)> {
         let api = self.api();
         let (status, body) = api
             .once(
                 Method::POST,
                 "/api/v1/workspaces",
-                Some(&serde_json::json!({"name": "bench"})),
+                Some(&serde_json::json!({ "name": workspace })),
             )
             .await?;
         if !(200..300).contains(&status) {
             bail!(
-                "creating workspace bench: {status} {}",
+                "creating workspace {workspace}: {status} {}",
                 String::from_utf8_lossy(&body)
             );
         }
         let (status, body) = api
             .once(
                 Method::POST,
-                "/api/v1/workspaces/admin/bench/agents",
+                &format!("/api/v1/workspaces/admin/{workspace}/agents"),
                 Some(&serde_json::json!({"name": "main"})),
             )
             .await?;
         if !(200..300).contains(&status) {
             bail!(
-                "creating agent main: {status} {}",
+                "creating agent main in {workspace}: {status} {}",
                 String::from_utf8_lossy(&body)
             );
         }
@@ -255,25 +269,40 @@ impl Berth {
         let agent_token = v["agent_token"]
             .as_str()
             .ok_or_else(|| anyhow!("no agent_token in {v}"))?;
-        let token_file = self.dir.join("agent-token");
+        let token_file = self.dir.join(format!("agent-token-{workspace}"));
         std::fs::write(&token_file, agent_token)?;
         let mut cmd = Command::new(berth_exe());
         cmd.arg("agent")
             .arg("--url")
-            .arg(format!("https://berth.localhost:{}", self.port))
+            .arg(format!("https://berth.localhost:{edge_port}"))
             .arg("--token-file")
             .arg(&token_file)
             .arg("--ca-file")
             .arg(self.dir.join("data").join("ca.pem"));
         child_log_env(&mut cmd);
-        self.agent = Some(Proc::spawn(
+        let mut proc = Proc::spawn(
             "berth agent",
             cmd,
-            self.dir.join("berth-agent.log"),
-        )?);
-        let target = self.app("berth (agent process)", "bench", app_port);
-        self.wait_ready(&target, true).await?;
-        Ok(target)
+            self.dir.join(format!("berth-agent-{workspace}.log")),
+        )?;
+        let target = self.app(name, workspace, app_port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.dev.check_alive()?;
+            proc.check_alive()?;
+            let last = match target.once(Method::GET, "/1k", None).await {
+                Ok((200, body)) if body.len() == 1024 => return Ok((target, proc)),
+                Ok((status, body)) => format!("{status} {}", String::from_utf8_lossy(&body)),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} is not ready after 30 s (last answer: {last})\nagent log:\n{}",
+                    proc.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

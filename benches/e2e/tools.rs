@@ -82,6 +82,7 @@ pub async fn wrk(
         requests_per_s: Some(ok / secs),
         p50_ms: Some(p50_us / 1000.0),
         p99_ms: Some(p99_us / 1000.0),
+        p999_ms: None,
         mb_per_s: ok * body_bytes as f64 / secs / 1e6,
         errors: (io_errors + status_errors) as u64,
         seconds: secs,
@@ -171,6 +172,7 @@ pub async fn h2load(
         requests_per_s: Some(ok / secs),
         p50_ms: percentile_ms(&ok_us, 50.0),
         p99_ms: percentile_ms(&ok_us, 99.0),
+        p999_ms: percentile_ms(&ok_us, 99.9),
         mb_per_s: ok * body_bytes as f64 / secs / 1e6,
         errors,
         seconds: secs,
@@ -191,4 +193,63 @@ async fn run(mut cmd: Command) -> Result<String> {
         );
     }
     Ok(text)
+}
+
+/// `oha` at a fixed rate (`-q`) with coordinated-omission correction
+/// (`--latency-correction`: each latency is measured from when the request
+/// was due, not from when a busy connection got round to sending it), over
+/// `connections` HTTP/1.1 keep-alive connections. Reports the rate achieved
+/// and p50/p99/p99.9.
+pub async fn oha(
+    exe: &Path,
+    target: &Target,
+    path: &str,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+    body_bytes: u64,
+) -> Result<Measured> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("-z")
+        .arg(secs_arg(duration))
+        .arg("-q")
+        .arg(format!("{}", rate.round().max(1.0)))
+        .arg("-c")
+        .arg(connections.to_string())
+        .arg("--latency-correction")
+        .arg("--no-tui")
+        .arg("--output-format")
+        .arg("json")
+        .arg("--insecure")
+        .arg("-H")
+        .arg(format!("Host: {}", target.authority))
+        .arg("-H")
+        .arg(format!("Authorization: {}", target.auth))
+        .arg(target.ip_url(path));
+    let out = run(cmd).await?;
+    let json_start = out.find('{').unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(&out[json_start..])
+        .with_context(|| format!("oha printed no JSON:\n{out}"))?;
+    let ms = |k: &str| v["latencyPercentiles"][k].as_f64().map(|s| s * 1000.0);
+    let ok = v["statusCodeDistribution"]["200"].as_f64().unwrap_or(0.0);
+    let all_status: f64 = v["statusCodeDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(|n| n.as_f64()).sum())
+        .unwrap_or(0.0);
+    let io_errors: f64 = v["errorDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(|n| n.as_f64()).sum())
+        .unwrap_or(0.0);
+    let secs = v["summary"]["total"]
+        .as_f64()
+        .unwrap_or(duration.as_secs_f64());
+    Ok(Measured {
+        requests_per_s: Some(ok / secs),
+        p50_ms: ms("p50"),
+        p99_ms: ms("p99"),
+        p999_ms: ms("p99.9"),
+        mb_per_s: ok * body_bytes as f64 / secs / 1e6,
+        errors: (all_status - ok + io_errors) as u64,
+        seconds: secs,
+    })
 }
