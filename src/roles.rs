@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 /// How often the region list told to agents is read again.
 const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often live tunnels are checked against the catalog.
-pub(crate) const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A failure to start.
 #[derive(Debug, thiserror::Error)]
@@ -374,17 +374,7 @@ impl Server {
                 stopped(),
             ));
         }
-        // Tunnels of agents deleted (or whose token was rotated) are closed
-        // within a sweep interval.
-        let (tunnels, catalog) = (self.tunnels.clone(), self.catalog.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                tunnels
-                    .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
-            }
-        });
+        let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         // The healthy regions, told to agents as their tunnels open.
         let (store, directory) = (self.store.clone(), self.frontdoor.regions.clone());
         let regions_task = tokio::spawn(async move {
@@ -411,6 +401,7 @@ impl Server {
         .await;
         follower.abort();
         regions_task.abort();
+        sweeper.abort();
         tunnels.close_all();
         Ok(())
     }
@@ -450,6 +441,21 @@ pub(crate) async fn bind(
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     Ok((listener, local_addr, admin, admin_addr))
+}
+
+/// Closes, every [`SWEEP_INTERVAL`], the tunnels of agents that were deleted
+/// (or whose token was rotated) since they connected.
+pub(crate) fn spawn_sweeper(
+    tunnels: Arc<Tunnels>,
+    catalog: Arc<Catalog>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            tunnels.sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
+        }
+    })
 }
 
 /// Creates `dir` (mode 0700 on Unix) if it does not exist.

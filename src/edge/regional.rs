@@ -494,15 +494,7 @@ impl RegionalEdge {
             self.control.clone(),
         ));
         let heart = tokio::spawn(beat(self.client.clone(), self.tunnels.clone()));
-        let (tunnels, catalog) = (self.tunnels.clone(), self.catalog.clone());
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::roles::SWEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                tunnels
-                    .sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
-            }
-        });
+        let sweeper = crate::roles::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         super::server::serve(
             self.listener,
             self.tls,
