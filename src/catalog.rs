@@ -146,20 +146,39 @@ pub struct Session {
 pub enum Change {
     User(User),
     UserRemoved(i64),
-    ApiToken { hash: TokenHash, user_id: i64 },
+    ApiToken {
+        hash: TokenHash,
+        user_id: i64,
+    },
     ApiTokenRemoved(TokenHash),
     Workspace(Workspace),
     WorkspaceRemoved(i64),
     Agent(Agent),
     AgentRemoved(i64),
     Share(Share),
-    ShareRemoved { agent_id: i64, port: u16 },
+    ShareRemoved {
+        agent_id: i64,
+        port: u16,
+    },
     App(App),
-    AppRemoved { agent_id: i64, name: String },
+    AppRemoved {
+        agent_id: i64,
+        name: String,
+    },
     Link(Link),
     LinkRemoved(String),
     Session(Session),
     SessionRemoved(String),
+    /// The server at `holder` (its relay URL) holds a tunnel of the agent.
+    TunnelAt {
+        agent_id: i64,
+        holder: String,
+    },
+    /// ...and no longer does.
+    TunnelGone {
+        agent_id: i64,
+        holder: String,
+    },
 }
 
 /// What an app host's names resolve to.
@@ -194,6 +213,8 @@ pub struct Catalog {
     links: DashMap<String, Link>,
     /// session id -> browser session
     sessions: DashMap<String, Session>,
+    /// agent id -> relay URLs of the servers holding one of its tunnels
+    tunnels_at: DashMap<i64, Vec<String>>,
     /// Every applied change, for watchers (the control plane's stream to
     /// regional edges).
     feed: Feed,
@@ -297,6 +318,7 @@ impl Catalog {
                 self.shares.retain(|(agent, _), _| *agent != id);
                 self.apps.retain(|(agent, _), _| *agent != id);
                 self.links.retain(|_, l| l.agent_id != id);
+                self.tunnels_at.remove(&id);
             }
             Change::Share(share) => {
                 self.shares.insert((share.agent_id, share.port), share);
@@ -322,6 +344,20 @@ impl Catalog {
             Change::SessionRemoved(id) => {
                 self.sessions.remove(&id);
             }
+            Change::TunnelAt { agent_id, holder } => {
+                if self.agents.contains_key(&agent_id) {
+                    let mut at = self.tunnels_at.entry(agent_id).or_default();
+                    if !at.contains(&holder) {
+                        at.push(holder);
+                    }
+                }
+            }
+            Change::TunnelGone { agent_id, holder } => {
+                self.tunnels_at.remove_if_mut(&agent_id, |_, at| {
+                    at.retain(|h| *h != holder);
+                    at.is_empty()
+                });
+            }
         }
     }
 
@@ -340,6 +376,7 @@ impl Catalog {
         let mut apps = HashSet::new();
         let mut links = HashSet::new();
         let mut sessions = HashSet::new();
+        let mut tunnels = HashSet::new();
         for change in &snapshot {
             match change {
                 Change::User(u) => drop(users.insert(u.id)),
@@ -350,6 +387,9 @@ impl Catalog {
                 Change::App(a) => drop(apps.insert((a.agent_id, a.name.clone()))),
                 Change::Link(l) => drop(links.insert(l.id.clone())),
                 Change::Session(s) => drop(sessions.insert(s.id.clone())),
+                Change::TunnelAt { agent_id, holder } => {
+                    tunnels.insert((*agent_id, holder.clone()));
+                }
                 _ => {}
             }
         }
@@ -415,6 +455,16 @@ impl Catalog {
                 .filter(|k| !sessions.contains(k))
                 .map(Change::SessionRemoved),
         );
+        for entry in self.tunnels_at.iter() {
+            for holder in entry.value() {
+                if !tunnels.contains(&(*entry.key(), holder.clone())) {
+                    gone.push(Change::TunnelGone {
+                        agent_id: *entry.key(),
+                        holder: holder.clone(),
+                    });
+                }
+            }
+        }
         for change in gone {
             self.apply(change);
         }
@@ -486,6 +536,15 @@ impl Catalog {
     pub fn agent_for_token(&self, hash: &TokenHash) -> Option<Agent> {
         let id = *self.agent_tokens.get(hash)?;
         self.agents.get(&id).map(|a| a.clone())
+    }
+
+    /// The relay URLs of the servers holding a tunnel of the agent, oldest
+    /// first.
+    pub fn tunnels_at(&self, agent_id: i64) -> Vec<String> {
+        self.tunnels_at
+            .get(&agent_id)
+            .map(|at| at.clone())
+            .unwrap_or_default()
     }
 
     /// An agent by id.

@@ -122,6 +122,10 @@ pub struct ServerSection {
     /// The port that appears in public URLs, when it differs from `listen`'s
     /// (behind a load balancer or NAT). Default: `listen`'s port.
     pub public_port: Option<u16>,
+    /// `https://HOST[:PORT]` where other edges reach this very process to
+    /// relay requests to the agents connected to it. Default: the base
+    /// URL; set it per replica when several share one load balancer.
+    pub relay_url: Option<String>,
 }
 
 /// `[tls]`
@@ -214,6 +218,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server", "database_url"),
     ("server", "database_max_connections"),
     ("server", "public_port"),
+    ("server", "relay_url"),
     ("tls", "mode"),
     ("tls", "cert_file"),
     ("tls", "key_file"),
@@ -399,6 +404,8 @@ pub struct ServerConfig {
     /// Pool limits for a PostgreSQL store.
     pub database_pool: PoolSettings,
     pub public_port: Option<u16>,
+    /// Where other edges reach this process (see [`ServerSection::relay_url`]).
+    pub relay_url: Option<String>,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
     /// False when `admin_listen` is only the role's default: then a busy port
@@ -630,6 +637,19 @@ impl ServerConfig {
                 });
             }
         }
+        if let Some(url) = &s.relay_url {
+            let ok = url.parse::<http::Uri>().ok().is_some_and(|u| {
+                u.scheme_str() == Some("https") && u.host().is_some() && u.path() == "/"
+            });
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "server.relay_url",
+                    message: format!(
+                        "{url:?} is not an https://HOST[:PORT] URL (this process's own address, as other edges reach it)"
+                    ),
+                });
+            }
+        }
         let database_pool = match s.database_max_connections {
             Some(n) if !(1..=1000).contains(&n) => {
                 return Err(ConfigError::Invalid {
@@ -781,6 +801,7 @@ impl ServerConfig {
             database_url: database_url.map(Secret::new),
             database_pool,
             public_port: s.public_port,
+            relay_url: s.relay_url.map(|u| u.trim_end_matches('/').to_owned()),
             tls,
             admin_listen,
             admin_listen_explicit,
@@ -795,6 +816,11 @@ impl ServerConfig {
             443 => None,
             p => Some(p),
         }
+    }
+
+    /// Where other edges reach this process for relaying.
+    pub fn relay_url(&self) -> String {
+        self.relay_url.clone().unwrap_or_else(|| self.base_url())
     }
 
     /// `https://base_domain[:port]`
@@ -857,6 +883,14 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/c"));
         assert_eq!(c.wildcard.as_str(), "*.berth.localhost");
         assert_eq!(c.base_url(), "https://berth.localhost:2000");
+        assert_eq!(
+            c.relay_url(),
+            c.base_url(),
+            "relays reach the base URL by default"
+        );
+        let f = load("[server]\nrelay_url = \"https://10.0.3.17:8443/\"", &[]).unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        assert_eq!(c.relay_url(), "https://10.0.3.17:8443");
     }
 
     #[test]
@@ -955,6 +989,12 @@ mod tests {
             (
                 "[server]\ndatabase_max_connections = 0",
                 "server.database_max_connections",
+            ),
+            ("[server]\nrelay_url = \"http://10.0.0.1\"", "server.relay_url"),
+            ("[server]\nrelay_url = \"https://\"", "server.relay_url"),
+            (
+                "[server]\nrelay_url = \"https://10.0.0.1/path\"",
+                "server.relay_url",
             ),
             ("[tls]\nmode = \"acme\"", "tls.acme.directory"),
             (

@@ -14,6 +14,7 @@ use crate::catalog::Link;
 use crate::catalog::{Catalog, Session};
 use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
+use crate::edge::relay::Relay;
 use crate::edge::{self, ControlCalls, Edge, Frontdoor};
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
@@ -106,12 +107,13 @@ impl ControlCalls for LocalControl {
     }
 }
 
-/// The built-in edge's tunnels answer the control plane directly.
-struct LocalPresence(Arc<Tunnels>);
+/// The built-in edge's tunnels answer the control plane directly; an agent
+/// connected to another edge (or replica) is known from the catalog.
+struct LocalPresence(Arc<Tunnels>, Arc<Catalog>);
 
 impl Presence for LocalPresence {
     fn is_connected(&self, agent_id: i64) -> bool {
-        self.0.is_connected(agent_id)
+        self.0.is_connected(agent_id) || !self.1.tunnels_at(agent_id).is_empty()
     }
 
     fn listening_ports(
@@ -157,6 +159,8 @@ pub struct Server {
     pub tunnels: Arc<Tunnels>,
     /// The edge's catalog.
     pub catalog: Arc<Catalog>,
+    /// The control plane's state (store, catalog, and publishing changes).
+    state: ControlState,
     /// The store, for following other control replicas' changes.
     store: Store,
     /// The ACME manager (`tls.mode = "acme"`), started by [`Server::run`].
@@ -248,6 +252,12 @@ impl Server {
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
+        // Other edges' certificates come from this CA in self-signed mode.
+        let relay = Arc::new(Relay::new(
+            cfg.relay_url(),
+            &signin.key,
+            tls::client::client_config(ca_path.as_deref(), &[b"h2"])?,
+        ));
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
@@ -255,11 +265,14 @@ impl Server {
             cfg.limits.clone(),
             metrics,
             signin.clone(),
-            Arc::new(LocalControl {
-                store: store.clone(),
-                signin: signin.clone(),
-                catalog: catalog.clone(),
-            }),
+            edge::Peers {
+                control: Arc::new(LocalControl {
+                    store: store.clone(),
+                    signin: signin.clone(),
+                    catalog: catalog.clone(),
+                }),
+                relay,
+            },
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
         let oidc = match cfg.oidc.clone() {
@@ -271,7 +284,7 @@ impl Server {
             local_ca,
             store: store.clone(),
             catalog: catalog.clone(),
-            presence: Arc::new(LocalPresence(tunnels.clone())),
+            presence: Arc::new(LocalPresence(tunnels.clone(), catalog.clone())),
             sharing: cfg.sharing,
             signin,
             app_urls: AppUrls {
@@ -282,11 +295,12 @@ impl Server {
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
-            control: Some(control::router(state)),
+            control: Some(control::router(state.clone())),
             control_state: None,
             regions: Default::default(),
         });
         Ok(Server {
+            state,
             listener,
             tls: tls_config,
             frontdoor,
@@ -375,6 +389,12 @@ impl Server {
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        // Where this process's agents are, for the other edges' relays.
+        let tracker = tokio::spawn(control::regions::track_local_tunnels(
+            self.state.clone(),
+            self.tunnels.clone(),
+            self.cfg.relay_url(),
+        ));
         // The healthy regions, told to agents as their tunnels open.
         let (store, directory) = (self.store.clone(), self.frontdoor.regions.clone());
         let regions_task = tokio::spawn(async move {
@@ -402,7 +422,15 @@ impl Server {
         follower.abort();
         regions_task.abort();
         sweeper.abort();
+        tracker.abort();
         tunnels.close_all();
+        // Gone: other edges stop relaying here at once, not when the
+        // records expire.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            control::regions::forget_holder(&self.state, &self.cfg.relay_url()),
+        )
+        .await;
         Ok(())
     }
 }

@@ -10,7 +10,8 @@ use super::{validate, ControlState};
 use crate::auth::{token, TokenHash, TokenKind};
 use crate::catalog::{Change, Link, Session};
 use crate::host::Wildcard;
-use crate::store::RegionRow;
+use crate::store::{RegionRow, TUNNEL_STALE_SECS};
+use crate::tunnel::edge::{TunnelEvent, Tunnels};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::{header, request::Parts, StatusCode};
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A region is healthy while its edges' last heartbeat is this recent.
@@ -182,6 +184,9 @@ impl FromRequestParts<ControlState> for EdgeCaller {
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Hello {
     pub region: String,
+    /// The region's URL: where other edges relay to this edge's agents,
+    /// unless it sets `server.relay_url`.
+    pub url: String,
     pub wildcard: String,
     /// The cookie-signing key, hex: edges verify and set `berth_app` and
     /// `berth_share` themselves.
@@ -193,6 +198,7 @@ pub struct Hello {
 /// Tells an edge who it is and gives it the cookie key.
 pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCaller) -> Json<Hello> {
     Json(Hello {
+        url: region.url,
         region: region.name,
         wildcard: region.wildcard,
         cookie_key: hex::encode(st.signin.key.expose_bytes()),
@@ -206,18 +212,117 @@ pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCalle
 pub struct Heartbeat {
     pub version: String,
     pub agents: i64,
+    /// The agents with a tunnel to this edge: all of them, every time.
+    #[serde(default)]
+    pub tunnels: Vec<i64>,
+    /// Where other edges reach this one (default: the region's URL).
+    #[serde(default)]
+    pub relay_url: Option<String>,
 }
 
-/// Records an edge's heartbeat.
+/// Records an edge's heartbeat, and which agents it holds tunnels of.
 pub async fn heartbeat(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
     ApiJson(beat): ApiJson<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
+    let holder = match beat.relay_url {
+        Some(url) if url.starts_with("https://") && url.len() <= 2048 => url,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "relay_url",
+                "must be an https:// URL of at most 2048 bytes",
+            ))
+        }
+        None => region.url,
+    };
+    let now = now_unix();
     st.store
-        .region_heartbeat(region.id, now_unix(), &beat.version, beat.agents.max(0))
+        .region_heartbeat(region.id, now, &beat.version, beat.agents.max(0))
         .await?;
+    holder_tunnels(&st, &holder, &beat.tunnels, now).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Makes `holder`'s recorded tunnels exactly `agents` and tells every
+/// replica and edge what changed.
+async fn holder_tunnels(
+    st: &ControlState,
+    holder: &str,
+    agents: &[i64],
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
+    let (added, removed) = st.store.holder_tunnels(holder, agents, now).await?;
+    for agent_id in added {
+        let holder = holder.to_owned();
+        st.apply(Change::TunnelAt { agent_id, holder }).await;
+    }
+    for agent_id in removed {
+        let holder = holder.to_owned();
+        st.apply(Change::TunnelGone { agent_id, holder }).await;
+    }
+    Ok(())
+}
+
+/// Forgets every tunnel of holder `me` (this process, shutting down).
+pub async fn forget_holder(st: &ControlState, me: &str) {
+    if let Err(e) = holder_tunnels(st, me, &[], now_unix()).await {
+        tracing::warn!(error = %e, "cannot forget this process's tunnels");
+    }
+}
+
+/// Keeps the store's record of this control process's own tunnels (holder
+/// `me`) current: at once when an agent arrives or leaves, and in full
+/// every [`HEARTBEAT_EVERY`], which also expires the records of holders
+/// that stopped refreshing theirs (an edge or replica that died).
+pub async fn track_local_tunnels(st: ControlState, tunnels: Arc<Tunnels>, me: String) {
+    let mut events = tunnels.events();
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        let result = tokio::select! {
+            event = events.recv() => match event {
+                Ok(TunnelEvent { agent_id, up: true }) => {
+                    match st.store.tunnel_at(agent_id, &me, now_unix()).await {
+                        Ok(true) => {
+                            let holder = me.clone();
+                            st.apply(Change::TunnelAt { agent_id, holder }).await;
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
+                }
+                Ok(TunnelEvent { agent_id, up: false }) => {
+                    match st.store.tunnel_gone(agent_id, &me).await {
+                        Ok(true) => {
+                            let holder = me.clone();
+                            st.apply(Change::TunnelGone { agent_id, holder }).await;
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
+                }
+                // Missed some: the next tick sends the whole list.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Ok(()),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                let now = now_unix();
+                let mut result = holder_tunnels(&st, &me, &tunnels.agent_ids(), now).await;
+                match st.store.expire_tunnels(now - TUNNEL_STALE_SECS).await {
+                    Ok(gone) => {
+                        for (agent_id, holder) in gone {
+                            st.apply(Change::TunnelGone { agent_id, holder }).await;
+                        }
+                    }
+                    Err(e) => result = Err(e),
+                }
+                result
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot record where agents are connected");
+        }
+    }
 }
 
 /// One line of the watch stream (newline-delimited JSON).

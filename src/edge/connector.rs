@@ -1,10 +1,12 @@
 //! Upstream connections for hyper-util's pooled client: each one is a tunnel
 //! stream to (agent, port), optionally wrapped in TLS for `{port}s` hosts.
 //!
-//! The pool key is the request URI's authority, which names the agent, its
-//! tunnel generation and the port (`a17-g3-p3000`), so a pooled connection
-//! can never serve another agent, nor outlive the tunnel it ran on.
+//! The pool key is the request URI's authority, which names the agent, the
+//! way to it (this server's tunnel of one generation, or a relay to another
+//! holder) and the port (`a17-g3-p3000`), so a pooled connection can never
+//! serve another agent, nor outlive the tunnel it ran on.
 
+use super::relay::Relay;
 use crate::tunnel::edge::{OpenError, Tunnels};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::upgrade::Upgraded;
@@ -19,33 +21,56 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio_rustls::client::TlsStream;
 
-/// The authority that routes a pooled request: agent, tunnel generation, port.
-pub fn authority(agent_id: i64, generation: u64, port: u16) -> String {
-    format!("a{agent_id}-g{generation}-p{port}")
+/// The way a pooled connection reaches its agent: this server's tunnel of
+/// one generation, or the relay to another holder (by its number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Tunnel(u64),
+    Relay(u32),
 }
 
-fn parse_authority(host: &str) -> Option<(i64, u64, u16)> {
+/// The authority that routes a pooled request: agent, way, port
+/// (`a17-g3-p3000` through tunnel generation 3, `a17-r2-p3000` through
+/// holder 2).
+pub fn authority(agent_id: i64, via: Via, port: u16) -> String {
+    match via {
+        Via::Tunnel(generation) => format!("a{agent_id}-g{generation}-p{port}"),
+        Via::Relay(holder) => format!("a{agent_id}-r{holder}-p{port}"),
+    }
+}
+
+fn parse_authority(host: &str) -> Option<(i64, Via, u16)> {
     let rest = host.strip_prefix('a')?;
-    let (agent, rest) = rest.split_once("-g")?;
-    let (generation, port) = rest.split_once("-p")?;
-    Some((
-        agent.parse().ok()?,
-        generation.parse().ok()?,
-        port.parse().ok()?,
-    ))
+    let (agent, rest) = rest.split_once('-')?;
+    let (via, port) = rest.split_once("-p")?;
+    let via = if let Some(g) = via.strip_prefix('g') {
+        Via::Tunnel(g.parse().ok()?)
+    } else {
+        Via::Relay(via.strip_prefix('r')?.parse().ok()?)
+    };
+    Some((agent.parse().ok()?, via, port.parse().ok()?))
 }
 
 /// Opens tunnel streams for the pooled client.
 #[derive(Clone)]
 pub struct TunnelConnector {
     tunnels: Arc<Tunnels>,
+    relay: Arc<Relay>,
     app_tls: Arc<rustls::ClientConfig>,
 }
 
 impl TunnelConnector {
     /// `app_tls` is used for `{port}s` hosts (the app's own HTTPS).
-    pub fn new(tunnels: Arc<Tunnels>, app_tls: Arc<rustls::ClientConfig>) -> Self {
-        TunnelConnector { tunnels, app_tls }
+    pub fn new(
+        tunnels: Arc<Tunnels>,
+        relay: Arc<Relay>,
+        app_tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        TunnelConnector {
+            tunnels,
+            relay,
+            app_tls,
+        }
     }
 }
 
@@ -142,12 +167,19 @@ impl tower::Service<Uri> for TunnelConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tunnels = self.tunnels.clone();
+        let relay = self.relay.clone();
         let app_tls = self.app_tls.clone();
         Box::pin(async move {
             let host = uri.host().unwrap_or_default();
-            let (agent, generation, port) =
+            let (agent, via, port) =
                 parse_authority(host).ok_or_else(|| ConnectError::BadAuthority(host.to_owned()))?;
-            let stream = tunnels.open(agent, generation, port).await?;
+            let stream = match via {
+                Via::Tunnel(generation) => tunnels.open(agent, generation, port).await?,
+                Via::Relay(id) => {
+                    let holder = relay.holder_url(id).ok_or(OpenError::Offline)?;
+                    relay.open(&holder, agent, port).await?
+                }
+            };
             if uri.scheme_str() != Some("https") {
                 return Ok(AppStream::Plain(stream));
             }
@@ -165,10 +197,16 @@ impl tower::Service<Uri> for TunnelConnector {
 mod tests {
     #[test]
     fn authority_round_trips() {
-        let a = super::authority(17, 3, 3000);
+        use super::Via;
+        let a = super::authority(17, Via::Tunnel(3), 3000);
         assert_eq!(a, "a17-g3-p3000");
-        assert_eq!(super::parse_authority(&a), Some((17, 3, 3000)));
+        assert_eq!(super::parse_authority(&a), Some((17, Via::Tunnel(3), 3000)));
+        let r = super::authority(17, Via::Relay(2), 3000);
+        assert_eq!(r, "a17-r2-p3000");
+        assert_eq!(super::parse_authority(&r), Some((17, Via::Relay(2), 3000)));
         assert_eq!(super::parse_authority("a1-g2"), None);
         assert_eq!(super::parse_authority("x1-g2-p3"), None);
+        assert_eq!(super::parse_authority("a1-x2-p3"), None);
+        assert_eq!(super::parse_authority("a1-r-p3"), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod pages;
 pub mod proxy;
 pub mod regional;
+pub mod relay;
 pub mod server;
 
 use crate::auth::signin::SignIn;
@@ -52,7 +53,17 @@ pub struct Edge {
     /// What only the control plane can do: redeem share links (it counts
     /// uses) and exchange one-time sign-in codes.
     pub control: Arc<dyn ControlCalls>,
+    /// Links to the other servers holding agent tunnels.
+    pub relay: Arc<relay::Relay>,
     client: Client<TunnelConnector, Body>,
+}
+
+/// The other servers an edge talks to while serving.
+pub struct Peers {
+    /// The control plane (in-process or over HTTPS).
+    pub control: Arc<dyn ControlCalls>,
+    /// The servers holding the tunnels this edge has not.
+    pub relay: Arc<relay::Relay>,
 }
 
 /// What an edge asks of the control plane: in-process for the built-in edge,
@@ -88,10 +99,11 @@ impl Edge {
         limits: Limits,
         metrics: EdgeMetrics,
         signin: Arc<SignIn>,
-        control: Arc<dyn ControlCalls>,
+        Peers { control, relay }: Peers,
     ) -> Self {
         let connector = TunnelConnector::new(
             tunnels.clone(),
+            relay.clone(),
             crate::tls::client::insecure_client_config(&[b"http/1.1"]),
         );
         let client = Client::builder(TokioExecutor::new())
@@ -107,6 +119,7 @@ impl Edge {
             metrics,
             signin,
             control,
+            relay,
             client,
         }
     }
@@ -169,6 +182,9 @@ fn bare_host(host: &str) -> &str {
 impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if relay::is_relay(&req) {
+            return relay::accept(&self.edge.relay, &self.edge.tunnels, req).await;
+        }
         let host = request_host(&req).map(bare_host).unwrap_or("");
         if !host.eq_ignore_ascii_case(&self.base_domain) {
             return proxy::proxy(&self.edge, req, peer).await;

@@ -6,7 +6,7 @@
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{body::Counted, headers, request_host, Edge};
+use super::{body::Counted, headers, relay, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Change, Cors, Protocol, Resolved};
 use crate::host::{self, Service};
@@ -200,17 +200,27 @@ async fn forward(
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
 
-    // Phase 4: is the agent here?
-    let Some(tunnel) = edge.tunnels.get(agent_id) else {
-        let agent = edge
-            .catalog
-            .agent(agent_id)
-            .map(|a| a.name)
-            .unwrap_or_default();
-        return Err(ErrorPage::AgentOffline {
-            agent,
-            workspace: target.workspace.clone(),
-        });
+    // Phase 4: which way to the agent? Its tunnel here, or a relay to the
+    // server that has it.
+    let local = edge.tunnels.get(agent_id).map(|t| t.generation);
+    let holders = match local {
+        Some(_) => Vec::new(),
+        None => edge.catalog.tunnels_at(agent_id),
+    };
+    let via = match relay::hop(local, &holders, &edge.relay.me) {
+        relay::Hop::Local(generation) => connector::Via::Tunnel(generation),
+        relay::Hop::Relay(holder) => connector::Via::Relay(edge.relay.holder_id(holder)),
+        relay::Hop::Offline => {
+            let agent = edge
+                .catalog
+                .agent(agent_id)
+                .map(|a| a.name)
+                .unwrap_or_default();
+            return Err(ErrorPage::AgentOffline {
+                agent,
+                workspace: target.workspace.clone(),
+            });
+        }
     };
 
     // Phase 5: forward. An HTTP/1.1 upgrade passes through as it is; a
@@ -241,7 +251,7 @@ async fn forward(
     let scheme = if tls { "https" } else { "http" };
     parts.uri = Uri::try_from(format!(
         "{scheme}://{}{path}",
-        connector::authority(agent_id, tunnel.generation, port)
+        connector::authority(agent_id, via, port)
     ))
     .map_err(|_| ErrorPage::BadRequest {
         reason: "the request target is not a valid path".into(),

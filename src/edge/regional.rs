@@ -8,6 +8,7 @@
 //! and says so in `/readyz` (`"control": "unreachable"`) and in the metric
 //! `berth_edge_control_connected`.
 
+use super::relay::Relay;
 use super::{ControlCalls, Edge, Frontdoor};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
@@ -39,6 +40,8 @@ use tokio::net::TcpListener;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A watch stream silent this long (pings come every 5 s) is dead.
 const WATCH_SILENCE: Duration = Duration::from_secs(15);
+/// The least time between two heartbeats sent for arrivals or departures.
+const BEAT_SPACING: Duration = Duration::from_millis(50);
 /// Largest single answer or watch line read from control.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
@@ -326,22 +329,44 @@ async fn watch_once(
     }
 }
 
-/// Sends a heartbeat every [`HEARTBEAT_EVERY`].
-async fn beat(client: ControlClient, tunnels: Arc<Tunnels>) {
+/// Sends a heartbeat every [`HEARTBEAT_EVERY`], and soon after an agent
+/// arrives or leaves (at most every [`BEAT_SPACING`]), so that other edges
+/// learn within moments where to relay its requests.
+async fn beat(client: ControlClient, tunnels: Arc<Tunnels>, relay_url: Option<String>) {
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut events = tunnels.events();
     loop {
-        tick.tick().await;
-        let body = serde_json::to_value(Heartbeat {
-            version: env!("CARGO_PKG_VERSION").into(),
-            agents: tunnels.len() as i64,
-        })
-        .expect("JSON serializes");
-        if let Err(e) = client
-            .call::<serde_json::Value>(http::Method::POST, "/edge/heartbeat", Some(body))
-            .await
-        {
-            tracing::debug!(error = %e, "heartbeat not delivered");
+        tokio::select! {
+            _ = tick.tick() => {}
+            event = events.recv() => {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = event {
+                    return;
+                }
+                // Let a burst of arrivals settle into one beat.
+                tokio::time::sleep(BEAT_SPACING).await;
+                while !events.is_empty() {
+                    let _ = events.try_recv();
+                }
+            }
         }
+        send_beat(&client, tunnels.agent_ids(), relay_url.clone()).await;
+    }
+}
+
+/// One heartbeat listing the agents whose tunnels this edge holds.
+async fn send_beat(client: &ControlClient, tunnels: Vec<i64>, relay_url: Option<String>) {
+    let body = serde_json::to_value(Heartbeat {
+        version: env!("CARGO_PKG_VERSION").into(),
+        agents: tunnels.len() as i64,
+        tunnels,
+        relay_url,
+    })
+    .expect("JSON serializes");
+    if let Err(e) = client
+        .call::<serde_json::Value>(http::Method::POST, "/edge/heartbeat", Some(body))
+        .await
+    {
+        tracing::debug!(error = %e, "heartbeat not delivered");
     }
 }
 
@@ -435,6 +460,11 @@ impl RegionalEdge {
             base_url: hello.signin_url.clone(),
             session_ttl_secs: SESSION_TTL_SECS,
         });
+        let relay = Arc::new(Relay::new(
+            cfg.relay_url.clone().unwrap_or(hello.url.clone()),
+            &signin.key,
+            client_config(client.link.ca_file.as_deref(), &[b"h2"])?,
+        ));
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
@@ -442,7 +472,10 @@ impl RegionalEdge {
             cfg.limits.clone(),
             metrics,
             signin,
-            Arc::new(RemoteControl(client.clone())),
+            super::Peers {
+                control: Arc::new(RemoteControl(client.clone())),
+                relay,
+            },
         ));
         let frontdoor = Arc::new(Frontdoor {
             edge,
@@ -493,7 +526,11 @@ impl RegionalEdge {
             self.catalog.clone(),
             self.control.clone(),
         ));
-        let heart = tokio::spawn(beat(self.client.clone(), self.tunnels.clone()));
+        let heart = tokio::spawn(beat(
+            self.client.clone(),
+            self.tunnels.clone(),
+            self.cfg.relay_url.clone(),
+        ));
         let sweeper = crate::roles::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         super::server::serve(
             self.listener,
@@ -507,5 +544,12 @@ impl RegionalEdge {
         heart.abort();
         sweeper.abort();
         self.tunnels.close_all();
+        // Gone: other edges stop relaying here at once, not when the
+        // records expire.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            send_beat(&self.client, Vec::new(), self.cfg.relay_url.clone()),
+        )
+        .await;
     }
 }

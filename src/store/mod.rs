@@ -759,6 +759,12 @@ impl Store {
                 .into_iter()
                 .map(catalog::Change::Session),
         );
+        out.extend(
+            self.live_tunnels(now_unix - TUNNEL_STALE_SECS)
+                .await?
+                .into_iter()
+                .map(|(agent_id, holder)| catalog::Change::TunnelAt { agent_id, holder }),
+        );
         Ok(out)
     }
 }
@@ -799,6 +805,8 @@ mod notify;
 mod regions;
 mod sessions;
 mod shares;
+mod tunnels;
+pub use tunnels::TUNNEL_STALE_SECS;
 
 #[cfg(test)]
 pub(crate) mod test_pg;

@@ -174,6 +174,16 @@ pub struct TunnelStats {
     pub connected: Gauge,
 }
 
+/// An agent's first tunnel to this edge opened (`up`), or its last closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelEvent {
+    pub agent_id: i64,
+    pub up: bool,
+}
+
+/// Events a slow [`Tunnels::events`] receiver may fall behind by.
+const EVENTS_CAPACITY: usize = 4096;
+
 /// Every agent connected to this edge, by agent id.
 #[derive(Debug)]
 pub struct Tunnels {
@@ -181,6 +191,8 @@ pub struct Tunnels {
     next_generation: AtomicU64,
     /// Flipped to true by [`Tunnels::close_all`]; every tunnel task watches it.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Agents arriving and leaving, for whoever tells control where they are.
+    events: tokio::sync::broadcast::Sender<TunnelEvent>,
     /// Metrics.
     pub stats: TunnelStats,
 }
@@ -192,8 +204,15 @@ impl Tunnels {
             live: DashMap::new(),
             next_generation: AtomicU64::new(0),
             closing: tokio::sync::watch::channel(false).0,
+            events: tokio::sync::broadcast::channel(EVENTS_CAPACITY).0,
             stats: TunnelStats::default(),
         })
+    }
+
+    /// Every agent arriving or leaving from now on. A receiver that lags
+    /// misses events, and should fall back on [`Tunnels::agent_ids`].
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<TunnelEvent> {
+        self.events.subscribe()
     }
 
     /// Closes the tunnels for which `still_valid(agent_id, token)` is false:
@@ -311,6 +330,7 @@ impl Tunnels {
         }
         if replaced.is_none() {
             self.stats.connected.inc();
+            let _ = self.events.send(TunnelEvent { agent_id, up: true });
         }
         tracing::info!(agent_id, generation, "agent connected");
         let mut closing = self.closing.subscribe();
@@ -325,6 +345,10 @@ impl Tunnels {
             .is_some()
         {
             self.stats.connected.dec();
+            let _ = self.events.send(TunnelEvent {
+                agent_id,
+                up: false,
+            });
         }
         match outcome {
             Ok(()) => tracing::info!(agent_id, generation, "agent disconnected"),

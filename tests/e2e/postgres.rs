@@ -118,9 +118,13 @@ async fn two_replicas_on_one_database_follow_each_others_shares_and_revocations(
     let Some(db) = postgres::fresh_database().await else {
         return;
     };
+    // One data directory, hence one local CA: replicas relay to each other
+    // over TLS and must trust each other's certificates.
+    let shared = tempfile::tempdir().unwrap();
     let replica = || {
         Berth::start_with(Options {
             database_url: Some(db.url.clone()),
+            dir: Some(shared.path().to_owned()),
             no_dev_agent: true,
             ..Default::default()
         })
@@ -212,4 +216,21 @@ async fn two_replicas_on_one_database_follow_each_others_shares_and_revocations(
     })
     .await;
     eprintln!("revocation reached replica B in {took:?}");
+
+    // The agent's tunnel is on B; A relays to it. (Behind one load
+    // balancer each replica sets `server.relay_url` to its own address;
+    // here each has its own port, which the default URL names.)
+    let via_a = || {
+        let req = a
+            .client(true)
+            .get(a.app_url(&label, "/hello"))
+            .bearer_auth(&a.admin_token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let took = within_5s("A relays to B's tunnel", 200, via_a).await;
+    eprintln!("replica A relayed to B's tunnel {took:?} after the first try");
+    assert_eq!(a.server.tunnels.len(), 0, "the tunnel is on B only");
+    // B stops: A stops relaying to it within moments.
+    b.stop().await;
+    within_5s("A knows B is gone", 502, via_a).await;
 }

@@ -574,3 +574,227 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
     let _ = stop_eu.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), eu_task).await;
 }
+
+/// Sends a `CONNECT` to `host:port` over HTTP/2 with the relay headers, as
+/// another edge would, and returns the status and its `berth-error`.
+async fn forged_relay(
+    ca: &std::path::Path,
+    host: &str,
+    port: u16,
+    agent_id: i64,
+    secret: Option<&str>,
+) -> (u16, String) {
+    use http_body_util::Empty;
+    let tls = berth::tls::client::client_config(Some(ca), &[b"h2"]).unwrap();
+    let stream = berth::tls::client::connect(host, port, tls).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("{host}:{port}"))
+        .header("berth-relay-agent", agent_id)
+        .header("berth-relay-port", 1);
+    if let Some(s) = secret {
+        req = req.header("berth-relay-auth", s);
+    }
+    let res = sender
+        .send_request(req.body(Empty::<bytes::Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let code = res
+        .headers()
+        .get("berth-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (res.status().as_u16(), code)
+}
+
+/// An agent connected to one region's edge is reachable through every
+/// other edge (control's own included): they relay to the edge that holds
+/// its tunnel, over an authenticated HTTP/2 link, with the bytes intact.
+/// When that edge stops, the others learn at once and say the agent is
+/// offline instead of relaying into nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_region_relays_to_the_edge_that_holds_the_agent() {
+    let berth = Berth::start_with(Options {
+        no_dev_agent: true,
+        ..Default::default()
+    })
+    .await;
+    let admin = berth.admin_token.clone();
+    let (eu_port, us_port) = (free_port(), free_port());
+    let mut tokens = Vec::new();
+    for (name, port) in [("eu", eu_port), ("us", us_port)] {
+        let (s, r) = berth
+            .api(
+                Method::POST,
+                "/api/v1/regions",
+                &admin,
+                Some(json!({"name": name, "url": format!("https://{name}.berth.localhost:{port}"), "wildcard": format!("*.{name}.berth.localhost")})),
+            )
+            .await;
+        assert_eq!(s, 201, "{r}");
+        tokens.push(r["region_token"].as_str().unwrap().to_owned());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (eu, stop_eu, eu_rx) = start_edge(&berth, "eu", &tokens[0], eu_port, dir.path()).await;
+    let (us, stop_us, us_rx) = start_edge(&berth, "us", &tokens[1], us_port, dir.path()).await;
+    let (eu_tunnels, us_tunnels, us_catalog) =
+        (eu.tunnels.clone(), us.tunnels.clone(), us.catalog.clone());
+    let eu_task = tokio::spawn(eu.run(async {
+        let _ = eu_rx.await;
+    }));
+    let us_task = tokio::spawn(us.run(async {
+        let _ = us_rx.await;
+    }));
+
+    // The agent is pinned to eu.
+    let agent_token = berth.create_agent("api", "laptop").await;
+    let app = apps::start("127.0.0.1:0", "relayed").await;
+    let stop_agent = run_agent(berth::agent::AgentConfig {
+        url: berth.api_url(""),
+        token: berth::auth::Secret::new(&agent_token),
+        ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
+        upstream: Default::default(),
+        region: Some("eu".into()),
+    });
+    within(Duration::from_secs(10), "agent on eu", || {
+        let e = eu_tunnels.clone();
+        async move { e.len() == 1 }
+    })
+    .await;
+    let agent_id = eu_tunnels.agent_ids()[0];
+    let eu_url = format!("https://eu.berth.localhost:{eu_port}");
+    let took = within(
+        Duration::from_secs(5),
+        "us learns where the agent is",
+        || {
+            let (c, u) = (us_catalog.clone(), eu_url.clone());
+            async move { c.tunnels_at(agent_id) == vec![u] }
+        },
+    )
+    .await;
+    println!("us learnt the agent is on eu {took:?} after it connected");
+    assert_eq!(berth.server.tunnels.len(), 0);
+    assert!(us_tunnels.is_empty());
+    // Control reports it connected, though not to control.
+    let (s, a) = berth
+        .api(
+            Method::GET,
+            "/api/v1/workspaces/admin/api/agents",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a[0]["connected"], true, "{a}");
+
+    let port = app.port();
+    let c = client_for(&berth.ca_pem, false);
+    let control_host = format!("berth.localhost:{}", berth.addr.port());
+    let us_host = format!("us.berth.localhost:{us_port}");
+    let eu_host = format!("eu.berth.localhost:{eu_port}");
+    for host in [&eu_host, &us_host, &control_host] {
+        let res = c
+            .get(format!("https://{port}--laptop--api--admin.{host}/hello"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "through {host}");
+        assert_eq!(res.json::<Value>().await.unwrap()["app"], "relayed");
+        // Authorization still happens at the first edge.
+        let res = c
+            .get(format!("https://{port}--laptop--api--admin.{host}/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "through {host}");
+    }
+    // 32 MiB through the relay, byte for byte, over HTTP/2 and HTTP/1.1.
+    for client in [
+        client_for(&berth.ca_pem, false),
+        client_for(&berth.ca_pem, true),
+    ] {
+        let n: u64 = 32 * 1024 * 1024;
+        let t0 = Instant::now();
+        let body = client
+            .get(format!(
+                "https://{port}--laptop--api--admin.{us_host}/download?bytes={n}"
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.len() as u64, n);
+        assert!(body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == apps::pattern(i as u64)));
+        println!("32 MiB through us -> eu in {:?}", t0.elapsed());
+    }
+    // The link itself: nothing without the deployment's secret, and a
+    // holder serves only its own tunnels (no second hop).
+    assert_eq!(
+        forged_relay(&berth.ca_pem, "eu.berth.localhost", eu_port, agent_id, None).await,
+        (403, "relay-refused".into())
+    );
+    assert_eq!(
+        forged_relay(
+            &berth.ca_pem,
+            "eu.berth.localhost",
+            eu_port,
+            agent_id,
+            Some("0123abcd")
+        )
+        .await,
+        (403, "relay-refused".into())
+    );
+    let store = berth::store::Store::open(&berth.dir).await.unwrap();
+    let key = store.secret_key("cookie-signing-key").await.unwrap();
+    let secret = hex::encode(berth::auth::cookie::CookieKey::new(key).derive("relay", "v1"));
+    assert_eq!(
+        forged_relay(
+            &berth.ca_pem,
+            "us.berth.localhost",
+            us_port,
+            agent_id,
+            Some(&secret)
+        )
+        .await,
+        (404, "not-here".into())
+    );
+
+    // eu stops: the others stop relaying at once and say the agent is away.
+    let _ = stop_eu.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), eu_task).await;
+    let took = within(Duration::from_secs(5), "us forgets eu's tunnel", || {
+        let c = us_catalog.clone();
+        async move { c.tunnels_at(agent_id).is_empty() }
+    })
+    .await;
+    println!("us forgot eu's tunnel {took:?} after eu stopped");
+    let res = c
+        .get(format!(
+            "https://{port}--laptop--api--admin.{us_host}/hello"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+
+    let _ = stop_agent.send(());
+    let _ = stop_us.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), us_task).await;
+}

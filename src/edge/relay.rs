@@ -1,0 +1,358 @@
+//! Edge-to-edge relay (DESIGN: "an edge without the agent relays over an
+//! edge-to-edge HTTP/2 link to the edge that has it").
+//!
+//! Every server that holds agent tunnels (a regional edge, a control
+//! replica) is a *holder*, named by its relay URL. Control records which
+//! holders have a tunnel of each agent and streams that to every edge as
+//! [`crate::catalog::Change::TunnelAt`] / `TunnelGone`. A request for an
+//! agent with no tunnel here goes, as an HTTP/2 `CONNECT` on one pooled
+//! TLS connection per holder, to a holder that has it; the holder opens a
+//! stream on its local tunnel and copies bytes. A holder only ever serves
+//! its own tunnels, so a request takes at most one extra hop and cannot
+//! loop.
+//!
+//! The link is authenticated with a secret derived from the cookie key,
+//! which every edge and control replica already holds (and which is worth
+//! more than the relay: it signs sessions). The visitor was authorized by
+//! the first edge; the holder trusts that decision.
+
+use crate::auth::cookie::CookieKey;
+use crate::tunnel::edge::{OpenError, Tunnels};
+use crate::tunnel::{Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, STREAM_WINDOW};
+use axum::body::Body;
+use bytes::Bytes;
+use dashmap::DashMap;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Header naming the agent a relayed `CONNECT` is for.
+pub const AGENT_HEADER: &str = "berth-relay-agent";
+/// Header naming the port.
+pub const PORT_HEADER: &str = "berth-relay-port";
+/// Header carrying the relay secret.
+pub const AUTH_HEADER: &str = "berth-relay-auth";
+/// Refusal code when the holder has no tunnel of the agent (any more).
+const NOT_HERE: &str = "not-here";
+/// Dialing and handshaking with another edge may take this long.
+const LINK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pings on an idle link, so a dead peer is noticed.
+const LINK_PING: Duration = Duration::from_secs(10);
+/// Copy buffer per direction of a relayed stream.
+const COPY_BUF: usize = 64 * 1024;
+
+/// Where a request for an agent goes from this server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hop<'a> {
+    /// Through this server's own tunnel of that generation.
+    Local(u64),
+    /// Through the holder at this relay URL.
+    Relay(&'a str),
+    /// Nowhere: the agent has no tunnel anywhere this server knows of.
+    Offline,
+}
+
+/// Picks the way to an agent: the local tunnel if there is one, else the
+/// first (longest-standing) holder that is not this server (`me`; a
+/// record naming this server without a local tunnel is stale).
+pub fn hop<'a>(local: Option<u64>, holders: &'a [String], me: &str) -> Hop<'a> {
+    if let Some(generation) = local {
+        return Hop::Local(generation);
+    }
+    holders
+        .iter()
+        .find(|h| !same_url(h, me))
+        .map_or(Hop::Offline, |h| Hop::Relay(h))
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// The link to one holder, dialed by whoever needs it first.
+type LinkSlot = Arc<tokio::sync::Mutex<Option<SendRequest<Empty<Bytes>>>>>;
+
+/// The relay's two halves: links to other holders, and the secret both
+/// ends check.
+pub struct Relay {
+    /// This server's own relay URL, as other servers reach it.
+    pub me: String,
+    secret: String,
+    tls: Arc<rustls::ClientConfig>,
+    /// One HTTP/2 link per holder URL, opened on first use.
+    links: DashMap<String, LinkSlot>,
+    /// Holder URLs by small number, for pool keys.
+    ids: DashMap<String, u32>,
+    urls: DashMap<u32, String>,
+}
+
+impl Relay {
+    /// A relay for the server reached at `me`, keyed from `key`, dialing
+    /// other holders with `tls` (which must offer ALPN `h2`).
+    pub fn new(me: String, key: &CookieKey, tls: Arc<rustls::ClientConfig>) -> Relay {
+        Relay {
+            me,
+            secret: hex::encode(key.derive("relay", "v1")),
+            tls,
+            links: DashMap::new(),
+            ids: DashMap::new(),
+            urls: DashMap::new(),
+        }
+    }
+
+    /// A small number standing for `holder` in pool keys.
+    pub fn holder_id(&self, holder: &str) -> u32 {
+        if let Some(id) = self.ids.get(holder) {
+            return *id;
+        }
+        let next = self.ids.len() as u32 + 1;
+        let id = *self.ids.entry(holder.to_owned()).or_insert(next);
+        self.urls.entry(id).or_insert_with(|| holder.to_owned());
+        id
+    }
+
+    /// The holder a pool key's number stands for.
+    pub fn holder_url(&self, id: u32) -> Option<String> {
+        self.urls.get(&id).map(|u| u.clone())
+    }
+
+    /// Opens a byte stream to `port` of `agent_id` through `holder`.
+    pub async fn open(
+        &self,
+        holder: &str,
+        agent_id: i64,
+        port: u16,
+    ) -> Result<Upgraded, OpenError> {
+        let mut sender = self.link(holder).await?;
+        let authority = authority_of(holder).ok_or(OpenError::Offline)?;
+        let req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(authority)
+            .header(AGENT_HEADER, agent_id)
+            .header(PORT_HEADER, port)
+            .header(AUTH_HEADER, &self.secret)
+            .body(Empty::new())
+            .map_err(|e| OpenError::Tunnel(e.to_string()))?;
+        sender.ready().await.map_err(|_| OpenError::Offline)?;
+        let mut res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| OpenError::Tunnel(format!("relay to {holder}: {e}")))?;
+        if !res.status().is_success() {
+            let code = res
+                .headers()
+                .get(ERROR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            return Err(match code {
+                NOT_HERE | "" => OpenError::Offline,
+                code => OpenError::Refused {
+                    port,
+                    refusal: Refusal::from_code(code),
+                },
+            });
+        }
+        hyper::upgrade::on(&mut res)
+            .await
+            .map_err(|e| OpenError::Tunnel(format!("relay to {holder}: {e}")))
+    }
+
+    /// The live link to `holder`, dialing it if there is none.
+    async fn link(&self, holder: &str) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
+        let slot = self.links.entry(holder.to_owned()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let sender = tokio::time::timeout(LINK_TIMEOUT, self.dial(holder))
+            .await
+            .map_err(|_| OpenError::Tunnel(format!("relay to {holder}: no answer in time")))??;
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn dial(&self, holder: &str) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
+        let fail = |e: &dyn std::fmt::Display| OpenError::Tunnel(format!("relay to {holder}: {e}"));
+        let uri: http::Uri = holder.parse().map_err(|e| fail(&e))?;
+        let host = uri.host().ok_or_else(|| fail(&"no host"))?;
+        let port = uri.port_u16().unwrap_or(443);
+        let tls = crate::tls::client::connect(host, port, self.tls.clone())
+            .await
+            .map_err(|e| fail(&e))?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .keep_alive_interval(LINK_PING)
+            .keep_alive_timeout(LINK_PING)
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .map_err(|e| fail(&e))?;
+        let holder = holder.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%holder, error = %e, "relay link closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Whether a request carries this deployment's relay secret.
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        req.headers()
+            .get(AUTH_HEADER)
+            .is_some_and(|v| v.as_bytes().ct_eq(self.secret.as_bytes()).into())
+    }
+}
+
+/// `host[:port]` of a holder URL, the `CONNECT` target.
+fn authority_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    Some(uri.authority()?.as_str().to_owned())
+}
+
+/// Whether a request is a relayed stream from another edge.
+pub fn is_relay<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.headers().contains_key(AGENT_HEADER)
+}
+
+/// The holder's side: checks the secret, opens a stream on the local
+/// tunnel, answers `200` and copies bytes both ways. Refusals carry the
+/// agent's [`ERROR_HEADER`] code, or `not-here` when this server has no
+/// tunnel of the agent.
+pub async fn accept(
+    relay: &Relay,
+    tunnels: &Tunnels,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let refuse = |status: StatusCode, code: &str| {
+        Response::builder()
+            .status(status)
+            .header(ERROR_HEADER, code)
+            .body(Body::empty())
+            .expect("static response is valid")
+    };
+    if req.version() != http::Version::HTTP_2 || !relay.authorized(&req) {
+        return refuse(StatusCode::FORBIDDEN, "relay-refused");
+    }
+    let number = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let (Some(agent_id), Some(port)) = (
+        number(AGENT_HEADER),
+        number(PORT_HEADER).and_then(|p| u16::try_from(p).ok()),
+    ) else {
+        return refuse(StatusCode::BAD_REQUEST, "bad-request");
+    };
+    let Some(tunnel) = tunnels.get(agent_id) else {
+        return refuse(StatusCode::NOT_FOUND, NOT_HERE);
+    };
+    let stream = match tunnels.open(agent_id, tunnel.generation, port).await {
+        Ok(s) => s,
+        Err(OpenError::Refused { refusal, .. }) => {
+            return refuse(StatusCode::BAD_GATEWAY, refusal.code())
+        }
+        Err(OpenError::Offline) => return refuse(StatusCode::NOT_FOUND, NOT_HERE),
+        Err(OpenError::Tunnel(e)) => {
+            tracing::debug!(agent_id, error = %e, "relayed stream failed to open");
+            return refuse(StatusCode::BAD_GATEWAY, Refusal::Unreachable.code());
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(peer) = upgrade.await else { return };
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut TokioIo::new(peer),
+            &mut TokioIo::new(stream),
+            COPY_BUF,
+            COPY_BUF,
+        )
+        .await;
+    });
+    Response::new(Body::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holders(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_local_tunnel_always_wins() {
+        let h = holders(&["https://eu.example.com"]);
+        assert_eq!(hop(Some(7), &h, "https://us.example.com"), Hop::Local(7));
+        assert_eq!(hop(Some(7), &[], "https://us.example.com"), Hop::Local(7));
+    }
+
+    #[test]
+    fn relays_to_the_first_other_holder_and_never_to_itself() {
+        let me = "https://us.example.com:8443";
+        let h = holders(&["https://US.example.com:8443/", "https://eu.example.com"]);
+        assert_eq!(hop(None, &h, me), Hop::Relay("https://eu.example.com"));
+        // Only itself (a stale record): nowhere to go, rather than a loop.
+        let h = holders(&["https://us.example.com:8443"]);
+        assert_eq!(hop(None, &h, me), Hop::Offline);
+        assert_eq!(hop(None, &[], me), Hop::Offline);
+        // Same host, another port, is another server.
+        let h = holders(&["https://us.example.com:9443"]);
+        assert_eq!(hop(None, &h, me), Hop::Relay("https://us.example.com:9443"));
+    }
+
+    #[test]
+    fn holder_numbers_are_stable_and_reversible() {
+        let key = CookieKey::new([7; 32]);
+        let tls = crate::tls::client::insecure_client_config(&[b"h2"]);
+        let relay = Relay::new("https://a.example.com".into(), &key, tls);
+        let eu = relay.holder_id("https://eu.example.com");
+        let us = relay.holder_id("https://us.example.com");
+        assert_ne!(eu, us);
+        assert_eq!(relay.holder_id("https://eu.example.com"), eu);
+        assert_eq!(
+            relay.holder_url(us).as_deref(),
+            Some("https://us.example.com")
+        );
+        assert_eq!(relay.holder_url(999), None);
+    }
+
+    #[test]
+    fn only_the_deployments_secret_is_accepted() {
+        let key = CookieKey::new([7; 32]);
+        let tls = crate::tls::client::insecure_client_config(&[b"h2"]);
+        let relay = Relay::new("https://a.example.com".into(), &key, tls.clone());
+        let other = Relay::new(
+            "https://a.example.com".into(),
+            &CookieKey::new([8; 32]),
+            tls,
+        );
+        let with = |secret: Option<&str>| {
+            let mut b = Request::builder()
+                .method(Method::CONNECT)
+                .uri("a.example.com:443");
+            if let Some(s) = secret {
+                b = b.header(AUTH_HEADER, s);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(relay.authorized(&with(Some(&relay.secret))));
+        assert!(!relay.authorized(&with(Some(&other.secret))));
+        assert!(!relay.authorized(&with(Some(""))));
+        assert!(!relay.authorized(&with(Some(&relay.secret[..10]))));
+        assert!(!relay.authorized(&with(None)));
+        // The secret is not the cookie key itself.
+        assert_ne!(relay.secret, hex::encode([7u8; 32]));
+    }
+}
