@@ -108,12 +108,17 @@ impl ControlCalls for LocalControl {
 }
 
 /// The built-in edge's tunnels answer the control plane directly; an agent
-/// connected to another edge (or replica) is known from the catalog.
-struct LocalPresence(Arc<Tunnels>, Arc<Catalog>);
+/// connected to another edge (or replica) is known from the catalog and
+/// asked through the relay.
+struct LocalPresence {
+    tunnels: Arc<Tunnels>,
+    catalog: Arc<Catalog>,
+    relay: Arc<Relay>,
+}
 
 impl Presence for LocalPresence {
     fn is_connected(&self, agent_id: i64) -> bool {
-        self.0.is_connected(agent_id) || !self.1.tunnels_at(agent_id).is_empty()
+        self.tunnels.is_connected(agent_id) || !self.catalog.tunnels_at(agent_id).is_empty()
     }
 
     fn listening_ports(
@@ -123,12 +128,15 @@ impl Presence for LocalPresence {
         'static,
         Result<Vec<crate::agent::scan::ListeningPort>, String>,
     > {
-        let tunnels = self.0.clone();
+        let (tunnels, relay) = (self.tunnels.clone(), self.relay.clone());
+        let holders = self.catalog.tunnels_at(agent_id);
         Box::pin(async move {
-            tunnels
-                .listening_ports(agent_id)
-                .await
-                .map_err(|e| e.to_string())
+            let local = tunnels.get(agent_id).map(|t| t.generation);
+            let answer = match edge::relay::hop(local, &holders, &relay.me) {
+                edge::relay::Hop::Relay(holder) => relay.listening_ports(holder, agent_id).await,
+                _ => tunnels.listening_ports(agent_id).await,
+            };
+            answer.map_err(|e| e.to_string())
         })
     }
 }
@@ -271,7 +279,7 @@ impl Server {
                     signin: signin.clone(),
                     catalog: catalog.clone(),
                 }),
-                relay,
+                relay: relay.clone(),
             },
         ));
         let wildcard_suffix = cfg.wildcard.host_for("");
@@ -284,7 +292,11 @@ impl Server {
             local_ca,
             store: store.clone(),
             catalog: catalog.clone(),
-            presence: Arc::new(LocalPresence(tunnels.clone(), catalog.clone())),
+            presence: Arc::new(LocalPresence {
+                tunnels: tunnels.clone(),
+                catalog: catalog.clone(),
+                relay,
+            }),
             sharing: cfg.sharing,
             signin,
             app_urls: AppUrls {

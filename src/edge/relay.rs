@@ -16,14 +16,18 @@
 //! more than the relay: it signs sessions). The visitor was authorized by
 //! the first edge; the holder trusts that decision.
 
+use crate::agent::scan::ListeningPort;
 use crate::auth::cookie::CookieKey;
-use crate::tunnel::edge::{OpenError, Tunnels};
-use crate::tunnel::{Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, STREAM_WINDOW};
+use crate::tunnel::edge::{OpenError, PortsError, Tunnels};
+use crate::tunnel::{
+    PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
+    PORTS_TIMEOUT, STREAM_WINDOW,
+};
 use axum::body::Body;
 use bytes::Bytes;
 use dashmap::DashMap;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::upgrade::Upgraded;
@@ -38,6 +42,8 @@ pub const AGENT_HEADER: &str = "berth-relay-agent";
 pub const PORT_HEADER: &str = "berth-relay-port";
 /// Header carrying the relay secret.
 pub const AUTH_HEADER: &str = "berth-relay-auth";
+/// The path of a relayed request for an agent's listening ports (`GET`).
+pub const PORTS_PATH: &str = "/_berth/relay/ports";
 /// Refusal code when the holder has no tunnel of the agent (any more).
 const NOT_HERE: &str = "not-here";
 /// Dialing and handshaking with another edge may take this long.
@@ -164,6 +170,56 @@ impl Relay {
             .map_err(|e| OpenError::Tunnel(format!("relay to {holder}: {e}")))
     }
 
+    /// The listening ports of `agent_id`'s workspace, asked through
+    /// `holder` (the holder's agent answers; its errors come back as
+    /// [`PortsError::Agent`] with the holder's message).
+    pub async fn listening_ports(
+        &self,
+        holder: &str,
+        agent_id: i64,
+    ) -> Result<Vec<ListeningPort>, PortsError> {
+        let tunnel_err =
+            |e: &dyn std::fmt::Display| PortsError::Tunnel(format!("relay to {holder}: {e}"));
+        let mut sender = self.link(holder).await.map_err(|e| tunnel_err(&e))?;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{PORTS_PATH}", holder.trim_end_matches('/')))
+            .header(AGENT_HEADER, agent_id)
+            .header(AUTH_HEADER, &self.secret)
+            .body(Empty::new())
+            .map_err(|e| tunnel_err(&e))?;
+        sender.ready().await.map_err(|_| PortsError::Offline)?;
+        let work = async {
+            let res = sender.send_request(req).await.map_err(|e| tunnel_err(&e))?;
+            let status = res.status();
+            let not_here = res
+                .headers()
+                .get(ERROR_HEADER)
+                .is_some_and(|v| v.as_bytes() == NOT_HERE.as_bytes());
+            let body = Limited::new(res.into_body(), MAX_PORTS_REPLY + 4096)
+                .collect()
+                .await
+                .map_err(|e| tunnel_err(&e))?
+                .to_bytes();
+            if not_here {
+                return Err(PortsError::Offline);
+            }
+            if !status.is_success() {
+                let message = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("the edge holding its tunnel answered {status}"));
+                return Err(PortsError::Agent(message));
+            }
+            serde_json::from_slice::<PortsReply>(&body)
+                .map(|r| r.ports)
+                .map_err(|e| PortsError::BadReply(e.to_string()))
+        };
+        tokio::time::timeout(PORTS_TIMEOUT + LINK_TIMEOUT, work)
+            .await
+            .map_err(|_| PortsError::Timeout)?
+    }
+
     /// The live link to `holder`, dialing it if there is none.
     async fn link(&self, holder: &str) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
         let slot = self.links.entry(holder.to_owned()).or_default().clone();
@@ -219,9 +275,12 @@ fn authority_of(url: &str) -> Option<String> {
     Some(uri.authority()?.as_str().to_owned())
 }
 
-/// Whether a request is a relayed stream from another edge.
+/// Whether a request comes from another edge's relay: a stream
+/// (`CONNECT`) or a listening-ports question (`GET` [`PORTS_PATH`]).
 pub fn is_relay<B>(req: &Request<B>) -> bool {
-    req.method() == Method::CONNECT && req.headers().contains_key(AGENT_HEADER)
+    req.headers().contains_key(AGENT_HEADER)
+        && (req.method() == Method::CONNECT
+            || (req.method() == Method::GET && req.uri().path() == PORTS_PATH))
 }
 
 /// The holder's side: checks the secret, opens a stream on the local
@@ -249,6 +308,32 @@ pub async fn accept(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok())
     };
+    if req.method() == Method::GET {
+        let Some(agent_id) = number(AGENT_HEADER) else {
+            return refuse(StatusCode::BAD_REQUEST, "bad-request");
+        };
+        return match tunnels.listening_ports(agent_id).await {
+            Ok(ports) => {
+                let reply = PortsReply {
+                    ports,
+                    truncated: false,
+                };
+                Response::builder()
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        serde_json::to_vec(&reply).expect("ports serialize"),
+                    ))
+                    .expect("static response is valid")
+            }
+            Err(PortsError::Offline) => refuse(StatusCode::NOT_FOUND, NOT_HERE),
+            Err(e) => {
+                let mut res = refuse(StatusCode::BAD_GATEWAY, "ports-failed");
+                *res.body_mut() =
+                    Body::from(serde_json::json!({"error": e.to_string()}).to_string());
+                res
+            }
+        };
+    }
     let (Some(agent_id), Some(port)) = (
         number(AGENT_HEADER),
         number(PORT_HEADER).and_then(|p| u16::try_from(p).ok()),

@@ -695,6 +695,24 @@ async fn every_region_relays_to_the_edge_that_holds_the_agent() {
         .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a[0]["connected"], true, "{a}");
+    // ...and lists its listening ports, asked through the relay.
+    let (s, ports) = berth
+        .api(
+            Method::GET,
+            "/api/v1/workspaces/admin/api/agents/laptop/ports",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{ports}");
+    assert!(
+        ports["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == app.port()),
+        "{ports}"
+    );
 
     let port = app.port();
     let c = client_for(&berth.ca_pem, false);
