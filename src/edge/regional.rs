@@ -370,6 +370,59 @@ async fn send_beat(client: &ControlClient, tunnels: Vec<i64>, relay_url: Option<
     }
 }
 
+/// How often a `self-signed` edge checks its certificate from control.
+const CERT_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// ...and how soon it tries again after control failed to issue one.
+const CERT_RETRY: Duration = Duration::from_secs(300);
+
+/// Whether a certificate valid from `not_before` to `not_after` (unix
+/// seconds) should be replaced at `now`: in the last third of its life, as
+/// cert-manager does (day 60 of a 90-day leaf), which leaves weeks for
+/// retries while control is away.
+pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
+    now >= not_after - (not_after - not_before).max(0) / 3
+}
+
+/// Replaces the served certificate with a new one from control's CA if it
+/// is due at `now` (unix seconds); `Ok(true)` when it did.
+pub async fn renew_if_due(
+    client: &ControlClient,
+    certs: &SwappableCert,
+    now: i64,
+) -> Result<bool, String> {
+    let chain = certs.current_chain();
+    let info = chain
+        .first()
+        .map(|leaf| tls::info::cert_info(leaf))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    if info.is_some_and(|i| !renewal_due(i.not_before, i.not_after, now)) {
+        return Ok(false);
+    }
+    let fresh = client.certificate().await?;
+    certs.set(fresh).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// Keeps a `self-signed` edge's certificate from control current.
+async fn renew_certificates(client: ControlClient, certs: Arc<SwappableCert>) {
+    loop {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let wait = match renew_if_due(&client, &certs, now).await {
+            Ok(true) => {
+                tracing::info!("renewed this edge's certificate from control's CA");
+                CERT_CHECK_EVERY
+            }
+            Ok(false) => CERT_CHECK_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew this edge's certificate yet; retrying");
+                CERT_RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// A built regional edge, bound and ready to run.
 pub struct RegionalEdge {
     cfg: ServerConfig,
@@ -378,7 +431,10 @@ pub struct RegionalEdge {
     frontdoor: Arc<Frontdoor>,
     registry: Arc<Registry>,
     admin: Option<TcpListener>,
-    client: ControlClient,
+    /// The link to control.
+    pub client: ControlClient,
+    /// The certificate served (replaced when renewed).
+    pub certs: Arc<SwappableCert>,
     /// The region, as control named it.
     pub region: String,
     /// The public address actually bound.
@@ -496,6 +552,7 @@ impl RegionalEdge {
             registry: Arc::new(registry),
             admin,
             client,
+            certs,
             region: hello.region,
             local_addr,
             admin_addr,
@@ -532,6 +589,8 @@ impl RegionalEdge {
             self.cfg.relay_url.clone(),
         ));
         let sweeper = crate::roles::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned)
+            .then(|| tokio::spawn(renew_certificates(self.client.clone(), self.certs.clone())));
         super::server::serve(
             self.listener,
             self.tls,
@@ -543,6 +602,9 @@ impl RegionalEdge {
         follower.abort();
         heart.abort();
         sweeper.abort();
+        if let Some(r) = renewer {
+            r.abort();
+        }
         self.tunnels.close_all();
         // Gone: other edges stop relaying here at once, not when the
         // records expire.
@@ -551,5 +613,23 @@ impl RegionalEdge {
             send_beat(&self.client, Vec::new(), self.cfg.relay_url.clone()),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renewal_due;
+
+    #[test]
+    fn renewal_is_due_in_the_last_third_of_a_certificates_life() {
+        let day = 86_400;
+        let (from, to) = (1_000_000, 1_000_000 + 90 * day);
+        assert!(!renewal_due(from, to, from));
+        assert!(!renewal_due(from, to, from + 59 * day));
+        assert!(renewal_due(from, to, from + 60 * day));
+        assert!(renewal_due(from, to, to + day), "expired: due");
+        assert!(!renewal_due(from, to, from - day));
+        // A nonsensical certificate (ends before it starts) is due at once.
+        assert!(renewal_due(to, from, from));
     }
 }

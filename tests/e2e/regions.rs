@@ -124,6 +124,22 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     // Its certificate comes from control's CA: one ca.pem for everything.
     let edge_ca = berth.ca_pem.clone();
     let (control_state, tunnels) = (edge.control.clone(), edge.tunnels.clone());
+    // Its certificate is renewed from control in the last third of its life.
+    let serial = |c: &berth::tls::SwappableCert| {
+        berth::tls::info::cert_info(&c.current_chain()[0])
+            .unwrap()
+            .serial
+    };
+    let before = serial(&edge.certs);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let renew = |at| berth::edge::regional::renew_if_due(&edge.client, &edge.certs, at);
+    assert!(!renew(now).await.unwrap(), "a new certificate is not due");
+    assert_eq!(serial(&edge.certs), before);
+    assert!(
+        renew(now + 61 * 86_400).await.unwrap(),
+        "due on day 61 of 90"
+    );
+    assert_ne!(serial(&edge.certs), before, "a new certificate is served");
     let edge_task = tokio::spawn(edge.run(async {
         let _ = stopped.await;
     }));
