@@ -290,6 +290,13 @@ impl Server {
         let state = ControlState {
             oidc,
             local_ca,
+            region_certs: match &cfg.tls {
+                TlsMode::Acme(settings) => Some(Arc::new(tls::acme::regions::RegionCerts::new(
+                    (**settings).clone(),
+                    store.clone(),
+                ))),
+                _ => None,
+            },
             store: store.clone(),
             catalog: catalog.clone(),
             presence: Arc::new(LocalPresence {
@@ -435,6 +442,9 @@ impl Server {
         regions_task.abort();
         sweeper.abort();
         tracker.abort();
+        if let Some(certs) = &self.state.region_certs {
+            certs.shutdown();
+        }
         tunnels.close_all();
         // Gone: other edges stop relaying here at once, not when the
         // records expire.

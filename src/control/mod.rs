@@ -90,6 +90,9 @@ pub struct ControlState {
     /// The local CA (`tls.mode = "self-signed"`), which also signs regional
     /// edges' certificates so one `ca.pem` covers the deployment.
     pub local_ca: Option<Arc<crate::tls::LocalCa>>,
+    /// Regional edges' ACME certificates (`tls.mode = "acme"`), which
+    /// control orders for them.
+    pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
 }
 
 tokio::task_local! {

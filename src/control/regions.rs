@@ -456,25 +456,50 @@ pub async fn certificate(
     EdgeCaller(region): EdgeCaller,
 ) -> Result<Json<EdgeCertificate>, ApiError> {
     use base64::Engine;
-    let ca = st.local_ca.as_ref().ok_or_else(|| {
-        ApiError::conflict(
-            "control has no local CA (its tls.mode is not \"self-signed\"): give the edge a certificate with tls.mode = \"files\" or \"acme\"",
-        )
-    })?;
     let host = region
         .url
         .parse::<http::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_owned))
         .ok_or_else(|| ApiError::conflict("the region's url has no host"))?;
-    let issued = ca
-        .issue(&crate::roles::cert_names(&host, &region.wildcard))
-        .map_err(|e| ApiError::conflict(format!("cannot issue the edge's certificate: {e}")))?;
+    let names = crate::roles::cert_names(&host, &region.wildcard);
+    let issued = if let Some(ca) = &st.local_ca {
+        tracing::info!(region = %region.name, %host, "issued a regional edge certificate");
+        ca.issue(&names)
+            .map_err(|e| ApiError::conflict(format!("cannot issue the edge's certificate: {e}")))?
+    } else if let Some(acme) = &st.region_certs {
+        match acme.get(names.clone()).await {
+            Ok(Some(cert)) => cert,
+            Ok(None) => {
+                let why = acme
+                    .last_error(&names)
+                    .map(|e| format!(" (the last attempt failed: {e})"))
+                    .unwrap_or_default();
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "certificate_pending",
+                    format!("control is ordering this region's certificate from its ACME CA; ask again in a few seconds{why}"),
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::conflict(format!(
+                    "cannot order the region's certificate: {e}"
+                )))
+            }
+        }
+    } else {
+        return Err(ApiError::conflict(
+            "control has neither a local CA nor ACME (its tls.mode is \"files\"): give the edge a certificate with tls.mode = \"files\"",
+        ));
+    };
+    let key = match &issued.key {
+        rustls_pki_types::PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der(),
+        _ => return Err(ApiError::conflict("the region's key is not PKCS#8")),
+    };
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-    tracing::info!(region = %region.name, %host, "issued a regional edge certificate");
     Ok(Json(EdgeCertificate {
         chain: issued.chain.iter().map(|c| b64(c)).collect(),
-        key: b64(issued.key.secret_der()),
+        key: b64(key),
     }))
 }
 

@@ -42,6 +42,7 @@ impl Harness {
             signin: test_signin(),
             oidc: None,
             local_ca: None,
+            region_certs: None,
         };
         let mut h = Harness {
             state,
@@ -770,6 +771,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             signin: test_signin(),
             oidc: None,
             local_ca: None,
+            region_certs: None,
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

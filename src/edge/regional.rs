@@ -159,14 +159,35 @@ impl ControlClient {
             .map_err(|_| format!("control at {} did not answer {path} in time", self.link.url))?
     }
 
-    /// A certificate for this region's host and wildcard from control's
-    /// local CA (`tls.mode = "self-signed"`).
-    pub async fn certificate(&self) -> Result<tls::CertAndKey, String> {
+    /// A certificate for this region's host and wildcard from control: from
+    /// its local CA (`self-signed`), or the one it ordered from its ACME CA
+    /// for the region (`acme`); `None` while that order is pending.
+    pub async fn certificate(&self) -> Result<Option<tls::CertAndKey>, String> {
         use base64::Engine;
-        let c: EdgeCertificate = self
-            .call(http::Method::GET, "/edge/certificate", None)
-            .await?
-            .ok_or("control does not issue edge certificates (an older version?)")?;
+        let path = "/edge/certificate";
+        let (status, body) =
+            tokio::time::timeout(CALL_TIMEOUT, self.send(http::Method::GET, path, None))
+                .await
+                .map_err(|_| {
+                    format!("control at {} did not answer {path} in time", self.link.url)
+                })??;
+        let raw = Limited::new(body, MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("control at {}: {e}", self.link.url))?
+            .to_bytes();
+        if status == http::StatusCode::SERVICE_UNAVAILABLE {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(format!("control answered {path} with {status}: {msg}"));
+        }
+        let c: EdgeCertificate = serde_json::from_slice(&raw)
+            .map_err(|e| format!("control answered {path} with unusable JSON: {e}"))?;
         let dec = |s: &str| {
             base64::engine::general_purpose::STANDARD
                 .decode(s)
@@ -178,7 +199,7 @@ impl ControlClient {
             .map(|d| dec(d).map(rustls_pki_types::CertificateDer::from))
             .collect::<Result<Vec<_>, _>>()?;
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(dec(&c.key)?.into());
-        Ok(tls::CertAndKey { chain, key })
+        Ok(Some(tls::CertAndKey { chain, key }))
     }
 
     /// Who this edge is, and the cookie key.
@@ -374,6 +395,8 @@ async fn send_beat(client: &ControlClient, tunnels: Vec<i64>, relay_url: Option<
 const CERT_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// ...and how soon it tries again after control failed to issue one.
 const CERT_RETRY: Duration = Duration::from_secs(300);
+/// How often an edge serving a temporary certificate asks for the real one.
+const CERT_PENDING_RETRY: Duration = Duration::from_secs(2);
 
 /// Whether a certificate valid from `not_before` to `not_after` (unix
 /// seconds) should be replaced at `now`: in the last third of its life, as
@@ -399,24 +422,51 @@ pub async fn renew_if_due(
     if info.is_some_and(|i| !renewal_due(i.not_before, i.not_after, now)) {
         return Ok(false);
     }
-    let fresh = client.certificate().await?;
-    certs.set(fresh).map_err(|e| e.to_string())?;
-    Ok(true)
+    match client.certificate().await? {
+        Some(fresh) => {
+            certs.set(fresh).map_err(|e| e.to_string())?;
+            Ok(true)
+        }
+        None => Err("control is still ordering the region's certificate".into()),
+    }
 }
 
-/// Keeps a `self-signed` edge's certificate from control current.
-async fn renew_certificates(client: ControlClient, certs: Arc<SwappableCert>) {
+/// Keeps a `self-signed` edge's certificate from control current; while
+/// it serves a temporary one (`pending`: control's ACME order was not done
+/// at start), asks every few seconds.
+async fn renew_certificates(client: ControlClient, certs: Arc<SwappableCert>, mut pending: bool) {
     loop {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let wait = match renew_if_due(&client, &certs, now).await {
-            Ok(true) => {
-                tracing::info!("renewed this edge's certificate from control's CA");
-                CERT_CHECK_EVERY
+        let wait = if pending {
+            match client.certificate().await {
+                Ok(Some(fresh)) => match certs.set(fresh) {
+                    Ok(()) => {
+                        tracing::info!("serving the region's certificate from control");
+                        pending = false;
+                        CERT_CHECK_EVERY
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control sent an unusable certificate");
+                        CERT_RETRY
+                    }
+                },
+                Ok(None) => CERT_PENDING_RETRY,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get the region's certificate yet; retrying");
+                    CERT_PENDING_RETRY
+                }
             }
-            Ok(false) => CERT_CHECK_EVERY,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot renew this edge's certificate yet; retrying");
-                CERT_RETRY
+        } else {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match renew_if_due(&client, &certs, now).await {
+                Ok(true) => {
+                    tracing::info!("renewed this edge's certificate from control");
+                    CERT_CHECK_EVERY
+                }
+                Ok(false) => CERT_CHECK_EVERY,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew this edge's certificate yet; retrying");
+                    CERT_RETRY
+                }
             }
         };
         tokio::time::sleep(wait).await;
@@ -435,6 +485,8 @@ pub struct RegionalEdge {
     pub client: ControlClient,
     /// The certificate served (replaced when renewed).
     pub certs: Arc<SwappableCert>,
+    /// Serving a temporary certificate until control's ACME order is done.
+    pending_cert: bool,
     /// The region, as control named it.
     pub region: String,
     /// The public address actually bound.
@@ -481,16 +533,26 @@ impl RegionalEdge {
         hex::decode_to_slice(&hello.cookie_key, &mut key)
             .map_err(|_| StartError::Control("control sent an unusable cookie key".into()))?;
         crate::roles::create_private_dir(&cfg.data_dir)?;
+        let mut pending_cert = false;
         let cert = match &cfg.tls {
-            // Signed by control's local CA, which clients already trust.
-            TlsMode::SelfSigned => client.certificate().await.map_err(StartError::Control)?,
+            // From control: signed by its local CA, which clients already
+            // trust, or ordered from its ACME CA for this region (served
+            // temporarily self-signed until that order is done).
+            TlsMode::SelfSigned => match client.certificate().await.map_err(StartError::Control)? {
+                Some(cert) => cert,
+                None => {
+                    tracing::info!("control is ordering this region's certificate; serving a temporary one meanwhile");
+                    pending_cert = true;
+                    tls::acme::temporary_cert(&crate::roles::leaf_names(&cfg))?
+                }
+            },
             TlsMode::Files {
                 cert_file,
                 key_file,
             } => tls::load_files(cert_file, key_file)?,
             TlsMode::Acme(_) => {
                 return Err(StartError::Control(
-                    "tls.mode = \"acme\" is not available on a regional edge yet; use \"files\" or \"self-signed\"".into(),
+                    "a regional edge does not run ACME itself: leave tls.mode at \"self-signed\" and the edge serves the certificate control orders for its region when control runs tls.mode = \"acme\" (or use \"files\")".into(),
                 ))
             }
         };
@@ -553,6 +615,7 @@ impl RegionalEdge {
             admin,
             client,
             certs,
+            pending_cert,
             region: hello.region,
             local_addr,
             admin_addr,
@@ -589,8 +652,13 @@ impl RegionalEdge {
             self.cfg.relay_url.clone(),
         ));
         let sweeper = crate::roles::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
-        let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned)
-            .then(|| tokio::spawn(renew_certificates(self.client.clone(), self.certs.clone())));
+        let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned).then(|| {
+            tokio::spawn(renew_certificates(
+                self.client.clone(),
+                self.certs.clone(),
+                self.pending_cert,
+            ))
+        });
         super::server::serve(
             self.listener,
             self.tls,

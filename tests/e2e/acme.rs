@@ -378,3 +378,96 @@ async fn acme_ca_refusal_keeps_the_server_up_and_reports_the_cas_message() {
     );
     a.stop().await;
 }
+
+/// Control in `acme` mode orders each region's certificate (its host and
+/// wildcard) for the region's edges, which have neither a database nor DNS
+/// credentials: `GET /api/v1/edge/certificate` says "pending" (503) while
+/// the order runs, then hands out the issued chain and key, the same one on
+/// every later call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acme_control_orders_each_regions_certificate_for_its_edges() {
+    if !tools_available("acme_control_orders_each_regions_certificate_for_its_edges") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let named = Named::start(tmp.path()).await;
+    let pebble = Pebble::start(tmp.path(), named.addr, None).await;
+    let data = tmp.path().join("data");
+    let control = Running::start(&acme_toml(&pebble, &data, 30.0, &rfc2136(&named)), &data).await;
+    control.wait_issued(Duration::from_secs(90)).await;
+    let admin = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&pebble.root_pem).unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .resolve(ZONE, control.addr)
+        .build()
+        .unwrap();
+    let api = |path: &str| format!("https://{ZONE}:{}/api/v1{path}", control.addr.port());
+    let res = c
+        .post(api("/regions"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "name": "eu",
+            "url": format!("https://eu.{ZONE}:9443"),
+            "wildcard": format!("*.eu.{ZONE}"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = res.json::<serde_json::Value>().await.unwrap()["region_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = || {
+        let req = c.get(api("/edge/certificate")).bearer_auth(&token);
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = ask().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "certificate_pending", "{body}");
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = ask().await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(90), "{body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "the region's certificate was ready {:?} after the edge first asked",
+        started.elapsed()
+    );
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let chain: Vec<_> = body["chain"].as_array().unwrap().iter().map(b64).collect();
+    assert!(chain.len() >= 2, "the chain includes the intermediate");
+    let leaf = berth::tls::info::cert_info(&chain[0]).unwrap();
+    assert!(leaf.names.contains(&format!("eu.{ZONE}")), "{leaf:?}");
+    assert!(leaf.names.contains(&format!("*.eu.{ZONE}")), "{leaf:?}");
+    assert!(leaf.issuer.contains("Pebble"), "{leaf:?}");
+    // The key belongs to the leaf: an edge can serve the pair.
+    let pair = berth::tls::CertAndKey {
+        chain: chain.iter().map(|d| d.clone().into()).collect(),
+        key: rustls_pki_types::PrivateKeyDer::Pkcs8(b64(&body["key"]).into()),
+    };
+    berth::tls::SwappableCert::new(pair).expect("the chain and key make a usable pair");
+    // Asked again: the stored certificate, not a new order.
+    let (status, again) = ask().await;
+    assert_eq!(status, 200);
+    assert_eq!(again["chain"], body["chain"]);
+    control.stop().await;
+}

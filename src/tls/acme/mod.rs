@@ -15,6 +15,7 @@
 //! Swaps go through [`SwappableCert`], so live connections are untouched.
 
 pub mod dns;
+pub mod regions;
 
 use std::future::Future;
 use std::io::BufReader;
