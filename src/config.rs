@@ -126,6 +126,9 @@ pub struct ServerSection {
     /// relay requests to the agents connected to it. Default: the base
     /// URL; set it per replica when several share one load balancer.
     pub relay_url: Option<String>,
+    /// Load balancers in front of this server (addresses or CIDR ranges):
+    /// from them, `X-Forwarded-For` names the client. Default: none.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[tls]`
@@ -219,6 +222,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server", "database_max_connections"),
     ("server", "public_port"),
     ("server", "relay_url"),
+    ("server", "trusted_proxies"),
     ("tls", "mode"),
     ("tls", "cert_file"),
     ("tls", "key_file"),
@@ -245,7 +249,7 @@ const KEYS: &[(&str, &str)] = &[
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains")];
+const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains"), ("server", "trusted_proxies")];
 
 /// Variables that belong to the command line, not to the file's keys.
 const CLI_VARS: &[&str] = &[
@@ -406,6 +410,8 @@ pub struct ServerConfig {
     pub public_port: Option<u16>,
     /// Where other edges reach this process (see [`ServerSection::relay_url`]).
     pub relay_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
     /// False when `admin_listen` is only the role's default: then a busy port
@@ -650,6 +656,19 @@ impl ServerConfig {
                 });
             }
         }
+        let mut trusted_proxies = Vec::new();
+        for p in s.trusted_proxies.iter().flatten() {
+            let net = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    key: "server.trusted_proxies",
+                    message: format!(
+                        "{p:?} is neither an IP address nor a CIDR range (e.g. 10.0.0.0/8)"
+                    ),
+                })?;
+            trusted_proxies.push(net.trunc());
+        }
         let database_pool = match s.database_max_connections {
             Some(n) if !(1..=1000).contains(&n) => {
                 return Err(ConfigError::Invalid {
@@ -802,6 +821,7 @@ impl ServerConfig {
             database_pool,
             public_port: s.public_port,
             relay_url: s.relay_url.map(|u| u.trim_end_matches('/').to_owned()),
+            trusted_proxies,
             tls,
             admin_listen,
             admin_listen_explicit,
@@ -891,6 +911,14 @@ mod tests {
         let f = load("[server]\nrelay_url = \"https://10.0.3.17:8443/\"", &[]).unwrap();
         let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
         assert_eq!(c.relay_url(), "https://10.0.3.17:8443");
+        let f = load(
+            "[server]\ntrusted_proxies = [\"10.1.2.3/8\", \"192.0.2.1\", \"fd00::/8\"]",
+            &[],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]);
     }
 
     #[test]
@@ -991,6 +1019,14 @@ mod tests {
                 "server.database_max_connections",
             ),
             ("[server]\nrelay_url = \"http://10.0.0.1\"", "server.relay_url"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "server.trusted_proxies",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"lb.example.com\"]",
+                "server.trusted_proxies",
+            ),
             ("[server]\nrelay_url = \"https://\"", "server.relay_url"),
             (
                 "[server]\nrelay_url = \"https://10.0.0.1/path\"",

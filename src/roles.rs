@@ -317,6 +317,7 @@ impl Server {
             control: Some(control::router(state.clone())),
             control_state: None,
             regions: Default::default(),
+            trusted_proxies: cfg.trusted_proxies.clone(),
         });
         Ok(Server {
             state,

@@ -258,6 +258,41 @@ pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
 }
 
+/// The address of the client behind `peer`: `peer` itself unless it is one
+/// of the `trusted` proxies (a load balancer in front of the edge), in
+/// which case the `X-Forwarded-For` chain is walked from the right (the
+/// hop nearest to us) past trusted proxies to the first address that is
+/// not one. A malformed entry stops the walk at the last trusted hop seen,
+/// so a client can never choose its own address by writing the header.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            return client;
+        };
+        // An IPv4 client seen through an IPv6 socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,5 +472,72 @@ mod tests {
             Some("a=1; b=3")
         );
         assert_eq!(strip_berth_cookies("").as_deref(), None);
+    }
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let nets: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let with = |xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        // Not through a trusted proxy: the header is the client's word, ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &with(&["1.2.3.4"]), &nets),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &with(&[]), &[]),
+            ip("203.0.113.9")
+        );
+        // Through the load balancer: the address it saw.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &with(&["198.51.100.7"]), &nets),
+            ip("198.51.100.7")
+        );
+        // A client prepending a lie: the rightmost untrusted entry wins.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &with(&["6.6.6.6, 198.51.100.7"]), &nets),
+            ip("198.51.100.7")
+        );
+        // Several proxies, several header lines.
+        assert_eq!(
+            client_ip(
+                ip("10.1.1.1"),
+                &with(&["6.6.6.6", "198.51.100.7, 10.2.2.2"]),
+                &nets
+            ),
+            ip("198.51.100.7")
+        );
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &with(&["1.2.3.4, nonsense"]), &nets),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &with(&["nonsense, 10.3.3.3"]), &nets),
+            ip("10.3.3.3")
+        );
+        // No header from a trusted proxy: the proxy itself.
+        assert_eq!(client_ip(ip("10.1.1.1"), &with(&[]), &nets), ip("10.1.1.1"));
+        // Only trusted hops: the leftmost.
+        assert_eq!(
+            client_ip(ip("::1"), &with(&["10.9.9.9"]), &nets),
+            ip("10.9.9.9")
+        );
+        // IPv4-mapped addresses are compared as IPv4.
+        assert_eq!(
+            client_ip(
+                ip("10.1.1.1"),
+                &with(&["::ffff:10.4.4.4, ::ffff:198.51.100.8"]),
+                &nets
+            ),
+            ip("198.51.100.8")
+        );
     }
 }

@@ -137,6 +137,9 @@ pub struct Frontdoor {
     pub control_state: Option<Arc<regional::ControlState>>,
     /// The healthy regions, told to every agent when its tunnel opens.
     pub regions: Arc<RegionDirectory>,
+    /// Load balancers whose `X-Forwarded-For` names the client
+    /// (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The healthy regions an edge tells its agents about (refreshed by the
@@ -185,6 +188,13 @@ impl Frontdoor {
         if relay::is_relay(&req) {
             return relay::accept(&self.edge.relay, &self.edge.tunnels, req).await;
         }
+        // Behind a trusted load balancer, the client is who it says it saw.
+        let peer = if self.trusted_proxies.is_empty() {
+            peer
+        } else {
+            let ip = headers::client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
+            SocketAddr::new(ip, peer.port())
+        };
         let host = request_host(&req).map(bare_host).unwrap_or("");
         if !host.eq_ignore_ascii_case(&self.base_domain) {
             return proxy::proxy(&self.edge, req, peer).await;

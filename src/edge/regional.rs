@@ -601,6 +601,7 @@ impl RegionalEdge {
             control: None,
             control_state: Some(control.clone()),
             regions: Default::default(),
+            trusted_proxies: cfg.trusted_proxies.clone(),
         });
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {

@@ -652,3 +652,61 @@ async fn the_audit_log_records_who_shared_and_revoked() {
         .await;
     assert_eq!(s, 422, "{b}");
 }
+
+/// Behind a load balancer named in `server.trusted_proxies`, the client's
+/// address comes from `X-Forwarded-For` (the rightmost hop the balancer
+/// did not add itself), for the audit log and for the app; from anyone
+/// else the header is the client's own word and is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_trusted_load_balancer_names_the_client() {
+    let app = crate::support::apps::start("127.0.0.1:0", "whoami").await;
+    let port = app.port();
+    for (trusted, want) in [
+        (vec!["127.0.0.1/32".to_owned()], "198.51.100.7"),
+        (vec![], "127.0.0.1"),
+    ] {
+        let berth = Berth::start_with(crate::support::Options {
+            trusted_proxies: trusted.clone(),
+            ..Default::default()
+        })
+        .await;
+        // A client lying at the front of the chain; the balancer appended
+        // the address it saw.
+        let xff = "6.6.6.6, 198.51.100.7";
+        let share = format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share");
+        let res = berth
+            .client(true)
+            .put(berth.api_url(&share))
+            .bearer_auth(&berth.admin_token)
+            .header("x-forwarded-for", xff)
+            .json(&json!({"level": "public"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let (_, log) = berth
+            .api(
+                Method::GET,
+                "/api/v1/audit?limit=1",
+                &berth.admin_token,
+                None,
+            )
+            .await;
+        assert_eq!(log[0]["action"], "port.shared", "{log}");
+        assert_eq!(log[0]["source"], want, "trusted {trusted:?}: {log}");
+        let seen: Value = berth
+            .client(true)
+            .get(berth.app_url(&format!("{port}--main--dev--admin"), "/"))
+            .header("x-forwarded-for", xff)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            seen["headers"]["x-forwarded-for"], want,
+            "trusted {trusted:?}: {seen}"
+        );
+    }
+}

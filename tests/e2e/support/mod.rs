@@ -60,6 +60,8 @@ pub struct Options {
     pub oidc: Option<berth::config::OidcConfig>,
     /// `server.database_url`; default: SQLite in the data dir.
     pub database_url: Option<String>,
+    /// `server.trusted_proxies`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Berth {
@@ -94,6 +96,11 @@ impl Berth {
             cfg.limits = l;
         }
         cfg.oidc = opts.oidc;
+        cfg.trusted_proxies = opts
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
         let server = Server::build(cfg, !opts.no_dev_agent)
             .await
             .expect("berth starts");
