@@ -65,14 +65,17 @@ pub enum Hop<'a> {
 }
 
 /// Picks the way to an agent: the local tunnel if there is one, else the
-/// first (longest-standing) holder that is not this server (`me`; a
-/// record naming this server without a local tunnel is stale).
+/// newest holder (`holders` is oldest first) that is not this server (`me`;
+/// a record naming this server without a local tunnel is stale). Newest,
+/// because an agent that moved did so from a holder that died: its record
+/// stays until it expires, while the new one is alive.
 pub fn hop<'a>(local: Option<u64>, holders: &'a [String], me: &str) -> Hop<'a> {
     if let Some(generation) = local {
         return Hop::Local(generation);
     }
     holders
         .iter()
+        .rev()
         .find(|h| !same_url(h, me))
         .map_or(Hop::Offline, |h| Hop::Relay(h))
 }
@@ -384,10 +387,13 @@ mod tests {
     }
 
     #[test]
-    fn relays_to_the_first_other_holder_and_never_to_itself() {
+    fn relays_to_the_newest_other_holder_and_never_to_itself() {
         let me = "https://us.example.com:8443";
-        let h = holders(&["https://US.example.com:8443/", "https://eu.example.com"]);
+        let h = holders(&["https://eu.example.com", "https://US.example.com:8443/"]);
         assert_eq!(hop(None, &h, me), Hop::Relay("https://eu.example.com"));
+        // The agent moved from eu (dead, its record not yet expired) to ap.
+        let h = holders(&["https://eu.example.com", "https://ap.example.com"]);
+        assert_eq!(hop(None, &h, me), Hop::Relay("https://ap.example.com"));
         // Only itself (a stale record): nowhere to go, rather than a loop.
         let h = holders(&["https://us.example.com:8443"]);
         assert_eq!(hop(None, &h, me), Hop::Offline);

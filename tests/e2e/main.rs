@@ -11,6 +11,7 @@ mod client;
 mod deadagent;
 mod lifecycle;
 mod limits;
+mod multiregion;
 mod oidc;
 mod ports;
 mod postgres;

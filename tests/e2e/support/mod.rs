@@ -4,6 +4,7 @@ pub mod acme;
 pub mod apps;
 pub mod delay;
 pub mod idp;
+pub mod netns;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
 /// use the same file).
 #[path = "../../../src/store/test_pg.rs"]
