@@ -431,12 +431,13 @@ impl Server {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
         let follower = tokio::spawn(async move { store.follow_changes(&catalog).await });
         let tunnels = self.tunnels.clone();
+        let edge = self.frontdoor.edge.clone();
         edge::server::serve(
             self.listener,
             self.tls,
             self.frontdoor,
             self.cfg.limits.clone(),
-            stopped(),
+            move_agents_then(stopped(), edge, &self.cfg.limits),
         )
         .await;
         follower.abort();
@@ -455,6 +456,36 @@ impl Server {
         )
         .await;
         Ok(())
+    }
+}
+
+/// The most a stopping server waits for its agents to move elsewhere
+/// before it stops accepting and drains (also bounded by the drain grace).
+const MOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves when `stopped` has and the agents connected here were asked to
+/// move to another region and have done so (or [`MOVE_WAIT`] passed): the
+/// server keeps accepting and serving meanwhile, so no request finds an
+/// agent gone. Then the server stops accepting and drains.
+pub(crate) async fn move_agents_then(
+    stopped: impl Future<Output = ()>,
+    edge: Arc<Edge>,
+    limits: &crate::config::Limits,
+) {
+    let limit = MOVE_WAIT.min(limits.shutdown_grace);
+    stopped.await;
+    if edge.tunnels.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    // Moved: connected to another holder (as control reports it).
+    let elsewhere = |agent_id| {
+        let holders = edge.catalog.tunnels_at(agent_id);
+        edge::relay::hop(None, &holders, &edge.relay.me) != edge::relay::Hop::Offline
+    };
+    let (asked, left) = edge.tunnels.move_all(limit, elsewhere).await;
+    if asked > 0 {
+        tracing::info!(agents = asked, moved = left, took = ?started.elapsed(), "asked the agents to move to another region");
     }
 }
 

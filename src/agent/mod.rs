@@ -61,6 +61,8 @@ pub enum AgentError {
         "no tunnel within {0:?}: the path to the edge accepts connections but does not answer"
     )]
     HandshakeTimeout(Duration),
+    #[error("the tunnel task failed: {0}")]
+    Serve(String),
 }
 
 /// Splits `https://host[:port][/]` into host and port.
@@ -96,10 +98,43 @@ pub fn parse_url(url: &str) -> Result<(String, u16), AgentError> {
 /// accepts TCP and then passes nothing must not hold the agent forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Dials `url` once and serves the tunnel until it ends. The edge's answer
-/// may list the healthy regions (kept in `known`); connected to the control
-/// plane's own edge and not pinned, the agent then moves to a nearer region
-/// if one answers faster (by ending this tunnel; the caller dials again).
+/// A tunnel's serving task, aborted when dropped (the agent stops) unless
+/// detached to finish its streams on its own.
+struct Serving(Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>);
+
+impl Serving {
+    /// Lets the task run to its end without anyone waiting for it.
+    fn detach(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// How a tunnel ended.
+enum Ended {
+    /// The edge closed it, or it failed.
+    Closed,
+    /// The agent is moving (the edge asked, or a nearer region answers):
+    /// the old tunnel keeps serving until the next one is up, then is
+    /// retired gracefully.
+    Moving {
+        from: String,
+        old: (Arc<tunnel::agent::Steering>, Serving),
+    },
+}
+
+/// Dials `url` once and serves the tunnel until it ends or the agent moves.
+/// The edge's answer may list the healthy regions (kept in `known`);
+/// connected to the control plane's own edge and not pinned, the agent then
+/// moves to a nearer region if one answers faster. Once the new tunnel is
+/// up, the one being left (`retiring`) is ended gracefully.
 async fn connect_once(
     cfg: &AgentConfig,
     url: &str,
@@ -107,7 +142,8 @@ async fn connect_once(
     up: Arc<Upstream>,
     connected: &mut Option<Instant>,
     known: &mut Option<Vec<regions::Candidate>>,
-) -> Result<(), AgentError> {
+    retiring: &mut Option<(Arc<tunnel::agent::Steering>, Serving)>,
+) -> Result<Ended, AgentError> {
     let (io, listed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
         .await
         .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
@@ -116,23 +152,54 @@ async fn connect_once(
     }
     *connected = Some(Instant::now());
     tracing::info!(%url, "tunnel up");
-    let serve = tunnel::agent::serve(io, up);
-    tokio::pin!(serve);
+    if let Some((steering, serving)) = retiring.take() {
+        tracing::info!("retiring the previous tunnel (its open streams finish)");
+        steering.retire.notify_one();
+        serving.detach();
+    }
+    // Somewhere else to go: unpinned, and another region or control's edge.
+    let can_move = cfg.region.is_none()
+        && (url != cfg.url
+            || known
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|c| c.url != url)));
+    let steering = Arc::new(tunnel::agent::Steering {
+        can_move,
+        ..Default::default()
+    });
+    let mut serving = Serving(Some(tokio::spawn(tunnel::agent::serve(
+        io,
+        up,
+        steering.clone(),
+    ))));
+    let moving = |serving| Ended::Moving {
+        from: url.to_owned(),
+        old: (steering.clone(), serving),
+    };
     // Unpinned and knowing regions: measure at once and then every few
     // minutes, and move when another region is clearly nearer.
-    let Some(list) = known
+    let list = known
         .clone()
-        .filter(|l| cfg.region.is_none() && !l.is_empty())
-    else {
-        return Ok(serve.await?);
-    };
+        .filter(|l| cfg.region.is_none() && !l.is_empty());
     let mut wait = Duration::ZERO;
     loop {
+        let task = serving.0.as_mut().expect("not detached");
         tokio::select! {
-            r = &mut serve => return Ok(r?),
-            () = tokio::time::sleep(wait) => {}
+            r = task => {
+                serving.0.take();
+                return match r {
+                    Ok(r) => r.map(|()| Ended::Closed).map_err(AgentError::from),
+                    Err(e) => Err(AgentError::Serve(e.to_string())),
+                };
+            }
+            () = steering.move_asked.notified() => {
+                tracing::info!(%url, "the edge is shutting down; moving to another region");
+                return Ok(moving(serving));
+            }
+            () = tokio::time::sleep(wait), if list.is_some() => {}
         }
         wait = regions::REMEASURE_EVERY;
+        let Some(list) = &list else { continue };
         let measured = measure(cfg, list.clone(), tls.clone()).await;
         let here = measured
             .iter()
@@ -145,7 +212,7 @@ async fn connect_once(
         if let Some((best, rtt)) = best.filter(|(b, _)| b.url != url) {
             if regions::worth_moving(here, rtt) {
                 tracing::info!(region = %best.name, url = %best.url, ?rtt, ?here, "moving to a nearer region");
-                return Ok(());
+                return Ok(moving(serving));
             }
         }
     }
@@ -278,16 +345,25 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     let work = async {
         let mut attempt = 0u32;
         let mut known: Option<Vec<regions::Candidate>> = None;
+        // The tunnel being left, still serving until the next one is up.
+        let mut retiring = None;
+        let mut avoid: Option<String> = None;
         loop {
             let mut connected = None;
-            let urls = targets(&cfg, tls.clone(), &mut known).await;
+            let mut urls = targets(&cfg, tls.clone(), &mut known).await;
+            // Moving: anywhere but the region being left, if there is one.
+            if let Some(from) = avoid.take() {
+                if urls.iter().any(|u| *u != from) {
+                    urls.retain(|u| *u != from);
+                }
+            }
             if urls.is_empty() {
                 let wait = backoff(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let mut result = Ok(());
+            let mut result = Ok(Ended::Closed);
             for url in urls {
                 result = connect_once(
                     &cfg,
@@ -296,6 +372,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     up.clone(),
                     &mut connected,
                     &mut known,
+                    &mut retiring,
                 )
                 .await;
                 if connected.is_some() {
@@ -306,13 +383,19 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     tracing::warn!(%url, error = %e, "cannot open a tunnel; trying the next region");
                 }
             }
+            if let Ok(Ended::Moving { from, old }) = result {
+                // Dial the next one at once; the old tunnel serves meanwhile.
+                retiring = Some(old);
+                avoid = Some(from);
+                continue;
+            }
             if connected.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                 attempt = 0;
             }
             let wait = backoff(attempt);
             attempt = attempt.saturating_add(1);
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     tracing::warn!(retry_in = ?wait, "tunnel closed by the edge; reconnecting")
                 }
                 Err(e) => tracing::warn!(retry_in = ?wait, error = %e, "tunnel down; reconnecting"),

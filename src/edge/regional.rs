@@ -660,12 +660,13 @@ impl RegionalEdge {
                 self.pending_cert,
             ))
         });
+        let edge = self.frontdoor.edge.clone();
         super::server::serve(
             self.listener,
             self.tls,
             self.frontdoor,
             self.cfg.limits.clone(),
-            stopped(),
+            crate::roles::move_agents_then(stopped(), edge, &self.cfg.limits),
         )
         .await;
         follower.abort();

@@ -6,7 +6,7 @@
 
 use super::{
     Refusal, AGENT_PING_INTERVAL, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
-    MAX_REPORTED_PORTS, PING_TIMEOUT, PORTS_PATH, STREAM_WINDOW,
+    MAX_REPORTED_PORTS, MOVE_PATH, PING_TIMEOUT, PORTS_PATH, STREAM_WINDOW,
 };
 use crate::agent::scan::{self, ListeningPort};
 use bytes::Bytes;
@@ -21,6 +21,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+
+/// How long a retired tunnel (the agent moved) keeps serving its open
+/// streams before it closes.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(15);
 
 /// Buffer size for copying between a tunnel stream and a local socket.
 const COPY_BUF: usize = 64 * 1024;
@@ -85,13 +89,31 @@ impl Upstream {
     }
 }
 
+/// How the agent steers one tunnel while it serves.
+#[derive(Debug, Default)]
+pub struct Steering {
+    /// Whether the agent has another region to move to when the edge asks
+    /// (`POST /move` answers 204 if so, else 409).
+    pub can_move: bool,
+    /// Signalled when the edge asked the agent to move.
+    pub move_asked: tokio::sync::Notify,
+    /// Signal it to end the tunnel gracefully: no new streams, the open
+    /// ones finish.
+    pub retire: tokio::sync::Notify,
+}
+
 /// Serves one tunnel connection (already upgraded) until it ends.
-pub async fn serve(io: Upgraded, upstream: Arc<Upstream>) -> Result<(), hyper::Error> {
+pub async fn serve(
+    io: Upgraded,
+    upstream: Arc<Upstream>,
+    steering: Arc<Steering>,
+) -> Result<(), hyper::Error> {
+    let steer = steering.clone();
     let service = hyper::service::service_fn(move |req| {
-        let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(handle(req, upstream).await) }
+        let (upstream, steer) = (upstream.clone(), steer.clone());
+        async move { Ok::<_, Infallible>(handle(req, upstream, &steer).await) }
     });
-    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -99,8 +121,19 @@ pub async fn serve(io: Upgraded, upstream: Arc<Upstream>) -> Result<(), hyper::E
         .max_concurrent_streams(10_000)
         .keep_alive_interval(AGENT_PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
-        .serve_connection(io, service)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = steering.retire.notified() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    // Open streams include the edge's idle pooled connections, which would
+    // keep a retired tunnel up for as long as the edge keeps them: give the
+    // requests in flight this long, then close.
+    tokio::time::timeout(RETIRE_GRACE, conn)
         .await
+        .unwrap_or(Ok(()))
 }
 
 /// A response body: empty for `CONNECT`, a small JSON document for `/ports`.
@@ -167,7 +200,20 @@ async fn ports(upstream: Arc<Upstream>) -> Response<Body> {
     json(StatusCode::INTERNAL_SERVER_ERROR, body)
 }
 
-async fn handle(mut req: Request<Incoming>, upstream: Arc<Upstream>) -> Response<Body> {
+async fn handle(
+    mut req: Request<Incoming>,
+    upstream: Arc<Upstream>,
+    steering: &Steering,
+) -> Response<Body> {
+    if req.method() == http::Method::POST && req.uri().path() == MOVE_PATH {
+        if !steering.can_move {
+            return refuse(StatusCode::CONFLICT, Refusal::Unreachable);
+        }
+        steering.move_asked.notify_one();
+        let mut res = Response::new(Either::Left(Empty::new()));
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        return res;
+    }
     if req.method() == http::Method::GET {
         if req.uri().path() == PORTS_PATH {
             return ports(upstream).await;

@@ -3,7 +3,7 @@
 //! upstream TCP connection, and asks `GET /ports` for the listening ports.
 
 use super::{
-    PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
+    PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY, MOVE_PATH,
     PING_INTERVAL, PING_TIMEOUT, PORTS_PATH, PORTS_TIMEOUT, STREAM_WINDOW,
 };
 use crate::agent::scan::ListeningPort;
@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Why a stream to an agent's port could not be opened.
@@ -159,6 +159,26 @@ impl TunnelHandle {
         serde_json::from_slice(&body).map_err(|e| PortsError::BadReply(e.to_string()))
     }
 
+    /// Asks the agent to move to another region (the edge is shutting
+    /// down); true if it will (it answered 204), false if it has nowhere
+    /// else to go, is too old to know the request, or did not answer.
+    pub async fn ask_to_move(&self) -> bool {
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(MOVE_PATH)
+            .body(Empty::new())
+            .expect("static request is valid");
+        let mut sender = self.sender.clone();
+        let ask = async {
+            sender.ready().await.ok()?;
+            sender.send_request(req).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(PORTS_TIMEOUT, ask).await,
+            Ok(Some(res)) if res.status() == StatusCode::NO_CONTENT
+        )
+    }
+
     /// True while the tunnel's connection is up.
     pub fn is_open(&self) -> bool {
         !self.sender.is_closed()
@@ -227,6 +247,44 @@ impl Tunnels {
                 entry.kill.notify_one();
             }
         }
+    }
+
+    /// Asks every agent to move elsewhere (this edge is shutting down) and
+    /// waits, at most `limit`, until each that agreed has left or has a
+    /// tunnel `elsewhere` (its old one here may wait for idle pooled
+    /// streams until the drain ends); requests keep flowing meanwhile.
+    /// Returns how many agreed and how many got away in time.
+    pub async fn move_all(
+        &self,
+        limit: Duration,
+        elsewhere: impl Fn(i64) -> bool,
+    ) -> (usize, usize) {
+        let handles: Vec<(i64, TunnelHandle)> = self
+            .live
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        let asks = handles
+            .iter()
+            .map(|(id, h)| async move { h.ask_to_move().await.then_some((*id, h.generation)) });
+        let moving: Vec<(i64, u64)> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let still_here = |moving: &[(i64, u64)]| {
+            moving
+                .iter()
+                .filter(|(id, generation)| {
+                    self.get(*id).is_some_and(|h| h.generation == *generation) && !elsewhere(*id)
+                })
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        while still_here(&moving) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (moving.len(), moving.len() - still_here(&moving))
     }
 
     /// Closes every tunnel (on shutdown), so agents reconnect elsewhere or

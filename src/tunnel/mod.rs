@@ -26,6 +26,10 @@
 //! (`truncated` says when some were left out), so the answer stays small. Like `CONNECT`, it says nothing of users or
 //! shares: who may see the list is the edge's business.
 //!
+//! On shutdown an edge first sends `POST` [`MOVE_PATH`] on every tunnel: an
+//! agent with another region to go to dials it and, once that tunnel is up,
+//! ends this one gracefully, so no request sees the agent gone.
+//!
 //! Versioning: additive request kinds stay within [`UPGRADE_PROTOCOL`]
 //! (`berth-tunnel/1`); an incompatible change bumps the upgrade token. An agent
 //! older than `GET /ports` answers `405` (it only knew `CONNECT`), or `404` for
@@ -45,6 +49,11 @@ pub const CONNECT_PATH: &str = "/_berth/agent/connect";
 pub const UPGRADE_PROTOCOL: &str = "berth-tunnel/1";
 /// The path of the agent's listening-ports request (`GET`, answered with JSON).
 pub const PORTS_PATH: &str = "/ports";
+/// The path of the edge's "I am shutting down: move" request (`POST`). The
+/// agent answers `204` when it will dial another region and then retire
+/// this tunnel gracefully (in-flight streams finish), or `409` when it has
+/// nowhere else to go (pinned, or no other region); an older agent `404`.
+pub const MOVE_PATH: &str = "/move";
 /// Most ports one `GET /ports` answer lists (about 100 bytes each).
 pub const MAX_REPORTED_PORTS: usize = 4096;
 /// Largest `GET /ports` answer the edge reads.

@@ -832,3 +832,136 @@ async fn every_region_relays_to_the_edge_that_holds_the_agent() {
     let _ = stop_us.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), us_task).await;
 }
+
+/// SIGTERM on an edge: it first asks its agents to move (they dial another
+/// region and retire the old tunnel gracefully), then drains. A stream in
+/// flight through the stopping edge finishes whole, the agent is on the
+/// other region before the edge is gone, and requests through the other
+/// region (relayed to the stopping edge, then served locally) never fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_edge_moves_its_agents_first() {
+    use crate::support::delay::Delay;
+    let berth = Berth::start_with(Options {
+        no_dev_agent: true,
+        ..Default::default()
+    })
+    .await;
+    let admin = berth.admin_token.clone();
+    // Control is 80 ms from the agent, eu next door: the agent picks eu.
+    let to_control = Delay::start(berth.addr, Duration::from_millis(80)).await;
+    let eu_port = free_port();
+    let (s, r) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(json!({"name": "eu", "url": format!("https://eu.berth.localhost:{eu_port}"), "wildcard": "*.eu.berth.localhost"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let dir = tempfile::tempdir().unwrap();
+    let token = r["region_token"].as_str().unwrap().to_owned();
+    let (eu, stop_eu, eu_rx) = start_edge(&berth, "eu", &token, eu_port, dir.path()).await;
+    let eu_tunnels = eu.tunnels.clone();
+    let eu_task = tokio::spawn(eu.run(async {
+        let _ = eu_rx.await;
+    }));
+    within(Duration::from_secs(10), "eu healthy", || async {
+        let (_, list) = berth
+            .api(Method::GET, "/api/v1/regions", &admin, None)
+            .await;
+        list[0]["healthy"] == true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let agent_token = berth.create_agent("api", "laptop").await;
+    let app = apps::start("127.0.0.1:0", "moving").await;
+    let stop_agent = run_agent(berth::agent::AgentConfig {
+        url: format!("https://berth.localhost:{}", to_control.addr.port()),
+        token: berth::auth::Secret::new(&agent_token),
+        ca_file: Some(berth.ca_pem.clone()),
+        connect_to: None,
+        upstream: Default::default(),
+        region: None,
+    });
+    within(Duration::from_secs(15), "agent settles on eu", || {
+        let (e, c) = (eu_tunnels.clone(), berth.server.tunnels.clone());
+        async move { e.len() == 1 && c.is_empty() }
+    })
+    .await;
+    let port = app.port();
+    let share = format!("/api/v1/workspaces/admin/api/agents/laptop/ports/{port}/share");
+    let (s, _) = berth
+        .api(
+            Method::PUT,
+            &share,
+            &admin,
+            Some(json!({"level": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let c = client_for(&berth.ca_pem, true);
+    let control_host = format!("berth.localhost:{}", berth.addr.port());
+    let eu_host = format!("eu.berth.localhost:{eu_port}");
+    within(
+        Duration::from_secs(5),
+        "app through control, relayed to eu",
+        || async { through(&c, port, &control_host).await == 200 },
+    )
+    .await;
+
+    // Requests through control all along, and a 2-second stream through eu.
+    let stop_polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (c, host, stop) = (c.clone(), control_host.clone(), stop_polling.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match through(&c, port, &host).await {
+                    200 => ok += 1,
+                    other => failed.push(other),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    let stream = {
+        let c = c.clone();
+        let url = format!("https://{port}--laptop--api--admin.{eu_host}/sse?n=20&gap_ms=100");
+        tokio::spawn(async move { c.get(url).send().await.unwrap().text().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopped = Instant::now();
+    let _ = stop_eu.send(());
+    let moved = within(Duration::from_secs(10), "agent moves to control", || {
+        let c = berth.server.tunnels.clone();
+        async move { c.len() == 1 }
+    })
+    .await;
+    assert!(!eu_task.is_finished(), "the agent moved before eu was gone");
+    let _ = tokio::time::timeout(Duration::from_secs(20), eu_task).await;
+    let gone = stopped.elapsed();
+    println!("SIGTERM on eu: the agent was on control after {moved:?}; eu exited after {gone:?}");
+    let body = stream.await.unwrap();
+    assert_eq!(
+        body.matches("data: event").count(),
+        20,
+        "the stream through eu finished whole: {body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_polling.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = poller.await.unwrap();
+    println!(
+        "{ok} requests through control during the move, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "requests failed during the move: {failed:?}"
+    );
+    assert!(ok > 10);
+    assert!(eu_tunnels.is_empty());
+    let _ = stop_agent.send(());
+}
