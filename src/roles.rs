@@ -379,7 +379,9 @@ impl Server {
                 ca_file: self.ca_path.clone(),
                 connect_to: None,
                 upstream: Default::default(),
-                region: None,
+                // It serves this machine's ports through this very process:
+                // never moved to a regional edge.
+                region: Some(agent::regions::CONTROL.into()),
             };
             let stop = stopped();
             tokio::spawn(async move {

@@ -59,9 +59,7 @@ pub struct RegionJson {
 impl RegionJson {
     fn from_row(r: RegionRow, now: i64) -> Self {
         RegionJson {
-            healthy: r
-                .last_heartbeat
-                .is_some_and(|t| now - t <= HEALTHY_WITHIN_SECS),
+            healthy: is_healthy(&r, now),
             last_heartbeat: r.last_heartbeat.and_then(|t| {
                 time::OffsetDateTime::from_unix_timestamp(t)
                     .ok()?
@@ -405,14 +403,30 @@ pub async fn watch(
         .into_response())
 }
 
+/// A region is healthy while one of its edges beat within
+/// [`HEALTHY_WITHIN_SECS`] of `now`.
+fn is_healthy(r: &RegionRow, now: i64) -> bool {
+    r.last_heartbeat
+        .is_some_and(|t| now - t <= HEALTHY_WITHIN_SECS)
+}
+
+/// How app URLs look in each healthy region, by name.
+pub fn healthy_app_urls(rows: Vec<RegionRow>) -> Vec<(String, super::AppUrls)> {
+    let now = now_unix();
+    rows.into_iter()
+        .filter(|r| is_healthy(r, now))
+        .filter_map(|r| {
+            let port = r.url.parse::<http::Uri>().ok()?.port_u16().unwrap_or(443);
+            Some((r.name, super::AppUrls::from_wildcard(&r.wildcard, port)))
+        })
+        .collect()
+}
+
 /// The regions whose edges sent a heartbeat lately, as agents see them.
 pub fn healthy(rows: Vec<RegionRow>) -> Vec<crate::agent::regions::Candidate> {
     let now = now_unix();
     rows.into_iter()
-        .filter(|r| {
-            r.last_heartbeat
-                .is_some_and(|t| now - t <= HEALTHY_WITHIN_SECS)
-        })
+        .filter(|r| is_healthy(r, now))
         .map(|r| crate::agent::regions::Candidate {
             name: r.name,
             url: r.url,

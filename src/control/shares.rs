@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// `PUT .../share` body.
 #[derive(Deserialize)]
@@ -67,6 +68,10 @@ pub struct PortJson {
     protocol: Protocol,
     cors: Cors,
     url: String,
+    /// The same app through each healthy region's edge, by region name (the
+    /// dashboard offers the one nearest to the browser).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    region_urls: BTreeMap<String, String>,
     /// Names given to this port.
     apps: Vec<AppJson>,
 }
@@ -89,8 +94,8 @@ pub async fn list_ports(
     caller: Caller,
     ApiPath((user, workspace, agent)): ApiPath<(String, String, String)>,
 ) -> Result<Json<PortsJson>, ApiError> {
-    use std::collections::BTreeMap;
     let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    let regions = super::regions::healthy_app_urls(st.store.list_regions().await?);
     let connected = st.presence.is_connected(agent.id);
     let (listening, warning) = if connected {
         match st.presence.listening_ports(agent.id).await {
@@ -126,6 +131,10 @@ pub async fn list_ports(
             protocol,
             cors: share.map(|s| s.cors).unwrap_or_default(),
             url: st.app_urls.url(&port_label(port, &agent, &ws)),
+            region_urls: regions
+                .iter()
+                .map(|(name, urls)| (name.clone(), urls.url(&port_label(port, &agent, &ws))))
+                .collect(),
             apps: vec![],
         }
     };

@@ -10,7 +10,7 @@ use crate::auth::Visitor;
 use crate::catalog::{Change, Session};
 use crate::edge::pages::escape_html;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -282,15 +282,77 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// `GET /`: the dashboard, or the sign-in form.
 pub async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
-    match session_of(&st, &headers) {
-        Some(_) => (
+    if session_of(&st, &headers).is_none() {
+        return see_other("/signin");
+    }
+    // The page times each region's edge from the browser: it may connect
+    // to those origins, and nowhere else.
+    let regions = st.store.list_regions().await.unwrap_or_default();
+    let csp = dashboard_csp(regions.iter().map(|r| r.url.as_str()));
+    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    ));
+    (
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::CONTENT_SECURITY_POLICY, csp),
+        ],
+        Html(DASHBOARD),
+    )
+        .into_response()
+}
+
+/// The dashboard's Content-Security-Policy: its own origin, plus
+/// `connect-src` for the origins of the regions' edges (`https://` URLs
+/// only, as `scheme://host[:port]`; anything else is left out).
+fn dashboard_csp<'a>(region_urls: impl Iterator<Item = &'a str>) -> String {
+    let origins: Vec<String> = region_urls
+        .filter_map(|u| {
+            let uri: http::Uri = u.parse().ok()?;
+            (uri.scheme_str() == Some("https")).then_some(())?;
+            let authority = uri.authority()?.as_str();
+            authority
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                .then(|| format!("https://{authority}"))
+        })
+        .collect();
+    format!(
+        "default-src 'self'; connect-src 'self'{}{}; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        if origins.is_empty() { "" } else { " " },
+        origins.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dashboard_csp;
+
+    #[test]
+    fn the_dashboard_may_connect_to_region_edges_and_nowhere_else() {
+        assert_eq!(
+            dashboard_csp(std::iter::empty()),
+            "default-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        );
+        let csp = dashboard_csp(
             [
-                (header::CACHE_CONTROL, "no-store"),
-                (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
-            ],
-            Html(DASHBOARD),
-        )
-            .into_response(),
-        None => see_other("/signin"),
+                "https://eu.apps.example.com",
+                "https://us.apps.example.com:8443/",
+                "http://plain.example.com",
+                "https://evil.example.com; script-src *",
+                "not a url",
+            ]
+            .into_iter(),
+        );
+        assert!(
+            csp.contains(
+                "connect-src 'self' https://eu.apps.example.com https://us.apps.example.com:8443;"
+            ),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("plain") && !csp.contains("evil") && !csp.contains("script-src *"),
+            "{csp}"
+        );
     }
 }

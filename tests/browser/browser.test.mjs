@@ -55,6 +55,7 @@ const browsers = [];
 let berth = null; // child process
 let berthLog = ''; // stdout + stderr, ANSI colours removed
 let app = null;
+let edge = null; // a regional `berth edge`, when a test starts one
 const consoleProblems = []; // console errors / page errors on pages that should be clean
 
 function tempDir(prefix) {
@@ -387,6 +388,7 @@ async function test(name, fn) {
 
 async function cleanup() {
   for (const b of browsers.splice(0)) await b.close().catch(() => {});
+  if (edge && edge.exitCode === null) edge.kill('SIGKILL');
   await stopBerth().catch((e) => console.error('# stopping berth:', e));
   if (app) await app.close().catch(() => {});
   for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
@@ -748,6 +750,66 @@ async function main() {
         assert(text.includes(want), `audit lacks ${want}: ${text.slice(0, 300)}`);
       }
       await shot(page, 'dashboard-audit');
+    } finally {
+      await context.close();
+    }
+  });
+
+  await test('regions: the dashboard times each region from the browser and links ports on the fastest', async () => {
+    // A second region with its own `berth edge` process, certificate from
+    // control's CA (so the browser already trusts it).
+    const edgePort = await freePort();
+    const created = await nodeApi(port, ca, token, 'POST', '/regions', {
+      name: 'near',
+      url: `https://near.berth.localhost:${edgePort}`,
+      wildcard: '*.near.berth.localhost',
+    });
+    assert(created.status === 201, `create region: ${created.status} ${JSON.stringify(created.body)}`);
+    edge = spawn(
+      BERTH,
+      ['edge', '--url', `https://berth.localhost:${port}`, '--region-token', created.body.region_token,
+        '--listen', `127.0.0.1:${edgePort}`, '--base-domain', 'near.berth.localhost',
+        '--wildcard', '*.near.berth.localhost', '--ca-file', caPem,
+        '--data-dir', tempDir('berth-browser-edge-'), '--admin-listen', 'off'],
+      { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'ignore', DEBUG ? 'inherit' : 'ignore'] },
+    );
+    const healthyBy = Date.now() + 20_000;
+    for (;;) {
+      const r = await nodeApi(port, ca, token, 'GET', '/regions');
+      if (r.body?.[0]?.healthy === true) break;
+      assert(Date.now() < healthyBy, `the region never became healthy: ${JSON.stringify(r.body)}`);
+      await sleep(200);
+    }
+    const { context, page } = await newPage(h2, null, false);
+    try {
+      await page.goto(`https://berth.localhost:${port}/`);
+      await signIn(page, 'admin', adminPassword, `https://berth.localhost:${port}/`);
+      const table = page.locator('#regions table');
+      await table.waitFor({ timeout: 15_000 });
+      const rows = await page.$$eval('#regions tr[data-region]', (trs) =>
+        trs.map((tr) => ({ name: tr.dataset.region, rtt: tr.querySelector('.rtt').textContent, fastest: tr.textContent.includes('(fastest)') })));
+      const names = rows.map((r) => r.name).sort().join(',');
+      assert(names === 'control,near', `regions shown: ${names}`);
+      for (const r of rows) assert(/^\d+ ms$/.test(r.rtt), `no round trip measured for ${r.name}: ${r.rtt}`);
+      const fastest = rows.filter((r) => r.fastest);
+      assert(fastest.length === 1, `one region is marked fastest: ${JSON.stringify(rows)}`);
+      // The port's link goes through the fastest region, and it works.
+      const link = page.locator(`tr[data-port="${app.port}"] a.app`);
+      await link.waitFor({ timeout: 10_000 });
+      const [via, href] = [await link.getAttribute('data-region'), await link.getAttribute('href')];
+      assert(via === fastest[0].name, `the link is via ${via}, the fastest is ${fastest[0].name}`);
+      const wantHost = via === 'near' ? `${app.port}--main--dev--admin.near.berth.localhost:${edgePort}` : `${appHost}:${port}`;
+      assert(href === `https://${wantHost}`, `link ${href}, expected https://${wantHost}`);
+      await shot(page, 'dashboard-regions');
+      const visit = await newPage(h2, auth, false);
+      try {
+        const res = await visit.page.goto(href + '/');
+        assert(res.status() === 200, `opening the fastest link: ${res.status()}`);
+        assert((await visit.page.textContent('body')).includes(PAGE_MARKER), 'app content through the fastest region');
+      } finally {
+        await visit.context.close();
+      }
+      return rows.map((r) => `${r.name} ${r.rtt}${r.fastest ? ' (fastest)' : ''}`).join(', ') + `; link via ${via}`;
     } finally {
       await context.close();
     }
