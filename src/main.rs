@@ -177,6 +177,10 @@ struct AgentArgs {
     /// without it, the fastest healthy region, moving on when it fails
     #[arg(long, value_name = "NAME")]
     region: Option<String>,
+    /// Keep a second tunnel to the next nearest region, so the apps stay
+    /// reachable the moment the first region's edge fails (not with --region)
+    #[arg(long, conflicts_with = "region")]
+    standby: bool,
     /// Log lines as "text" or "json"
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     log_format: String,
@@ -429,6 +433,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         connect_to: a.connect_to,
         upstream,
         region: a.region,
+        standby: a.standby,
     };
     match agent::run(cfg, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

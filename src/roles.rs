@@ -382,6 +382,7 @@ impl Server {
                 // It serves this machine's ports through this very process:
                 // never moved to a regional edge.
                 region: Some(agent::regions::CONTROL.into()),
+                standby: false,
             };
             let stop = stopped();
             tokio::spawn(async move {

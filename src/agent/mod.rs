@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// Dial only this region (`control` for the control plane's own edge);
     /// otherwise the fastest healthy one.
     pub region: Option<String>,
+    /// Keep a second tunnel to the next nearest region, so that the app
+    /// stays reachable the moment the first one's edge fails.
+    pub standby: bool,
 }
 
 /// Why one connection attempt failed.
@@ -117,6 +120,99 @@ impl Drop for Serving {
     }
 }
 
+/// The primary tunnel's URL and the regions known, for the standby.
+type Primary = tokio::sync::watch::Sender<Option<(String, Vec<regions::Candidate>)>>;
+
+/// Keeps a second tunnel (`--standby`) to the nearest region other than
+/// the primary's, so the apps stay reachable through it the moment the
+/// primary's edge fails (other edges relay to it at once). When the primary
+/// moves to the standby's region, the standby is retired gracefully and a
+/// new one is found.
+async fn standby(
+    cfg: &AgentConfig,
+    tls: Arc<rustls::ClientConfig>,
+    up: Arc<Upstream>,
+    mut primary: tokio::sync::watch::Receiver<Option<(String, Vec<regions::Candidate>)>>,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let Some((main, list)) = primary.borrow_and_update().clone() else {
+            if primary.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let target = regions::order(measure(cfg, list, tls.clone()).await, None)
+            .into_iter()
+            .map(|c| c.url)
+            .find(|u| *u != main);
+        let Some(target) = target else {
+            // Nowhere else (yet): look again when the primary changes.
+            tokio::select! {
+                r = primary.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(regions::REMEASURE_EVERY) => {}
+            }
+            continue;
+        };
+        let opened =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, &target, tls.clone())).await;
+        let io = match opened {
+            Ok(Ok((io, _))) => io,
+            Ok(Err(e)) => {
+                tracing::warn!(url = %target, error = %e, "cannot open the standby tunnel");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(url = %target, "the standby tunnel's handshake timed out");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        attempt = 0;
+        tracing::info!(url = %target, "standby tunnel up");
+        let steering = Arc::new(tunnel::agent::Steering::default());
+        let mut serving = Serving(Some(tokio::spawn(tunnel::agent::serve(
+            io,
+            up.clone(),
+            steering.clone(),
+        ))));
+        loop {
+            let task = serving.0.as_mut().expect("not detached");
+            tokio::select! {
+                r = task => {
+                    serving.0.take();
+                    tracing::warn!(url = %target, result = ?r.map(|r| r.err().map(|e| e.to_string())), "standby tunnel closed");
+                    break;
+                }
+                r = primary.changed() => {
+                    if r.is_err() { return; }
+                    let moved_here = primary.borrow().as_ref().is_some_and(|(u, _)| *u == target);
+                    if moved_here {
+                        // The primary is here now: this one finishes its
+                        // streams and goes; find another standby.
+                        steering.retire.notify_one();
+                        serving.detach();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the agent's main loop carries from one tunnel to the next.
+struct RunState {
+    /// The regions the last edge listed.
+    known: Option<Vec<regions::Candidate>>,
+    /// The tunnel being left, still serving until the next one is up.
+    retiring: Option<(Arc<tunnel::agent::Steering>, Serving)>,
+    /// Where the primary tunnel is, for the standby.
+    primary: Primary,
+}
+
 /// How a tunnel ended.
 enum Ended {
     /// The edge closed it, or it failed.
@@ -141,9 +237,13 @@ async fn connect_once(
     tls: Arc<rustls::ClientConfig>,
     up: Arc<Upstream>,
     connected: &mut Option<Instant>,
-    known: &mut Option<Vec<regions::Candidate>>,
-    retiring: &mut Option<(Arc<tunnel::agent::Steering>, Serving)>,
+    st: &mut RunState,
 ) -> Result<Ended, AgentError> {
+    let RunState {
+        known,
+        retiring,
+        primary,
+    } = st;
     let (io, listed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
         .await
         .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
@@ -152,6 +252,7 @@ async fn connect_once(
     }
     *connected = Some(Instant::now());
     tracing::info!(%url, "tunnel up");
+    primary.send_replace(Some((url.to_owned(), known.clone().unwrap_or_default())));
     if let Some((steering, serving)) = retiring.take() {
         tracing::info!("retiring the previous tunnel (its open streams finish)");
         steering.retire.notify_one();
@@ -342,15 +443,24 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     parse_url(&cfg.url)?;
     let tls = crate::tls::client::client_config(cfg.ca_file.as_deref(), &[b"http/1.1"])?;
     let up = Arc::new(cfg.upstream.clone());
+    let (primary, primary_rx) = tokio::sync::watch::channel(None);
+    let standing_by = async {
+        if cfg.standby && cfg.region.is_none() {
+            standby(&cfg, tls.clone(), up.clone(), primary_rx).await;
+        }
+        std::future::pending::<()>().await
+    };
     let work = async {
         let mut attempt = 0u32;
-        let mut known: Option<Vec<regions::Candidate>> = None;
-        // The tunnel being left, still serving until the next one is up.
-        let mut retiring = None;
+        let mut st = RunState {
+            known: None,
+            retiring: None,
+            primary,
+        };
         let mut avoid: Option<String> = None;
         loop {
             let mut connected = None;
-            let mut urls = targets(&cfg, tls.clone(), &mut known).await;
+            let mut urls = targets(&cfg, tls.clone(), &mut st.known).await;
             // Moving: anywhere but the region being left, if there is one.
             if let Some(from) = avoid.take() {
                 if urls.iter().any(|u| *u != from) {
@@ -371,8 +481,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     tls.clone(),
                     up.clone(),
                     &mut connected,
-                    &mut known,
-                    &mut retiring,
+                    &mut st,
                 )
                 .await;
                 if connected.is_some() {
@@ -385,7 +494,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             }
             if let Ok(Ended::Moving { from, old }) = result {
                 // Dial the next one at once; the old tunnel serves meanwhile.
-                retiring = Some(old);
+                st.retiring = Some(old);
                 avoid = Some(from);
                 continue;
             }
@@ -405,6 +514,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     };
     tokio::select! {
         () = work => Ok(()),
+        () = standing_by => Ok(()),
         () = shutdown => Ok(()),
     }
 }

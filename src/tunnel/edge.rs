@@ -201,6 +201,10 @@ pub struct TunnelEvent {
     pub up: bool,
 }
 
+/// How long a tunnel replaced by a newer one of the same agent may finish
+/// its open streams (a little over the agent's own retire grace).
+const REPLACED_GRACE: Duration = Duration::from_secs(20);
+
 /// Events a slow [`Tunnels::events`] receiver may fall behind by.
 const EVENTS_CAPACITY: usize = 4096;
 
@@ -383,8 +387,15 @@ impl Tunnels {
             },
         );
         if let Some(old) = &replaced {
-            // The agent reconnected before the old tunnel timed out.
-            old.kill.notify_one();
+            // The agent reconnected (or promoted its standby tunnel here):
+            // new streams go to the new tunnel at once; the old one keeps
+            // its open streams a while (the agent retires it gracefully, or
+            // it was dead and its pings time out), then is closed.
+            let kill = old.kill.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLACED_GRACE).await;
+                kill.notify_one();
+            });
         }
         if replaced.is_none() {
             self.stats.connected.inc();

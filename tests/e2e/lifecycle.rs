@@ -122,6 +122,7 @@ async fn control_role_serves_an_operator_certificate() {
         connect_to: Some(([127, 0, 0, 1], port).into()),
         upstream: Default::default(),
         region: None,
+        standby: false,
     };
     let (agent_stop, agent_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(berth::agent::run(agent_cfg, async {

@@ -159,6 +159,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         connect_to: None,
         upstream: Default::default(),
         region: None,
+        standby: false,
     };
     let stop_agent = run_agent(agent_cfg);
     within(Duration::from_secs(10), "agent on the edge", || {
@@ -501,6 +502,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         connect_to: None,
         upstream: Default::default(),
         region: None,
+        standby: false,
     };
     let stop_agent = run_agent(cfg);
     let took = within(Duration::from_secs(15), "agent settles on us", || {
@@ -572,6 +574,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         connect_to: None,
         upstream: Default::default(),
         region: Some("eu".into()),
+        standby: false,
     };
     let stop_pinned = run_agent(cfg);
     within(Duration::from_secs(10), "pinned agent on eu", || {
@@ -680,6 +683,7 @@ async fn every_region_relays_to_the_edge_that_holds_the_agent() {
         connect_to: None,
         upstream: Default::default(),
         region: Some("eu".into()),
+        standby: false,
     });
     within(Duration::from_secs(10), "agent on eu", || {
         let e = eu_tunnels.clone();
@@ -883,6 +887,7 @@ async fn a_stopping_edge_moves_its_agents_first() {
         connect_to: None,
         upstream: Default::default(),
         region: None,
+        standby: false,
     });
     within(Duration::from_secs(15), "agent settles on eu", || {
         let (e, c) = (eu_tunnels.clone(), berth.server.tunnels.clone());

@@ -214,6 +214,7 @@ impl Berth {
             connect_to: None,
             upstream: Default::default(),
             region: None,
+            standby: false,
         }
     }
 
