@@ -475,15 +475,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             }
             let mut result = Ok(Ended::Closed);
             for url in urls {
-                result = connect_once(
-                    &cfg,
-                    &url,
-                    tls.clone(),
-                    up.clone(),
-                    &mut connected,
-                    &mut st,
-                )
-                .await;
+                result = connect_once(&cfg, &url, tls.clone(), up.clone(), &mut connected, &mut st)
+                    .await;
                 if connected.is_some() {
                     // It was up: start over from the region list.
                     break;

@@ -100,6 +100,7 @@ pub struct Relay {
     /// Holder URLs by small number, for pool keys.
     ids: DashMap<String, u32>,
     urls: DashMap<u32, String>,
+    next_id: std::sync::atomic::AtomicU32,
 }
 
 impl Relay {
@@ -113,6 +114,7 @@ impl Relay {
             links: DashMap::new(),
             ids: DashMap::new(),
             urls: DashMap::new(),
+            next_id: std::sync::atomic::AtomicU32::new(1),
         }
     }
 
@@ -121,7 +123,11 @@ impl Relay {
         if let Some(id) = self.ids.get(holder) {
             return *id;
         }
-        let next = self.ids.len() as u32 + 1;
+        // Unique even when two requests name new holders at once (a number
+        // drawn by the loser of a race for the same holder goes unused).
+        let next = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = *self.ids.entry(holder.to_owned()).or_insert(next);
         self.urls.entry(id).or_insert_with(|| holder.to_owned());
         id
@@ -417,6 +423,35 @@ mod tests {
             Some("https://us.example.com")
         );
         assert_eq!(relay.holder_url(999), None);
+    }
+
+    #[test]
+    fn holders_named_at_once_get_distinct_numbers() {
+        let key = CookieKey::new([7; 32]);
+        let tls = crate::tls::client::insecure_client_config(&[b"h2"]);
+        let relay = std::sync::Arc::new(Relay::new("https://a.example.com".into(), &key, tls));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let relay = relay.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let url = format!("https://h{}.example.com", (t * 50 + i) % 200);
+                            (relay.holder_id(&url), url)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut by_url = std::collections::HashMap::new();
+        for t in threads {
+            for (id, url) in t.join().unwrap() {
+                assert_eq!(*by_url.entry(url.clone()).or_insert(id), id, "{url}");
+                assert_eq!(relay.holder_url(id).as_deref(), Some(url.as_str()));
+            }
+        }
+        let ids: std::collections::HashSet<u32> = by_url.values().copied().collect();
+        assert_eq!(ids.len(), by_url.len(), "one number per holder");
     }
 
     #[test]
