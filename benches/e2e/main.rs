@@ -12,6 +12,7 @@
 //!
 //! It reports numbers; it never passes or fails on them. See benches/README.md.
 
+mod idle;
 mod load;
 mod net;
 mod origin;
@@ -37,6 +38,10 @@ struct Opts {
     inproc: bool,
     /// Run nginx and nginx + rathole (default: yes in full mode, no in quick)
     peers: bool,
+    /// Run the idle tunnels / WebSockets scenario
+    idle: bool,
+    /// Run only the idle scenario
+    idle_only: bool,
 }
 
 impl Opts {
@@ -46,6 +51,8 @@ impl Opts {
             builtin: false,
             inproc: true,
             peers: true,
+            idle: true,
+            idle_only: false,
         };
         let mut peers = None;
         for arg in std::env::args().skip(1) {
@@ -55,11 +62,13 @@ impl Opts {
                 "--no-inproc" => o.inproc = false,
                 "--peers" => peers = Some(true),
                 "--no-peers" => peers = Some(false),
+                "--no-idle" => o.idle = false,
+                "--idle-only" => o.idle_only = true,
                 // cargo bench passes --bench to every bench binary
                 "--bench" => {}
                 "-h" | "--help" => {
                     println!(
-                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers]"
+                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only]"
                     );
                     std::process::exit(0);
                 }
@@ -89,6 +98,8 @@ struct Plan {
     handshake_concurrency: usize,
     big: u64,
     parallel: usize,
+    /// Idle agent tunnels, and idle WebSockets, in the idle scenario
+    idle: usize,
 }
 
 impl Plan {
@@ -102,14 +113,24 @@ impl Plan {
             handshake_concurrency: 32,
             big: if quick { 64 << 20 } else { 1 << 30 },
             parallel: 4,
+            idle: if quick { 200 } else { 10_000 },
         }
     }
 }
 
 fn main() -> ExitCode {
-    if std::env::var("BERTH_BENCH_ROLE").as_deref() == Ok("origin") {
-        origin::run();
-        return ExitCode::SUCCESS;
+    // Children (origin, berth, swarm) inherit the raised limit.
+    idle::raise_nofile_limit();
+    match std::env::var("BERTH_BENCH_ROLE").as_deref() {
+        Ok("origin") => {
+            origin::run();
+            return ExitCode::SUCCESS;
+        }
+        Ok("swarm") => {
+            idle::swarm();
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let result = Opts::parse().and_then(|opts| {
         // Two workers: the load generator gets the same share as wrk -t2.
@@ -313,6 +334,13 @@ async fn bench(opts: Opts) -> Result<()> {
         origin.addr,
         origin.pid()
     );
+    if opts.idle_only {
+        println!();
+        let idle_rows = idle_scenarios(scratch, app_port, &plan).await?;
+        println!();
+        print!("{}", idle::table(&idle_rows));
+        return Ok(());
+    }
     let mut berth = procs::Berth::start(scratch, app_port).await?;
     println!(
         "  berth dev     https://berth.localhost:{} (pid {})",
@@ -567,6 +595,13 @@ async fn bench(opts: Opts) -> Result<()> {
     drop(far_agent);
     drop((edge_relay, origin_relay));
 
+    // 7. Idle agent tunnels and idle WebSockets: the edge's memory for each.
+    let idle_rows = if opts.idle {
+        idle_scenarios(scratch, app_port, &plan).await?
+    } else {
+        Vec::new()
+    };
+
     let load_after = load_average();
     let mut table_rows: Vec<Row> = rows.0.iter().map(|r| r.row.clone()).collect();
     report::add_ratios(&mut table_rows);
@@ -582,6 +617,15 @@ async fn bench(opts: Opts) -> Result<()> {
     println!("req/s or MB/s; on the fixed-rate row, p99 difference in ms. The h2 scenario's");
     println!("direct baseline is HTTP/1.1 cleartext: the origin app speaks only HTTP/1.1.");
     println!("Every process shares this machine's cores with the load generator.");
+    if !idle_rows.is_empty() {
+        println!();
+        print!("{}", idle::table(&idle_rows));
+        println!();
+        println!("Idle connections: resident memory (VmRSS) of a fresh berth dev after all were");
+        println!(
+            "up, minus before, over their number (the agents and clients are other processes)."
+        );
+    }
 
     let commit = git_commit();
     let date = started
@@ -596,6 +640,7 @@ async fn bench(opts: Opts) -> Result<()> {
         "warmup_s": plan.warmup.as_secs_f64(),
         "duration_s": plan.duration.as_secs_f64(),
         "rows": rows.0,
+        "idle": idle_rows,
     });
     let out = target_dir().join("bench-e2e.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
@@ -615,6 +660,14 @@ async fn bench(opts: Opts) -> Result<()> {
     drop(berth);
     drop(origin);
     Ok(())
+}
+
+/// The idle tunnels and idle WebSockets measurements, each on a fresh edge.
+async fn idle_scenarios(scratch: &Path, app_port: u16, plan: &Plan) -> Result<Vec<idle::IdleRow>> {
+    Ok(vec![
+        idle::tunnels(scratch, app_port, plan.idle).await?,
+        idle::websockets(scratch, app_port, plan.idle).await?,
+    ])
 }
 
 /// `$CARGO_TARGET_DIR`, else the `target/` this bench binary lives in

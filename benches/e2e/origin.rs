@@ -7,6 +7,9 @@
 //! * `GET /bytes?n=N` streams N bytes in 64 KiB chunks (with a Content-Length).
 //! * `POST /upload` reads the whole request body and answers its length in
 //!   an `x-received` header (empty body).
+//! * `GET /ws` with `Upgrade: websocket` answers `101` and then keeps the
+//!   connection open and idle until the client closes it (the idle
+//!   WebSocket scenario; it reads and drops whatever arrives).
 //!
 //! It prints `listening <addr>` on stdout and exits when its stdin closes,
 //! so it never outlives the bench, even when the bench is killed.
@@ -98,6 +101,37 @@ async fn upload(req: Request<Incoming>) -> Response<Repeat> {
         .expect("static response parts are valid")
 }
 
+/// Accepts a WebSocket upgrade and holds the connection, idle, until the
+/// client goes away. A request without `Sec-WebSocket-Key` gets a 400.
+fn websocket(mut req: Request<Incoming>) -> Response<Repeat> {
+    let empty = || Repeat {
+        chunk: Bytes::new(),
+        remaining: 0,
+    };
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(empty())
+            .expect("static response parts are valid");
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(io) = upgrade.await {
+            let _ = tokio::io::copy(&mut TokioIo::new(io), &mut tokio::io::sink()).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .body(empty())
+        .expect("static response parts are valid")
+}
+
 /// Runs the origin until stdin closes.
 pub fn run() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,14 +162,17 @@ pub fn run() {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let chunk = chunk.clone();
                     async move {
-                        if req.uri().path() == "/upload" {
-                            return Ok::<_, Infallible>(upload(req).await);
+                        match req.uri().path() {
+                            "/upload" => return Ok::<_, Infallible>(upload(req).await),
+                            "/ws" => return Ok(websocket(req)),
+                            _ => {}
                         }
                         Ok(handle(&req, &chunk))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
                     .await;
             });
         }

@@ -129,6 +129,16 @@ impl Berth {
     /// Starts `berth dev` in `dir` and waits until its in-process agent
     /// forwards to `app_port`.
     pub async fn start(dir: &Path, app_port: u16) -> Result<Berth> {
+        Berth::start_with_admin(dir, app_port, None).await
+    }
+
+    /// [`Berth::start`] with the admin listener (`/metrics`) on
+    /// `127.0.0.1:admin_port` when given.
+    pub async fn start_with_admin(
+        dir: &Path,
+        app_port: u16,
+        admin_port: Option<u16>,
+    ) -> Result<Berth> {
         let port = free_port()?;
         let data = dir.join("data");
         let mut cmd = Command::new(berth_exe());
@@ -138,7 +148,7 @@ impl Berth {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--admin-listen")
-            .arg("off");
+            .arg(admin_port.map_or("off".into(), |p| format!("127.0.0.1:{p}")));
         child_log_env(&mut cmd);
         let mut dev = Proc::spawn("berth dev", cmd, dir.join("berth-dev.log"))?;
 
@@ -182,6 +192,11 @@ impl Berth {
             }),
             auth: format!("Bearer {}", self.token),
         }
+    }
+
+    /// The run's CA certificate (PEM), which agents and clients trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("data").join("ca.pem")
     }
 
     /// The API at `https://berth.localhost:PORT`.
@@ -228,18 +243,10 @@ impl Berth {
         Ok(target)
     }
 
-    /// Creates `workspace` with agent `main`, starts `berth agent` for it
-    /// dialing the edge at `127.0.0.1:edge_port` (the edge itself, or a
-    /// relay in front of it), and waits until `app_port` answers through it.
-    pub async fn start_agent_in(
-        &mut self,
-        name: &'static str,
-        workspace: &str,
-        edge_port: u16,
-        app_port: u16,
-    ) -> Result<(Target, Proc)> {
-        let api = self.api();
-        let (status, body) = api
+    /// Creates workspace `workspace` (owned by admin) through the API.
+    pub async fn create_workspace(&self, workspace: &str) -> Result<()> {
+        let (status, body) = self
+            .api()
             .once(
                 Method::POST,
                 "/api/v1/workspaces",
@@ -252,23 +259,45 @@ impl Berth {
                 String::from_utf8_lossy(&body)
             );
         }
-        let (status, body) = api
+        Ok(())
+    }
+
+    /// Creates agent `name` in admin's `workspace` through the API and
+    /// returns its agent token (a real one, as `berth agent` would use).
+    pub async fn create_agent(&self, workspace: &str, name: &str) -> Result<String> {
+        let (status, body) = self
+            .api()
             .once(
                 Method::POST,
                 &format!("/api/v1/workspaces/admin/{workspace}/agents"),
-                Some(&serde_json::json!({"name": "main"})),
+                Some(&serde_json::json!({ "name": name })),
             )
             .await?;
         if !(200..300).contains(&status) {
             bail!(
-                "creating agent main in {workspace}: {status} {}",
+                "creating agent {name} in {workspace}: {status} {}",
                 String::from_utf8_lossy(&body)
             );
         }
         let v: serde_json::Value = serde_json::from_slice(&body)?;
-        let agent_token = v["agent_token"]
+        v["agent_token"]
             .as_str()
-            .ok_or_else(|| anyhow!("no agent_token in {v}"))?;
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no agent_token in {v}"))
+    }
+
+    /// Creates `workspace` with agent `main`, starts `berth agent` for it
+    /// dialing the edge at `127.0.0.1:edge_port` (the edge itself, or a
+    /// relay in front of it), and waits until `app_port` answers through it.
+    pub async fn start_agent_in(
+        &mut self,
+        name: &'static str,
+        workspace: &str,
+        edge_port: u16,
+        app_port: u16,
+    ) -> Result<(Target, Proc)> {
+        self.create_workspace(workspace).await?;
+        let agent_token = self.create_agent(workspace, "main").await?;
         let token_file = self.dir.join(format!("agent-token-{workspace}"));
         std::fs::write(&token_file, agent_token)?;
         let mut cmd = Command::new(berth_exe());
