@@ -268,7 +268,7 @@ async fn run_server(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    berth::telemetry::init_tracing(cfg.log_format);
+    let _log = berth::telemetry::init_tracing(cfg.log_format);
     let server = match Server::build(cfg, dev).await {
         Ok(s) => s,
         Err(e) => {
@@ -308,7 +308,7 @@ async fn run_edge(a: EdgeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    berth::telemetry::init_tracing(cfg.log_format);
+    let _log = berth::telemetry::init_tracing(cfg.log_format);
     let link = berth::edge::regional::ControlLink {
         url: a.url,
         token: Secret::new(a.region_token),
@@ -337,29 +337,35 @@ async fn run_edge(a: EdgeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The start-up banner, written in one piece (a reader waiting for its last
+/// line sees all of it, and log lines cannot land in the middle).
 fn print_banner(server: &Server, dev: bool) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let cfg = server.config();
     let base = cfg.base_url();
     let port = cfg.url_port().map(|p| format!(":{p}")).unwrap_or_default();
     let token_path = server.admin_token_path.display();
-    println!("berth {} is running", env!("CARGO_PKG_VERSION"));
-    println!("  dashboard and API  {base}");
-    println!(
+    let _ = writeln!(out, "berth {} is running", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "  dashboard and API  {base}");
+    let _ = writeln!(
+        out,
         "  apps               https://{}{port}",
         cfg.wildcard.as_str()
     );
     if let Some(ca) = &server.ca_path {
-        println!(
+        let _ = writeln!(
+            out,
             "  local CA           {}   (trust it in your browser, or pass --cacert to curl)",
             ca.display()
         );
     }
-    println!("  admin API token    {token_path}");
+    let _ = writeln!(out, "  admin API token    {token_path}");
     if let Some(admin) = server.admin_addr {
-        println!("  metrics            http://{admin}/metrics");
+        let _ = writeln!(out, "  metrics            http://{admin}/metrics");
     }
     if let Some(pw) = &server.admin_password {
-        println!("  admin password     {pw}   (shown once: note it now)");
+        let _ = writeln!(out, "  admin password     {pw}   (shown once: note it now)");
     }
     if dev {
         let app = cfg.wildcard.host_for("3000--main--dev--admin");
@@ -368,12 +374,15 @@ fn print_banner(server: &Server, dev: bool) {
             .as_ref()
             .map(|p| format!("--cacert {} ", p.display()))
             .unwrap_or_default();
-        println!();
-        println!("Start any web server on 127.0.0.1:3000, then:");
-        println!(
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Start any web server on 127.0.0.1:3000, then:");
+        let _ = writeln!(
+            out,
             "  curl {cacert}-H \"Authorization: Bearer $(cat {token_path})\" https://{app}{port}/"
         );
     }
+    print!("{out}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
 async fn certs_status(a: CertsStatusArgs) -> ExitCode {
@@ -405,7 +414,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    berth::telemetry::init_tracing(format);
+    let _log = berth::telemetry::init_tracing(format);
     let token = match (a.token, a.token_file) {
         (Some(t), _) => t,
         (None, Some(path)) => match std::fs::read_to_string(&path) {

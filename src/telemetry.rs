@@ -12,16 +12,28 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 /// Sets up logging: `RUST_LOG` or `info`, text or JSON lines on stderr.
-pub fn init_tracing(format: LogFormat) {
+///
+/// Lines are written by a dedicated thread, not by the request's tokio
+/// worker: an access line per request written synchronously to a slow
+/// stderr (a pipe to a log shipper) would stall every request on that
+/// worker. Nothing is dropped: when the thread falls 128k lines behind,
+/// logging waits. Keep the returned guard until exit; dropping it flushes.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("berth-log")
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }
 
 /// `status="502"`

@@ -369,6 +369,7 @@ pub fn swarm() {
                     connect_to: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
                     upstream: Default::default(),
                     region: None,
+                    standby: false,
                 };
                 tokio::spawn(async move {
                     if let Err(e) = berth::agent::run(cfg, std::future::pending()).await {

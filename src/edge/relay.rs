@@ -44,6 +44,8 @@ pub const PORT_HEADER: &str = "berth-relay-port";
 pub const AUTH_HEADER: &str = "berth-relay-auth";
 /// The path of a relayed request for an agent's listening ports (`GET`).
 pub const PORTS_PATH: &str = "/_berth/relay/ports";
+/// Refusal code when the relay secret is missing or wrong.
+const RELAY_REFUSED: &str = "relay-refused";
 /// Refusal code when the holder has no tunnel of the agent (any more).
 const NOT_HERE: &str = "not-here";
 /// Dialing and handshaking with another edge may take this long.
@@ -168,6 +170,9 @@ impl Relay {
                 .unwrap_or_default();
             return Err(match code {
                 NOT_HERE | "" => OpenError::Offline,
+                RELAY_REFUSED => OpenError::Tunnel(format!(
+                    "the edge at {holder} refused the relay: its cookie key differs (another deployment?)"
+                )),
                 code => OpenError::Refused {
                     port,
                     refusal: Refusal::from_code(code),
@@ -309,7 +314,7 @@ pub async fn accept(
             .expect("static response is valid")
     };
     if req.version() != http::Version::HTTP_2 || !relay.authorized(&req) {
-        return refuse(StatusCode::FORBIDDEN, "relay-refused");
+        return refuse(StatusCode::FORBIDDEN, RELAY_REFUSED);
     }
     let number = |name: &str| {
         req.headers()

@@ -111,8 +111,10 @@ async function startBerth(dataDir, port) {
   child.stderr.on('data', onData('stderr'));
   await withTimeout(
     new Promise((resolve, reject) => {
+      // The banner's last line is the curl command (the "local CA" line
+      // also mentions curl, so match the command itself).
       const check = () => {
-        if (stdout.includes('curl')) resolve();
+        if (stdout.includes('\n  curl ')) resolve();
       };
       child.stdout.on('data', check);
       child.once('exit', (code, sig) =>
