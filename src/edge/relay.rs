@@ -130,9 +130,9 @@ impl Relay {
         let next = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = *self.ids.entry(holder.to_owned()).or_insert(next);
-        self.urls.entry(id).or_insert_with(|| holder.to_owned());
-        id
+        // The number's URL first, so whoever sees the number can resolve it.
+        self.urls.insert(next, holder.to_owned());
+        *self.ids.entry(holder.to_owned()).or_insert(next)
     }
 
     /// The holder a pool key's number stands for.
