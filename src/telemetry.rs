@@ -23,7 +23,12 @@ pub fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::Worker
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("berth-log")
-        .finish(std::io::stderr());
+        // Lines written while the thread has a backlog share one write(2);
+        // it flushes whenever it catches up.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

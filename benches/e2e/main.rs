@@ -8,6 +8,7 @@
 //! cargo bench --bench e2e                # full: 10 s per load, 1 GiB transfers
 //! cargo bench --bench e2e -- --quick     # ~1 s per load, 64 MiB, no peers (CI smoke)
 //! cargo bench --bench e2e -- --builtin   # ignore wrk / h2load even if installed
+//! cargo bench --bench e2e -- --hold      # start origin, berth, agent; print a wrk line; wait
 //! ```
 //!
 //! It reports numbers; it never passes or fails on them. See benches/README.md.
@@ -42,6 +43,8 @@ struct Opts {
     idle: bool,
     /// Run only the idle scenario
     idle_only: bool,
+    /// Start the processes, print how to load them, and wait (for profiling)
+    hold: bool,
 }
 
 impl Opts {
@@ -53,6 +56,7 @@ impl Opts {
             peers: true,
             idle: true,
             idle_only: false,
+            hold: false,
         };
         let mut peers = None;
         for arg in std::env::args().skip(1) {
@@ -64,11 +68,12 @@ impl Opts {
                 "--no-peers" => peers = Some(false),
                 "--no-idle" => o.idle = false,
                 "--idle-only" => o.idle_only = true,
+                "--hold" => o.hold = true,
                 // cargo bench passes --bench to every bench binary
                 "--bench" => {}
                 "-h" | "--help" => {
                     println!(
-                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only]"
+                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only] [--hold]"
                     );
                     std::process::exit(0);
                 }
@@ -350,6 +355,23 @@ async fn bench(opts: Opts) -> Result<()> {
     let via_agent = berth.start_agent(app_port).await?;
     let agent_pid = berth.agent.as_ref().map(procs::Proc::pid).unwrap_or(0);
     println!("  berth agent   workspace bench (pid {agent_pid})");
+    if opts.hold {
+        // For profiling by hand (see benches/README.md): the same processes
+        // the measurements use, until Ctrl-C.
+        println!(
+            "\n  load:  wrk -t2 -c{} -d10s -H 'Host: {}' -H 'Authorization: {}' {}",
+            plan.connections,
+            via_agent.authority,
+            via_agent.auth,
+            via_agent.ip_url("/1k")
+        );
+        println!(
+            "  perf:  perf record -F 2000 -g -p {},{agent_pid} -- sleep 10",
+            berth.dev.pid()
+        );
+        println!("  holding until Ctrl-C");
+        std::future::pending::<()>().await;
+    }
 
     let direct = Target {
         name: report::DIRECT,

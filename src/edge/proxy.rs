@@ -301,9 +301,11 @@ async fn forward(
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(app))
-                    .await;
+            let _ = crate::tunnel::copy::bidirectional(
+                &mut TokioIo::new(client),
+                &mut TokioIo::new(app),
+            )
+            .await;
         });
         let (mut parts, _) = res.into_parts();
         headers::prepare_response(&mut parts.headers, true);

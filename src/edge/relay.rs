@@ -52,8 +52,6 @@ const NOT_HERE: &str = "not-here";
 const LINK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pings on an idle link, so a dead peer is noticed.
 const LINK_PING: Duration = Duration::from_secs(10);
-/// Copy buffer per direction of a relayed stream.
-const COPY_BUF: usize = 64 * 1024;
 
 /// Where a request for an agent goes from this server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,13 +369,9 @@ pub async fn accept(
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(peer) = upgrade.await else { return };
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut TokioIo::new(peer),
-            &mut TokioIo::new(stream),
-            COPY_BUF,
-            COPY_BUF,
-        )
-        .await;
+        let _ =
+            crate::tunnel::copy::bidirectional(&mut TokioIo::new(peer), &mut TokioIo::new(stream))
+                .await;
     });
     Response::new(Body::empty())
 }

@@ -26,9 +26,6 @@ use tokio::net::TcpStream;
 /// streams before it closes.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(15);
 
-/// Buffer size for copying between a tunnel stream and a local socket.
-const COPY_BUF: usize = 64 * 1024;
-
 /// What the agent may dial.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -244,13 +241,7 @@ async fn handle(
             Ok(stream) => {
                 let mut stream = TokioIo::new(stream);
                 let mut tcp = tcp;
-                let _ = tokio::io::copy_bidirectional_with_sizes(
-                    &mut stream,
-                    &mut tcp,
-                    COPY_BUF,
-                    COPY_BUF,
-                )
-                .await;
+                let _ = super::copy::bidirectional(&mut stream, &mut tcp).await;
             }
             Err(e) => tracing::debug!(port, error = %e, "stream upgrade failed"),
         }

@@ -37,6 +37,7 @@
 //! [`edge::PortsError::Unsupported`] rather than as an empty list.
 
 pub mod agent;
+pub mod copy;
 pub mod edge;
 
 use crate::agent::scan::ListeningPort;
