@@ -140,6 +140,20 @@ mod tests {
             .collect()
     }
 
+    /// Writes `send` and ends the stream while reading it to the end;
+    /// returns what was read.
+    async fn talk(stream: tokio::io::DuplexStream, send: Vec<u8>) -> Vec<u8> {
+        let (mut r, mut w) = tokio::io::split(stream);
+        let write = async {
+            w.write_all(&send).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(write, r.read_to_end(&mut got));
+        read.unwrap();
+        got
+    }
+
     /// `client <-> [a | copy | b] <-> server` over in-memory pipes holding
     /// `pipe_a` and `pipe_b` bytes: a small pipe behind a large one makes its
     /// writer push back on most writes.
@@ -151,31 +165,8 @@ mod tests {
         let (client, mut a) = tokio::io::duplex(pipe_a);
         let (mut b, server) = tokio::io::duplex(pipe_b);
         let copy = tokio::spawn(async move { bidirectional(&mut a, &mut b).await });
-        let (up_len, down_len) = (up.len(), down.len());
-        let client_side = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(client);
-            let send = async {
-                w.write_all(&up).await.unwrap();
-                w.shutdown().await.unwrap();
-            };
-            let mut got = Vec::new();
-            let recv = r.read_to_end(&mut got);
-            let (_, n) = tokio::join!(send, recv);
-            assert_eq!(n.unwrap(), down_len);
-            got
-        });
-        let server_side = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(server);
-            let send = async {
-                w.write_all(&down).await.unwrap();
-                w.shutdown().await.unwrap();
-            };
-            let mut got = Vec::new();
-            let recv = r.read_to_end(&mut got);
-            let (_, n) = tokio::join!(send, recv);
-            assert_eq!(n.unwrap(), up_len);
-            got
-        });
+        let client_side = tokio::spawn(talk(client, up));
+        let server_side = tokio::spawn(talk(server, down));
         let (to_client, to_server) = (client_side.await.unwrap(), server_side.await.unwrap());
         let (forth, back) = copy.await.unwrap().unwrap();
         (to_server, to_client, forth, back)
