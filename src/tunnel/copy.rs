@@ -22,6 +22,37 @@ const CHUNK: usize = 32 * 1024;
 /// Reads per poll before yielding, so one busy stream cannot hold a worker.
 const READS_PER_POLL: usize = 32;
 
+/// What one direction has written.
+#[derive(Default)]
+struct Written {
+    copied: u64,
+    /// Written since the last flush.
+    need_flush: bool,
+}
+
+impl Written {
+    /// Writes `data[*off..]` until the writer has taken all of it (Ready) or
+    /// pushes back (Pending, `off` says how far it got).
+    fn poll_write_from<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut writer: Pin<&mut W>,
+        data: &[u8],
+        off: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while *off < data.len() {
+            let n = ready!(writer.as_mut().poll_write(cx, &data[*off..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *off += n;
+            self.copied += n as u64;
+            self.need_flush = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// One direction's state.
 #[derive(Default)]
 struct Half {
@@ -30,10 +61,8 @@ struct Half {
     pos: usize,
     /// The reader reached end of stream.
     eof: bool,
-    /// Written since the last flush.
-    need_flush: bool,
     done: bool,
-    copied: u64,
+    out: Written,
 }
 
 impl Half {
@@ -53,15 +82,9 @@ impl Half {
             return Poll::Ready(Ok(()));
         }
         for _ in 0..READS_PER_POLL {
-            while self.pos < self.pending.len() {
-                let n = ready!(writer.as_mut().poll_write(cx, &self.pending[self.pos..]))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                self.pos += n;
-                self.copied += n as u64;
-                self.need_flush = true;
-            }
+            ready!(self
+                .out
+                .poll_write_from(cx, writer.as_mut(), &self.pending, &mut self.pos))?;
             self.pending.clear();
             self.pos = 0;
             if self.eof {
@@ -76,9 +99,9 @@ impl Half {
                 Poll::Pending => {
                     // Idle: give the buffer back, and push out what was written.
                     self.pending = Vec::new();
-                    if self.need_flush {
+                    if self.out.need_flush {
                         ready!(writer.as_mut().poll_flush(cx))?;
-                        self.need_flush = false;
+                        self.out.need_flush = false;
                     }
                     return Poll::Pending;
                 }
@@ -89,20 +112,13 @@ impl Half {
                 continue;
             }
             let mut off = 0;
-            while off < data.len() {
-                match writer.as_mut().poll_write(cx, &data[off..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => {
-                        off += n;
-                        self.copied += n as u64;
-                        self.need_flush = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => {
-                        self.pending.extend_from_slice(&data[off..]);
-                        return Poll::Pending;
-                    }
-                }
+            if self
+                .out
+                .poll_write_from(cx, writer.as_mut(), data, &mut off)?
+                .is_pending()
+            {
+                self.pending.extend_from_slice(&data[off..]);
+                return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
@@ -124,7 +140,7 @@ where
         let back = b_to_a.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))?;
         ready!(forth);
         ready!(back);
-        Poll::Ready(Ok((a_to_b.copied, b_to_a.copied)))
+        Poll::Ready(Ok((a_to_b.out.copied, b_to_a.out.copied)))
     })
     .await
 }
