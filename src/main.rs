@@ -317,12 +317,12 @@ async fn run_edge(a: EdgeArgs) -> ExitCode {
         }
     };
     let _log = berth::telemetry::init_tracing(cfg.log_format);
-    let link = berth::edge::regional::ControlLink {
+    let link = berth::roles::regional::ControlLink {
         url: a.url,
         token: Secret::new(a.region_token),
         ca_file: a.ca_file,
     };
-    let edge = match berth::edge::regional::RegionalEdge::build(
+    let edge = match berth::roles::regional::RegionalEdge::build(
         cfg,
         link,
         std::time::Duration::from_secs(60),

@@ -12,7 +12,6 @@ pub mod cors;
 pub mod headers;
 pub mod pages;
 pub mod proxy;
-pub mod regional;
 pub mod relay;
 pub mod server;
 
@@ -29,7 +28,9 @@ use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,12 +135,44 @@ pub struct Frontdoor {
     /// The control plane's API, when this process runs one.
     pub control: Option<axum::Router>,
     /// A regional edge's link to control, for `/readyz`.
-    pub control_state: Option<Arc<regional::ControlState>>,
+    pub control_state: Option<Arc<ControlStatus>>,
     /// The healthy regions, told to every agent when its tunnel opens.
     pub regions: Arc<RegionDirectory>,
     /// Load balancers whose `X-Forwarded-For` names the client
     /// (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Whether a regional edge follows control's watch stream right now, for
+/// `/readyz` and the metric `berth_edge_control_connected`.
+#[derive(Debug, Default)]
+pub struct ControlStatus {
+    connected: AtomicBool,
+    gauge: Gauge,
+}
+
+impl ControlStatus {
+    /// True while the watch stream is following control.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the watch stream is up (logged when it changes).
+    pub fn set(&self, up: bool) {
+        if self.connected.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!("following control's changes");
+            } else {
+                tracing::warn!("control unreachable: serving from what this edge knows");
+            }
+        }
+        self.gauge.set(i64::from(up));
+    }
+
+    /// The gauge that follows [`ControlStatus::connected`], for a registry.
+    pub fn gauge(&self) -> Gauge {
+        self.gauge.clone()
+    }
 }
 
 /// The healthy regions an edge tells its agents about (refreshed by the

@@ -5,7 +5,7 @@
 
 use crate::support::{apps, client_for, free_port, run_agent, Berth, Options};
 use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
-use berth::edge::regional::{ControlLink, RegionalEdge};
+use berth::roles::regional::{ControlLink, RegionalEdge};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -132,7 +132,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     };
     let before = serial(&edge.certs);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let renew = |at| berth::edge::regional::renew_if_due(&edge.client, &edge.certs, at);
+    let renew = |at| berth::roles::regional::renew_if_due(&edge.client, &edge.certs, at);
     assert!(!renew(now).await.unwrap(), "a new certificate is not due");
     assert_eq!(serial(&edge.certs), before);
     assert!(

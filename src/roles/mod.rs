@@ -5,6 +5,8 @@
 //! Each role goes build (bind sockets, load state; report addresses) then
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
+pub mod regional;
+
 use crate::agent::{self, AgentConfig};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};

@@ -8,8 +8,7 @@
 //! and says so in `/readyz` (`"control": "unreachable"`) and in the metric
 //! `berth_edge_control_connected`.
 
-use super::relay::Relay;
-use super::{ControlCalls, Edge, Frontdoor};
+use super::StartError;
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::{Secret, TokenHash};
@@ -18,20 +17,19 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::control::regions::{
     EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY,
 };
-use crate::roles::StartError;
+use crate::edge::relay::Relay;
+use crate::edge::{ControlCalls, ControlStatus, Edge, Frontdoor};
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::client::{client_config, send};
 use crate::tls::{self, SwappableCert};
 use crate::tunnel::edge::Tunnels;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -210,31 +208,6 @@ impl ControlClient {
     }
 }
 
-/// Whether the watch stream is up, for `/readyz` and the metric.
-#[derive(Debug, Default)]
-pub struct ControlState {
-    connected: AtomicBool,
-    gauge: Gauge,
-}
-
-impl ControlState {
-    /// True while the watch stream is following control.
-    pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, up: bool) {
-        if self.connected.swap(up, Ordering::Relaxed) != up {
-            if up {
-                tracing::info!("following control's changes");
-            } else {
-                tracing::warn!("control unreachable: serving from what this edge knows");
-            }
-        }
-        self.gauge.set(i64::from(up));
-    }
-}
-
 /// Share links and sign-in codes, through control.
 struct RemoteControl(ControlClient);
 
@@ -284,7 +257,7 @@ impl ControlCalls for RemoteControl {
 
 /// Follows control's watch stream into `catalog` until `stop`, reconnecting
 /// with back-off; each (re)connection starts with a full snapshot.
-async fn follow(client: ControlClient, catalog: Arc<Catalog>, state: Arc<ControlState>) {
+async fn follow(client: ControlClient, catalog: Arc<Catalog>, state: Arc<ControlStatus>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match watch_once(&client, &catalog, &state).await {
@@ -300,7 +273,7 @@ async fn follow(client: ControlClient, catalog: Arc<Catalog>, state: Arc<Control
 async fn watch_once(
     client: &ControlClient,
     catalog: &Catalog,
-    state: &ControlState,
+    state: &ControlStatus,
 ) -> Result<(), String> {
     let (status, mut body) = tokio::time::timeout(
         CALL_TIMEOUT,
@@ -498,7 +471,7 @@ pub struct RegionalEdge {
     /// What this edge knows, from the watch stream.
     pub catalog: Arc<Catalog>,
     /// Whether it is following control right now.
-    pub control: Arc<ControlState>,
+    pub control: Arc<ControlStatus>,
 }
 
 impl RegionalEdge {
@@ -532,7 +505,7 @@ impl RegionalEdge {
         let mut key = [0u8; 32];
         hex::decode_to_slice(&hello.cookie_key, &mut key)
             .map_err(|_| StartError::Control("control sent an unusable cookie key".into()))?;
-        crate::roles::create_private_dir(&cfg.data_dir)?;
+        super::create_private_dir(&cfg.data_dir)?;
         let mut pending_cert = false;
         let cert = match &cfg.tls {
             // From control: signed by its local CA, which clients already
@@ -543,7 +516,7 @@ impl RegionalEdge {
                 None => {
                     tracing::info!("control is ordering this region's certificate; serving a temporary one meanwhile");
                     pending_cert = true;
-                    tls::acme::temporary_cert(&crate::roles::leaf_names(&cfg))?
+                    tls::acme::temporary_cert(&super::leaf_names(&cfg))?
                 }
             },
             TlsMode::Files {
@@ -558,17 +531,17 @@ impl RegionalEdge {
         };
         let certs = SwappableCert::new(cert)?;
         let tls_config = tls::server_config(certs.clone())?;
-        let (listener, local_addr, admin, admin_addr) = crate::roles::bind(&cfg).await?;
+        let (listener, local_addr, admin, admin_addr) = super::bind(&cfg).await?;
         let catalog = Arc::new(Catalog::new());
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
-        let control = Arc::new(ControlState::default());
+        let control = Arc::new(ControlStatus::default());
         registry.register(
             "berth_edge_control_connected",
             "1 while this edge follows the control plane's changes, 0 while it serves from cache",
-            control.gauge.clone(),
+            control.gauge(),
         );
         let signin = Arc::new(SignIn {
             key: CookieKey::new(key),
@@ -590,7 +563,7 @@ impl RegionalEdge {
             cfg.limits.clone(),
             metrics,
             signin,
-            super::Peers {
+            crate::edge::Peers {
                 control: Arc::new(RemoteControl(client.clone())),
                 relay,
             },
@@ -652,7 +625,7 @@ impl RegionalEdge {
             self.tunnels.clone(),
             self.cfg.relay_url.clone(),
         ));
-        let sweeper = crate::roles::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        let sweeper = super::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned).then(|| {
             tokio::spawn(renew_certificates(
                 self.client.clone(),
@@ -661,12 +634,12 @@ impl RegionalEdge {
             ))
         });
         let edge = self.frontdoor.edge.clone();
-        super::server::serve(
+        crate::edge::server::serve(
             self.listener,
             self.tls,
             self.frontdoor,
             self.cfg.limits.clone(),
-            crate::roles::move_agents_then(stopped(), edge, &self.cfg.limits),
+            super::move_agents_then(stopped(), edge, &self.cfg.limits),
         )
         .await;
         follower.abort();
