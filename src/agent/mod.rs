@@ -5,7 +5,7 @@
 pub mod regions;
 pub mod scan;
 
-use crate::auth::Secret;
+use crate::secret::Secret;
 use crate::tunnel::{self, agent::Upstream};
 use bytes::Bytes;
 use http_body_util::Empty;

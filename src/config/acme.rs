@@ -44,7 +44,7 @@ pub enum DnsSettings {
         /// "hmac-sha256", "hmac-sha384" or "hmac-sha512".
         algorithm: String,
         /// The TSIG secret, base64 (checked to decode).
-        secret: crate::auth::Secret,
+        secret: crate::secret::Secret,
     },
 }
 
@@ -147,7 +147,7 @@ pub(super) fn settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
                 zone,
                 key_name,
                 algorithm,
-                secret: crate::auth::Secret::new(b64.trim()),
+                secret: crate::secret::Secret::new(b64.trim()),
             }
         }
         Some(other) => {

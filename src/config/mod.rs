@@ -4,9 +4,8 @@
 //! Every key has a default in [`defaults`]; unknown keys, in the file or in
 //! `BERTH_*` variables, are errors that name the key.
 
-use crate::auth::Secret;
 use crate::host::Wildcard;
-use crate::store::{redact_url, PoolSettings, DEFAULT_MAX_CONNECTIONS};
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -420,7 +419,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub log_format: LogFormat,
     /// What owners may share, and for how long.
-    pub sharing: crate::control::SharingPolicy,
+    pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
 }
@@ -430,7 +429,7 @@ pub struct ServerConfig {
 pub struct OidcConfig {
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: crate::auth::Secret,
+    pub client_secret: crate::secret::Secret,
     pub scopes: String,
     /// Lower-case domains; empty admits any verified address.
     pub allowed_domains: Vec<String>,
@@ -506,7 +505,7 @@ impl OidcConfig {
         Ok(Some(OidcConfig {
             issuer,
             client_id,
-            client_secret: crate::auth::Secret::new(client_secret),
+            client_secret: crate::secret::Secret::new(client_secret),
             scopes,
             allowed_domains,
             organization: o.organization,
@@ -579,7 +578,11 @@ fn secs(key: &'static str, v: Option<f64>, default: Duration) -> Result<Duration
 }
 
 mod acme;
+mod database;
+mod sharing;
 pub use acme::{AcmeSettings, DnsSettings};
+pub use database::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use sharing::{SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
 
 impl ServerConfig {
     /// Merges file, environment (already in `file`) and flags; validates all.
@@ -797,7 +800,7 @@ impl ServerConfig {
             })?,
         };
         let max_link_ttl_secs = match file.sharing.max_link_ttl_secs {
-            None => crate::control::DEFAULT_MAX_LINK_TTL_SECS,
+            None => DEFAULT_MAX_LINK_TTL_SECS,
             Some(n) if (1..=10 * 365 * 24 * 3600).contains(&n) => n,
             Some(n) => {
                 return Err(ConfigError::Invalid {
@@ -809,7 +812,7 @@ impl ServerConfig {
         let oidc = OidcConfig::resolve(file.oidc)?;
         Ok(ServerConfig {
             oidc,
-            sharing: crate::control::SharingPolicy {
+            sharing: SharingPolicy {
                 max_level: max_share_level,
                 max_link_ttl_secs,
             },

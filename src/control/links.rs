@@ -5,8 +5,9 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::shares::agent_of;
-use super::{ControlState, DEFAULT_LINK_TTL_SECS};
+use super::ControlState;
 use crate::catalog::Change;
+use crate::config::DEFAULT_LINK_TTL_SECS;
 use crate::store::{LinkRow, StoreError};
 use axum::extract::State;
 use axum::http::StatusCode;

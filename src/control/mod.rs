@@ -34,6 +34,7 @@ pub use oidc::OidcClient;
 
 use crate::agent::scan::ListeningPort;
 use crate::catalog::{Catalog, Change};
+use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -143,29 +144,6 @@ impl ControlState {
         }
     }
 }
-
-/// Limits on sharing, from `[sharing]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SharingPolicy {
-    /// The widest share level owners may choose (`sharing.max_level`).
-    pub max_level: crate::auth::ShareLevel,
-    /// The longest a share link may live (`sharing.max_link_ttl_secs`).
-    pub max_link_ttl_secs: i64,
-}
-
-impl Default for SharingPolicy {
-    fn default() -> Self {
-        SharingPolicy {
-            max_level: crate::auth::ShareLevel::Public,
-            max_link_ttl_secs: DEFAULT_MAX_LINK_TTL_SECS,
-        }
-    }
-}
-
-/// Share links live 24 h unless the request says otherwise.
-pub const DEFAULT_LINK_TTL_SECS: i64 = 24 * 3600;
-/// ...and at most 30 days unless `sharing.max_link_ttl_secs` says otherwise.
-pub const DEFAULT_MAX_LINK_TTL_SECS: i64 = 30 * 24 * 3600;
 
 /// How to build app URLs for responses: `https://{label}{wildcard_suffix}[:port]`.
 ///

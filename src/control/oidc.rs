@@ -14,7 +14,7 @@ use crate::auth::oidc::{
 };
 use crate::catalog::{Change, User};
 use crate::config::OidcConfig;
-use crate::edge::pages::escape_html;
+use crate::html::escape_html;
 use crate::store::{NewUser, Role};
 use crate::tls::client::{client_config, fetch};
 use axum::extract::{Query, State};

@@ -476,7 +476,7 @@ pub async fn certificate(
         .ok()
         .and_then(|u| u.host().map(str::to_owned))
         .ok_or_else(|| ApiError::conflict("the region's url has no host"))?;
-    let names = crate::roles::cert_names(&host, &region.wildcard);
+    let names = crate::host::cert_names(&host, &region.wildcard);
     let issued = if let Some(ca) = &st.local_ca {
         tracing::info!(region = %region.name, %host, "issued a regional edge certificate");
         ca.issue(&names)

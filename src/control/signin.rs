@@ -8,7 +8,7 @@ use super::ControlState;
 use crate::auth::cookie::{self, Purpose, SESSION_COOKIE};
 use crate::auth::Visitor;
 use crate::catalog::{Change, Session};
-use crate::edge::pages::escape_html;
+use crate::html::escape_html;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};

@@ -2,6 +2,7 @@
 //! `{"error": code, "message": message}` for programs, a small self-contained
 //! page for browsers.
 
+use crate::html::escape_html;
 use axum::body::Body;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
@@ -202,22 +203,6 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
                     })
                 })
         })
-}
-
-/// Escapes text for HTML element content and quoted attributes.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "\
@@ -473,13 +458,6 @@ mod tests {
         );
         let response = render(&ErrorPage::NotFound, false);
         assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
-    }
-
-    #[test]
-    fn escape_html_table() {
-        assert_eq!(escape_html(""), "");
-        assert_eq!(escape_html("plain é"), "plain é");
-        assert_eq!(escape_html("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
     }
 
     #[test]

@@ -10,7 +10,6 @@ pub mod regional;
 use crate::agent::{self, AgentConfig};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
-use crate::auth::Secret;
 use crate::auth::TokenHash;
 use crate::catalog::Link;
 use crate::catalog::{Catalog, Session};
@@ -18,6 +17,7 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
 use crate::edge::relay::Relay;
 use crate::edge::{self, ControlCalls, Edge, Frontdoor};
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::{self, SwappableCert};
@@ -179,22 +179,7 @@ pub struct Server {
 
 /// Names a self-signed leaf must cover: the base domain and the wildcard.
 pub(crate) fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
-    cert_names(&cfg.base_domain, cfg.wildcard.as_str())
-}
-
-/// A host and a wildcard as certificate names: `*--apps.example.com` hosts
-/// are one label under `example.com`, so that form needs `*.example.com`.
-pub(crate) fn cert_names(host: &str, wildcard: &str) -> Vec<String> {
-    let wildcard_san = match wildcard.strip_prefix("*--") {
-        Some(rest) => match rest.split_once('.') {
-            Some((_, parent)) => format!("*.{parent}"),
-            None => wildcard.to_owned(),
-        },
-        None => wildcard.to_owned(),
-    };
-    let mut names = vec![host.to_owned(), wildcard_san];
-    names.dedup();
-    names
+    crate::host::cert_names(&cfg.base_domain, cfg.wildcard.as_str())
 }
 
 impl Server {

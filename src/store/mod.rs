@@ -832,7 +832,6 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 
 pub use acme::AcmeCertRow;
 pub use audit::AuditRow;
-pub use connect::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use links::LinkRow;
 pub use notify::CHANGES_CHANNEL;
 pub use regions::RegionRow;
