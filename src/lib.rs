@@ -19,6 +19,7 @@ pub mod control;
 pub mod edge;
 pub mod host;
 pub mod html;
+pub mod protocol;
 pub mod roles;
 pub mod secret;
 pub mod store;

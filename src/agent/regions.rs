@@ -7,48 +7,10 @@
 //! handshake and is skipped, which is the fail-over. When control cannot be
 //! asked, the last list it gave is used.
 
-use serde::Deserialize;
+use crate::protocol::regions::{Candidate, AGENT_REGIONS};
+use crate::protocol::API_ROOT;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A place to dial.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
-pub struct Candidate {
-    /// The region's name; `control` for the control plane's own edge.
-    pub name: String,
-    /// `https://host[:port]`
-    pub url: String,
-}
-
-/// The name the control plane's own edge goes by.
-pub const CONTROL: &str = "control";
-
-/// The header on the tunnel's `101` answer that lists the healthy regions
-/// (`name=url, name=url`), so an agent learns them with no extra request.
-pub const REGIONS_HEADER: &str = "berth-regions";
-
-/// Formats [`REGIONS_HEADER`].
-pub fn to_header(regions: &[Candidate]) -> String {
-    regions
-        .iter()
-        .map(|c| format!("{}={}", c.name, c.url))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Parses [`REGIONS_HEADER`]; entries that are not `name=https://...` are skipped.
-pub fn from_header(value: &str) -> Vec<Candidate> {
-    value
-        .split(',')
-        .filter_map(|e| {
-            let (name, url) = e.trim().split_once('=')?;
-            (!name.is_empty() && super::parse_url(url).is_ok()).then(|| Candidate {
-                name: name.to_owned(),
-                url: url.to_owned(),
-            })
-        })
-        .collect()
-}
 
 /// How often a connected agent measures the regions again.
 pub const REMEASURE_EVERY: Duration = Duration::from_secs(120);
@@ -113,7 +75,7 @@ pub async fn fetch(
             format!("{host}:{port}")
         };
         let req = http::Request::builder()
-            .uri("/api/v1/agent/regions")
+            .uri(format!("{API_ROOT}{AGENT_REGIONS}"))
             .header(http::header::HOST, authority)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Default::default())
@@ -154,23 +116,6 @@ mod tests {
         assert!(!worth_moving(Some(ms(3)), ms(1)), "under the 2 ms floor");
         assert!(worth_moving(Some(ms(100)), ms(70)));
         assert!(!worth_moving(Some(ms(100)), ms(80)));
-    }
-
-    #[test]
-    fn the_header_round_trips_and_skips_junk() {
-        let list = vec![c("eu"), c("us")];
-        assert_eq!(from_header(&to_header(&list)), list);
-        assert_eq!(from_header(""), vec![]);
-        assert_eq!(
-            from_header("eu=https://eu.example.com, bad, x=http://x, =https://y, us=https://us.example.com:8443"),
-            vec![
-                c("eu"),
-                Candidate {
-                    name: "us".into(),
-                    url: "https://us.example.com:8443".into()
-                }
-            ]
-        );
     }
 
     #[test]

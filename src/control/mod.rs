@@ -36,6 +36,8 @@ use crate::agent::scan::ListeningPort;
 use crate::catalog::{Catalog, Change};
 use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
+use crate::protocol::regions::AGENT_REGIONS;
+use crate::protocol::{edge_api, API_ROOT};
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -218,13 +220,13 @@ pub fn router(state: ControlState) -> Router {
         .route("/audit", get(users::audit))
         .route("/regions", post(regions::create).get(regions::list))
         .route("/regions/{name}", delete(regions::delete))
-        .route("/edge/hello", get(regions::hello))
-        .route("/edge/heartbeat", post(regions::heartbeat))
-        .route("/edge/watch", get(regions::watch))
-        .route("/edge/redeem", post(regions::redeem))
-        .route("/edge/exchange", post(regions::exchange))
-        .route("/edge/certificate", get(regions::certificate))
-        .route("/agent/regions", get(regions::for_agent))
+        .route(edge_api::HELLO, get(regions::hello))
+        .route(edge_api::HEARTBEAT, post(regions::heartbeat))
+        .route(edge_api::WATCH, get(regions::watch))
+        .route(edge_api::REDEEM, post(regions::redeem))
+        .route(edge_api::EXCHANGE, post(regions::exchange))
+        .route(edge_api::CERTIFICATE, get(regions::certificate))
+        .route(AGENT_REGIONS, get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -236,7 +238,7 @@ pub fn router(state: ControlState) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
-        .nest("/api/v1", api)
+        .nest(API_ROOT, api)
         .route("/", get(signin::home))
         .route("/signin", get(signin::show).post(signin::submit))
         .route("/signout", post(signin::signout))

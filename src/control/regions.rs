@@ -10,6 +10,10 @@ use super::{validate, ControlState};
 use crate::auth::{token, TokenHash, TokenKind};
 use crate::catalog::{Change, Link, Session};
 use crate::host::Wildcard;
+use crate::protocol::edge_api::{
+    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY,
+    WATCH_PING_EVERY,
+};
 use crate::store::{RegionRow, TUNNEL_STALE_SECS};
 use crate::tunnel::edge::{TunnelEvent, Tunnels};
 use axum::body::Body;
@@ -20,16 +24,9 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A region is healthy while its edges' last heartbeat is this recent.
 pub const HEALTHY_WITHIN_SECS: i64 = 30;
-/// Edges send a heartbeat this often.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// The watch stream sends a keep-alive line this often, so an edge can tell
-/// a quiet stream from a dead one.
-pub const WATCH_PING_EVERY: Duration = Duration::from_secs(5);
-
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -90,7 +87,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRegion>,
 ) -> Result<impl IntoResponse, ApiError> {
     validate::name("name", &req.name)?;
-    if req.name == crate::agent::regions::CONTROL {
+    if req.name == crate::protocol::regions::CONTROL {
         return Err(ApiError::invalid_field(
             "name",
             "\"control\" is reserved for the control plane's own edge",
@@ -178,21 +175,6 @@ impl FromRequestParts<ControlState> for EdgeCaller {
     }
 }
 
-/// `GET /edge/hello` answer: what an edge needs before it serves.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct Hello {
-    pub region: String,
-    /// The region's URL: where other edges relay to this edge's agents,
-    /// unless it sets `server.relay_url`.
-    pub url: String,
-    pub wildcard: String,
-    /// The cookie-signing key, hex: edges verify and set `berth_app` and
-    /// `berth_share` themselves.
-    pub cookie_key: String,
-    /// Where browsers sign in.
-    pub signin_url: String,
-}
-
 /// Tells an edge who it is and gives it the cookie key.
 pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCaller) -> Json<Hello> {
     Json(Hello {
@@ -202,20 +184,6 @@ pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCalle
         cookie_key: hex::encode(st.signin.key.expose_bytes()),
         signin_url: st.signin.base_url.clone(),
     })
-}
-
-/// `POST /edge/heartbeat` body.
-#[derive(Deserialize, Serialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    pub version: String,
-    pub agents: i64,
-    /// The agents with a tunnel to this edge: all of them, every time.
-    #[serde(default)]
-    pub tunnels: Vec<i64>,
-    /// Where other edges reach this one (default: the region's URL).
-    #[serde(default)]
-    pub relay_url: Option<String>,
 }
 
 /// Records an edge's heartbeat, and which agents it holds tunnels of.
@@ -323,26 +291,6 @@ pub async fn track_local_tunnels(st: ControlState, tunnels: Arc<Tunnels>, me: St
     }
 }
 
-/// One line of the watch stream (newline-delimited JSON).
-#[derive(Serialize, Deserialize, Debug)]
-#[serde(tag = "t", rename_all = "lowercase")]
-pub enum WatchLine {
-    /// A snapshot follows: forget what you know once it is complete.
-    Reset,
-    /// One catalog change (snapshot entries, then live ones).
-    Change { change: Change },
-    /// The snapshot is complete; live changes follow.
-    Ready,
-    /// Keep-alive.
-    Ping,
-}
-
-fn line(l: &WatchLine) -> Bytes {
-    let mut v = serde_json::to_vec(l).expect("watch lines serialize");
-    v.push(b'\n');
-    Bytes::from(v)
-}
-
 /// `GET /edge/watch`: the catalog as a snapshot, then every change as it
 /// is applied here (local writes and other replicas' alike), with a ping
 /// every few seconds. A watcher that falls too far behind is cut off and
@@ -360,7 +308,7 @@ pub async fn watch(
     tokio::spawn(async move {
         let send = |l: WatchLine| {
             let tx = tx.clone();
-            async move { tx.send(line(&l)).await.is_ok() }
+            async move { tx.send(Bytes::from(l.to_line())).await.is_ok() }
         };
         if !send(WatchLine::Reset).await {
             return;
@@ -423,11 +371,11 @@ pub fn healthy_app_urls(rows: Vec<RegionRow>) -> Vec<(String, super::AppUrls)> {
 }
 
 /// The regions whose edges sent a heartbeat lately, as agents see them.
-pub fn healthy(rows: Vec<RegionRow>) -> Vec<crate::agent::regions::Candidate> {
+pub fn healthy(rows: Vec<RegionRow>) -> Vec<crate::protocol::regions::Candidate> {
     let now = now_unix();
     rows.into_iter()
         .filter(|r| is_healthy(r, now))
-        .map(|r| crate::agent::regions::Candidate {
+        .map(|r| crate::protocol::regions::Candidate {
             name: r.name,
             url: r.url,
         })
@@ -439,7 +387,7 @@ pub fn healthy(rows: Vec<RegionRow>) -> Vec<crate::agent::regions::Candidate> {
 pub async fn for_agent(
     State(st): State<ControlState>,
     headers: axum::http::HeaderMap,
-) -> Result<Json<Vec<crate::agent::regions::Candidate>>, ApiError> {
+) -> Result<Json<Vec<crate::protocol::regions::Candidate>>, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -451,15 +399,6 @@ pub async fn for_agent(
         return Err(ApiError::invalid_token());
     }
     Ok(Json(healthy(st.store.list_regions().await?)))
-}
-
-/// `GET /edge/certificate` answer: DER, base64 (standard alphabet).
-#[derive(Serialize, Deserialize, Debug)]
-pub struct EdgeCertificate {
-    /// Leaf first.
-    pub chain: Vec<String>,
-    /// PKCS#8 private key of the leaf.
-    pub key: String,
 }
 
 /// Issues a certificate for the calling region's host and wildcard, signed
@@ -517,16 +456,6 @@ pub async fn certificate(
     }))
 }
 
-/// `POST /edge/redeem` body: the hash of a presented share-link token.
-#[derive(Deserialize, Serialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Redeem {
-    pub token_hash: String,
-    /// The visitor's address, for the audit log.
-    #[serde(default)]
-    pub source: String,
-}
-
 /// Redeems a share link for an edge: counts one use; 404 when it does not
 /// exist, expired, was revoked or is used up.
 pub async fn redeem(
@@ -546,15 +475,6 @@ pub async fn redeem(
     .await?
     .ok_or_else(|| ApiError::not_found("no such live share link"))?;
     Ok(Json(link))
-}
-
-/// `POST /edge/exchange` body: a one-time sign-in code and the app host it
-/// was minted for.
-#[derive(Deserialize, Serialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct Exchange {
-    pub code: String,
-    pub host: String,
 }
 
 /// Exchanges a sign-in code for an edge: the session it stands for, or 404

@@ -182,8 +182,8 @@ pub struct RegionDirectory(std::sync::RwLock<String>);
 
 impl RegionDirectory {
     /// Replaces the list.
-    pub fn set(&self, regions: &[crate::agent::regions::Candidate]) {
-        *self.0.write().expect("region list lock") = crate::agent::regions::to_header(regions);
+    pub fn set(&self, regions: &[crate::protocol::regions::Candidate]) {
+        *self.0.write().expect("region list lock") = crate::protocol::regions::to_header(regions);
     }
 
     fn header(&self) -> Option<http::HeaderValue> {
@@ -307,7 +307,7 @@ impl Frontdoor {
             .expect("static response is valid");
         if let Some(regions) = self.regions.header() {
             res.headers_mut()
-                .insert(crate::agent::regions::REGIONS_HEADER, regions);
+                .insert(crate::protocol::regions::REGIONS_HEADER, regions);
         }
         res
     }

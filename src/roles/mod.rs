@@ -368,7 +368,7 @@ impl Server {
                 upstream: Default::default(),
                 // It serves this machine's ports through this very process:
                 // never moved to a regional edge.
-                region: Some(agent::regions::CONTROL.into()),
+                region: Some(crate::protocol::regions::CONTROL.into()),
                 standby: false,
             };
             let stop = stopped();

@@ -14,11 +14,12 @@ use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::auth::{Secret, TokenHash};
 use crate::catalog::{Catalog, Change, Link, Session};
 use crate::config::{ServerConfig, TlsMode};
-use crate::control::regions::{
-    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY,
-};
 use crate::edge::relay::Relay;
 use crate::edge::{ControlCalls, ControlStatus, Edge, Frontdoor};
+use crate::protocol::edge_api::{
+    self, EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, HEARTBEAT_EVERY,
+};
+use crate::protocol::API_ROOT;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::client::{client_config, send};
 use crate::tls::{self, SwappableCert};
@@ -98,7 +99,7 @@ impl ControlClient {
         let fail = |e: &dyn std::fmt::Display| format!("control at {}: {e}", self.link.url);
         let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("/api/v1{path}"))
+            .uri(format!("{API_ROOT}{path}"))
             .header(http::header::HOST, &self.authority)
             .header(
                 http::header::AUTHORIZATION,
@@ -162,7 +163,7 @@ impl ControlClient {
     /// for the region (`acme`); `None` while that order is pending.
     pub async fn certificate(&self) -> Result<Option<tls::CertAndKey>, String> {
         use base64::Engine;
-        let path = "/edge/certificate";
+        let path = edge_api::CERTIFICATE;
         let (status, body) =
             tokio::time::timeout(CALL_TIMEOUT, self.send(http::Method::GET, path, None))
                 .await
@@ -202,7 +203,7 @@ impl ControlClient {
 
     /// Who this edge is, and the cookie key.
     pub async fn hello(&self) -> Result<Hello, String> {
-        self.call(http::Method::GET, "/edge/hello", None)
+        self.call(http::Method::GET, edge_api::HELLO, None)
             .await?
             .ok_or_else(|| "control does not know /api/v1/edge/hello (an older version?)".into())
     }
@@ -226,7 +227,7 @@ impl ControlCalls for RemoteControl {
             })
             .expect("JSON serializes");
             client
-                .call::<Link>(http::Method::POST, "/edge/redeem", Some(body))
+                .call::<Link>(http::Method::POST, edge_api::REDEEM, Some(body))
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "share link redemption failed");
@@ -245,7 +246,7 @@ impl ControlCalls for RemoteControl {
         Box::pin(async move {
             let body = serde_json::to_value(Exchange { code, host }).expect("JSON serializes");
             client
-                .call::<Session>(http::Method::POST, "/edge/exchange", Some(body))
+                .call::<Session>(http::Method::POST, edge_api::EXCHANGE, Some(body))
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "sign-in code exchange failed");
@@ -277,7 +278,7 @@ async fn watch_once(
 ) -> Result<(), String> {
     let (status, mut body) = tokio::time::timeout(
         CALL_TIMEOUT,
-        client.send(http::Method::GET, "/edge/watch", None),
+        client.send(http::Method::GET, edge_api::WATCH, None),
     )
     .await
     .map_err(|_| "control did not answer the watch in time".to_owned())??;
@@ -357,7 +358,7 @@ async fn send_beat(client: &ControlClient, tunnels: Vec<i64>, relay_url: Option<
     })
     .expect("JSON serializes");
     if let Err(e) = client
-        .call::<serde_json::Value>(http::Method::POST, "/edge/heartbeat", Some(body))
+        .call::<serde_json::Value>(http::Method::POST, edge_api::HEARTBEAT, Some(body))
         .await
     {
         tracing::debug!(error = %e, "heartbeat not delivered");
