@@ -155,6 +155,7 @@ async fn standby(
             io,
             up.clone(),
             steering.clone(),
+            scan::listening_ports_for,
         ))));
         loop {
             let task = serving.0.as_mut().expect("not detached");
@@ -249,6 +250,7 @@ async fn connect_once(
         io,
         up,
         steering.clone(),
+        scan::listening_ports_for,
     ))));
     let moving = |serving| Ended::Moving {
         from: url.to_owned(),

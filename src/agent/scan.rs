@@ -15,7 +15,7 @@
 //! `0A` is `TCP_LISTEN`. The tables belong to the agent's network namespace,
 //! which is the one its upstream dials go to.
 
-use serde::{Deserialize, Serialize};
+use crate::tunnel::protocol::{Family, ListeningPort};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -35,32 +35,6 @@ pub struct Listener {
     /// (`::ffff:127.0.0.1`) stays IPv6 here; [`merge`] maps it to IPv4.
     pub addr: IpAddr,
     pub port: u16,
-}
-
-/// An address family a port is listening on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-/// One listening port, merged over all its sockets and both tables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListeningPort {
-    pub port: u16,
-    /// Every socket on the port is bound to a loopback address (127.0.0.0/8,
-    /// `::1`): nothing outside the workspace can reach it directly.
-    pub loopback_only: bool,
-    /// The agent's upstream dial reaches the port: some socket is bound to one
-    /// of the upstream hosts or to its family's wildcard. A socket bound only
-    /// to another specific address (a LAN address, `127.0.0.2`) is not.
-    pub reachable: bool,
-    /// The families of the bound addresses, sorted (`"ipv4"`, `"ipv6"`); an
-    /// IPv4-mapped address counts as IPv4.
-    pub families: Vec<Family>,
-    /// The bound addresses, sorted and deduplicated (IPv4-mapped ones as IPv4).
-    pub addresses: Vec<IpAddr>,
 }
 
 /// The hosts the agent's default upstream dials, in order.

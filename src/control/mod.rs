@@ -32,13 +32,13 @@ pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;
 
-use crate::agent::scan::ListeningPort;
 use crate::catalog::{Catalog, Change};
 use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
 use crate::protocol::regions::AGENT_REGIONS;
 use crate::protocol::{edge_api, API_ROOT};
 use crate::store::Store;
+use crate::tunnel::protocol::ListeningPort;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;

@@ -16,9 +16,9 @@
 //! more than the relay: it signs sessions). The visitor was authorized by
 //! the first edge; the holder trusts that decision.
 
-use crate::agent::scan::ListeningPort;
 use crate::auth::cookie::CookieKey;
 use crate::tunnel::edge::{OpenError, PortsError, Tunnels};
+use crate::tunnel::protocol::ListeningPort;
 use crate::tunnel::{
     PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
     PORTS_TIMEOUT, STREAM_WINDOW,

@@ -128,7 +128,7 @@ impl Presence for LocalPresence {
         agent_id: i64,
     ) -> futures_util::future::BoxFuture<
         'static,
-        Result<Vec<crate::agent::scan::ListeningPort>, String>,
+        Result<Vec<crate::tunnel::protocol::ListeningPort>, String>,
     > {
         let (tunnels, relay) = (self.tunnels.clone(), self.relay.clone());
         let holders = self.catalog.tunnels_at(agent_id);
