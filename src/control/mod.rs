@@ -39,7 +39,8 @@ use crate::protocol::regions::AGENT_REGIONS;
 use crate::protocol::{edge_api, API_ROOT};
 use crate::store::Store;
 use crate::tunnel::protocol::ListeningPort;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::middleware::{self, Next};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
@@ -100,9 +101,22 @@ pub struct ControlState {
 
 tokio::task_local! {
     /// The address of the client whose request the control plane is
-    /// handling; set by the front door around each request, read by
-    /// [`ControlState::audit`].
-    pub static CLIENT_ADDR: std::net::IpAddr;
+    /// handling, for [`ControlState::audit`]; set around each request from
+    /// the `ConnectInfo` the front door puts in its extensions.
+    static CLIENT_ADDR: std::net::IpAddr;
+}
+
+/// Runs the rest of the request with [`CLIENT_ADDR`] set, when the front
+/// door said who the client is.
+async fn with_client_addr(req: axum::extract::Request, next: Next) -> axum::response::Response {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match addr {
+        Some(ip) => CLIENT_ADDR.scope(ip, next.run(req)).await,
+        None => next.run(req).await,
+    }
 }
 
 impl ControlState {
@@ -245,4 +259,5 @@ pub fn router(state: ControlState) -> Router {
         .route("/signin/oidc", get(oidc::start))
         .route("/signin/oidc/callback", get(oidc::callback))
         .with_state(state)
+        .layer(middleware::from_fn(with_client_addr))
 }

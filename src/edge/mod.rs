@@ -250,9 +250,11 @@ impl Frontdoor {
             _ => match &self.control {
                 Some(router) => {
                     use tower::ServiceExt;
-                    let call =
-                        crate::control::CLIENT_ADDR.scope(peer.ip(), router.clone().oneshot(req));
-                    match call.await {
+                    // Who the client is travels with the request.
+                    let mut req = req;
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    match router.clone().oneshot(req).await {
                         Ok(res) => res,
                         Err(never) => match never {},
                     }
