@@ -2,9 +2,9 @@
 //! they expire, run out of uses, or are revoked. Owners and site admins make
 //! them; their creator, the workspace owner and site admins revoke them.
 
+use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::shares::agent_of;
 use super::ControlState;
 use crate::catalog::Change;
 use crate::config::DEFAULT_LINK_TTL_SECS;

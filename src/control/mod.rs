@@ -12,9 +12,12 @@
 //! not JSON and bodies over [`BODY_LIMIT`]. A workspace the caller may not see
 //! answers 404, exactly like one that does not exist.
 
+mod access;
 mod bootstrap;
+mod edges;
 mod error;
 mod extract;
+pub mod holders;
 pub mod links;
 mod oidc;
 pub mod regions;
@@ -234,12 +237,12 @@ pub fn router(state: ControlState) -> Router {
         .route("/audit", get(users::audit))
         .route("/regions", post(regions::create).get(regions::list))
         .route("/regions/{name}", delete(regions::delete))
-        .route(edge_api::HELLO, get(regions::hello))
-        .route(edge_api::HEARTBEAT, post(regions::heartbeat))
-        .route(edge_api::WATCH, get(regions::watch))
-        .route(edge_api::REDEEM, post(regions::redeem))
-        .route(edge_api::EXCHANGE, post(regions::exchange))
-        .route(edge_api::CERTIFICATE, get(regions::certificate))
+        .route(edge_api::HELLO, get(edges::hello))
+        .route(edge_api::HEARTBEAT, post(edges::heartbeat))
+        .route(edge_api::WATCH, get(edges::watch))
+        .route(edge_api::REDEEM, post(edges::redeem))
+        .route(edge_api::EXCHANGE, post(edges::exchange))
+        .route(edge_api::CERTIFICATE, get(edges::certificate))
         .route(AGENT_REGIONS, get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })

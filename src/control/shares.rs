@@ -2,14 +2,14 @@
 //! Owners and site admins manage both; everyone else gets the same 404 as for
 //! a workspace that does not exist.
 
+use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::workspaces::visible;
 use super::{validate, ControlState};
 use crate::auth::ShareLevel;
 use crate::catalog::{App, Change, Cors, Protocol, Share};
 use crate::host::is_port_like;
-use crate::store::{AgentRow, StoreError, WorkspaceRow};
+use crate::store::{AgentRow, WorkspaceRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -165,24 +165,6 @@ pub async fn list_ports(
         warning,
         ports: ports.into_values().collect(),
     }))
-}
-
-/// The workspace and agent named by a path, if the caller may manage them.
-pub(super) async fn agent_of(
-    st: &ControlState,
-    caller: &Caller,
-    user: &str,
-    workspace: &str,
-    agent: &str,
-) -> Result<(WorkspaceRow, AgentRow), ApiError> {
-    let ws = visible(st, caller, user, workspace).await?;
-    match st.store.agent_by_name(ws.id, agent).await {
-        Ok(a) => Ok((ws, a)),
-        Err(StoreError::NotFound(_)) => Err(ApiError::not_found(format!(
-            "workspace {user}/{workspace} has no agent named {agent}"
-        ))),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn check_port(port: u16) -> Result<(), ApiError> {

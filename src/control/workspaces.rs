@@ -2,6 +2,7 @@
 //! workspaces; site admins see and manage all. Anything else is a 404 that
 //! reads exactly like a workspace that does not exist.
 
+use super::access::visible;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::{validate, ControlState};
@@ -79,22 +80,6 @@ fn workspace_json(st: &ControlState, ws: WorkspaceRow, agents: Vec<AgentRow>) ->
         name: ws.name,
         created_at: ws.created_at,
         agents,
-    }
-}
-
-/// The workspace `user/name` if the caller may manage it; otherwise the same
-/// 404 as for one that does not exist.
-pub(super) async fn visible(
-    st: &ControlState,
-    caller: &Caller,
-    user: &str,
-    name: &str,
-) -> Result<WorkspaceRow, ApiError> {
-    let hidden = || ApiError::not_found(format!("workspace {user}/{name} not found, or not yours"));
-    match st.store.workspace_by_name(user, name).await {
-        Ok(ws) if caller.may_manage(ws.owner_id) => Ok(ws),
-        Ok(_) | Err(StoreError::NotFound(_)) => Err(hidden()),
-        Err(e) => Err(e.into()),
     }
 }
 

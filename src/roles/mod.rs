@@ -400,7 +400,7 @@ impl Server {
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         // Where this process's agents are, for the other edges' relays.
-        let tracker = tokio::spawn(control::regions::track_local_tunnels(
+        let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
             self.tunnels.clone(),
             self.cfg.relay_url(),
@@ -442,7 +442,7 @@ impl Server {
         // records expire.
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),
-            control::regions::forget_holder(&self.state, &self.cfg.relay_url()),
+            control::holders::forget_holder(&self.state, &self.cfg.relay_url()),
         )
         .await;
         Ok(())
