@@ -272,7 +272,9 @@ async fn run_server(
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("berth: configuration error: {e}");
+            for problem in e.problems() {
+                eprintln!("berth: configuration error: {problem}");
+            }
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -312,7 +314,9 @@ async fn run_edge(a: EdgeArgs) -> ExitCode {
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("berth: configuration error: {e}");
+            for problem in e.problems() {
+                eprintln!("berth: configuration error: {problem}");
+            }
             return ExitCode::from(EXIT_CONFIG);
         }
     };

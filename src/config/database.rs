@@ -2,6 +2,7 @@
 //! limits a server's store opens with, and how a database URL is shown
 //! (never with its password).
 
+use super::ConfigError;
 use std::time::Duration;
 
 /// Default size of a PostgreSQL pool: enough for a busy control plane, and
@@ -62,6 +63,41 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+/// Checks `server.database_url`: SQLite or PostgreSQL. The error shows the
+/// URL without its password.
+pub(super) fn url(url: Option<String>) -> Result<Option<String>, ConfigError> {
+    if let Some(url) = &url {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.database_url",
+                message: format!(
+                    "{:?} is not supported: use sqlite://PATH or \
+                     postgres://USER:PASSWORD@HOST:PORT/DATABASE (postgresql:// also works)",
+                    redact_url(url)
+                ),
+            });
+        }
+    }
+    Ok(url)
+}
+
+/// `server.database_max_connections`, as pool settings.
+pub(super) fn pool(max_connections: Option<u32>) -> Result<PoolSettings, ConfigError> {
+    match max_connections {
+        Some(n) if !(1..=1000).contains(&n) => Err(ConfigError::Invalid {
+            key: "server.database_max_connections",
+            message: format!("{n} is outside 1..=1000"),
+        }),
+        n => Ok(PoolSettings {
+            max_connections: n.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            ..PoolSettings::default()
+        }),
+    }
 }
 
 #[cfg(test)]
