@@ -1,7 +1,8 @@
 //! Opening a store: which backend a `database_url` names, its pool, its
 //! migrations, and errors that name the database without its password.
 
-use super::{Pool, Store, StoreError, DB_FILE, DUMMY_HASH};
+use super::users::DUMMY_HASH;
+use super::{Pool, Store, StoreError, DB_FILE};
 use crate::config::{redact_url, PoolSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
