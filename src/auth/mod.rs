@@ -5,6 +5,7 @@
 
 pub mod cookie;
 pub mod decide;
+pub mod email;
 pub mod oidc;
 pub mod password;
 pub mod signin;
