@@ -95,12 +95,13 @@ impl ControlCalls for LocalControl {
         &self,
         code: String,
         host: String,
+        state: String,
         now: i64,
     ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
         let session = self
             .signin
             .codes
-            .take(&code, &host, now)
+            .take(&code, &host, &state, now)
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })

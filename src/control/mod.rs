@@ -113,10 +113,13 @@ impl ControlState {
         }
     }
 
-    /// Where a browser may be sent back to after sign-in: `(authority,
-    /// path)` of an `https://` app host under this deployment's wildcard or
-    /// a region's; `None` for anything else (no open redirect).
-    pub async fn return_target<'a>(&self, url: &'a str) -> Option<(&'a str, &'a str)> {
+    /// Where a browser may be sent back to after sign-in: authority, path
+    /// and owner of an `https://` app host under this deployment's wildcard
+    /// or a region's; `None` for anything else (no open redirect).
+    pub async fn return_target<'a>(
+        &self,
+        url: &'a str,
+    ) -> Option<crate::auth::signin::ReturnTo<'a>> {
         if let Some(t) = crate::auth::signin::return_target(url, &self.signin.wildcard) {
             return Some(t);
         }
@@ -261,8 +264,36 @@ pub fn router(state: ControlState) -> Router {
         .nest("/api/v1", api)
         .route("/", get(signin::home))
         .route("/signin", get(signin::show).post(signin::submit))
+        .route("/signin/continue", post(signin::proceed))
         .route("/signout", post(signin::signout))
-        .route("/signin/oidc", get(oidc::start))
+        .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
         .with_state(state)
+        .layer(axum::middleware::map_response(page_headers))
+}
+
+/// How long browsers keep to HTTPS for the control host once told
+/// (`Strict-Transport-Security`; a year, the usual, without subdomains:
+/// the base domain may have siblings berth does not serve).
+const HSTS: &str = "max-age=31536000";
+
+/// Headers on every control-host answer: no framing by any other page
+/// (so nobody can trick a click on the dashboard, sign-in or consent page),
+/// and HTTPS only from now on. A page's own Content-Security-Policy (the
+/// dashboard's) is kept; it says `frame-ancestors 'none'` too.
+async fn page_headers(mut res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = res.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }

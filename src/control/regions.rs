@@ -186,8 +186,8 @@ pub struct Hello {
     /// unless it sets `server.relay_url`.
     pub url: String,
     pub wildcard: String,
-    /// The cookie-signing key, hex: edges verify and set `berth_app` and
-    /// `berth_share` themselves.
+    /// The cookie-signing key, hex: edges verify and set `__Host-berth_app`,
+    /// `__Host-berth_share` and `__Host-berth_state` themselves.
     pub cookie_key: String,
     /// Where browsers sign in.
     pub signin_url: String,
@@ -548,18 +548,22 @@ pub async fn redeem(
     Ok(Json(link))
 }
 
-/// `POST /edge/exchange` body: a one-time sign-in code and the app host it
-/// was minted for.
+/// `POST /edge/exchange` body: a one-time sign-in code, the app host it
+/// was minted for, and the sign-in state of the browser that presents it
+/// (absent from edges older than state binding: then only a code minted
+/// without a state matches, as such an edge's sign-ins are).
 #[derive(Deserialize, Serialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Exchange {
     pub code: String,
     pub host: String,
+    #[serde(default)]
+    pub state: String,
 }
 
 /// Exchanges a sign-in code for an edge: the session it stands for, or 404
-/// (unknown, used, expired, for another host, or a host outside the
-/// calling region's wildcard).
+/// (unknown, used, expired, for another host or another browser's sign-in
+/// state, or a host outside the calling region's wildcard).
 pub async fn exchange(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -574,7 +578,7 @@ pub async fn exchange(
     let id = st
         .signin
         .codes
-        .take(&req.code, &req.host, now)
+        .take(&req.code, &req.host, &req.state, now)
         .ok_or_else(gone)?;
     let (_, session) = st.catalog.visitor_for_session(&id, now).ok_or_else(gone)?;
     Ok(Json(session))

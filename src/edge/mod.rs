@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod regional;
 pub mod relay;
 pub mod server;
+pub mod signin;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
@@ -80,12 +81,14 @@ pub trait ControlCalls: Send + Sync + 'static {
         source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
 
-    /// Exchanges a one-time sign-in code minted for `host` for the session
-    /// it stands for; `None` if unknown, used, expired or for another host.
+    /// Exchanges a one-time sign-in code minted for `host` and the sign-in
+    /// `state` of the browser presenting it for the session it stands for;
+    /// `None` if unknown, used, expired, or for another host or browser.
     fn take_code(
         &self,
         code: String,
         host: String,
+        state: String,
         now: i64,
     ) -> futures_util::future::BoxFuture<'static, Option<Session>>;
 }

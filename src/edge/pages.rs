@@ -18,6 +18,10 @@ pub enum ErrorPage {
     Ambiguous { agents: Vec<String> },
     /// 401: credentials are needed.
     Unauthenticated { reason: String },
+    /// 401: a sign-in callback this browser cannot use (expired, used,
+    /// another browser's); the page links to `retry`, a path on this host,
+    /// which starts sign-in again.
+    SigninAgain { reason: String, retry: String },
     /// 502: the workspace's agent is not connected.
     AgentOffline { agent: String, workspace: String },
     /// 502: the agent is connected but nothing listens on the port.
@@ -45,7 +49,9 @@ impl ErrorPage {
             ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
                 StatusCode::NOT_FOUND
             }
-            ErrorPage::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
             | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -61,7 +67,7 @@ impl ErrorPage {
             ErrorPage::UnknownHost { .. } => "unknown_host",
             ErrorPage::NotFound => "not_found",
             ErrorPage::Ambiguous { .. } => "agent_required",
-            ErrorPage::Unauthenticated { .. } => "unauthenticated",
+            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => "unauthenticated",
             ErrorPage::AgentOffline { .. } => "workspace_offline",
             ErrorPage::PortClosed { .. } => "port_closed",
             ErrorPage::PortNotAllowed { .. } => "port_not_allowed",
@@ -122,6 +128,11 @@ impl ErrorPage {
             }
             // The caller says what is needed (a token, an expired share link...).
             ErrorPage::Unauthenticated { reason } => ("Sign-in required", sentence(reason), None),
+            ErrorPage::SigninAgain { reason, .. } => (
+                "Sign-in not completed",
+                sentence(reason),
+                Some("Open the app again to sign in.".to_string()),
+            ),
             ErrorPage::AgentOffline { agent, workspace } => (
                 "Workspace offline",
                 format!(
@@ -239,10 +250,14 @@ fn html_page(page: &ErrorPage) -> String {
     } else {
         ""
     };
-    let hint = text
-        .hint
-        .map(|h| format!("<p class=\"hint\">{}</p>\n", escape_html(&h)))
-        .unwrap_or_default();
+    let hint = match (page, text.hint) {
+        (ErrorPage::SigninAgain { retry, .. }, _) => format!(
+            "<p class=\"hint\"><a href=\"{}\">Sign in again</a> to open the app.</p>\n",
+            escape_html(retry)
+        ),
+        (_, Some(h)) => format!("<p class=\"hint\">{}</p>\n", escape_html(&h)),
+        (_, None) => String::new(),
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
@@ -276,7 +291,10 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
         http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if matches!(page, ErrorPage::Unauthenticated { .. }) {
+    if matches!(
+        page,
+        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. }
+    ) {
         headers.insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"berth\""),
@@ -321,6 +339,14 @@ mod tests {
                 },
                 502,
                 "workspace_offline",
+            ),
+            (
+                ErrorPage::SigninAgain {
+                    reason: "not started in this browser".into(),
+                    retry: "/page?x=1".into(),
+                },
+                401,
+                "unauthenticated",
             ),
             (ErrorPage::PortClosed { port: 3000 }, 502, "port_closed"),
             (
@@ -444,6 +470,10 @@ mod tests {
             ErrorPage::BadRequest {
                 reason: evil.into(),
             },
+            ErrorPage::SigninAgain {
+                reason: evil.into(),
+                retry: "/".into(),
+            },
             ErrorPage::AgentOffline {
                 agent: evil.into(),
                 workspace: evil.into(),
@@ -473,6 +503,26 @@ mod tests {
         );
         let response = render(&ErrorPage::NotFound, false);
         assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
+    }
+
+    #[tokio::test]
+    async fn a_refused_sign_in_offers_to_start_again_on_this_host() {
+        let page = ErrorPage::SigninAgain {
+            reason: "not started in this browser".into(),
+            retry: "/a?b=1&c=\"><script>".into(),
+        };
+        let body = body_of(render(&page, true)).await;
+        assert!(
+            body.contains("<a href=\"/a?b=1&amp;c=&quot;&gt;&lt;script&gt;\">Sign in again</a>"),
+            "{body}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&body_of(render(&page, false)).await).unwrap();
+        assert_eq!(v["error"], "unauthenticated");
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .contains("Open the app again"));
     }
 
     #[test]

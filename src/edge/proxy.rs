@@ -6,9 +6,9 @@
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{body::Counted, headers, relay, request_host, Edge};
+use super::{body::Counted, headers, relay, request_host, signin, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
-use crate::catalog::{Change, Cors, Protocol, Resolved};
+use crate::catalog::{Cors, Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
 use crate::tunnel::edge::OpenError;
@@ -61,8 +61,9 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
-    if req.uri().path() == CALLBACK_PATH {
-        return signin_callback(edge, &req, &host_header).await;
+    if req.uri().path() == signin::CALLBACK_PATH {
+        let host = super::bare_host(&host_header);
+        return signin::callback(edge, req.uri(), req.headers(), host).await;
     }
     if req.uri().path().starts_with("/_berth/") {
         return Err(ErrorPage::NotFound);
@@ -73,34 +74,13 @@ async fn forward(
     let token = headers::api_token(req.headers());
     let now = unix_now();
     let bare = super::bare_host(&host_header).to_owned();
-    let find_cookie = |name: &str| {
-        req.headers()
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| cookie::find(c, name))
-            .map(str::to_owned)
-    };
     let visitor = match token {
         Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
-        None => find_cookie(cookie::APP_COOKIE).and_then(|value| {
-            let id = edge
-                .signin
-                .key
-                .verify(cookie::Purpose::Session, &value, &bare, now)
-                .ok()?;
-            edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
-        }),
+        None => signin::app_visitor(edge, req.headers(), &bare, now),
     };
-    let share_cookie = find_cookie(cookie::SHARE_COOKIE);
-    let link = share_cookie.as_deref().and_then(|value| {
-        let id = edge
-            .signin
-            .key
-            .verify(cookie::Purpose::Share, value, &bare, now)
-            .ok()?;
-        edge.catalog.live_link(&id, now)
-    });
+    let share_cookie = signin::share_link(edge, req.headers(), &bare, now);
+    let has_share_cookie = share_cookie.is_present();
+    let link = share_cookie.ok();
     let link_grant = link.as_ref().map(|l| auth::LinkGrant {
         agent_id: l.agent_id,
         port: l.port,
@@ -155,7 +135,7 @@ async fn forward(
         Decision::Allow => {}
         Decision::Unauthenticated
             if token.is_none()
-                && share_cookie.is_none()
+                && !has_share_cookie
                 && pages::wants_html(req.headers())
                 && matches!(*req.method(), Method::GET | Method::HEAD) =>
         {
@@ -168,16 +148,17 @@ async fn forward(
                     .map(|p| p.as_str())
                     .unwrap_or("/")
             );
-            let query = serde_urlencoded::to_string([("return_to", return_to.as_str())])
-                .expect("strings always encode");
-            return Ok(see_other(
-                &format!("{}/signin?{query}", edge.signin.base_url),
-                None,
+            return Ok(signin::to_signin(
+                edge,
+                req.headers(),
+                &bare,
+                &return_to,
+                now,
             ));
         }
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
-                reason: if share_cookie.is_some() && link.is_none() {
+                reason: if has_share_cookie && link.is_none() {
                     "This share link has expired or was revoked: ask the owner for a new one".into()
                 } else if token.is_some() {
                     "The berth API token is not valid (revoked, or from another deployment)".into()
@@ -333,7 +314,7 @@ async fn forward(
 }
 
 /// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -382,11 +363,8 @@ async fn redeem(
     ))
 }
 
-/// Where the control plane sends a signed-in browser back with a code.
-pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
-
 /// A `303 See Other` to `location`, optionally setting a cookie.
-fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
+pub(super) fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
     let mut b = Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(http::header::LOCATION, location)
@@ -400,59 +378,6 @@ fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
         *r.status_mut() = StatusCode::BAD_REQUEST;
         r
     })
-}
-
-/// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code for
-/// a host-only `berth_app` cookie that lasts as long as the session.
-async fn signin_callback(
-    edge: &Edge,
-    req: &Request<Incoming>,
-    host_header: &str,
-) -> Result<Response<Body>, ErrorPage> {
-    #[derive(serde::Deserialize)]
-    struct Callback {
-        code: String,
-        #[serde(default)]
-        path: Option<String>,
-    }
-    let refused = || ErrorPage::Unauthenticated {
-        reason: "This sign-in link has expired or was already used: open the app again to sign in"
-            .into(),
-    };
-    let cb: Callback =
-        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).map_err(|_| refused())?;
-    let host = super::bare_host(host_header);
-    let now = unix_now();
-    let session = edge
-        .control
-        .take_code(cb.code, host.to_owned(), now)
-        .await
-        .ok_or_else(refused)?;
-    // The session may not have reached a regional edge's catalog yet.
-    edge.catalog.apply(Change::Session(session.clone()));
-    let (_, session) = edge
-        .catalog
-        .visitor_for_session(&session.id, now)
-        .ok_or_else(refused)?;
-    let value = edge.signin.key.sign(
-        cookie::Purpose::Session,
-        &session.id,
-        host,
-        session.expires_at,
-    );
-    let path = cb
-        .path
-        .as_deref()
-        .and_then(auth::signin::safe_path)
-        .unwrap_or("/");
-    Ok(see_other(
-        path,
-        Some(cookie::set_cookie(
-            cookie::APP_COOKIE,
-            &value,
-            session.expires_at - now,
-        )),
-    ))
 }
 
 /// Where an app host leads, as far as the catalog knows.
