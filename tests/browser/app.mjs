@@ -8,6 +8,8 @@
 //   GET  /download?n= streams N bytes (byte i = i % 251), chunked, no length
 //   GET  /echo-n?i=   answers i (for many parallel requests)
 //   GET  /headers     answers the request's headers as JSON (what berth forwards)
+//   GET  /toss?c=...  an HTML page answered with one Set-Cookie per `c` (an app
+//                     trying to plant cookies for the rest of the site)
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { WebSocketServer } from 'ws';
@@ -110,6 +112,10 @@ export async function startApp() {
     } else if (url.pathname === '/echo-n') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(String(url.searchParams.get('i')));
+    } else if (req.method === 'GET' && url.pathname === '/toss') {
+      res.setHeader('set-cookie', url.searchParams.getAll('c'));
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toss</title></head><body><h1 id="marker">${PAGE_MARKER}</h1></body></html>`);
     } else if (url.pathname === '/headers') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ method: req.method, httpVersion: req.httpVersion, headers: req.headers }));

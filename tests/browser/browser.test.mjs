@@ -588,10 +588,11 @@ async function main() {
       const sub = await page.evaluate(async () => (await fetch('/download?n=10')).status);
       assert(sub === 200, `fetch after sign-in: ${sub}`);
       const cookies = await context.cookies();
-      const appCookie = cookies.find((c) => c.name === 'berth_app');
-      assert(appCookie && appCookie.httpOnly && appCookie.secure && appCookie.sameSite === 'Lax',
-        `berth_app cookie: ${JSON.stringify(appCookie)}`);
-      assert(appCookie.domain === appHost, `berth_app must be host-only: ${appCookie.domain}`);
+      const appCookie = cookies.find((c) => c.name === '__Host-berth_app');
+      assert(appCookie && appCookie.httpOnly && appCookie.secure && appCookie.sameSite === 'Lax' && appCookie.path === '/',
+        `__Host-berth_app cookie: ${JSON.stringify(appCookie)}`);
+      assert(appCookie.domain === appHost, `__Host-berth_app must be host-only: ${appCookie.domain}`);
+      assert(!cookies.some((c) => c.name === '__Host-berth_state'), 'the sign-in state was not cleared');
       return `signed in via ${new URL(signinUrl).pathname}`;
     } finally {
       await context.close();
@@ -737,6 +738,92 @@ async function main() {
       return `same owner: 200 as admin; foreign origin: ${foreign.error}`;
     } finally {
       await context.close();
+    }
+  });
+
+  await test('cookie tossing: an app cannot plant berth cookies that reach control or another app', async () => {
+    for (const user of ['vic', 'mal']) {
+      const made = await api('POST', '/users', {
+        username: user, email: `${user}@example.com`, password: `${user}-password`, role: 'member',
+      });
+      assert(made.status === 201, `create ${user}: ${made.status} ${JSON.stringify(made.body)}`);
+    }
+    // Mal's own, valid control-host session: what her app tosses at visitors.
+    const malSession = await new Promise((resolve, reject) => {
+      const body = 'username=mal&password=mal-password';
+      const req = https.request(
+        { host: '127.0.0.1', port, servername: 'berth.localhost', path: '/signin', method: 'POST', ca,
+          headers: { host: `berth.localhost:${port}`, origin: `https://berth.localhost:${port}`,
+            'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length } },
+        (res) => {
+          res.resume();
+          const c = (res.headers['set-cookie'] ?? []).find((v) => v.startsWith('__Host-berth_session='));
+          c ? resolve(c.split(';')[0].split('=').slice(1).join('=')) : reject(new Error(`no session: ${res.statusCode}`));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    const shared = await api('PUT', shareUrl, { level: 'public' });
+    assert(shared.status === 200, `share: ${shared.status}`);
+    const { context, page } = await newPage(h2, null, false);
+    const control = `https://berth.localhost:${port}`;
+    try {
+      // Vic signs in to the dashboard, then opens the (public) app, which
+      // answers with berth's cookie names for the whole site.
+      await page.goto(`${control}/signin`);
+      await signIn(page, 'vic', 'vic-password', `${control}/`);
+      const toss = [
+        `berth_session=${malSession}; Domain=berth.localhost; Path=/api; Secure`,
+        `__Host-berth_session=${malSession}; Path=/; Secure`,
+        'berth_app=forged; Domain=berth.localhost; Path=/; Secure',
+        `__Host-berth_app=${malSession}; Path=/; Secure`,
+        'theme=dark; Path=/; Secure',
+      ];
+      const res = await page.goto(`${appUrl}/toss?` + toss.map((c) => 'c=' + encodeURIComponent(c)).join('&'));
+      assert(res.status() === 200, `toss page: ${res.status()}`);
+      // Scripts on the page try too; the edge cannot see these.
+      await page.evaluate((v) => {
+        document.cookie = `berth_session=${v}; domain=berth.localhost; path=/api/v1; secure`;
+        document.cookie = `__Host-berth_session=${v}; domain=berth.localhost; path=/; secure`;
+        document.cookie = `__Host-berth_app=${v}; domain=berth.localhost; path=/; secure`;
+      }, malSession);
+      const all = await context.cookies();
+      const show = JSON.stringify(all.map((c) => `${c.name}@${c.domain}${c.path}`));
+      assert(all.some((c) => c.name === 'theme' && c.domain === appHost), `the app's own cookie is kept: ${show}`);
+      // The edge let none of the app's berth cookies through...
+      assert(!all.some((c) => c.name === 'berth_session' && c.path === '/api'), `tossed berth_session stored: ${show}`);
+      assert(!all.some((c) => c.name === 'berth_app'), `tossed berth_app stored: ${show}`);
+      assert(!all.some((c) => c.name.startsWith('__Host-berth_') && c.domain === appHost), `__Host- berth cookie on the app host: ${show}`);
+      // ...and Chromium refused the script's __Host- ones for the parent domain,
+      // while it did take the unprefixed one (which berth never reads).
+      assert(!all.some((c) => c.name.startsWith('__Host-') && c.domain.endsWith('.berth.localhost')), `__Host- cookie with a Domain: ${show}`);
+      assert(all.some((c) => c.name === 'berth_session' && c.path === '/api/v1'), `Chromium did not take the script's cookie: ${show}`);
+      // What Chromium sends to control: exactly one __Host-berth_session, Vic's.
+      const toControl = (await context.cookies(`${control}/api/v1/me`)).filter((c) => c.name === '__Host-berth_session');
+      assert(toControl.length === 1 && toControl[0].value !== malSession && toControl[0].domain === 'berth.localhost',
+        `session cookies for control: ${JSON.stringify(toControl)}`);
+      // ...and nothing of berth's to another user's app host.
+      const other = (await context.cookies(`https://5173--main--dev--carol.berth.localhost:${port}/`))
+        .filter((c) => c.name.startsWith('__Host-berth_'));
+      assert(other.length === 0, `berth cookies for another app: ${JSON.stringify(other)}`);
+      // The dashboard acts as Vic: /me, and a write, despite Mal's tossed session.
+      await page.goto(`${control}/`);
+      const seen = await page.evaluate(async () => {
+        const me = await (await fetch('/api/v1/me')).json();
+        const made = await fetch('/api/v1/workspaces', {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'tossed' }),
+        });
+        return { me: me.username, status: made.status, owner: (await made.json()).owner };
+      });
+      assert(seen.me === 'vic', `/api/v1/me answered ${seen.me}`);
+      assert(seen.status === 201 && seen.owner === 'vic', `workspace made as ${JSON.stringify(seen)}`);
+      const gone = await api('DELETE', '/workspaces/vic/tossed');
+      assert(gone.status === 204, `clean up: ${gone.status}`);
+      return `control saw vic; cookies in the jar: ${show}`;
+    } finally {
+      await context.close();
+      await api('DELETE', shareUrl);
     }
   });
 
