@@ -76,8 +76,8 @@ fn state_of(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<St
 /// Sends a browser without a session to the control plane's sign-in, which
 /// sends it back here to `return_to` (this host's URL) with a code. The
 /// sign-in state rides in the URL and in `__Host-berth_state`; a state
-/// the browser already holds for this host is reused, so two tabs signing
-/// in at once do not undo each other.
+/// the browser already holds for this host is kept (with a fresh expiry),
+/// so two tabs signing in at once do not undo each other.
 pub fn to_signin(
     edge: &Edge,
     headers: &HeaderMap,
@@ -85,22 +85,18 @@ pub fn to_signin(
     return_to: &str,
     now: i64,
 ) -> Response<Body> {
-    let (state, set) = match state_of(edge, headers, host, now) {
-        Some(s) => (s, None),
-        None => {
-            let s = auth::signin::new_state();
-            let value =
-                edge.signin
-                    .key
-                    .sign(Purpose::State, &s, host, now + auth::signin::STATE_TTL_SECS);
-            let set =
-                cookie::set_cookie(cookie::STATE_COOKIE, &value, auth::signin::STATE_TTL_SECS);
-            (s, Some(set))
-        }
-    };
+    let state = state_of(edge, headers, host, now).unwrap_or_else(auth::signin::new_state);
+    let ttl = auth::signin::STATE_TTL_SECS;
+    let value = edge
+        .signin
+        .key
+        .sign(Purpose::State, &state, host, now + ttl);
     let query = serde_urlencoded::to_string([("return_to", return_to), ("state", &state)])
         .expect("strings always encode");
-    see_other(&format!("{}/signin?{query}", edge.signin.base_url), set)
+    see_other(
+        &format!("{}/signin?{query}", edge.signin.base_url),
+        Some(cookie::set_cookie(cookie::STATE_COOKIE, &value, ttl)),
+    )
 }
 
 /// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code,

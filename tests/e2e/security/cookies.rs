@@ -479,6 +479,23 @@ async fn another_users_sign_in_code_signs_nobody_in() {
     // Bob's browser opened his app earlier: it holds its own state there.
     let (_, bob_state) = w.start_signin(&w.bob_app, "/").await;
     assert_ne!(value(&bob_state), value(&carol_state));
+    // A second tab of bob's keeps the state it has (neither undoes the other).
+    let res =
+        w.c.get(w.berth.app_url(&w.bob_app, "/other"))
+            .header("accept", HTML)
+            .header(COOKIE, &bob_state)
+            .send()
+            .await
+            .unwrap();
+    let again = query(&location(res.headers()))
+        .into_iter()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1;
+    assert!(
+        value(&bob_state).starts_with(&format!("{again}.")),
+        "{again} {bob_state}"
+    );
     for jar in [Some(bob_state.as_str()), None] {
         let mut req = w.c.get(&carol_callback).header("accept", HTML);
         if let Some(j) = jar {
