@@ -1,0 +1,3 @@
+//! Attacks on berth's boundaries, one file per topic.
+
+mod csrf;
