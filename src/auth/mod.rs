@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod decide;
 pub mod email;
 pub mod oidc;
+pub mod origin;
 pub mod password;
 pub mod signin;
 pub mod token;

@@ -53,10 +53,20 @@ fn bearer(v: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// True if the request asks to switch protocols (`Connection: upgrade` and an
-/// `Upgrade` header).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+/// True if an HTTP/1.1 request asks to become a WebSocket (`Connection:
+/// upgrade` and `websocket` among the `Upgrade` protocols). That is the only
+/// upgrade the edge forwards: any other (`h2c`, `TLS/1.0`...) is stripped
+/// with the hop-by-hop headers, and the request goes on as a plain one, so an
+/// anonymous client can never switch the app's connection to a protocol in
+/// which berth no longer sees the requests.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -69,8 +79,9 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
-/// With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// With `websocket`, `Upgrade: websocket` and `Connection: upgrade` are set:
+/// a WebSocket is the one protocol the edge lets an exchange switch to.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -78,15 +89,39 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    let upgrade = keep_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    if let Some(up) = upgrade {
-        headers.insert(header::UPGRADE, up);
+    if websocket {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Drops the trailer fields that must not cross the edge in either
+/// direction: whatever the edge sets or strips in headers (`X-Berth-*`,
+/// `X-Forwarded-*`, `Forwarded`, `Berth-*`), credentials (`Authorization`,
+/// `Cookie`, `Set-Cookie`), and hop-by-hop fields. A trailer arrives after
+/// the headers were checked, so an app that merges trailers into headers
+/// would otherwise believe a client's `X-Berth-User` (RFC 9110 6.5.1).
+pub fn scrub_trailers(trailers: &mut HeaderMap) {
+    let dropped: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("x-berth-")
+                || k.starts_with("x-forwarded-")
+                || k.starts_with("berth-")
+                || matches!(
+                    k,
+                    "forwarded" | "authorization" | "cookie" | "set-cookie" | "host" | "trailer"
+                )
+                || HOP_BY_HOP.iter().any(|h| h.as_str() == k)
+        })
+        .cloned()
+        .collect();
+    for k in dropped {
+        trailers.remove(k);
     }
 }
 
@@ -168,7 +203,7 @@ pub struct Forwarded<'a> {
     pub host_header: &'a str,
     /// The verified visitor, if any.
     pub visitor: Option<&'a Visitor>,
-    /// Whether this request is a protocol upgrade.
+    /// Whether this request is a WebSocket upgrade.
     pub upgrade: bool,
 }
 
@@ -288,9 +323,10 @@ pub fn websocket_h1_to_h2(headers: &mut HeaderMap) {
 /// Rewrites an app's response headers for the client: hop-by-hop headers
 /// go, and so does every `Set-Cookie` for one of berth's cookies (an app
 /// host shares its site with the others and the control host, so such a
-/// cookie could be tossed onto them) and `Clear-Site-Data` for cookies.
-pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
-    strip_hop_by_hop(headers, upgrade);
+/// cookie could be tossed onto them) and `Clear-Site-Data` for cookies
+/// (`websocket`: the app's `101` to a WebSocket upgrade).
+pub fn prepare_response(headers: &mut HeaderMap, websocket: bool) {
+    strip_hop_by_hop(headers, websocket);
     if let header::Entry::Occupied(e) = headers.entry(header::SET_COOKIE) {
         if e.iter().any(|v| sets_berth_cookie(v.as_bytes())) {
             let (_, all) = e.remove_entry_mult();
@@ -601,14 +637,86 @@ mod tests {
             ("connection", "Upgrade, keep-alive"),
             ("upgrade", "websocket"),
         ]);
-        assert!(is_upgrade(&h));
+        assert!(is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         let mut h = map(&[("connection", "close"), ("upgrade", "websocket")]);
-        assert!(!is_upgrade(&h));
+        assert!(!is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_forwarded() {
+        for (connection, upgrade, websocket) in [
+            ("upgrade", "websocket", true),
+            ("keep-alive, Upgrade", "WebSocket", true),
+            ("upgrade", "h2c, websocket", true),
+            ("Upgrade, HTTP2-Settings", "h2c", false),
+            ("upgrade", "TLS/1.0", false),
+            ("upgrade", "websocketx", false),
+            ("upgrade", "", false),
+            ("keep-alive", "websocket", false),
+        ] {
+            let h = map(&[("connection", connection), ("upgrade", upgrade)]);
+            assert_eq!(
+                is_websocket_upgrade(&h),
+                websocket,
+                "{connection} / {upgrade}"
+            );
+        }
+        // An h2c attempt loses every trace of it on the way to the app.
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ("accept", "*/*"),
+        ]);
+        prepare_request(
+            &mut h,
+            &Forwarded {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                host: "h",
+                host_header: "h",
+                visitor: None,
+                upgrade: is_websocket_upgrade(&map(&[
+                    ("connection", "Upgrade, HTTP2-Settings"),
+                    ("upgrade", "h2c"),
+                ])),
+            },
+        );
+        for gone in ["upgrade", "connection", "http2-settings"] {
+            assert!(h.get(gone).is_none(), "{gone} survived");
+        }
+        // A list naming websocket among others becomes websocket alone.
+        let mut h = map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn trailers_lose_what_headers_lose() {
+        let mut t = map(&[
+            ("x-berth-user", "root"),
+            ("X-Berth-Email", "root@evil"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("berth-token", API),
+            ("berth-jwt-assertion", "eyJ"),
+            ("authorization", "Bearer x"),
+            ("cookie", "berth_app=1"),
+            ("set-cookie", "berth_app=1"),
+            ("host", "evil"),
+            ("transfer-encoding", "chunked"),
+            ("x-checksum", "abc"),
+            ("grpc-status", "0"),
+            ("server-timing", "db;dur=53"),
+        ]);
+        scrub_trailers(&mut t);
+        let mut left: Vec<&str> = t.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["grpc-status", "server-timing", "x-checksum"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod connector;
 pub mod cors;
 pub mod headers;
 pub mod pages;
+pub mod paths;
 pub mod proxy;
 pub mod regional;
 pub mod relay;

@@ -2,6 +2,7 @@
 //! `{"error": code, "message": message}` for programs, a small self-contained
 //! page for browsers.
 
+use crate::auth::origin::Refusal;
 use axum::body::Body;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
@@ -34,6 +35,10 @@ pub enum ErrorPage {
     UpstreamFailed { detail: String },
     /// 400: the request itself is unusable.
     BadRequest { reason: String },
+    /// 403: a berth cookie admitted a WebSocket upgrade or a non-safe
+    /// method from another origin ([`crate::auth::origin::check`]);
+    /// `request` names it ("POST request", "WebSocket upgrade").
+    CrossOrigin { request: String, refusal: Refusal },
 }
 
 /// Title, explanation and (optional) what to do, as plain text.
@@ -55,7 +60,9 @@ impl ErrorPage {
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
             | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
-            ErrorPage::PortNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ErrorPage::PortNotAllowed { .. } | ErrorPage::CrossOrigin { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ErrorPage::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
@@ -74,6 +81,7 @@ impl ErrorPage {
             ErrorPage::UpstreamTimeout { .. } => "upstream_timeout",
             ErrorPage::UpstreamFailed { .. } => "upstream_error",
             ErrorPage::BadRequest { .. } => "bad_request",
+            ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
         }
     }
 
@@ -173,6 +181,40 @@ impl ErrorPage {
                 Some("Check the app's logs in the workspace, then try again.".to_string()),
             ),
             ErrorPage::BadRequest { reason } => ("Bad request", sentence(reason), None),
+            ErrorPage::CrossOrigin { request, refusal } => {
+                let why = match refusal {
+                    Refusal::CrossOrigin { origin } => format!(
+                        "it comes from {origin}, which is neither this app nor another app \
+                         of the same owner"
+                    ),
+                    Refusal::NullOrigin => "its Origin is null (a sandboxed frame, a redirect \
+                                            from another site, or a referrer policy), so berth \
+                                            cannot tell that it comes from this app"
+                        .to_string(),
+                    Refusal::Malformed => "its Origin header is not a valid origin".to_string(),
+                    Refusal::NoOrigin { site: Some(site) } => format!(
+                        "it has no Origin header and the browser says it comes from \
+                         elsewhere (Sec-Fetch-Site: {site})"
+                    ),
+                    Refusal::NoOrigin { site: None } => "it has no Origin header, so berth \
+                                                         cannot tell that it comes from this \
+                                                         app's own pages"
+                        .to_string(),
+                };
+                (
+                    "Cross-origin request refused",
+                    format!(
+                        "berth refused this {request}: it is signed in with a berth cookie, \
+                         and {why}."
+                    ),
+                    Some(
+                        "With a cookie, only this app's own pages and the other apps of its \
+                         owner may send writes and open WebSockets here; a program should send \
+                         an API token instead (Authorization: Bearer <token>)."
+                            .to_string(),
+                    ),
+                )
+            }
         };
         Text {
             title,
@@ -373,6 +415,24 @@ mod tests {
                 400,
                 "bad_request",
             ),
+            (
+                ErrorPage::CrossOrigin {
+                    request: "POST request".into(),
+                    refusal: Refusal::CrossOrigin {
+                        origin: "https://5173--main--dev--carol.apps.x".into(),
+                    },
+                },
+                403,
+                "cross_origin_refused",
+            ),
+            (
+                ErrorPage::CrossOrigin {
+                    request: "WebSocket upgrade".into(),
+                    refusal: Refusal::NoOrigin { site: None },
+                },
+                403,
+                "cross_origin_refused",
+            ),
         ]
     }
 
@@ -414,6 +474,36 @@ mod tests {
         assert!(m.contains("port 22") && m.contains("--allow-ports"), "{m}");
         let m = ErrorPage::UpstreamTimeout { seconds: 30 }.message();
         assert!(m.contains("30 seconds"), "{m}");
+        let m = ErrorPage::CrossOrigin {
+            request: "WebSocket upgrade".into(),
+            refusal: Refusal::CrossOrigin {
+                origin: "https://5173--main--dev--carol.apps.x".into(),
+            },
+        }
+        .message();
+        assert!(
+            m.starts_with("berth refused this WebSocket upgrade: it is signed in with a berth cookie, and it comes from https://5173--main--dev--carol.apps.x, which is neither this app nor another app of the same owner."),
+            "{m}"
+        );
+        assert!(m.contains("API token"), "{m}");
+        for (refusal, says) in [
+            (Refusal::NullOrigin, "Origin is null"),
+            (Refusal::Malformed, "not a valid origin"),
+            (
+                Refusal::NoOrigin {
+                    site: Some("cross-site".into()),
+                },
+                "Sec-Fetch-Site: cross-site",
+            ),
+            (Refusal::NoOrigin { site: None }, "no Origin header"),
+        ] {
+            let m = ErrorPage::CrossOrigin {
+                request: "POST request".into(),
+                refusal,
+            }
+            .message();
+            assert!(m.contains(says), "{m}");
+        }
         assert_eq!(
             ErrorPage::BadRequest { reason: "".into() }.message(),
             "No further detail."
@@ -447,7 +537,10 @@ mod tests {
             assert!(body.starts_with("<!doctype html>"));
             assert!(body.contains("<title>"));
             assert!(body.contains(code));
-            assert!(!body.contains("http://") && !body.contains("https://"));
+            if !matches!(page, ErrorPage::CrossOrigin { .. }) {
+                // Only the refused origin, quoted as text, may look like a URL.
+                assert!(!body.contains("http://") && !body.contains("https://"));
+            }
             assert!(!body.contains("<script"), "no JS needed");
             let refreshes = body.contains("http-equiv=\"refresh\" content=\"2\"");
             assert_eq!(refreshes, matches!(page, ErrorPage::PortClosed { .. }));

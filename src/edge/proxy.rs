@@ -3,10 +3,12 @@
 //! function elsewhere ([`crate::host`], [`crate::auth`], [`super::headers`]);
 //! this file only strings them together and does the I/O.
 
+use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{body::Counted, headers, relay, request_host, signin, Edge};
+use super::{headers, paths, relay, request_host, signin, Edge};
+use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Cors, Protocol, Resolved};
 use crate::host::{self, Service};
@@ -15,6 +17,7 @@ use crate::tunnel::edge::OpenError;
 use crate::tunnel::Refusal;
 use axum::body::Body;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -65,7 +68,7 @@ async fn forward(
         let host = super::bare_host(&host_header);
         return signin::callback(edge, req.uri(), req.headers(), host).await;
     }
-    if req.uri().path().starts_with("/_berth/") {
+    if paths::is_edge_path(req.uri().path()) {
         return Err(ErrorPage::NotFound);
     }
 
@@ -99,11 +102,20 @@ async fn forward(
     // unless the share hands CORS to the app (`passthru`): then preflights
     // go to the app unauthenticated, and the app's answers stand as they are.
     let passthru = route.cors() == Cors::Passthru;
-    let preflight = cors::is_preflight(req.method(), req.headers());
+    let body_empty = req.body().size_hint().exact() == Some(0);
+    let preflight = cors::is_preflight(req.method(), req.headers(), body_empty);
+    let app = origin::App {
+        host: &host_header,
+        owner: &target.user,
+        wildcard: &edge.wildcard,
+    };
     let same_owner_origin = !passthru
-        && cors::origin_host(req.headers())
-            .and_then(|o| host::parse_host(o, &edge.wildcard).ok())
-            .is_some_and(|origin| origin.user == target.user);
+        && req.headers().get(http::header::ORIGIN).is_some_and(|o| {
+            matches!(
+                origin::classify(o.as_bytes(), &app),
+                origin::OriginKind::Own | origin::OriginKind::SameOwner
+            )
+        });
     if preflight && !passthru {
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
@@ -131,6 +143,12 @@ async fn forward(
     } else {
         auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref())
     };
+    // A WebSocket: HTTP/1.1 `Upgrade: websocket`, or RFC 8441 over HTTP/2.
+    // No other upgrade is forwarded (`h2c` would hand the app's connection
+    // to a client the edge no longer sees).
+    let h2_websocket = headers::is_h2_websocket(&req);
+    let upgrade = h2_websocket
+        || (req.version() <= Version::HTTP_11 && headers::is_websocket_upgrade(req.headers()));
     match decision {
         Decision::Allow => {}
         Decision::Unauthenticated
@@ -170,6 +188,14 @@ async fn forward(
         }
         Decision::NotFound => return Err(ErrorPage::NotFound),
     }
+    // Admitted; but a cookie's authority does not extend to other origins.
+    let credential = Credential::of(
+        token.is_some() && visitor.is_some(),
+        token.is_none() && visitor.is_some(),
+        link_grant.is_some()
+            && auth::authorize(visitor.as_ref(), None, access.as_ref()) != Decision::Allow,
+    );
+    check_origin(&req, upgrade, credential, &app)?;
     let (agent_id, port, tls) = match route {
         Route::Port {
             agent_id,
@@ -204,12 +230,9 @@ async fn forward(
         }
     };
 
-    // Phase 5: forward. An HTTP/1.1 upgrade passes through as it is; a
-    // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an HTTP/1.1
-    // upgrade towards the app, and its 101 becomes the client's 200.
-    let h2_websocket = headers::is_h2_websocket(&req);
-    let upgrade =
-        h2_websocket || (req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()));
+    // Phase 5: forward. An HTTP/1.1 WebSocket upgrade passes through as it
+    // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
+    // HTTP/1.1 upgrade towards the app, and its 101 becomes the client's 200.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
@@ -253,7 +276,7 @@ async fn forward(
             .get_or_create(&DirectionLabel { direction: "in" })
             .clone(),
     );
-    let up_req = Request::from_parts(parts, Body::new(body_in));
+    let up_req = Request::from_parts(parts, Body::new(Scrubbed::new(body_in)));
 
     let sent = Instant::now();
     let result =
@@ -309,8 +332,54 @@ async fn forward(
         .clone();
     Ok(Response::from_parts(
         parts,
-        Body::new(Counted::new(body, out)),
+        Body::new(Scrubbed::new(Counted::new(body, out))),
     ))
+}
+
+/// The Origin rule ([`origin::check`]) for an admitted request: a 403 page
+/// when a berth cookie let in a WebSocket upgrade or a non-safe method from
+/// an origin other than the app's own or another app of its owner.
+fn check_origin(
+    req: &Request<Incoming>,
+    upgrade: bool,
+    credential: Credential,
+    app: &origin::App<'_>,
+) -> Result<(), ErrorPage> {
+    let origins: Vec<&[u8]> = req
+        .headers()
+        .get_all(http::header::ORIGIN)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let verdict = origin::check(
+        &origin::Request {
+            method: req.method(),
+            upgrade,
+            credential,
+            origin: &origins,
+            sec_fetch_site: req.headers().get("sec-fetch-site").map(|v| v.as_bytes()),
+        },
+        app,
+    );
+    let origin::Verdict::Refuse(refusal) = verdict else {
+        return Ok(());
+    };
+    tracing::info!(
+        host = %app.host,
+        method = %req.method(),
+        upgrade,
+        credential = ?credential,
+        refusal = ?refusal,
+        "cross-origin request refused"
+    );
+    Err(ErrorPage::CrossOrigin {
+        request: if upgrade {
+            "WebSocket upgrade".to_owned()
+        } else {
+            format!("{} request", req.method())
+        },
+        refusal,
+    })
 }
 
 /// Seconds since the Unix epoch.
@@ -354,7 +423,7 @@ async fn redeem(
         .sign(cookie::Purpose::Share, &link.id, host, link.expires_at);
     let path = headers::strip_share_param(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     Ok(see_other(
-        &path,
+        &paths::same_origin_location(&path),
         Some(cookie::set_cookie(
             cookie::SHARE_COOKIE,
             &value,

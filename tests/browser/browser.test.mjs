@@ -56,6 +56,7 @@ let berth = null; // child process
 let berthLog = ''; // stdout + stderr, ANSI colours removed
 let app = null;
 let edge = null; // a regional `berth edge`, when a test starts one
+let carolAgent = null; // a second user's `berth agent`, when a test starts one
 const consoleProblems = []; // console errors / page errors on pages that should be clean
 
 function tempDir(prefix) {
@@ -391,6 +392,7 @@ async function test(name, fn) {
 async function cleanup() {
   for (const b of browsers.splice(0)) await b.close().catch(() => {});
   if (edge && edge.exitCode === null) edge.kill('SIGKILL');
+  if (carolAgent && carolAgent.exitCode === null) carolAgent.kill('SIGKILL');
   await stopBerth().catch((e) => console.error('# stopping berth:', e));
   if (app) await app.close().catch(() => {});
   for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
@@ -825,6 +827,75 @@ async function main() {
       await context.close();
       await api('DELETE', shareUrl);
     }
+  });
+
+  await test('cross-origin: a page on carol\'s public app gets no form POST, no-cors POST or WebSocket through to admin\'s private app as admin', async () => {
+    // Carol, her workspace and agent (a real `berth agent` process), and her
+    // public app: the same little app, which serves the attack page too.
+    const made = await api('POST', '/users', {
+      username: 'carol', email: 'carol@example.com', password: 'carol-password', role: 'member',
+    });
+    assert(made.status === 201, `create carol: ${made.status} ${JSON.stringify(made.body)}`);
+    const login = await nodeApi(port, ca, token, 'POST', '/login', { username: 'carol', password: 'carol-password' });
+    const carol = (method, apiPath, body) => nodeApi(port, ca, login.body.token, method, apiPath, body);
+    assert((await carol('POST', '/workspaces', { name: 'lab' })).status === 201, 'carol\'s workspace');
+    const agent = await carol('POST', '/workspaces/carol/lab/agents', { name: 'main' });
+    assert(agent.status === 201, `carol's agent: ${agent.status} ${JSON.stringify(agent.body)}`);
+    carolAgent = spawn(
+      BERTH,
+      ['agent', '--url', `https://berth.localhost:${port}`, '--token', agent.body.agent_token, '--ca-file', caPem],
+      { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'ignore', DEBUG ? 'inherit' : 'ignore'] },
+    );
+    const shared = await carol('PUT', `/workspaces/carol/lab/agents/main/ports/${app.port}/share`, { level: 'public' });
+    assert(shared.status === 200, `carol shares: ${shared.status} ${JSON.stringify(shared.body)}`);
+    const carolHost = `${app.port}--main--lab--carol.berth.localhost`;
+    const carolUrl = `https://${carolHost}:${port}`;
+    const upBy = Date.now() + 15_000;
+    while ((await nodeGet(carolHost, port, ca, {}).catch(() => 0)) !== 200) {
+      assert(Date.now() < upBy, 'carol\'s agent never connected');
+      await sleep(100);
+    }
+    const docs = `https://docs--main--dev--admin.berth.localhost:${port}`;
+    const notes = [];
+    for (const [label, browser] of [['h2', h2], ['http/1.1', h1]]) {
+      const { context, page } = await newPage(browser, null, false);
+      try {
+        // Admin signs in on the private app (its cookie is host-only).
+        await page.goto(appUrl + '/');
+        await signIn(page, 'admin', adminPassword, appUrl + '/');
+        // Control: from admin's own other app (same owner), everything passes.
+        app.seen.length = 0;
+        await page.goto(`${docs}/attack?target=${encodeURIComponent(appUrl)}`);
+        const own = await page.evaluate(() => window.attack());
+        const fromDocs = app.seen.filter((r) => r.origin === docs);
+        for (const via of ['form', 'nocors', 'ws']) {
+          const r = fromDocs.find((r) => r.via === via);
+          assert(r && r.user === 'admin' && r.host === appHost, `[${label}] same owner ${via}: ${JSON.stringify(app.seen)}`);
+        }
+        assert(own.ws === 'read: secret?', `[${label}] same owner WebSocket: ${own.ws}`);
+        // The attack: carol's page, in the same browser.
+        app.seen.length = 0;
+        const res = await page.goto(`${carolUrl}/attack?target=${encodeURIComponent(appUrl)}`);
+        assert(res.status() === 200, `carol's page: ${res.status()}`);
+        const got = await page.evaluate(() => window.attack());
+        await sleep(300);
+        const reached = app.seen.filter((r) => r.host === appHost);
+        assert(reached.length === 0, `[${label}] reached admin's app from carol's page: ${JSON.stringify(reached)}`);
+        assert(got.ws === 'refused', `[${label}] carol's page and admin's WebSocket: ${got.ws}`);
+        // What the browser saw of it: berth's 403 page in the frame is not
+        // readable from carol's page; berth's log names the refusals.
+        notes.push(`${label}: form ${got.form}, no-cors ${got.nocors}, WebSocket ${got.ws}`);
+      } finally {
+        await context.close();
+      }
+    }
+    const refusals = berthLog.split('\n').filter((l) => l.includes('cross-origin request refused'));
+    assert(refusals.length >= 6, `berth logged ${refusals.length} refusals:\n${refusals.join('\n')}`);
+    // Carol leaves: her agent and workspace would show on admin's dashboard.
+    carolAgent.kill('SIGTERM');
+    const gone = await carol('DELETE', '/workspaces/carol/lab');
+    assert(gone.status === 204, `delete carol's workspace: ${gone.status}`);
+    return notes.join('; ');
   });
 
   await test('the audit log on the dashboard lists the link and the shares', async () => {

@@ -1,4 +1,5 @@
-//! Attacks across the boundaries between app hosts, other users and the
-//! control host, each reproduced and shown to fail.
+//! Attacks on berth's boundaries (between app hosts, other users and the
+//! control host), one file per topic, each reproduced and shown to fail.
 
 mod cookies;
+mod csrf;
