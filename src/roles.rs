@@ -259,6 +259,8 @@ impl Server {
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
+        let login = Arc::new(control::login::LoginGuard::new(cfg.login));
+        login.register(&mut registry);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
         // Other edges' certificates come from this CA in self-signed mode.
         let relay = Arc::new(Relay::new(
@@ -288,6 +290,7 @@ impl Server {
             None => None,
         };
         let state = ControlState {
+            login,
             oidc,
             local_ca,
             region_certs: match &cfg.tls {
@@ -412,6 +415,7 @@ impl Server {
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::regions::track_local_tunnels(
             self.state.clone(),
@@ -458,6 +462,8 @@ impl Server {
             control::regions::forget_holder(&self.state, &self.cfg.relay_url()),
         )
         .await;
+        login_upkeep.abort();
+        self.state.login.upkeep(&self.state).await;
         Ok(())
     }
 }

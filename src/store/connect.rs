@@ -1,12 +1,11 @@
 //! Opening a store: which backend a `database_url` names, its pool, its
 //! migrations, and errors that name the database without its password.
 
-use super::{Pool, Store, StoreError, DB_FILE, DUMMY_HASH};
+use super::{Pool, Store, StoreError, DB_FILE};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 /// The schema for each backend: one numbering, one file per version in each
@@ -146,9 +145,7 @@ impl Store {
     fn ready(pool: Pool) -> Store {
         // Compute the dummy hash now, off the async threads, so that the first
         // login for an unknown user is not slower than the others.
-        drop(tokio::task::spawn_blocking(|| {
-            LazyLock::force(&DUMMY_HASH).len()
-        }));
+        drop(tokio::task::spawn_blocking(crate::auth::password::warm_up));
         Store {
             pool,
             replica: format!("{:016x}", rand::random::<u64>()).into(),
