@@ -28,7 +28,10 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
+pub use bootstrap::{
+    bootstrap, deployment_files, refuse_over_leftovers, Bootstrap, BootstrapError,
+    ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE,
+};
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;

@@ -89,6 +89,14 @@ impl DevProcess {
         client_for(&self.dir.join("ca.pem"), false)
     }
 
+    /// The admin's API token.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     /// The process's peak resident memory so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let pid = self.child.id().expect("running");

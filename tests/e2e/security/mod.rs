@@ -1,4 +1,5 @@
 //! Attacks, one file per topic: each test shows the attack bounded.
 
+mod bootstrap;
 mod bruteforce;
 mod dev_process;
