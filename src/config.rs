@@ -37,6 +37,12 @@ pub mod defaults {
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// Password sign-in attempts per minute, per source address and per user name.
+    pub const LOGIN_PER_MINUTE: u32 = 10;
+    /// Attempts allowed at once (per source, per user name) before the rate applies.
+    pub const LOGIN_BURST: u32 = 10;
+    /// Sign-ins that may wait for a free password-hash slot; more get 503.
+    pub const PASSWORD_HASH_QUEUE: usize = 32;
     /// ACME certificates are renewed this long before they expire.
     pub const ACME_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
     /// How long a DNS-01 TXT record may take to become visible.
@@ -202,6 +208,16 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
     pub shutdown_grace_secs: Option<f64>,
+    /// Password sign-in attempts per minute, per source address and per
+    /// user name (default 10).
+    pub login_per_minute: Option<u32>,
+    /// Attempts allowed at once before the rate applies (default 10).
+    pub login_burst: Option<u32>,
+    /// Password hashes (argon2, 19 MiB each) computed at once (default: the
+    /// number of CPU cores).
+    pub max_password_hashes: Option<usize>,
+    /// Sign-ins that may wait for a hash slot; more get 503 at once (default 32).
+    pub password_hash_queue: Option<usize>,
 }
 
 /// `[log]`
@@ -234,6 +250,10 @@ const KEYS: &[(&str, &str)] = &[
     ("limits", "max_connections"),
     ("limits", "max_concurrent_streams"),
     ("limits", "shutdown_grace_secs"),
+    ("limits", "login_per_minute"),
+    ("limits", "login_burst"),
+    ("limits", "max_password_hashes"),
+    ("limits", "password_hash_queue"),
     ("log", "format"),
     ("sharing", "max_level"),
     ("sharing", "max_link_ttl_secs"),
@@ -395,6 +415,80 @@ impl Default for Limits {
     }
 }
 
+/// Limits on password sign-in (`POST /api/v1/login`, `POST /signin`),
+/// resolved from `[limits]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Attempts per minute, per source address and per user name.
+    pub per_minute: std::num::NonZeroU32,
+    /// Attempts allowed at once before the rate applies.
+    pub burst: std::num::NonZeroU32,
+    /// Password hashes computed at once.
+    pub max_hashes: usize,
+    /// Sign-ins that may wait for a hash slot.
+    pub queue: usize,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            per_minute: std::num::NonZeroU32::new(defaults::LOGIN_PER_MINUTE).expect("non-zero"),
+            burst: std::num::NonZeroU32::new(defaults::LOGIN_BURST).expect("non-zero"),
+            max_hashes: default_max_hashes(),
+            queue: defaults::PASSWORD_HASH_QUEUE,
+        }
+    }
+}
+
+/// One argon2 verification per CPU core: more at once only adds memory
+/// (19 MiB each) and latency, not throughput.
+fn default_max_hashes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl LoginLimits {
+    fn resolve(l: &LimitsSection) -> Result<LoginLimits, ConfigError> {
+        let d = LoginLimits::default();
+        let count = |key: &'static str, v: Option<u32>, default: std::num::NonZeroU32| match v {
+            None => Ok(default),
+            Some(n) if n <= 100_000 => {
+                std::num::NonZeroU32::new(n).ok_or_else(|| ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                })
+            }
+            Some(n) => Err(ConfigError::Invalid {
+                key,
+                message: format!("{n} is outside 1..=100000"),
+            }),
+        };
+        Ok(LoginLimits {
+            per_minute: count("limits.login_per_minute", l.login_per_minute, d.per_minute)?,
+            burst: count("limits.login_burst", l.login_burst, d.burst)?,
+            max_hashes: match l.max_password_hashes {
+                None => d.max_hashes,
+                Some(n) if (1..=1024).contains(&n) => n,
+                Some(n) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.max_password_hashes",
+                        message: format!("{n} is outside 1..=1024 (each hash takes 19 MiB)"),
+                    })
+                }
+            },
+            queue: match l.password_hash_queue {
+                None => d.queue,
+                Some(n) if n <= 100_000 => n,
+                Some(n) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.password_hash_queue",
+                        message: format!("{n} is outside 0..=100000"),
+                    })
+                }
+            },
+        })
+    }
+}
+
 /// Everything a server role (dev, control) needs, checked.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -418,6 +512,8 @@ pub struct ServerConfig {
     /// is a warning, not a failure to start.
     pub admin_listen_explicit: bool,
     pub limits: Limits,
+    /// Password sign-in limits (control).
+    pub login: LoginLimits,
     pub log_format: LogFormat,
     /// What owners may share, and for how long.
     pub sharing: crate::control::SharingPolicy,
@@ -727,6 +823,7 @@ impl ServerConfig {
             })?),
         };
         let l = file.limits;
+        let login = LoginLimits::resolve(&l)?;
         let d = Limits::default();
         let limits = Limits {
             upstream_timeout: secs(
@@ -826,6 +923,7 @@ impl ServerConfig {
             admin_listen,
             admin_listen_explicit,
             limits,
+            login,
             log_format,
         })
     }
@@ -922,6 +1020,38 @@ mod tests {
     }
 
     #[test]
+    fn login_limits_default_and_come_from_file_and_environment() {
+        let c = ServerConfig::resolve(
+            load("", &[]).unwrap(),
+            Overrides::default(),
+            RoleDefaults::DEV,
+        )
+        .unwrap();
+        assert_eq!(c.login.per_minute.get(), defaults::LOGIN_PER_MINUTE);
+        assert_eq!(c.login.burst.get(), defaults::LOGIN_BURST);
+        assert!(c.login.max_hashes >= 1);
+        assert_eq!(c.login.queue, defaults::PASSWORD_HASH_QUEUE);
+        let f = load(
+            "[limits]\nlogin_per_minute = 6\nmax_password_hashes = 3\n",
+            &[
+                ("BERTH_LIMITS_LOGIN_BURST", "4"),
+                ("BERTH_LIMITS_PASSWORD_HASH_QUEUE", "0"),
+            ],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        assert_eq!(
+            (
+                c.login.per_minute.get(),
+                c.login.burst.get(),
+                c.login.max_hashes,
+                c.login.queue
+            ),
+            (6, 4, 3, 0)
+        );
+    }
+
+    #[test]
     fn oidc_from_file_and_environment() {
         let f = load(
             "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"berth\"\n",
@@ -988,6 +1118,13 @@ mod tests {
                 "limits.upstream_timeout_secs",
             ),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[limits]\nlogin_per_minute = 0", "limits.login_per_minute"),
+            ("[limits]\nlogin_burst = 1000001", "limits.login_burst"),
+            ("[limits]\nmax_password_hashes = 0", "limits.max_password_hashes"),
+            (
+                "[limits]\npassword_hash_queue = 100001",
+                "limits.password_hash_queue",
+            ),
             ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
             ("[oidc]\nclient_id = \"b\"", "oidc.issuer"),
             (

@@ -16,6 +16,7 @@ mod bootstrap;
 mod error;
 mod extract;
 pub mod links;
+pub mod login;
 mod oidc;
 pub mod regions;
 mod shares;
@@ -27,7 +28,10 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
+pub use bootstrap::{
+    bootstrap, deployment_files, refuse_over_leftovers, Bootstrap, BootstrapError,
+    ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE,
+};
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;
@@ -93,6 +97,8 @@ pub struct ControlState {
     /// Regional edges' ACME certificates (`tls.mode = "acme"`), which
     /// control orders for them.
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
+    /// Password sign-in limits and hash slots (`[limits] login_*`).
+    pub login: Arc<login::LoginGuard>,
 }
 
 tokio::task_local! {
@@ -100,6 +106,12 @@ tokio::task_local! {
     /// handling; set by the front door around each request, read by
     /// [`ControlState::audit`].
     pub static CLIENT_ADDR: std::net::IpAddr;
+}
+
+/// The client address of the request being handled, when the front door
+/// set one (honouring `server.trusted_proxies`).
+pub(crate) fn client_addr() -> Option<std::net::IpAddr> {
+    CLIENT_ADDR.try_with(|a| *a).ok()
 }
 
 impl ControlState {
@@ -135,13 +147,15 @@ impl ControlState {
     /// request came through the front door. A failure to store it is
     /// logged, not fatal: the action itself has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str) {
-        let source = CLIENT_ADDR.try_with(|a| a.to_string()).unwrap_or_default();
+        let source = client_addr().map(|a| a.to_string()).unwrap_or_default();
+        self.audit_from(actor, action, target, &source).await;
+    }
+
+    /// [`ControlState::audit`] with the source given (for events gathered
+    /// from several requests).
+    pub async fn audit_from(&self, actor: &str, action: &str, target: &str, source: &str) {
         tracing::info!(target: "berth::audit", actor, action, target, source);
-        if let Err(e) = self
-            .store
-            .record_audit(actor, action, target, &source)
-            .await
-        {
+        if let Err(e) = self.store.record_audit(actor, action, target, source).await {
             tracing::error!(error = %e, actor, action, target, "cannot store audit event");
         }
     }

@@ -426,6 +426,12 @@ pub async fn callback(
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
+    // Each callback may cost a request to the provider: limited per source
+    // like password sign-ins (no user name is known yet).
+    let source = super::client_addr().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = st.login.admit(source, None) {
+        return super::signin::too_many_attempts(super::login::Refusal::retry_after_secs(wait));
+    }
     let mut res = finish(&st, &oidc, &headers, q).await;
     // The attempt is over either way: a second visit must start again.
     append_cookie(res.headers_mut(), OIDC_COOKIE, "", 0);

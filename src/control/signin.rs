@@ -4,6 +4,7 @@
 //! is sent back to `https://{app-host}/_berth/auth/callback` with a one-time
 //! code bound to that host (see [`crate::auth::signin`]).
 
+use super::login::Refusal;
 use super::ControlState;
 use crate::auth::cookie::{self, Purpose, SESSION_COOKIE};
 use crate::auth::Visitor;
@@ -320,6 +321,34 @@ pub(super) fn forbidden_cross_site() -> Response {
     )
 }
 
+/// 429 with `Retry-After`: too many sign-in attempts from this address or
+/// for this user name.
+pub(super) fn too_many_attempts(retry_after_secs: u64) -> Response {
+    let mut res = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        &format!(
+            "<p>There were too many sign-in attempts from your address or for this user name.</p>\
+             <p>Wait {retry_after_secs} seconds, then <a href=\"/signin\">try again</a>.</p>"
+        ),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    res
+}
+
+/// 503 with `Retry-After: 1`: every password-check slot is taken.
+fn busy() -> Response {
+    let mut res = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in busy",
+        "<p>Too many sign-ins are being checked at once. <a href=\"/signin\">Try again</a> in a moment.</p>",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 /// `POST /signin`
 pub async fn submit(
     State(st): State<ControlState>,
@@ -333,16 +362,24 @@ pub async fn submit(
     if let Err(res) = back.check(&st).await {
         return res;
     }
-    let user = match st.store.verify_login(&f.username, &f.password).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
+    let user = match st
+        .login
+        .attempt(&st, &f.username, &f.password, "form")
+        .await
+    {
+        Ok(u) => u,
+        Err(Refusal::WrongCredentials) => {
             return page(
                 StatusCode::UNAUTHORIZED,
                 "Sign in to berth",
                 &form(&st, back, Some("Wrong user name or password.")),
             )
         }
-        Err(e) => {
+        Err(Refusal::RateLimited { retry_after }) => {
+            return too_many_attempts(Refusal::retry_after_secs(retry_after))
+        }
+        Err(Refusal::Busy) => return busy(),
+        Err(Refusal::Store(e)) => {
             tracing::error!(error = %e, "sign-in failed");
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,

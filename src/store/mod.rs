@@ -21,7 +21,6 @@ use crate::catalog;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-use std::sync::LazyLock;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -315,10 +314,6 @@ fn now() -> String {
         .expect("RFC 3339 formats every UTC time")
 }
 
-/// A password hash to verify against when the user does not exist, so that a
-/// login for an unknown name costs as much as one with a wrong password.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| password::hash("berth-dummy-password"));
-
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, organization, created_at";
 const WORKSPACE_SELECT: &str =
     "SELECT w.id, w.owner_id, u.username AS owner, w.name, w.created_at \
@@ -497,7 +492,7 @@ impl Store {
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
-            password::verify(&password, stored.as_deref().unwrap_or(&DUMMY_HASH))
+            password::verify_or_dummy(&password, stored.as_deref())
         })
         .await
         .expect("password verification does not panic");
