@@ -1,11 +1,21 @@
-//! Signed cookies: `berth_share` (a redeemed share link), `berth_app` (a
-//! signed-in browser on one app host) and `berth_session` (the control host).
-//! The edge verifies them alone, with a key it holds, and asks the catalog
-//! only whether the link or session still exists; nothing in them is secret.
+//! Signed cookies: `__Host-berth_share` (a redeemed share link),
+//! `__Host-berth_app` (a signed-in browser on one app host),
+//! `__Host-berth_session` (the control host), `__Host-berth_state` (a sign-in
+//! started on an app host) and `__Host-berth_oidc` (an OpenID Connect sign-in
+//! in progress). The edge verifies them alone, with a key it holds, and asks
+//! the catalog only whether the link or session still exists; nothing in
+//! them is secret.
 //!
 //! Value: `{id}.{expires_unix}.{base64url(hmac)}` where the HMAC-SHA256 covers
 //! `v1|{purpose}|{id}|{host}|{expires}`, so a cookie is bound to one purpose
 //! and to the one host that set it, and cannot be replayed elsewhere.
+//!
+//! Every app host and the control host share one site, so an app can set
+//! cookies for all of them (`Domain=` the parent) unless berth's names carry
+//! the `__Host-` prefix, which browsers accept only host-only, `Secure`,
+//! `Path=/` and from the host itself. berth sets and reads only the prefixed
+//! names, and where a name still appears more than once (an old browser, a
+//! cookie of another path) [`decide`] lets no unverified copy choose.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,24 +23,38 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The visitor cookie a redeemed share link sets.
-pub const SHARE_COOKIE: &str = "berth_share";
+pub const SHARE_COOKIE: &str = "__Host-berth_share";
 /// The cookie of a signed-in browser on one app host.
-pub const APP_COOKIE: &str = "berth_app";
+pub const APP_COOKIE: &str = "__Host-berth_app";
 /// The control host's session cookie.
-pub const SESSION_COOKIE: &str = "berth_session";
+pub const SESSION_COOKIE: &str = "__Host-berth_session";
 /// The control host's cookie for an OpenID Connect sign-in in progress.
-pub const OIDC_COOKIE: &str = "berth_oidc";
+pub const OIDC_COOKIE: &str = "__Host-berth_oidc";
+/// The control host's cookie carrying where an OpenID Connect sign-in goes
+/// back to (the app host and the app host's sign-in state).
+pub const OIDC_RETURN_COOKIE: &str = "__Host-berth_oidc_to";
+/// An app host's cookie for a sign-in this browser started there: the
+/// one-time code is accepted only with the state it names (no login CSRF).
+pub const STATE_COOKIE: &str = "__Host-berth_state";
+
+/// More copies of one berth cookie than this in a request are not looked
+/// at (each costs an HMAC and a catalog look-up): the request is treated as
+/// carrying none, as with two valid copies. A browser sends one, or a few.
+pub const MAX_COPIES: usize = 8;
 
 /// What a signed value is for; part of the MAC, so values cannot cross over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// `berth_share`: the id is a share link's.
+    /// `__Host-berth_share`: the id is a share link's.
     Share,
-    /// `berth_app` and `berth_session`: the id is a session's.
+    /// `__Host-berth_app` and `__Host-berth_session`: the id is a session's.
     Session,
-    /// `berth_oidc`: the id is the `state` of an OpenID Connect sign-in
-    /// this browser started.
+    /// `__Host-berth_oidc`: the id is the `state` of an OpenID Connect
+    /// sign-in this browser started.
     Oidc,
+    /// `__Host-berth_state`: the id is the nonce of a sign-in this browser
+    /// started on an app host.
+    State,
 }
 
 impl Purpose {
@@ -39,6 +63,7 @@ impl Purpose {
             Purpose::Share => "share",
             Purpose::Session => "session",
             Purpose::Oidc => "oidc",
+            Purpose::State => "state",
         }
     }
 }
@@ -127,20 +152,112 @@ pub enum CookieError {
     Expired,
 }
 
-/// The value of cookie `name` in a `Cookie` header, if present.
-pub fn find<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
-    cookie_header.split(';').find_map(|c| {
+/// Every value of cookie `name` in one `Cookie` header, in order.
+pub fn find_all<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    cookie_header.split(';').filter_map(move |c| {
         let (k, v) = c.trim().split_once('=')?;
         (k.trim() == name).then(|| v.trim())
     })
 }
 
-/// A `Set-Cookie` value: host-only (no Domain), `Secure; HttpOnly; SameSite=Lax`.
+/// Every value of cookie `name` in a request's `Cookie` headers (HTTP/2
+/// may split them over several), in order.
+pub fn copies<'a>(headers: &'a http::HeaderMap, name: &'a str) -> Vec<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|c| find_all(c, name))
+        .collect()
+}
+
+/// What the copies of one cookie name in a request amount to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Copies<T> {
+    /// No copy at all.
+    Absent,
+    /// Copies, none of which verified (forged, expired, revoked, another
+    /// host's).
+    Invalid,
+    /// Copies that verify to different credentials, or more than
+    /// [`MAX_COPIES`]: someone put a cookie there that the browser's own
+    /// does not match, and nobody can tell which is whose. No credential.
+    Ambiguous,
+    /// Every copy that verified names this one credential.
+    One(T),
+}
+
+impl<T> Copies<T> {
+    /// The credential, when exactly one verified.
+    pub fn ok(self) -> Option<T> {
+        match self {
+            Copies::One(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// True when the request carried the cookie at all.
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Copies::Absent)
+    }
+}
+
+/// Decides what the `values` of one cookie name stand for, given `verify`
+/// (signature, expiry, and whether what it names still exists): a copy
+/// that fails never decides, one credential verified (however many times)
+/// is that credential, and two different ones are none ([`Copies::Ambiguous`]),
+/// so a cookie tossed in from elsewhere can neither replace nor shadow the
+/// browser's own.
+pub fn decide<T: PartialEq>(
+    values: &[&str],
+    mut verify: impl FnMut(&str) -> Option<T>,
+) -> Copies<T> {
+    if values.is_empty() {
+        return Copies::Absent;
+    }
+    if values.len() > MAX_COPIES {
+        return Copies::Ambiguous;
+    }
+    let mut found: Option<T> = None;
+    for v in values {
+        let Some(t) = verify(v) else { continue };
+        match &found {
+            None => found = Some(t),
+            Some(f) if *f == t => {}
+            Some(_) => return Copies::Ambiguous,
+        }
+    }
+    found.map_or(Copies::Invalid, Copies::One)
+}
+
+/// True for a cookie name that is berth's: `berth_` followed by anything,
+/// in any case, with or without a `__Host-` or `__Secure-` prefix. Apps may
+/// neither set such cookies (the edge drops them) nor receive them.
+pub fn is_berth_name(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    let bare = name
+        .strip_prefix("__host-")
+        .or_else(|| name.strip_prefix("__secure-"))
+        .unwrap_or(&name);
+    bare.starts_with("berth_")
+}
+
+/// A `Set-Cookie` value for one of berth's `__Host-` cookies: host-only
+/// (no Domain), `Path=/`, `Secure; HttpOnly; SameSite=Lax`.
 pub fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
+    debug_assert!(
+        name.starts_with("__Host-"),
+        "{name} lacks the __Host- prefix"
+    );
     format!(
         "{name}={value}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
         max_age_secs.max(0)
     )
+}
+
+/// A `Set-Cookie` value that removes cookie `name`.
+pub fn clear_cookie(name: &str) -> String {
+    set_cookie(name, "", 0)
 }
 
 #[cfg(test)]
@@ -250,13 +367,114 @@ mod tests {
 
     #[test]
     fn cookie_header_helpers() {
+        let all = |h: &'static str, n: &'static str| find_all(h, n).collect::<Vec<_>>();
         assert_eq!(
-            find("a=1; berth_share=x.1.y; b=2", SHARE_COOKIE),
-            Some("x.1.y")
+            all("a=1; __Host-berth_share=x.1.y; b=2", SHARE_COOKIE),
+            ["x.1.y"]
         );
-        assert_eq!(find("berth_shared=1", SHARE_COOKIE), None);
-        let s = set_cookie(SHARE_COOKIE, "v", 60);
-        assert!(s.contains("Secure") && s.contains("HttpOnly") && s.contains("SameSite=Lax"));
-        assert!(!s.to_ascii_lowercase().contains("domain="), "host-only");
+        assert_eq!(all("__Host-berth_shared=1", SHARE_COOKIE), [""; 0]);
+        // Only the prefixed name counts; every copy is found.
+        assert_eq!(
+            all(
+                "berth_app=tossed; __Host-berth_app=a; __host-berth_app=b; __Host-berth_app=c",
+                APP_COOKIE
+            ),
+            ["a", "c"]
+        );
+        let mut h = http::HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            "x=1; __Host-berth_app=a".parse().unwrap(),
+        );
+        h.append(http::header::COOKIE, "__Host-berth_app=b".parse().unwrap());
+        assert_eq!(copies(&h, APP_COOKIE), ["a", "b"]);
+        for name in [
+            SHARE_COOKIE,
+            APP_COOKIE,
+            SESSION_COOKIE,
+            OIDC_COOKIE,
+            OIDC_RETURN_COOKIE,
+            STATE_COOKIE,
+        ] {
+            assert!(name.starts_with("__Host-berth_"), "{name}");
+            let s = set_cookie(name, "v", 60);
+            assert!(s.contains("Secure") && s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+            assert!(s.contains("; Path=/;"), "{s}");
+            assert!(!s.to_ascii_lowercase().contains("domain="), "host-only");
+        }
+        assert!(clear_cookie(APP_COOKIE).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn berth_names_with_or_without_prefix() {
+        for name in [
+            "berth_app",
+            "berth_session",
+            "BERTH_SHARE",
+            "__Host-berth_session",
+            "__host-berth_app",
+            "__Secure-berth_share",
+            "__SECURE-berth_state",
+            " berth_oidc ",
+            "berth_",
+        ] {
+            assert!(is_berth_name(name), "{name}");
+        }
+        for name in [
+            "theme",
+            "berth",
+            "xberth_app",
+            "__Host-theme",
+            "_berth_app",
+            "__Host_berth_app",
+            "",
+        ] {
+            assert!(!is_berth_name(name), "{name}");
+        }
+    }
+
+    /// The decision over several copies of one name, as an attacker would
+    /// try to bend it: `verify` accepts "bob", "bob2" and "carol" (each a
+    /// valid credential of its own), and nothing else.
+    #[test]
+    fn no_forged_copy_decides() {
+        let verify = |v: &str| match v {
+            "bob" | "bob-again" => Some("bob"),
+            "carol" => Some("carol"),
+            _ => None,
+        };
+        let run = |vals: &[&str]| decide(vals, verify);
+        let cases: &[(&[&str], Copies<&str>)] = &[
+            (&[], Copies::Absent),
+            (&["bob"], Copies::One("bob")),
+            (&["forged"], Copies::Invalid),
+            (&["", "x.1.y"], Copies::Invalid),
+            // A forged copy before or after the browser's own never decides.
+            (&["forged", "bob"], Copies::One("bob")),
+            (&["bob", "forged"], Copies::One("bob")),
+            (&["forged", "bob", "expired"], Copies::One("bob")),
+            // The same credential twice (two values of one session) is it.
+            (&["bob", "bob-again"], Copies::One("bob")),
+            // Carol's valid cookie beside bob's: nobody, in either order.
+            (&["carol", "bob"], Copies::Ambiguous),
+            (&["bob", "carol"], Copies::Ambiguous),
+            (&["forged", "carol", "x", "bob"], Copies::Ambiguous),
+            // Flooding with copies: nobody, without verifying them all.
+            (&["bob"; MAX_COPIES], Copies::One("bob")),
+            (&["bob"; MAX_COPIES + 1], Copies::Ambiguous),
+        ];
+        for (vals, want) in cases {
+            assert_eq!(&run(vals), want, "{vals:?}");
+        }
+        let mut calls = 0;
+        let _ = decide(&["x"; 1000], |_| {
+            calls += 1;
+            None::<()>
+        });
+        assert_eq!(calls, 0, "a flood is refused before verifying");
+        assert!(!Copies::<()>::Absent.is_present());
+        assert!(Copies::<()>::Invalid.is_present());
+        assert_eq!(Copies::One(1).ok(), Some(1));
+        assert_eq!(Copies::<i32>::Ambiguous.ok(), None);
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod cookie;
 pub mod decide;
+pub mod email;
 pub mod oidc;
+pub mod origin;
 pub mod password;
 pub mod signin;
 pub mod token;

@@ -369,10 +369,13 @@ pub enum Refusal {
     Unverified(String),
     #[error("{email} is not in a domain this berth admits ({allowed}); ask an administrator")]
     Domain { email: String, allowed: String },
+    #[error("the identity provider's e-mail address for you is not one berth accepts (it {0}); ask an administrator")]
+    Odd(super::email::EmailError),
 }
 
 /// Decides from the provider's claims whether the person may sign in, and
-/// with which address (lower-cased): it must be present, verified, and,
+/// with which address (lower-cased): it must be present, a plain address
+/// ([`super::email::check`]: it reaches apps in a header), verified, and,
 /// when `allowed_domains` is not empty, in one of them (exact domain,
 /// case-insensitive; subdomains are not implied).
 pub fn admit(
@@ -385,6 +388,7 @@ pub fn admit(
         .filter(|e| !e.is_empty())
         .ok_or(Refusal::NoEmail)?
         .to_ascii_lowercase();
+    super::email::check(&email).map_err(Refusal::Odd)?;
     if verified != Some(true) {
         return Err(Refusal::Unverified(email));
     }
@@ -630,7 +634,6 @@ mod tests {
             "a@example.com.evil.org",
             "a@evilexample.com",
             "example.com@evil.org",
-            "no-at-sign",
         ] {
             assert!(
                 matches!(
@@ -639,6 +642,23 @@ mod tests {
                 ),
                 "{outside}"
             );
+        }
+    }
+
+    #[test]
+    fn odd_addresses_are_refused_before_anything_else() {
+        let none: &[String] = &[];
+        for odd in [
+            "no-at-sign",
+            "<script>@x.y",
+            "\u{202E}moc.elpmaxe@ecila",
+            "a b@example.com",
+        ] {
+            let r = admit(Some(odd), Some(false), none);
+            assert!(matches!(r, Err(Refusal::Odd(_))), "{odd:?}: {r:?}");
+            // The refusal does not repeat the address itself.
+            let text = r.unwrap_err().to_string();
+            assert!(!text.contains(odd.trim()), "{text}");
         }
     }
 

@@ -10,11 +10,13 @@
 //!   ([`FileConfig::load`]), and the flags ([`Overrides`]);
 //! - [`resolve`]: the checked [`ServerConfig`] a server role runs with;
 //! - one file per section with more to check: `acme` (`[tls.acme]`),
-//!   `database` (`server.database_*`), `oidc`, `sharing`.
+//!   `database` (`server.database_*`), `login` (the sign-in limits of
+//!   `[limits]`), `oidc`, `sharing`.
 
 mod acme;
 mod database;
 mod layers;
+mod login;
 mod oidc;
 mod resolve;
 mod schema;
@@ -25,6 +27,7 @@ mod tests;
 pub use acme::{AcmeSettings, DnsSettings};
 pub use database::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use layers::Overrides;
+pub use login::LoginLimits;
 pub use oidc::OidcConfig;
 pub use resolve::{Limits, LogFormat, RoleDefaults, ServerConfig, TlsMode};
 pub use schema::{
@@ -61,6 +64,12 @@ pub mod defaults {
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// Password sign-in attempts per minute, per source address and per user name.
+    pub const LOGIN_PER_MINUTE: u32 = 10;
+    /// Attempts allowed at once (per source, per user name) before the rate applies.
+    pub const LOGIN_BURST: u32 = 10;
+    /// Sign-ins that may wait for a free password-hash slot; more get 503.
+    pub const PASSWORD_HASH_QUEUE: usize = 32;
     /// ACME certificates are renewed this long before they expire.
     pub const ACME_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
     /// How long a DNS-01 TXT record may take to become visible.

@@ -6,8 +6,8 @@
 use super::layers::Overrides;
 use super::schema::{FileConfig, LimitsSection, TlsSection};
 use super::{
-    database, defaults, secs, AcmeSettings, ConfigError, OidcConfig, PoolSettings, Problems,
-    SharingPolicy,
+    database, defaults, secs, AcmeSettings, ConfigError, LoginLimits, OidcConfig, PoolSettings,
+    Problems, SharingPolicy,
 };
 use crate::host::Wildcard;
 use crate::secret::Secret;
@@ -86,6 +86,8 @@ pub struct ServerConfig {
     /// is a warning, not a failure to start.
     pub admin_listen_explicit: bool,
     pub limits: Limits,
+    /// Password sign-in limits (control).
+    pub login: LoginLimits,
     pub log_format: LogFormat,
     /// What owners may share, and for how long.
     pub sharing: SharingPolicy,
@@ -176,6 +178,7 @@ impl ServerConfig {
         let admin_listen = p.take(admin_listen(
             admin_s.unwrap_or_else(|| role.admin_listen.to_owned()),
         ));
+        let login = p.take(LoginLimits::resolve(&file.limits));
         let limits = p.take(Limits::resolve(file.limits));
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
@@ -195,6 +198,7 @@ impl ServerConfig {
                 admin_listen: admin_listen?,
                 admin_listen_explicit,
                 limits: limits?,
+                login: login?,
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,

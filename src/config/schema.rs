@@ -147,6 +147,16 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
     pub shutdown_grace_secs: Option<f64>,
+    /// Password sign-in attempts per minute, per source address and per
+    /// user name (default 10).
+    pub login_per_minute: Option<u32>,
+    /// Attempts allowed at once before the rate applies (default 10).
+    pub login_burst: Option<u32>,
+    /// Password hashes (argon2, 19 MiB each) computed at once (default: the
+    /// number of CPU cores).
+    pub max_password_hashes: Option<usize>,
+    /// Sign-ins that may wait for a hash slot; more get 503 at once (default 32).
+    pub password_hash_queue: Option<usize>,
 }
 
 /// `[log]`

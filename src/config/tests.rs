@@ -71,6 +71,38 @@ fn env_overrides_file_and_flags_override_env() {
 }
 
 #[test]
+fn login_limits_default_and_come_from_file_and_environment() {
+    let c = ServerConfig::resolve(
+        load("", &[]).unwrap(),
+        Overrides::default(),
+        RoleDefaults::DEV,
+    )
+    .unwrap();
+    assert_eq!(c.login.per_minute.get(), defaults::LOGIN_PER_MINUTE);
+    assert_eq!(c.login.burst.get(), defaults::LOGIN_BURST);
+    assert!(c.login.max_hashes >= 1);
+    assert_eq!(c.login.queue, defaults::PASSWORD_HASH_QUEUE);
+    let f = load(
+        "[limits]\nlogin_per_minute = 6\nmax_password_hashes = 3\n",
+        &[
+            ("BERTH_LIMITS_LOGIN_BURST", "4"),
+            ("BERTH_LIMITS_PASSWORD_HASH_QUEUE", "0"),
+        ],
+    )
+    .unwrap();
+    let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+    assert_eq!(
+        (
+            c.login.per_minute.get(),
+            c.login.burst.get(),
+            c.login.max_hashes,
+            c.login.queue
+        ),
+        (6, 4, 3, 0)
+    );
+}
+
+#[test]
 fn oidc_from_file_and_environment() {
     let f = load(
         "[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"berth\"\n",
@@ -137,6 +169,13 @@ fn invalid_values_name_their_key() {
             "limits.upstream_timeout_secs",
         ),
         ("[log]\nformat = \"xml\"", "log.format"),
+        ("[limits]\nlogin_per_minute = 0", "limits.login_per_minute"),
+        ("[limits]\nlogin_burst = 1000001", "limits.login_burst"),
+        ("[limits]\nmax_password_hashes = 0", "limits.max_password_hashes"),
+        (
+            "[limits]\npassword_hash_queue = 100001",
+            "limits.password_hash_queue",
+        ),
         ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
         ("[oidc]\nclient_id = \"b\"", "oidc.issuer"),
         (

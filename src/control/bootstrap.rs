@@ -7,6 +7,11 @@
 //! password is not reset (so it is returned only the first time) and the
 //! tokens in the files keep working. Only a token file that is missing or no
 //! longer valid is replaced with a fresh token.
+//!
+//! A new database next to files of an earlier deployment (token files, the
+//! local CA) means the database was lost, e.g. `berth.db-wal` deleted:
+//! [`refuse_over_leftovers`] stops the start rather than silently making a
+//! new deployment that overwrites those files.
 
 use crate::auth::{password, Secret, TokenHash};
 use crate::catalog::Catalog;
@@ -44,6 +49,23 @@ pub enum BootstrapError {
     /// The database refused.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database is new but the data directory says a deployment existed.
+    #[error(
+        "the database {database} has no users (it is new), but {data_dir} holds files of an \
+         earlier deployment: {files}. berth will not start a new deployment over them: that \
+         would replace the admin and agent tokens without a word. If the database was lost \
+         (for example berth.db-wal was deleted, or berth.db restored without it), stop berth \
+         and restore it from a backup. To start over as a new deployment instead, remove {files} \
+         from {data_dir} (clients must then trust the new CA and use new tokens)."
+    )]
+    Leftovers {
+        /// The database, as the operator names it (never a password).
+        database: String,
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The files found, by name, comma-separated.
+        files: String,
+    },
     /// A token file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -59,6 +81,46 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BootstrapError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// The files in `data_dir` that only an existing deployment writes: the
+/// token files and the local CA. Read before anything is created.
+pub fn deployment_files(data_dir: &Path) -> Vec<PathBuf> {
+    [
+        ADMIN_TOKEN_FILE,
+        DEV_AGENT_TOKEN_FILE,
+        crate::tls::ca::CA_CERT_FILE,
+        crate::tls::ca::CA_KEY_FILE,
+    ]
+    .iter()
+    .map(|f| data_dir.join(f))
+    .filter(|p| p.exists())
+    .collect()
+}
+
+/// Whether a start may go on: not when the database is new while
+/// `leftovers` (from [`deployment_files`]) says a deployment existed.
+pub fn refuse_over_leftovers(
+    database_is_new: bool,
+    leftovers: &[PathBuf],
+    database: &str,
+    data_dir: &Path,
+) -> Result<(), BootstrapError> {
+    if !database_is_new || leftovers.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<String> = leftovers
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+        })
+        .collect();
+    Err(BootstrapError::Leftovers {
+        database: database.to_owned(),
+        data_dir: data_dir.to_owned(),
+        files: files.join(", "),
+    })
 }
 
 /// Creates what a fresh deployment needs (see the module docs), then fills
@@ -196,4 +258,57 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), BootstrapError> {
         std::fs::rename(&tmp, path)
     };
     write().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_refused_only_next_to_an_old_deployments_files() {
+        let dir = Path::new("/var/lib/berth");
+        let files = |names: &[&str]| names.iter().map(|n| dir.join(n)).collect::<Vec<_>>();
+        for (new, found, refused) in [
+            (true, files(&[]), false),
+            (false, files(&[ADMIN_TOKEN_FILE, "ca.pem"]), false),
+            (true, files(&[ADMIN_TOKEN_FILE]), true),
+            (true, files(&[DEV_AGENT_TOKEN_FILE]), true),
+            (true, files(&["ca.pem"]), true),
+            (true, files(&["ca-key.pem"]), true),
+            (
+                true,
+                files(&[ADMIN_TOKEN_FILE, "ca.pem", "ca-key.pem"]),
+                true,
+            ),
+        ] {
+            let r = refuse_over_leftovers(new, &found, "/var/lib/berth/berth.db", dir);
+            assert_eq!(r.is_err(), refused, "{new} {found:?}");
+            if let Err(e) = r {
+                let msg = e.to_string();
+                for f in &found {
+                    let name = f.file_name().unwrap().to_str().unwrap();
+                    assert!(msg.contains(name), "{msg}");
+                }
+                assert!(msg.contains("/var/lib/berth/berth.db"), "{msg}");
+                assert!(msg.contains("restore") && msg.contains("remove"), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn deployment_files_are_the_tokens_and_the_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(deployment_files(tmp.path()).is_empty());
+        for f in ["berth.db", "berth.db-wal", "unrelated"] {
+            std::fs::write(tmp.path().join(f), "x").unwrap();
+        }
+        assert!(deployment_files(tmp.path()).is_empty());
+        for f in [ADMIN_TOKEN_FILE, "ca.pem"] {
+            std::fs::write(tmp.path().join(f), "x").unwrap();
+        }
+        assert_eq!(
+            deployment_files(tmp.path()),
+            [tmp.path().join(ADMIN_TOKEN_FILE), tmp.path().join("ca.pem")]
+        );
+    }
 }

@@ -228,8 +228,8 @@ pub async fn redeem(
 }
 
 /// Exchanges a sign-in code for an edge: the session it stands for, or 404
-/// (unknown, used, expired, for another host, or a host outside the
-/// calling region's wildcard).
+/// (unknown, used, expired, for another host or another browser's sign-in
+/// state, or a host outside the calling region's wildcard).
 pub async fn exchange(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -244,7 +244,7 @@ pub async fn exchange(
     let id = st
         .signin
         .codes
-        .take(&req.code, &req.host, now)
+        .take(&req.code, &req.host, &req.state, now)
         .ok_or_else(gone)?;
     let (_, session) = st.catalog.visitor_for_session(&id, now).ok_or_else(gone)?;
     Ok(Json(session))

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people; for `invalid_field` it starts with the field name.
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +32,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -89,6 +92,34 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited`, with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many sign-in attempts from this address or for this user name; \
+                     try again in {retry_after_secs} s"
+                ),
+            )
+        }
+    }
+
+    /// 503 `busy`, with `Retry-After: 1`: every password-check slot is taken
+    /// and the queue is full.
+    pub fn busy() -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many sign-ins are being checked at once; try again in a moment",
+            )
+        }
+    }
+
     /// 500 `internal`; the cause is logged, not sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "control API request failed");
@@ -124,6 +155,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<super::login::Refusal> for ApiError {
+    fn from(r: super::login::Refusal) -> Self {
+        use super::login::Refusal;
+        match r {
+            Refusal::RateLimited { retry_after } => {
+                ApiError::rate_limited(Refusal::retry_after_secs(retry_after))
+            }
+            Refusal::Busy => ApiError::busy(),
+            Refusal::WrongCredentials => ApiError::invalid_credentials(),
+            Refusal::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
@@ -131,6 +176,10 @@ impl IntoResponse for ApiError {
             message: &self.message,
         };
         let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED && self.code != "invalid_credentials" {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -19,6 +19,7 @@ mod error;
 mod extract;
 pub mod holders;
 pub mod links;
+pub mod login;
 mod oidc;
 pub mod regions;
 mod shares;
@@ -30,7 +31,10 @@ mod workspaces;
 #[cfg(test)]
 mod tests;
 
-pub use bootstrap::{bootstrap, Bootstrap, BootstrapError, ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE};
+pub use bootstrap::{
+    bootstrap, deployment_files, refuse_over_leftovers, Bootstrap, BootstrapError,
+    ADMIN_TOKEN_FILE, DEV_AGENT_TOKEN_FILE,
+};
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;
@@ -100,6 +104,8 @@ pub struct ControlState {
     /// Regional edges' ACME certificates (`tls.mode = "acme"`), which
     /// control orders for them.
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
+    /// Password sign-in limits and hash slots (`[limits] login_*`).
+    pub login: Arc<login::LoginGuard>,
 }
 
 tokio::task_local! {
@@ -122,6 +128,12 @@ async fn with_client_addr(req: axum::extract::Request, next: Next) -> axum::resp
     }
 }
 
+/// The client address of the request being handled, when the front door
+/// set one (honouring `server.trusted_proxies`).
+pub(crate) fn client_addr() -> Option<std::net::IpAddr> {
+    CLIENT_ADDR.try_with(|a| *a).ok()
+}
+
 impl ControlState {
     /// Applies a committed change to this replica's catalog and publishes it
     /// to the other control replicas on the same PostgreSQL database (a no-op
@@ -133,10 +145,13 @@ impl ControlState {
         }
     }
 
-    /// Where a browser may be sent back to after sign-in: `(authority,
-    /// path)` of an `https://` app host under this deployment's wildcard or
-    /// a region's; `None` for anything else (no open redirect).
-    pub async fn return_target<'a>(&self, url: &'a str) -> Option<(&'a str, &'a str)> {
+    /// Where a browser may be sent back to after sign-in: authority, path
+    /// and owner of an `https://` app host under this deployment's wildcard
+    /// or a region's; `None` for anything else (no open redirect).
+    pub async fn return_target<'a>(
+        &self,
+        url: &'a str,
+    ) -> Option<crate::auth::signin::ReturnTo<'a>> {
         if let Some(t) = crate::auth::signin::return_target(url, &self.signin.wildcard) {
             return Some(t);
         }
@@ -152,13 +167,15 @@ impl ControlState {
     /// request came through the front door. A failure to store it is
     /// logged, not fatal: the action itself has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str) {
-        let source = CLIENT_ADDR.try_with(|a| a.to_string()).unwrap_or_default();
+        let source = client_addr().map(|a| a.to_string()).unwrap_or_default();
+        self.audit_from(actor, action, target, &source).await;
+    }
+
+    /// [`ControlState::audit`] with the source given (for events gathered
+    /// from several requests).
+    pub async fn audit_from(&self, actor: &str, action: &str, target: &str, source: &str) {
         tracing::info!(target: "berth::audit", actor, action, target, source);
-        if let Err(e) = self
-            .store
-            .record_audit(actor, action, target, &source)
-            .await
-        {
+        if let Err(e) = self.store.record_audit(actor, action, target, source).await {
             tracing::error!(error = %e, actor, action, target, "cannot store audit event");
         }
     }
@@ -258,9 +275,37 @@ pub fn router(state: ControlState) -> Router {
         .nest(API_ROOT, api)
         .route("/", get(signin::home))
         .route("/signin", get(signin::show).post(signin::submit))
+        .route("/signin/continue", post(signin::proceed))
         .route("/signout", post(signin::signout))
-        .route("/signin/oidc", get(oidc::start))
+        .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
         .with_state(state)
+        .layer(middleware::map_response(page_headers))
         .layer(middleware::from_fn(with_client_addr))
+}
+
+/// How long browsers keep to HTTPS for the control host once told
+/// (`Strict-Transport-Security`; a year, the usual, without subdomains:
+/// the base domain may have siblings berth does not serve).
+const HSTS: &str = "max-age=31536000";
+
+/// Headers on every control-host answer: no framing by any other page
+/// (so nobody can trick a click on the dashboard, sign-in or consent page),
+/// and HTTPS only from now on. A page's own Content-Security-Policy (the
+/// dashboard's) is kept; it says `frame-ancestors 'none'` too.
+async fn page_headers(mut res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = res.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }

@@ -1,13 +1,14 @@
 //! Sign-in through an OpenID Connect provider on the control host:
-//! `GET /signin/oidc` sends the browser to the provider (authorization-code
-//! flow, PKCE S256, state and nonce: see [`crate::auth::oidc`]);
+//! `POST /signin/oidc` (the sign-in page's button) or `GET /signin/oidc` (a
+//! link) sends the browser to the provider (authorization-code flow, PKCE
+//! S256, state and nonce: see [`crate::auth::oidc`]);
 //! `GET /signin/oidc/callback` exchanges the code, verifies the ID token,
 //! finds the user by verified e-mail (or creates one), and starts the same
 //! session a password sign-in does.
 
-use super::signin::{bad_return_to, page, start_session};
+use super::signin::{cross_site, forbidden_cross_site, page, start_session, Back};
 use super::ControlState;
-use crate::auth::cookie::{self, Purpose, OIDC_COOKIE};
+use crate::auth::cookie::{self, Purpose, OIDC_COOKIE, OIDC_RETURN_COOKIE};
 use crate::auth::oidc::{
     admit, authorization_url, username_for, verify_id_token, ClientAuth, Expected, Flow, IdClaims,
     Metadata, OidcError, UserInfo, FLOW_TTL_SECS,
@@ -20,6 +21,7 @@ use crate::tls::client::{client_config, fetch};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Form;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http_body_util::Full;
@@ -31,8 +33,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The cookie that carries `return_to` while the browser is at the provider.
-const RETURN_COOKIE: &str = "berth_oidc_to";
 /// How long one call to the provider may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from the provider.
@@ -276,10 +276,26 @@ fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// `?return_to=https://{app-host}/path`
+/// `?return_to=https://{app-host}/path&state=...` (or the same as a form).
 #[derive(Deserialize)]
 pub struct StartQuery {
+    #[serde(default)]
     return_to: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// What `__Host-berth_oidc_to` carries while the browser is at the
+/// provider: where to go back, the app host's sign-in state, and whether
+/// the visitor started this from berth's own sign-in page.
+#[derive(Deserialize, serde::Serialize, Default)]
+struct Pending {
+    #[serde(default)]
+    return_to: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    interactive: bool,
 }
 
 fn not_configured() -> Response {
@@ -302,16 +318,32 @@ fn unavailable(why: &str) -> Response {
     )
 }
 
-/// `GET /signin/oidc`: off to the provider.
+/// `GET /signin/oidc`: off to the provider. Any page may link here, so
+/// the visitor is asked before the sign-in ends on another user's app.
 pub async fn start(State(st): State<ControlState>, Query(q): Query<StartQuery>) -> Response {
+    begin(&st, q, false).await
+}
+
+/// `POST /signin/oidc`: the sign-in page's button (Origin checked), so the
+/// visitor chose to sign in for the app they are going to.
+pub async fn start_from_page(
+    State(st): State<ControlState>,
+    headers: HeaderMap,
+    Form(q): Form<StartQuery>,
+) -> Response {
+    if cross_site(&st, &headers) {
+        return forbidden_cross_site();
+    }
+    begin(&st, q, true).await
+}
+
+async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response {
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
-    let return_to = q.return_to.as_deref().filter(|r| !r.is_empty());
-    if let Some(r) = return_to {
-        if st.return_target(r).await.is_none() {
-            return bad_return_to();
-        }
+    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
+    if let Err(res) = back.check(st).await {
+        return res;
     }
     let (meta, _) = match oidc.provider(false).await {
         Ok(p) => p,
@@ -334,11 +366,16 @@ pub async fn start(State(st): State<ControlState>, Query(q): Query<StartQuery>) 
     let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response();
     let h = res.headers_mut();
     append_cookie(h, OIDC_COOKIE, &signed, FLOW_TTL_SECS);
-    let back = return_to.map(|r| URL_SAFE_NO_PAD.encode(r));
+    let pending = Pending {
+        return_to: back.return_to.map(str::to_owned),
+        state: back.state.map(str::to_owned),
+        interactive,
+    };
+    let pending = serde_urlencoded::to_string(&pending).expect("strings always encode");
     append_cookie(
         h,
-        RETURN_COOKIE,
-        back.as_deref().unwrap_or(""),
+        OIDC_RETURN_COOKIE,
+        &URL_SAFE_NO_PAD.encode(pending),
         FLOW_TTL_SECS,
     );
     res
@@ -360,12 +397,13 @@ pub struct CallbackQuery {
     iss: Option<String>,
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| cookie::find(c, name))
+/// The one value of cookie `name`, if the request carries exactly one
+/// (several copies, whichever is whose, count as none).
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    match cookie::copies(headers, name)[..] {
+        [one] => Some(one),
+        _ => None,
+    }
 }
 
 fn start_again(status: StatusCode, title: &str, why: &str) -> Response {
@@ -388,10 +426,16 @@ pub async fn callback(
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
+    // Each callback may cost a request to the provider: limited per source
+    // like password sign-ins (no user name is known yet).
+    let source = super::client_addr().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = st.login.admit(source, None) {
+        return super::signin::too_many_attempts(super::login::Refusal::retry_after_secs(wait));
+    }
     let mut res = finish(&st, &oidc, &headers, q).await;
     // The attempt is over either way: a second visit must start again.
     append_cookie(res.headers_mut(), OIDC_COOKIE, "", 0);
-    append_cookie(res.headers_mut(), RETURN_COOKIE, "", 0);
+    append_cookie(res.headers_mut(), OIDC_RETURN_COOKIE, "", 0);
     res
 }
 
@@ -402,12 +446,14 @@ async fn finish(
     q: CallbackQuery,
 ) -> Response {
     let now = now_unix();
-    let started = cookie_value(headers, OIDC_COOKIE).and_then(|v| {
+    let values = cookie::copies(headers, OIDC_COOKIE);
+    let started = cookie::decide(&values, |v| {
         st.signin
             .key
             .verify(Purpose::Oidc, v, &st.signin.base_domain, now)
             .ok()
-    });
+    })
+    .ok();
     let Some(state) = started.filter(|s| q.state.as_deref() == Some(s.as_str())) else {
         return start_again(
             StatusCode::BAD_REQUEST,
@@ -469,10 +515,15 @@ async fn finish(
         Ok(u) => u,
         Err(res) => return res,
     };
-    let return_to = cookie_value(headers, RETURN_COOKIE)
+    let pending: Pending = cookie_value(headers, OIDC_RETURN_COOKIE)
         .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    start_session(st, &user, "oidc", return_to.as_deref()).await
+        .and_then(|b| serde_urlencoded::from_bytes(&b).ok())
+        .unwrap_or_default();
+    let back = Back::new(pending.return_to.as_deref(), pending.state.as_deref());
+    if let Err(res) = back.check(st).await {
+        return res;
+    }
+    start_session(st, &user, "oidc", back, pending.interactive).await
 }
 
 /// The berth user signing in as `email`: the one user with that address,

@@ -43,6 +43,7 @@ impl Harness {
             oidc: None,
             local_ca: None,
             region_certs: None,
+            login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
         };
         let mut h = Harness {
             state,
@@ -772,6 +773,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             oidc: None,
             local_ca: None,
             region_certs: None,
+            login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

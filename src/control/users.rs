@@ -68,16 +68,16 @@ impl From<UserRow> for UserJson {
     }
 }
 
-/// Exchanges a user name and password for a new API token.
+/// Exchanges a user name and password for a new API token (limited per
+/// source and user name, see [`super::login`]).
 pub async fn login(
     State(st): State<ControlState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let user = st
-        .store
-        .verify_login(&req.username, &req.password)
-        .await?
-        .ok_or_else(ApiError::invalid_credentials)?;
+        .login
+        .attempt(&st, &req.username, &req.password, "api")
+        .await?;
     let (row, secret) = st.store.create_api_token(user.id, "login").await?;
     // The catalog may have missed the user only if it was created behind
     // control's back; make sure the token resolves.

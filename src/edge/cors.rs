@@ -1,25 +1,23 @@
 //! CORS between a user's own apps (SPEC section 3): a preflight is never sent
 //! to sign-in (browsers send no cookies with it); the edge answers it, and
-//! allows, with credentials, origins that are app hosts of the same owner.
+//! allows, with credentials, origins that are app hosts of the same owner
+//! ([`crate::auth::origin::classify`], the same test the Origin rule uses).
 //! Actual responses to such origins get the matching allow headers.
 //!
 //! Pure functions over headers; the proxy supplies who owns what.
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-/// True for a CORS preflight: `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`.
-pub fn is_preflight(method: &http::Method, headers: &HeaderMap) -> bool {
+/// True for a genuine CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`, and no body (`body_empty`: the request
+/// declared none). Only such a request skips sign-in, since browsers send
+/// it without credentials; on a `passthru` share it reaches the app
+/// unauthenticated, so an `OPTIONS` that carries anything more is not one.
+pub fn is_preflight(method: &http::Method, headers: &HeaderMap, body_empty: bool) -> bool {
     method == http::Method::OPTIONS
+        && body_empty
         && headers.contains_key(header::ORIGIN)
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-}
-
-/// The host of an `Origin` header if it is an `https://` origin.
-pub fn origin_host(headers: &HeaderMap) -> Option<&str> {
-    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
-    let rest = origin.strip_prefix("https://")?;
-    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
 }
 
 /// The answer to a preflight from an allowed origin (`allowed = true`), or a
@@ -85,27 +83,28 @@ mod tests {
             ("origin", "https://a.x"),
             ("access-control-request-method", "PUT"),
         ]);
-        assert!(is_preflight(&http::Method::OPTIONS, &pre));
-        assert!(!is_preflight(&http::Method::GET, &pre));
+        assert!(is_preflight(&http::Method::OPTIONS, &pre, true));
+        assert!(!is_preflight(&http::Method::GET, &pre, true));
+        assert!(!is_preflight(&http::Method::POST, &pre, true));
+        assert!(
+            !is_preflight(&http::Method::OPTIONS, &pre, false),
+            "a body makes it an ordinary OPTIONS"
+        );
         assert!(!is_preflight(
             &http::Method::OPTIONS,
-            &h(&[("origin", "https://a.x")])
+            &h(&[("origin", "https://a.x")]),
+            true
         ));
-    }
-
-    #[test]
-    fn origins_must_be_https_hosts() {
-        assert_eq!(
-            origin_host(&h(&[("origin", "https://3000--m--w--u.apps.x:8443")])),
-            Some("3000--m--w--u.apps.x:8443")
-        );
-        assert_eq!(
-            origin_host(&h(&[("origin", "http://3000--m--w--u.apps.x")])),
-            None
-        );
-        assert_eq!(origin_host(&h(&[("origin", "null")])), None);
-        assert_eq!(origin_host(&h(&[("origin", "https://a.x/path")])), None);
-        assert_eq!(origin_host(&HeaderMap::new()), None);
+        assert!(!is_preflight(
+            &http::Method::OPTIONS,
+            &h(&[("access-control-request-method", "PUT")]),
+            true
+        ));
+        assert!(!is_preflight(
+            &http::Method::OPTIONS,
+            &HeaderMap::new(),
+            true
+        ));
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! section 7.6.1): pure functions over header maps, tested on their own.
 //!
 //! Going in, the app never sees a berth credential (`Berth-Token`, an
-//! `Authorization` carrying a berth token, `berth_*` cookies, the
-//! `berth_share` parameter), nor any `X-Berth-*` / `X-Forwarded-*` header the
-//! client sent; it always gets `X-Forwarded-{For,Proto,Host}` and, for a
-//! known visitor, `X-Berth-User` and `X-Berth-Email`. Hop-by-hop headers are
-//! dropped both ways, except what an upgrade needs.
+//! `Authorization` carrying a berth token, `berth_*` cookies with or without
+//! `__Host-`, the `berth_share` parameter), nor any `X-Berth-*` /
+//! `X-Forwarded-*` header the client sent; it always gets
+//! `X-Forwarded-{For,Proto,Host}` and, for a known visitor, `X-Berth-User`
+//! and `X-Berth-Email` (only a plain address). Coming out, the app cannot
+//! set berth's cookies, nor clear the cookies of the whole site. Hop-by-hop
+//! headers are dropped both ways, except what an upgrade needs.
 
-use crate::auth::{TokenKind, Visitor};
+use crate::auth::{cookie, email, TokenKind, Visitor};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -51,10 +53,20 @@ fn bearer(v: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// True if the request asks to switch protocols (`Connection: upgrade` and an
-/// `Upgrade` header).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+/// True if an HTTP/1.1 request asks to become a WebSocket (`Connection:
+/// upgrade` and `websocket` among the `Upgrade` protocols). That is the only
+/// upgrade the edge forwards: any other (`h2c`, `TLS/1.0`...) is stripped
+/// with the hop-by-hop headers, and the request goes on as a plain one, so an
+/// anonymous client can never switch the app's connection to a protocol in
+/// which berth no longer sees the requests.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -67,8 +79,9 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
-/// With `keep_upgrade`, `Upgrade` survives and `Connection: upgrade` is set.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// With `websocket`, `Upgrade: websocket` and `Connection: upgrade` are set:
+/// a WebSocket is the one protocol the edge lets an exchange switch to.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -76,30 +89,80 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    let upgrade = keep_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    if let Some(up) = upgrade {
-        headers.insert(header::UPGRADE, up);
+    if websocket {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// A `Cookie` header without the `berth_*` cookies; `None` if nothing is left.
+/// Drops the trailer fields that must not cross the edge in either
+/// direction: whatever the edge sets or strips in headers (`X-Berth-*`,
+/// `X-Forwarded-*`, `Forwarded`, `Berth-*`), credentials (`Authorization`,
+/// `Cookie`, `Set-Cookie`), and hop-by-hop fields. A trailer arrives after
+/// the headers were checked, so an app that merges trailers into headers
+/// would otherwise believe a client's `X-Berth-User` (RFC 9110 6.5.1).
+pub fn scrub_trailers(trailers: &mut HeaderMap) {
+    let dropped: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("x-berth-")
+                || k.starts_with("x-forwarded-")
+                || k.starts_with("berth-")
+                || matches!(
+                    k,
+                    "forwarded" | "authorization" | "cookie" | "set-cookie" | "host" | "trailer"
+                )
+                || HOP_BY_HOP.iter().any(|h| h.as_str() == k)
+        })
+        .cloned()
+        .collect();
+    for k in dropped {
+        trailers.remove(k);
+    }
+}
+
+/// A `Cookie` header without berth's cookies (`berth_*`, with or without
+/// `__Host-`/`__Secure-`); `None` if nothing is left.
 pub fn strip_berth_cookies(value: &str) -> Option<String> {
     let kept: Vec<&str> = value
         .split(';')
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .filter(|c| {
-            let name = c.split('=').next().unwrap_or("").trim();
-            !name.to_ascii_lowercase().starts_with("berth_")
-        })
+        .filter(|c| !cookie::is_berth_name(c.split('=').next().unwrap_or("")))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// True for an app's `Set-Cookie` that would set one of berth's cookies
+/// (see [`cookie::is_berth_name`]), whatever its attributes: the name as a
+/// browser will send it back, so a nameless cookie (`=__Host-berth_app=x`,
+/// sent back as `__Host-berth_app=x` by older browsers) counts too.
+pub fn sets_berth_cookie(set_cookie: &[u8]) -> bool {
+    let value = String::from_utf8_lossy(set_cookie);
+    let pair = value.split(';').next().unwrap_or("");
+    let pair = pair.trim_start_matches(|c: char| c == '=' || c.is_whitespace());
+    cookie::is_berth_name(pair.split('=').next().unwrap_or(""))
+}
+
+/// An app's `Clear-Site-Data` without `"cookies"` and `"*"`: browsers
+/// clear cookies for the whole site, which is every app host and the
+/// control host (the visitor would be signed out of all of them). What is
+/// the app's own (`"cache"`, `"storage"`, ...) stays; `None` if nothing does.
+pub fn own_site_data(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let d = d.trim_matches('"').trim();
+            !(d.eq_ignore_ascii_case("cookies") || d == "*")
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 /// The `berth_share` token of a query string, if it has one.
@@ -140,7 +203,7 @@ pub struct Forwarded<'a> {
     pub host_header: &'a str,
     /// The verified visitor, if any.
     pub visitor: Option<&'a Visitor>,
-    /// Whether this request is a protocol upgrade.
+    /// Whether this request is a WebSocket upgrade.
     pub upgrade: bool,
 }
 
@@ -200,8 +263,12 @@ pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
         if let Ok(u) = HeaderValue::from_str(&v.username) {
             headers.insert(X_BERTH_USER, u);
         }
-        if let Ok(e) = HeaderValue::from_str(&v.email) {
-            headers.insert(X_BERTH_EMAIL, e);
+        // Only a plain address (one stored before addresses were checked
+        // may not be): never markup, control or text-direction characters.
+        if email::is_plain(&v.email) {
+            if let Ok(e) = HeaderValue::from_str(&v.email) {
+                headers.insert(X_BERTH_EMAIL, e);
+            }
         }
     }
 }
@@ -253,9 +320,37 @@ pub fn websocket_h1_to_h2(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrites an app's response headers for the client.
-pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
-    strip_hop_by_hop(headers, upgrade);
+/// Rewrites an app's response headers for the client: hop-by-hop headers
+/// go, and so does every `Set-Cookie` for one of berth's cookies (an app
+/// host shares its site with the others and the control host, so such a
+/// cookie could be tossed onto them) and `Clear-Site-Data` for cookies
+/// (`websocket`: the app's `101` to a WebSocket upgrade).
+pub fn prepare_response(headers: &mut HeaderMap, websocket: bool) {
+    strip_hop_by_hop(headers, websocket);
+    if let header::Entry::Occupied(e) = headers.entry(header::SET_COOKIE) {
+        if e.iter().any(|v| sets_berth_cookie(v.as_bytes())) {
+            let (_, all) = e.remove_entry_mult();
+            let kept: Vec<HeaderValue> = all.filter(|v| !sets_berth_cookie(v.as_bytes())).collect();
+            for v in kept {
+                headers.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
+    let clear: Vec<HeaderValue> = headers.get_all(&CLEAR_SITE_DATA).iter().cloned().collect();
+    if !clear.is_empty() {
+        headers.remove(&CLEAR_SITE_DATA);
+        for v in clear {
+            let own = v
+                .to_str()
+                .ok()
+                .and_then(own_site_data)
+                .and_then(|o| HeaderValue::from_str(&o).ok());
+            if let Some(o) = own {
+                headers.append(&CLEAR_SITE_DATA, o);
+            }
+        }
+    }
 }
 
 /// The address of the client behind `peer`: `peer` itself unless it is one
@@ -354,8 +449,11 @@ mod tests {
         let mut h = map(&[
             ("authorization", &format!("Bearer {API}")),
             ("berth-token", API),
-            ("cookie", "berth_app=s1; theme=dark"),
-            ("cookie", "BERTH_share=x; sid=42"),
+            ("cookie", "berth_app=s1; theme=dark; __Host-berth_app=s2"),
+            (
+                "cookie",
+                "BERTH_share=x; sid=42; __Host-berth_state=n; __secure-berth_x=1",
+            ),
             ("x-berth-user", "root"),
             ("X-Berth-Email", "root@evil"),
             ("x-forwarded-for", "6.6.6.6"),
@@ -401,6 +499,118 @@ mod tests {
     }
 
     #[test]
+    fn odd_addresses_are_never_forwarded() {
+        for odd in [
+            "<script>@x.y",
+            "\u{202E}moc.elpmaxe@ecila",
+            "a@b\u{200B}.c",
+            "alice@example.com\u{85}X-Berth-User: root",
+        ] {
+            let mut h = HeaderMap::new();
+            let v = Visitor {
+                email: odd.into(),
+                ..visitor()
+            };
+            prepare_request(
+                &mut h,
+                &Forwarded {
+                    client_ip: "127.0.0.1".parse().unwrap(),
+                    host: "h",
+                    host_header: "h",
+                    visitor: Some(&v),
+                    upgrade: false,
+                },
+            );
+            assert!(h.get("x-berth-email").is_none(), "{odd:?}");
+            assert_eq!(h.get("x-berth-user").unwrap(), "alice");
+        }
+    }
+
+    /// Cookie tossing: an app answering with berth's cookie names, in every
+    /// spelling a browser would store, gets none of them through; its own
+    /// cookies pass untouched.
+    #[test]
+    fn apps_cannot_set_berth_cookies() {
+        let tossed = [
+            "berth_app=x; Domain=berth.localhost; Path=/deep",
+            "berth_session=s.1.t; Domain=berth.localhost; Path=/api; Secure",
+            "berth_share=x; Path=/",
+            "berth_oidc=x",
+            "berth_state=x",
+            "BERTH_SESSION=x; domain=.berth.localhost",
+            "__Host-berth_app=x; Path=/; Secure",
+            "__host-berth_session=x; Path=/; Secure",
+            "__Secure-berth_share=x; Domain=berth.localhost; Secure",
+            "__Host-berth_state=x; Path=/; Secure",
+            "__Host-berth_oidc_to=x; Path=/; Secure",
+            " berth_app = x",
+            "=__Host-berth_session=x; Path=/",
+            "= berth_app=x",
+            "__Host-berth_app",
+            "berth_anything_else=1",
+        ];
+        let own = [
+            "theme=dark; Path=/",
+            "sid=42; HttpOnly; Secure; SameSite=Strict",
+            "__Host-sid=1; Path=/; Secure",
+            "myberth_app=1",
+            "x=berth_app",
+        ];
+        for t in tossed {
+            assert!(sets_berth_cookie(t.as_bytes()), "{t}");
+        }
+        for o in own {
+            assert!(!sets_berth_cookie(o.as_bytes()), "{o}");
+        }
+        assert!(sets_berth_cookie(b"berth_app=\xff\xfe; Path=/"));
+        let mut h = HeaderMap::new();
+        for v in tossed.iter().chain(own.iter()) {
+            h.append(header::SET_COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_bytes(b"berth_app=\xff; Path=/").unwrap(),
+        );
+        h.insert("content-type", HeaderValue::from_static("text/html"));
+        prepare_response(&mut h, false);
+        let left: Vec<&str> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, own);
+        assert_eq!(h.get("content-type").unwrap(), "text/html");
+        // Nothing to drop: the headers stay as they were.
+        let mut h = HeaderMap::new();
+        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        prepare_response(&mut h, false);
+        assert_eq!(h.get_all(header::SET_COOKIE).iter().count(), 2);
+    }
+
+    #[test]
+    fn apps_cannot_clear_the_sites_cookies() {
+        assert_eq!(own_site_data("\"cookies\""), None);
+        assert_eq!(own_site_data("\"*\""), None);
+        assert_eq!(
+            own_site_data("\"cache\", \"Cookies\", \"storage\"").as_deref(),
+            Some("\"cache\", \"storage\"")
+        );
+        assert_eq!(own_site_data("\"cache\"").as_deref(), Some("\"cache\""));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "clear-site-data",
+            HeaderValue::from_static("\"cookies\", \"cache\""),
+        );
+        prepare_response(&mut h, false);
+        assert_eq!(h.get("clear-site-data").unwrap(), "\"cache\"");
+        let mut h = HeaderMap::new();
+        h.insert("clear-site-data", HeaderValue::from_static("\"*\""));
+        prepare_response(&mut h, false);
+        assert!(h.get("clear-site-data").is_none());
+    }
+
+    #[test]
     fn app_authorization_and_anonymous_visitors() {
         let mut h = map(&[
             ("authorization", "Bearer app-own-jwt"),
@@ -427,14 +637,86 @@ mod tests {
             ("connection", "Upgrade, keep-alive"),
             ("upgrade", "websocket"),
         ]);
-        assert!(is_upgrade(&h));
+        assert!(is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         let mut h = map(&[("connection", "close"), ("upgrade", "websocket")]);
-        assert!(!is_upgrade(&h));
+        assert!(!is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_forwarded() {
+        for (connection, upgrade, websocket) in [
+            ("upgrade", "websocket", true),
+            ("keep-alive, Upgrade", "WebSocket", true),
+            ("upgrade", "h2c, websocket", true),
+            ("Upgrade, HTTP2-Settings", "h2c", false),
+            ("upgrade", "TLS/1.0", false),
+            ("upgrade", "websocketx", false),
+            ("upgrade", "", false),
+            ("keep-alive", "websocket", false),
+        ] {
+            let h = map(&[("connection", connection), ("upgrade", upgrade)]);
+            assert_eq!(
+                is_websocket_upgrade(&h),
+                websocket,
+                "{connection} / {upgrade}"
+            );
+        }
+        // An h2c attempt loses every trace of it on the way to the app.
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ("accept", "*/*"),
+        ]);
+        prepare_request(
+            &mut h,
+            &Forwarded {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                host: "h",
+                host_header: "h",
+                visitor: None,
+                upgrade: is_websocket_upgrade(&map(&[
+                    ("connection", "Upgrade, HTTP2-Settings"),
+                    ("upgrade", "h2c"),
+                ])),
+            },
+        );
+        for gone in ["upgrade", "connection", "http2-settings"] {
+            assert!(h.get(gone).is_none(), "{gone} survived");
+        }
+        // A list naming websocket among others becomes websocket alone.
+        let mut h = map(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn trailers_lose_what_headers_lose() {
+        let mut t = map(&[
+            ("x-berth-user", "root"),
+            ("X-Berth-Email", "root@evil"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("berth-token", API),
+            ("berth-jwt-assertion", "eyJ"),
+            ("authorization", "Bearer x"),
+            ("cookie", "berth_app=1"),
+            ("set-cookie", "berth_app=1"),
+            ("host", "evil"),
+            ("transfer-encoding", "chunked"),
+            ("x-checksum", "abc"),
+            ("grpc-status", "0"),
+            ("server-timing", "db;dur=53"),
+        ]);
+        scrub_trailers(&mut t);
+        let mut left: Vec<&str> = t.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["grpc-status", "server-timing", "x-checksum"]);
     }
 
     #[test]
@@ -467,6 +749,11 @@ mod tests {
         assert_eq!(share_param("berth_share="), None);
         assert_eq!(share_param("berth_shared=x"), None);
         assert_eq!(strip_berth_cookies("berth_app=1"), None);
+        assert_eq!(strip_berth_cookies("__Host-berth_app=1"), None);
+        assert_eq!(
+            strip_berth_cookies("__Host-berth_session=1; __Host-sid=2").as_deref(),
+            Some("__Host-sid=2")
+        );
         assert_eq!(
             strip_berth_cookies("a=1;berth_x=2; b=3").as_deref(),
             Some("a=1; b=3")

@@ -11,9 +11,11 @@ pub mod connector;
 pub mod cors;
 pub mod headers;
 pub mod pages;
+pub mod paths;
 pub mod proxy;
 pub mod relay;
 pub mod server;
+pub mod signin;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
@@ -81,12 +83,14 @@ pub trait ControlCalls: Send + Sync + 'static {
         source: std::net::IpAddr,
     ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
 
-    /// Exchanges a one-time sign-in code minted for `host` for the session
-    /// it stands for; `None` if unknown, used, expired or for another host.
+    /// Exchanges a one-time sign-in code minted for `host` and the sign-in
+    /// `state` of the browser presenting it for the session it stands for;
+    /// `None` if unknown, used, expired, or for another host or browser.
     fn take_code(
         &self,
         code: String,
         host: String,
+        state: String,
         now: i64,
     ) -> futures_util::future::BoxFuture<'static, Option<Session>>;
 }
@@ -313,6 +317,31 @@ impl Frontdoor {
         }
         res
     }
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A `303 See Other` to `location`, optionally setting a cookie.
+pub(super) fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(http::header::LOCATION, location)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::REFERRER_POLICY, "no-referrer");
+    if let Some(c) = set_cookie {
+        b = b.header(http::header::SET_COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

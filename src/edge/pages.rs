@@ -2,6 +2,7 @@
 //! `{"error": code, "message": message}` for programs, a small self-contained
 //! page for browsers.
 
+use crate::auth::origin::Refusal;
 use crate::html::escape_html;
 use axum::body::Body;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -19,6 +20,10 @@ pub enum ErrorPage {
     Ambiguous { agents: Vec<String> },
     /// 401: credentials are needed.
     Unauthenticated { reason: String },
+    /// 401: a sign-in callback this browser cannot use (expired, used,
+    /// another browser's); the page links to `retry`, a path on this host,
+    /// which starts sign-in again.
+    SigninAgain { reason: String, retry: String },
     /// 502: the workspace's agent is not connected.
     AgentOffline { agent: String, workspace: String },
     /// 502: the agent is connected but nothing listens on the port.
@@ -31,6 +36,10 @@ pub enum ErrorPage {
     UpstreamFailed { detail: String },
     /// 400: the request itself is unusable.
     BadRequest { reason: String },
+    /// 403: a berth cookie admitted a WebSocket upgrade or a non-safe
+    /// method from another origin ([`crate::auth::origin::check`]);
+    /// `request` names it ("POST request", "WebSocket upgrade").
+    CrossOrigin { request: String, refusal: Refusal },
 }
 
 /// Title, explanation and (optional) what to do, as plain text.
@@ -46,11 +55,15 @@ impl ErrorPage {
             ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
                 StatusCode::NOT_FOUND
             }
-            ErrorPage::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
             | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
-            ErrorPage::PortNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ErrorPage::PortNotAllowed { .. } | ErrorPage::CrossOrigin { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ErrorPage::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
@@ -62,13 +75,14 @@ impl ErrorPage {
             ErrorPage::UnknownHost { .. } => "unknown_host",
             ErrorPage::NotFound => "not_found",
             ErrorPage::Ambiguous { .. } => "agent_required",
-            ErrorPage::Unauthenticated { .. } => "unauthenticated",
+            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => "unauthenticated",
             ErrorPage::AgentOffline { .. } => "workspace_offline",
             ErrorPage::PortClosed { .. } => "port_closed",
             ErrorPage::PortNotAllowed { .. } => "port_not_allowed",
             ErrorPage::UpstreamTimeout { .. } => "upstream_timeout",
             ErrorPage::UpstreamFailed { .. } => "upstream_error",
             ErrorPage::BadRequest { .. } => "bad_request",
+            ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
         }
     }
 
@@ -123,6 +137,11 @@ impl ErrorPage {
             }
             // The caller says what is needed (a token, an expired share link...).
             ErrorPage::Unauthenticated { reason } => ("Sign-in required", sentence(reason), None),
+            ErrorPage::SigninAgain { reason, .. } => (
+                "Sign-in not completed",
+                sentence(reason),
+                Some("Open the app again to sign in.".to_string()),
+            ),
             ErrorPage::AgentOffline { agent, workspace } => (
                 "Workspace offline",
                 format!(
@@ -163,6 +182,40 @@ impl ErrorPage {
                 Some("Check the app's logs in the workspace, then try again.".to_string()),
             ),
             ErrorPage::BadRequest { reason } => ("Bad request", sentence(reason), None),
+            ErrorPage::CrossOrigin { request, refusal } => {
+                let why = match refusal {
+                    Refusal::CrossOrigin { origin } => format!(
+                        "it comes from {origin}, which is neither this app nor another app \
+                         of the same owner"
+                    ),
+                    Refusal::NullOrigin => "its Origin is null (a sandboxed frame, a redirect \
+                                            from another site, or a referrer policy), so berth \
+                                            cannot tell that it comes from this app"
+                        .to_string(),
+                    Refusal::Malformed => "its Origin header is not a valid origin".to_string(),
+                    Refusal::NoOrigin { site: Some(site) } => format!(
+                        "it has no Origin header and the browser says it comes from \
+                         elsewhere (Sec-Fetch-Site: {site})"
+                    ),
+                    Refusal::NoOrigin { site: None } => "it has no Origin header, so berth \
+                                                         cannot tell that it comes from this \
+                                                         app's own pages"
+                        .to_string(),
+                };
+                (
+                    "Cross-origin request refused",
+                    format!(
+                        "berth refused this {request}: it is signed in with a berth cookie, \
+                         and {why}."
+                    ),
+                    Some(
+                        "With a cookie, only this app's own pages and the other apps of its \
+                         owner may send writes and open WebSockets here; a program should send \
+                         an API token instead (Authorization: Bearer <token>)."
+                            .to_string(),
+                    ),
+                )
+            }
         };
         Text {
             title,
@@ -224,10 +277,14 @@ fn html_page(page: &ErrorPage) -> String {
     } else {
         ""
     };
-    let hint = text
-        .hint
-        .map(|h| format!("<p class=\"hint\">{}</p>\n", escape_html(&h)))
-        .unwrap_or_default();
+    let hint = match (page, text.hint) {
+        (ErrorPage::SigninAgain { retry, .. }, _) => format!(
+            "<p class=\"hint\"><a href=\"{}\">Sign in again</a> to open the app.</p>\n",
+            escape_html(retry)
+        ),
+        (_, Some(h)) => format!("<p class=\"hint\">{}</p>\n", escape_html(&h)),
+        (_, None) => String::new(),
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
@@ -261,7 +318,10 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
         http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if matches!(page, ErrorPage::Unauthenticated { .. }) {
+    if matches!(
+        page,
+        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. }
+    ) {
         headers.insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"berth\""),
@@ -307,6 +367,14 @@ mod tests {
                 502,
                 "workspace_offline",
             ),
+            (
+                ErrorPage::SigninAgain {
+                    reason: "not started in this browser".into(),
+                    retry: "/page?x=1".into(),
+                },
+                401,
+                "unauthenticated",
+            ),
             (ErrorPage::PortClosed { port: 3000 }, 502, "port_closed"),
             (
                 ErrorPage::PortNotAllowed { port: 22 },
@@ -331,6 +399,24 @@ mod tests {
                 },
                 400,
                 "bad_request",
+            ),
+            (
+                ErrorPage::CrossOrigin {
+                    request: "POST request".into(),
+                    refusal: Refusal::CrossOrigin {
+                        origin: "https://5173--main--dev--carol.apps.x".into(),
+                    },
+                },
+                403,
+                "cross_origin_refused",
+            ),
+            (
+                ErrorPage::CrossOrigin {
+                    request: "WebSocket upgrade".into(),
+                    refusal: Refusal::NoOrigin { site: None },
+                },
+                403,
+                "cross_origin_refused",
             ),
         ]
     }
@@ -373,6 +459,36 @@ mod tests {
         assert!(m.contains("port 22") && m.contains("--allow-ports"), "{m}");
         let m = ErrorPage::UpstreamTimeout { seconds: 30 }.message();
         assert!(m.contains("30 seconds"), "{m}");
+        let m = ErrorPage::CrossOrigin {
+            request: "WebSocket upgrade".into(),
+            refusal: Refusal::CrossOrigin {
+                origin: "https://5173--main--dev--carol.apps.x".into(),
+            },
+        }
+        .message();
+        assert!(
+            m.starts_with("berth refused this WebSocket upgrade: it is signed in with a berth cookie, and it comes from https://5173--main--dev--carol.apps.x, which is neither this app nor another app of the same owner."),
+            "{m}"
+        );
+        assert!(m.contains("API token"), "{m}");
+        for (refusal, says) in [
+            (Refusal::NullOrigin, "Origin is null"),
+            (Refusal::Malformed, "not a valid origin"),
+            (
+                Refusal::NoOrigin {
+                    site: Some("cross-site".into()),
+                },
+                "Sec-Fetch-Site: cross-site",
+            ),
+            (Refusal::NoOrigin { site: None }, "no Origin header"),
+        ] {
+            let m = ErrorPage::CrossOrigin {
+                request: "POST request".into(),
+                refusal,
+            }
+            .message();
+            assert!(m.contains(says), "{m}");
+        }
         assert_eq!(
             ErrorPage::BadRequest { reason: "".into() }.message(),
             "No further detail."
@@ -406,7 +522,10 @@ mod tests {
             assert!(body.starts_with("<!doctype html>"));
             assert!(body.contains("<title>"));
             assert!(body.contains(code));
-            assert!(!body.contains("http://") && !body.contains("https://"));
+            if !matches!(page, ErrorPage::CrossOrigin { .. }) {
+                // Only the refused origin, quoted as text, may look like a URL.
+                assert!(!body.contains("http://") && !body.contains("https://"));
+            }
             assert!(!body.contains("<script"), "no JS needed");
             let refreshes = body.contains("http-equiv=\"refresh\" content=\"2\"");
             assert_eq!(refreshes, matches!(page, ErrorPage::PortClosed { .. }));
@@ -428,6 +547,10 @@ mod tests {
             },
             ErrorPage::BadRequest {
                 reason: evil.into(),
+            },
+            ErrorPage::SigninAgain {
+                reason: evil.into(),
+                retry: "/".into(),
             },
             ErrorPage::AgentOffline {
                 agent: evil.into(),
@@ -458,6 +581,26 @@ mod tests {
         );
         let response = render(&ErrorPage::NotFound, false);
         assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
+    }
+
+    #[tokio::test]
+    async fn a_refused_sign_in_offers_to_start_again_on_this_host() {
+        let page = ErrorPage::SigninAgain {
+            reason: "not started in this browser".into(),
+            retry: "/a?b=1&c=\"><script>".into(),
+        };
+        let body = body_of(render(&page, true)).await;
+        assert!(
+            body.contains("<a href=\"/a?b=1&amp;c=&quot;&gt;&lt;script&gt;\">Sign in again</a>"),
+            "{body}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&body_of(render(&page, false)).await).unwrap();
+        assert_eq!(v["error"], "unauthenticated");
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .contains("Open the app again"));
     }
 
     #[test]

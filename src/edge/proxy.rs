@@ -3,18 +3,21 @@
 //! function elsewhere ([`crate::host`], [`crate::auth`], [`super::headers`]);
 //! this file only strings them together and does the I/O.
 
+use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{body::Counted, headers, relay, request_host, Edge};
+use super::{headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
+use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
-use crate::catalog::{Change, Cors, Protocol, Resolved};
+use crate::catalog::{Cors, Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
 use crate::tunnel::edge::OpenError;
 use crate::tunnel::Refusal;
 use axum::body::Body;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -61,10 +64,11 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
-    if req.uri().path() == CALLBACK_PATH {
-        return signin_callback(edge, &req, &host_header).await;
+    if req.uri().path() == signin::CALLBACK_PATH {
+        let host = super::bare_host(&host_header);
+        return signin::callback(edge, req.uri(), req.headers(), host).await;
     }
-    if req.uri().path().starts_with("/_berth/") {
+    if paths::is_edge_path(req.uri().path()) {
         return Err(ErrorPage::NotFound);
     }
 
@@ -73,34 +77,13 @@ async fn forward(
     let token = headers::api_token(req.headers());
     let now = unix_now();
     let bare = super::bare_host(&host_header).to_owned();
-    let find_cookie = |name: &str| {
-        req.headers()
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| cookie::find(c, name))
-            .map(str::to_owned)
-    };
     let visitor = match token {
         Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
-        None => find_cookie(cookie::APP_COOKIE).and_then(|value| {
-            let id = edge
-                .signin
-                .key
-                .verify(cookie::Purpose::Session, &value, &bare, now)
-                .ok()?;
-            edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
-        }),
+        None => signin::app_visitor(edge, req.headers(), &bare, now),
     };
-    let share_cookie = find_cookie(cookie::SHARE_COOKIE);
-    let link = share_cookie.as_deref().and_then(|value| {
-        let id = edge
-            .signin
-            .key
-            .verify(cookie::Purpose::Share, value, &bare, now)
-            .ok()?;
-        edge.catalog.live_link(&id, now)
-    });
+    let share_cookie = signin::share_link(edge, req.headers(), &bare, now);
+    let has_share_cookie = share_cookie.is_present();
+    let link = share_cookie.ok();
     let link_grant = link.as_ref().map(|l| auth::LinkGrant {
         agent_id: l.agent_id,
         port: l.port,
@@ -119,11 +102,20 @@ async fn forward(
     // unless the share hands CORS to the app (`passthru`): then preflights
     // go to the app unauthenticated, and the app's answers stand as they are.
     let passthru = route.cors() == Cors::Passthru;
-    let preflight = cors::is_preflight(req.method(), req.headers());
+    let body_empty = req.body().size_hint().exact() == Some(0);
+    let preflight = cors::is_preflight(req.method(), req.headers(), body_empty);
+    let app = origin::App {
+        host: &host_header,
+        owner: &target.user,
+        wildcard: &edge.wildcard,
+    };
     let same_owner_origin = !passthru
-        && cors::origin_host(req.headers())
-            .and_then(|o| host::parse_host(o, &edge.wildcard).ok())
-            .is_some_and(|origin| origin.user == target.user);
+        && req.headers().get(http::header::ORIGIN).is_some_and(|o| {
+            matches!(
+                origin::classify(o.as_bytes(), &app),
+                origin::OriginKind::Own | origin::OriginKind::SameOwner
+            )
+        });
     if preflight && !passthru {
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
@@ -151,11 +143,17 @@ async fn forward(
     } else {
         auth::authorize(visitor.as_ref(), link_grant.as_ref(), access.as_ref())
     };
+    // A WebSocket: HTTP/1.1 `Upgrade: websocket`, or RFC 8441 over HTTP/2.
+    // No other upgrade is forwarded (`h2c` would hand the app's connection
+    // to a client the edge no longer sees).
+    let h2_websocket = headers::is_h2_websocket(&req);
+    let upgrade = h2_websocket
+        || (req.version() <= Version::HTTP_11 && headers::is_websocket_upgrade(req.headers()));
     match decision {
         Decision::Allow => {}
         Decision::Unauthenticated
             if token.is_none()
-                && share_cookie.is_none()
+                && !has_share_cookie
                 && pages::wants_html(req.headers())
                 && matches!(*req.method(), Method::GET | Method::HEAD) =>
         {
@@ -168,16 +166,17 @@ async fn forward(
                     .map(|p| p.as_str())
                     .unwrap_or("/")
             );
-            let query = serde_urlencoded::to_string([("return_to", return_to.as_str())])
-                .expect("strings always encode");
-            return Ok(see_other(
-                &format!("{}/signin?{query}", edge.signin.base_url),
-                None,
+            return Ok(signin::to_signin(
+                edge,
+                req.headers(),
+                &bare,
+                &return_to,
+                now,
             ));
         }
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
-                reason: if share_cookie.is_some() && link.is_none() {
+                reason: if has_share_cookie && link.is_none() {
                     "This share link has expired or was revoked: ask the owner for a new one".into()
                 } else if token.is_some() {
                     "The berth API token is not valid (revoked, or from another deployment)".into()
@@ -189,6 +188,14 @@ async fn forward(
         }
         Decision::NotFound => return Err(ErrorPage::NotFound),
     }
+    // Admitted; but a cookie's authority does not extend to other origins.
+    let credential = Credential::of(
+        token.is_some() && visitor.is_some(),
+        token.is_none() && visitor.is_some(),
+        link_grant.is_some()
+            && auth::authorize(visitor.as_ref(), None, access.as_ref()) != Decision::Allow,
+    );
+    check_origin(&req, upgrade, credential, &app)?;
     let (agent_id, port, tls) = match route {
         Route::Port {
             agent_id,
@@ -223,12 +230,9 @@ async fn forward(
         }
     };
 
-    // Phase 5: forward. An HTTP/1.1 upgrade passes through as it is; a
-    // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an HTTP/1.1
-    // upgrade towards the app, and its 101 becomes the client's 200.
-    let h2_websocket = headers::is_h2_websocket(&req);
-    let upgrade =
-        h2_websocket || (req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()));
+    // Phase 5: forward. An HTTP/1.1 WebSocket upgrade passes through as it
+    // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
+    // HTTP/1.1 upgrade towards the app, and its 101 becomes the client's 200.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
@@ -272,7 +276,7 @@ async fn forward(
             .get_or_create(&DirectionLabel { direction: "in" })
             .clone(),
     );
-    let up_req = Request::from_parts(parts, Body::new(body_in));
+    let up_req = Request::from_parts(parts, Body::new(Scrubbed::new(body_in)));
 
     let sent = Instant::now();
     let result =
@@ -328,16 +332,54 @@ async fn forward(
         .clone();
     Ok(Response::from_parts(
         parts,
-        Body::new(Counted::new(body, out)),
+        Body::new(Scrubbed::new(Counted::new(body, out))),
     ))
 }
 
-/// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// The Origin rule ([`origin::check`]) for an admitted request: a 403 page
+/// when a berth cookie let in a WebSocket upgrade or a non-safe method from
+/// an origin other than the app's own or another app of its owner.
+fn check_origin(
+    req: &Request<Incoming>,
+    upgrade: bool,
+    credential: Credential,
+    app: &origin::App<'_>,
+) -> Result<(), ErrorPage> {
+    let origins: Vec<&[u8]> = req
+        .headers()
+        .get_all(http::header::ORIGIN)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let verdict = origin::check(
+        &origin::Request {
+            method: req.method(),
+            upgrade,
+            credential,
+            origin: &origins,
+            sec_fetch_site: req.headers().get("sec-fetch-site").map(|v| v.as_bytes()),
+        },
+        app,
+    );
+    let origin::Verdict::Refuse(refusal) = verdict else {
+        return Ok(());
+    };
+    tracing::info!(
+        host = %app.host,
+        method = %req.method(),
+        upgrade,
+        credential = ?credential,
+        refusal = ?refusal,
+        "cross-origin request refused"
+    );
+    Err(ErrorPage::CrossOrigin {
+        request: if upgrade {
+            "WebSocket upgrade".to_owned()
+        } else {
+            format!("{} request", req.method())
+        },
+        refusal,
+    })
 }
 
 /// Redeems `?berth_share=TOKEN`: counts a use, sets the host-only visitor
@@ -373,84 +415,11 @@ async fn redeem(
         .sign(cookie::Purpose::Share, &link.id, host, link.expires_at);
     let path = headers::strip_share_param(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     Ok(see_other(
-        &path,
+        &paths::same_origin_location(&path),
         Some(cookie::set_cookie(
             cookie::SHARE_COOKIE,
             &value,
             link.expires_at - now,
-        )),
-    ))
-}
-
-/// Where the control plane sends a signed-in browser back with a code.
-pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
-
-/// A `303 See Other` to `location`, optionally setting a cookie.
-fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(http::header::LOCATION, location)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .header(http::header::REFERRER_POLICY, "no-referrer");
-    if let Some(c) = set_cookie {
-        b = b.header(http::header::SET_COOKIE, c);
-    }
-    b.body(Body::empty()).unwrap_or_else(|_| {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        r
-    })
-}
-
-/// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code for
-/// a host-only `berth_app` cookie that lasts as long as the session.
-async fn signin_callback(
-    edge: &Edge,
-    req: &Request<Incoming>,
-    host_header: &str,
-) -> Result<Response<Body>, ErrorPage> {
-    #[derive(serde::Deserialize)]
-    struct Callback {
-        code: String,
-        #[serde(default)]
-        path: Option<String>,
-    }
-    let refused = || ErrorPage::Unauthenticated {
-        reason: "This sign-in link has expired or was already used: open the app again to sign in"
-            .into(),
-    };
-    let cb: Callback =
-        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).map_err(|_| refused())?;
-    let host = super::bare_host(host_header);
-    let now = unix_now();
-    let session = edge
-        .control
-        .take_code(cb.code, host.to_owned(), now)
-        .await
-        .ok_or_else(refused)?;
-    // The session may not have reached a regional edge's catalog yet.
-    edge.catalog.apply(Change::Session(session.clone()));
-    let (_, session) = edge
-        .catalog
-        .visitor_for_session(&session.id, now)
-        .ok_or_else(refused)?;
-    let value = edge.signin.key.sign(
-        cookie::Purpose::Session,
-        &session.id,
-        host,
-        session.expires_at,
-    );
-    let path = cb
-        .path
-        .as_deref()
-        .and_then(auth::signin::safe_path)
-        .unwrap_or("/");
-    Ok(see_other(
-        path,
-        Some(cookie::set_cookie(
-            cookie::APP_COOKIE,
-            &value,
-            session.expires_at - now,
         )),
     ))
 }

@@ -44,8 +44,8 @@ pub struct Hello {
     /// unless it sets `server.relay_url`.
     pub url: String,
     pub wildcard: String,
-    /// The cookie-signing key, hex: edges verify and set `berth_app` and
-    /// `berth_share` themselves.
+    /// The cookie-signing key, hex: edges verify and set `__Host-berth_app`,
+    /// `__Host-berth_share` and `__Host-berth_state` themselves.
     pub cookie_key: String,
     /// Where browsers sign in.
     pub signin_url: String,
@@ -98,13 +98,17 @@ pub struct Redeem {
     pub source: String,
 }
 
-/// `POST /edge/exchange` body: a one-time sign-in code and the app host it
-/// was minted for.
+/// `POST /edge/exchange` body: a one-time sign-in code, the app host it
+/// was minted for, and the sign-in state of the browser that presents it
+/// (absent from edges older than state binding: then only a code minted
+/// without a state matches, as such an edge's sign-ins are).
 #[derive(Deserialize, Serialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Exchange {
     pub code: String,
     pub host: String,
+    #[serde(default)]
+    pub state: String,
 }
 
 /// `GET /edge/certificate` answer: DER, base64 (standard alphabet).

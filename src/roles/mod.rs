@@ -97,12 +97,13 @@ impl ControlCalls for LocalControl {
         &self,
         code: String,
         host: String,
+        state: String,
         now: i64,
     ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
         let session = self
             .signin
             .codes
-            .take(&code, &host, now)
+            .take(&code, &host, &state, now)
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })
@@ -187,6 +188,9 @@ impl Server {
     /// (and, for `dev`, the local workspace), and binds the listener.
     pub async fn build(cfg: ServerConfig, dev: bool) -> Result<Server, StartError> {
         create_private_dir(&cfg.data_dir)?;
+        // Before anything is created: a lost database must not become a
+        // new deployment over the old one's tokens and CA.
+        let store = open_store(&cfg).await?;
         let (cert, local_ca) = match &cfg.tls {
             TlsMode::SelfSigned => {
                 let ca = tls::LocalCa::load_or_create(&cfg.data_dir)?;
@@ -203,10 +207,6 @@ impl Server {
         let certs = SwappableCert::new(cert)?;
         let tls_config = tls::server_config(certs.clone())?;
 
-        let store = match &cfg.database_url {
-            Some(url) => Store::connect(url.expose(), cfg.database_pool).await?,
-            None => Store::open(&cfg.data_dir).await?,
-        };
         let acme = match &cfg.tls {
             TlsMode::Acme(settings) => {
                 let manager = tls::acme::Manager::new(
@@ -246,6 +246,8 @@ impl Server {
         let tunnels = Tunnels::new();
         let mut registry = Registry::default();
         let metrics = EdgeMetrics::new(&mut registry, &tunnels);
+        let login = Arc::new(control::login::LoginGuard::new(cfg.login));
+        login.register(&mut registry);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
         // Other edges' certificates come from this CA in self-signed mode.
         let relay = Arc::new(Relay::new(
@@ -275,6 +277,7 @@ impl Server {
             None => None,
         };
         let state = ControlState {
+            login,
             oidc,
             local_ca,
             region_certs: match &cfg.tls {
@@ -399,6 +402,7 @@ impl Server {
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -445,6 +449,15 @@ impl Server {
             control::holders::forget_holder(&self.state, &self.cfg.relay_url()),
         )
         .await;
+        login_upkeep.abort();
+        self.state.login.upkeep(&self.state).await;
+        // Last: SQLite's write-ahead log goes into berth.db, so the file
+        // alone is the whole database.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.store.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing the database failed"),
+            Err(_) => tracing::warn!("closing the database took over 5 s; left it"),
+        }
         Ok(())
     }
 }
@@ -477,6 +490,37 @@ pub(crate) async fn move_agents_then(
     if asked > 0 {
         tracing::info!(agents = asked, moved = left, took = ?started.elapsed(), "asked the agents to move to another region");
     }
+}
+
+/// Opens the configured database, refusing (before creating anything) a
+/// new database next to the files of an earlier deployment; see
+/// [`control::refuse_over_leftovers`].
+async fn open_store(cfg: &ServerConfig) -> Result<Store, StartError> {
+    let leftovers = control::deployment_files(&cfg.data_dir);
+    let refuse = |new: bool, database: &str| {
+        control::refuse_over_leftovers(new, &leftovers, database, &cfg.data_dir)
+            .map_err(|e| StartError::Bootstrap(e.to_string()))
+    };
+    let store = match &cfg.database_url {
+        Some(url) => {
+            let store = Store::connect(url.expose(), cfg.database_pool).await?;
+            refuse(
+                store.user_count().await? == 0,
+                &crate::config::redact_url(url.expose()),
+            )?;
+            store
+        }
+        None => {
+            let file = cfg.data_dir.join(crate::store::DB_FILE);
+            let shown = file.display().to_string();
+            // A missing file is refused before SQLite creates it.
+            refuse(!file.exists(), &shown)?;
+            let store = Store::open(&cfg.data_dir).await?;
+            refuse(store.user_count().await? == 0, &shown)?;
+            store
+        }
+    };
+    Ok(store)
 }
 
 /// Binds the public listener and, if configured, the admin listener (a busy

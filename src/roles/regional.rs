@@ -240,11 +240,13 @@ impl ControlCalls for RemoteControl {
         &self,
         code: String,
         host: String,
+        state: String,
         _now: i64,
     ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
         let client = self.0.clone();
         Box::pin(async move {
-            let body = serde_json::to_value(Exchange { code, host }).expect("JSON serializes");
+            let body =
+                serde_json::to_value(Exchange { code, host, state }).expect("JSON serializes");
             client
                 .call::<Session>(http::Method::POST, edge_api::EXCHANGE, Some(body))
                 .await

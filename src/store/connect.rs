@@ -1,14 +1,12 @@
 //! Opening a store: which backend a `database_url` names, its pool, its
 //! migrations, and errors that name the database without its password.
 
-use super::users::DUMMY_HASH;
 use super::{Pool, Store, StoreError, DB_FILE};
 use crate::config::{redact_url, PoolSettings};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 /// The schema for each backend: one numbering, one file per version in each
@@ -60,6 +58,9 @@ impl Store {
     }
 
     async fn open_file(file: &Path) -> Result<Store, StoreError> {
+        // The database holds the cookie-signing key: owner only, from the
+        // moment it exists (SQLite gives -wal and -shm the same mode).
+        private_file(file, true)?;
         let options = SqliteConnectOptions::new()
             .filename(file)
             .create_if_missing(true)
@@ -72,7 +73,39 @@ impl Store {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        // Files left by an older berth may be readable by others.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = file.as_os_str().to_owned();
+            side.push(suffix);
+            private_file(Path::new(&side), false)?;
+        }
         Ok(Self::ready(Pool::Sqlite(pool)))
+    }
+
+    /// Ends this process's use of the database (a clean shutdown). On
+    /// SQLite the write-ahead log is copied into the database file and
+    /// truncated first, so `berth.db` alone holds every committed write
+    /// (a copy or backup of it misses nothing, and losing `berth.db-wal`
+    /// later loses nothing). Later calls on any clone of this store fail.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let (busy, log, done): (i64, i64, i64) =
+                    sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(pool)
+                        .await?;
+                if busy != 0 {
+                    tracing::warn!(
+                        log_pages = log,
+                        checkpointed = done,
+                        "the database's write-ahead log could not be fully checkpointed at shutdown"
+                    );
+                }
+                pool.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
+        Ok(())
     }
 
     async fn open_postgres(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
@@ -121,15 +154,46 @@ impl Store {
     fn ready(pool: Pool) -> Store {
         // Compute the dummy hash now, off the async threads, so that the first
         // login for an unknown user is not slower than the others.
-        drop(tokio::task::spawn_blocking(|| {
-            LazyLock::force(&DUMMY_HASH).len()
-        }));
+        drop(tokio::task::spawn_blocking(crate::auth::password::warm_up));
         Store {
             pool,
             replica: format!("{:016x}", rand::random::<u64>()).into(),
             catalog_sync: Default::default(),
         }
     }
+}
+
+/// Makes `file` readable and writable by its owner only (mode 0600),
+/// creating it empty first when `create` is set and it does not exist (an
+/// empty file is an empty SQLite database). A file that does not exist is
+/// left alone otherwise.
+fn private_file(file: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if file.as_os_str() == ":memory:" {
+            return Ok(());
+        }
+        if create {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, create);
+    Ok(())
 }
 
 /// `postgres://USER@HOST:PORT/DATABASE`: where a PostgreSQL store connects,
@@ -147,6 +211,39 @@ fn describe(options: &PgConnectOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_database_is_private_and_a_clean_close_leaves_it_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |f: &str| {
+            std::fs::metadata(tmp.path().join(f))
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        let store = Store::open(tmp.path()).await.unwrap();
+        store.record_audit("alice", "test", "x", "").await.unwrap();
+        assert_eq!(mode(DB_FILE), Some(0o600));
+        assert_eq!(mode("berth.db-wal"), Some(0o600));
+        store.close().await.unwrap();
+        let wal = std::fs::metadata(tmp.path().join("berth.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the log is checkpointed into berth.db");
+        // berth.db alone has the write.
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(tmp.path().join(DB_FILE), copy.path().join(DB_FILE)).unwrap();
+        let again = Store::open(copy.path()).await.unwrap();
+        assert_eq!(again.list_audit(10).await.unwrap()[0].actor, "alice");
+        // An existing file readable by others is made private.
+        let loose = tempfile::tempdir().unwrap();
+        let f = loose.path().join(DB_FILE);
+        std::fs::write(&f, "").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(loose.path()).await.unwrap();
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 
     #[tokio::test]
     async fn unsupported_urls_name_both_schemes_and_hide_the_password() {

@@ -4,7 +4,6 @@ use super::{convert, corrupt, found, now, parse_hash, write_err, Store, StoreErr
 use crate::auth::{password, token, Secret, TokenHash, TokenKind};
 use crate::catalog;
 use serde::{Deserialize, Serialize};
-use std::sync::LazyLock;
 
 /// A user's site-wide role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,11 +132,6 @@ impl TryFrom<ApiTokenRecord> for ApiTokenRow {
     }
 }
 
-/// A password hash to verify against when the user does not exist, so that a
-/// login for an unknown name costs as much as one with a wrong password.
-pub(super) static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| password::hash("berth-dummy-password"));
-
 const USER_COLUMNS: &str = "id, username, email, password_hash, role, organization, created_at";
 
 impl Store {
@@ -256,7 +250,7 @@ impl Store {
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
-            password::verify(&password, stored.as_deref().unwrap_or(&DUMMY_HASH))
+            password::verify_or_dummy(&password, stored.as_deref())
         })
         .await
         .expect("password verification does not panic");

@@ -8,6 +8,13 @@
 //   GET  /download?n= streams N bytes (byte i = i % 251), chunked, no length
 //   GET  /echo-n?i=   answers i (for many parallel requests)
 //   GET  /headers     answers the request's headers as JSON (what berth forwards)
+//   GET  /toss?c=...  an HTML page answered with one Set-Cookie per `c` (an app
+//                     trying to plant cookies for the rest of the site)
+//   GET  /attack?target=URL  a page whose attack() makes the browser send a
+//                     form POST, a no-cors fetch POST and a WebSocket to URL
+//                     (the cross-origin test: the page is on another user's app)
+//   POST /csrf-target and WebSocket /ws?via=...: recorded in `seen` (who
+//                     arrived, as which X-Berth-User, from which Origin)
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { WebSocketServer } from 'ws';
@@ -33,6 +40,54 @@ const PAGE = `<!doctype html>
 </html>
 `;
 
+// The attack page: serves on any app host; attack() aims at ?target=.
+const ATTACK = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>a page on another app</title></head>
+<body>
+<iframe name="sink" id="sink" style="display:none"></iframe>
+<script>
+  const target = new URL(location.href).searchParams.get('target');
+  window.attack = async () => {
+    const out = {};
+    // 1. A form POST into a hidden frame (a navigation: cookies go along).
+    const form = document.createElement('form');
+    form.method = 'POST';
+    form.action = target + '/csrf-target?via=form';
+    form.target = 'sink';
+    const field = document.createElement('input');
+    field.name = 'amount';
+    field.value = '100';
+    form.appendChild(field);
+    document.body.appendChild(form);
+    const loaded = new Promise((r) => document.getElementById('sink').addEventListener('load', r, { once: true }));
+    form.submit();
+    await loaded;
+    out.form = 'submitted';
+    // 2. A no-cors fetch POST with credentials (the answer stays opaque).
+    try {
+      const r = await fetch(target + '/csrf-target?via=nocors', {
+        method: 'POST', mode: 'no-cors', credentials: 'include', body: 'amount=100',
+      });
+      out.nocors = r.type;
+    } catch (e) {
+      out.nocors = 'error ' + e;
+    }
+    // 3. A WebSocket: can this page read what the app sends back?
+    out.ws = await new Promise((resolve) => {
+      const ws = new WebSocket(target.replace(/^https:/, 'wss:') + '/ws?via=ws');
+      const timer = setTimeout(() => resolve('timeout'), 5000);
+      ws.onopen = () => ws.send('secret?');
+      ws.onmessage = (e) => { clearTimeout(timer); ws.close(); resolve('read: ' + e.data); };
+      ws.onerror = () => { clearTimeout(timer); resolve('refused'); };
+    });
+    return out;
+  };
+</script>
+</body>
+</html>
+`;
+
 /** The byte pattern /download serves: byte i is i % 251 (a prime, so it never lines up with chunks). */
 export function patternBytes(n) {
   const buf = Buffer.allocUnsafe(n);
@@ -40,8 +95,19 @@ export function patternBytes(n) {
   return buf;
 }
 
-/** Starts the app on 127.0.0.1 and a free port; resolves to { port, close }. */
+/** Starts the app on 127.0.0.1 and a free port; resolves to { port, seen, close }. */
 export async function startApp() {
+  // What reached the app from the cross-origin test's page.
+  const seen = [];
+  const record = (req, via) =>
+    seen.push({
+      via,
+      method: req.method,
+      user: req.headers['x-berth-user'] ?? null,
+      origin: req.headers.origin ?? null,
+      site: req.headers['sec-fetch-site'] ?? null,
+      host: req.headers['x-forwarded-host'] ?? null,
+    });
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -110,6 +176,20 @@ export async function startApp() {
     } else if (url.pathname === '/echo-n') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(String(url.searchParams.get('i')));
+    } else if (req.method === 'GET' && url.pathname === '/toss') {
+      res.setHeader('set-cookie', url.searchParams.getAll('c'));
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toss</title></head><body><h1 id="marker">${PAGE_MARKER}</h1></body></html>`);
+    } else if (req.method === 'GET' && url.pathname === '/attack') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(ATTACK);
+    } else if (req.method === 'POST' && url.pathname === '/csrf-target') {
+      record(req, url.searchParams.get('via'));
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('transferred\n');
+      });
     } else if (url.pathname === '/headers') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ method: req.method, httpVersion: req.httpVersion, headers: req.headers }));
@@ -121,6 +201,7 @@ export async function startApp() {
 
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url, 'http://app.invalid');
+    if (url.searchParams.has('via')) record(req, url.searchParams.get('via'));
     if (url.pathname !== '/ws') {
       socket.destroy();
       return;
@@ -135,6 +216,7 @@ export async function startApp() {
   const { port } = server.address();
   return {
     port,
+    seen,
     close: () =>
       new Promise((resolve) => {
         for (const c of wss.clients) c.terminate();

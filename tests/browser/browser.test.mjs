@@ -56,6 +56,7 @@ let berth = null; // child process
 let berthLog = ''; // stdout + stderr, ANSI colours removed
 let app = null;
 let edge = null; // a regional `berth edge`, when a test starts one
+let carolAgent = null; // a second user's `berth agent`, when a test starts one
 const consoleProblems = []; // console errors / page errors on pages that should be clean
 
 function tempDir(prefix) {
@@ -391,6 +392,7 @@ async function test(name, fn) {
 async function cleanup() {
   for (const b of browsers.splice(0)) await b.close().catch(() => {});
   if (edge && edge.exitCode === null) edge.kill('SIGKILL');
+  if (carolAgent && carolAgent.exitCode === null) carolAgent.kill('SIGKILL');
   await stopBerth().catch((e) => console.error('# stopping berth:', e));
   if (app) await app.close().catch(() => {});
   for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
@@ -588,10 +590,11 @@ async function main() {
       const sub = await page.evaluate(async () => (await fetch('/download?n=10')).status);
       assert(sub === 200, `fetch after sign-in: ${sub}`);
       const cookies = await context.cookies();
-      const appCookie = cookies.find((c) => c.name === 'berth_app');
-      assert(appCookie && appCookie.httpOnly && appCookie.secure && appCookie.sameSite === 'Lax',
-        `berth_app cookie: ${JSON.stringify(appCookie)}`);
-      assert(appCookie.domain === appHost, `berth_app must be host-only: ${appCookie.domain}`);
+      const appCookie = cookies.find((c) => c.name === '__Host-berth_app');
+      assert(appCookie && appCookie.httpOnly && appCookie.secure && appCookie.sameSite === 'Lax' && appCookie.path === '/',
+        `__Host-berth_app cookie: ${JSON.stringify(appCookie)}`);
+      assert(appCookie.domain === appHost, `__Host-berth_app must be host-only: ${appCookie.domain}`);
+      assert(!cookies.some((c) => c.name === '__Host-berth_state'), 'the sign-in state was not cleared');
       return `signed in via ${new URL(signinUrl).pathname}`;
     } finally {
       await context.close();
@@ -738,6 +741,161 @@ async function main() {
     } finally {
       await context.close();
     }
+  });
+
+  await test('cookie tossing: an app cannot plant berth cookies that reach control or another app', async () => {
+    for (const user of ['vic', 'mal']) {
+      const made = await api('POST', '/users', {
+        username: user, email: `${user}@example.com`, password: `${user}-password`, role: 'member',
+      });
+      assert(made.status === 201, `create ${user}: ${made.status} ${JSON.stringify(made.body)}`);
+    }
+    // Mal's own, valid control-host session: what her app tosses at visitors.
+    const malSession = await new Promise((resolve, reject) => {
+      const body = 'username=mal&password=mal-password';
+      const req = https.request(
+        { host: '127.0.0.1', port, servername: 'berth.localhost', path: '/signin', method: 'POST', ca,
+          headers: { host: `berth.localhost:${port}`, origin: `https://berth.localhost:${port}`,
+            'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length } },
+        (res) => {
+          res.resume();
+          const c = (res.headers['set-cookie'] ?? []).find((v) => v.startsWith('__Host-berth_session='));
+          c ? resolve(c.split(';')[0].split('=').slice(1).join('=')) : reject(new Error(`no session: ${res.statusCode}`));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    const shared = await api('PUT', shareUrl, { level: 'public' });
+    assert(shared.status === 200, `share: ${shared.status}`);
+    const { context, page } = await newPage(h2, null, false);
+    const control = `https://berth.localhost:${port}`;
+    try {
+      // Vic signs in to the dashboard, then opens the (public) app, which
+      // answers with berth's cookie names for the whole site.
+      await page.goto(`${control}/signin`);
+      await signIn(page, 'vic', 'vic-password', `${control}/`);
+      const toss = [
+        `berth_session=${malSession}; Domain=berth.localhost; Path=/api; Secure`,
+        `__Host-berth_session=${malSession}; Path=/; Secure`,
+        'berth_app=forged; Domain=berth.localhost; Path=/; Secure',
+        `__Host-berth_app=${malSession}; Path=/; Secure`,
+        'theme=dark; Path=/; Secure',
+      ];
+      const res = await page.goto(`${appUrl}/toss?` + toss.map((c) => 'c=' + encodeURIComponent(c)).join('&'));
+      assert(res.status() === 200, `toss page: ${res.status()}`);
+      // Scripts on the page try too; the edge cannot see these.
+      await page.evaluate((v) => {
+        document.cookie = `berth_session=${v}; domain=berth.localhost; path=/api/v1; secure`;
+        document.cookie = `__Host-berth_session=${v}; domain=berth.localhost; path=/; secure`;
+        document.cookie = `__Host-berth_app=${v}; domain=berth.localhost; path=/; secure`;
+      }, malSession);
+      const all = await context.cookies();
+      const show = JSON.stringify(all.map((c) => `${c.name}@${c.domain}${c.path}`));
+      assert(all.some((c) => c.name === 'theme' && c.domain === appHost), `the app's own cookie is kept: ${show}`);
+      // The edge let none of the app's berth cookies through...
+      assert(!all.some((c) => c.name === 'berth_session' && c.path === '/api'), `tossed berth_session stored: ${show}`);
+      assert(!all.some((c) => c.name === 'berth_app'), `tossed berth_app stored: ${show}`);
+      assert(!all.some((c) => c.name.startsWith('__Host-berth_') && c.domain === appHost), `__Host- berth cookie on the app host: ${show}`);
+      // ...and Chromium refused the script's __Host- ones for the parent domain,
+      // while it did take the unprefixed one (which berth never reads).
+      assert(!all.some((c) => c.name.startsWith('__Host-') && c.domain.endsWith('.berth.localhost')), `__Host- cookie with a Domain: ${show}`);
+      assert(all.some((c) => c.name === 'berth_session' && c.path === '/api/v1'), `Chromium did not take the script's cookie: ${show}`);
+      // What Chromium sends to control: exactly one __Host-berth_session, Vic's.
+      const toControl = (await context.cookies(`${control}/api/v1/me`)).filter((c) => c.name === '__Host-berth_session');
+      assert(toControl.length === 1 && toControl[0].value !== malSession && toControl[0].domain === 'berth.localhost',
+        `session cookies for control: ${JSON.stringify(toControl)}`);
+      // ...and nothing of berth's to another user's app host.
+      const other = (await context.cookies(`https://5173--main--dev--carol.berth.localhost:${port}/`))
+        .filter((c) => c.name.startsWith('__Host-berth_'));
+      assert(other.length === 0, `berth cookies for another app: ${JSON.stringify(other)}`);
+      // The dashboard acts as Vic: /me, and a write, despite Mal's tossed session.
+      await page.goto(`${control}/`);
+      const seen = await page.evaluate(async () => {
+        const me = await (await fetch('/api/v1/me')).json();
+        const made = await fetch('/api/v1/workspaces', {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'tossed' }),
+        });
+        return { me: me.username, status: made.status, owner: (await made.json()).owner };
+      });
+      assert(seen.me === 'vic', `/api/v1/me answered ${seen.me}`);
+      assert(seen.status === 201 && seen.owner === 'vic', `workspace made as ${JSON.stringify(seen)}`);
+      const gone = await api('DELETE', '/workspaces/vic/tossed');
+      assert(gone.status === 204, `clean up: ${gone.status}`);
+      return `control saw vic; cookies in the jar: ${show}`;
+    } finally {
+      await context.close();
+      await api('DELETE', shareUrl);
+    }
+  });
+
+  await test('cross-origin: a page on carol\'s public app gets no form POST, no-cors POST or WebSocket through to admin\'s private app as admin', async () => {
+    // Carol, her workspace and agent (a real `berth agent` process), and her
+    // public app: the same little app, which serves the attack page too.
+    const made = await api('POST', '/users', {
+      username: 'carol', email: 'carol@example.com', password: 'carol-password', role: 'member',
+    });
+    assert(made.status === 201, `create carol: ${made.status} ${JSON.stringify(made.body)}`);
+    const login = await nodeApi(port, ca, token, 'POST', '/login', { username: 'carol', password: 'carol-password' });
+    const carol = (method, apiPath, body) => nodeApi(port, ca, login.body.token, method, apiPath, body);
+    assert((await carol('POST', '/workspaces', { name: 'lab' })).status === 201, 'carol\'s workspace');
+    const agent = await carol('POST', '/workspaces/carol/lab/agents', { name: 'main' });
+    assert(agent.status === 201, `carol's agent: ${agent.status} ${JSON.stringify(agent.body)}`);
+    carolAgent = spawn(
+      BERTH,
+      ['agent', '--url', `https://berth.localhost:${port}`, '--token', agent.body.agent_token, '--ca-file', caPem],
+      { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'ignore', DEBUG ? 'inherit' : 'ignore'] },
+    );
+    const shared = await carol('PUT', `/workspaces/carol/lab/agents/main/ports/${app.port}/share`, { level: 'public' });
+    assert(shared.status === 200, `carol shares: ${shared.status} ${JSON.stringify(shared.body)}`);
+    const carolHost = `${app.port}--main--lab--carol.berth.localhost`;
+    const carolUrl = `https://${carolHost}:${port}`;
+    const upBy = Date.now() + 15_000;
+    while ((await nodeGet(carolHost, port, ca, {}).catch(() => 0)) !== 200) {
+      assert(Date.now() < upBy, 'carol\'s agent never connected');
+      await sleep(100);
+    }
+    const docs = `https://docs--main--dev--admin.berth.localhost:${port}`;
+    const notes = [];
+    for (const [label, browser] of [['h2', h2], ['http/1.1', h1]]) {
+      const { context, page } = await newPage(browser, null, false);
+      try {
+        // Admin signs in on the private app (its cookie is host-only).
+        await page.goto(appUrl + '/');
+        await signIn(page, 'admin', adminPassword, appUrl + '/');
+        // Control: from admin's own other app (same owner), everything passes.
+        app.seen.length = 0;
+        await page.goto(`${docs}/attack?target=${encodeURIComponent(appUrl)}`);
+        const own = await page.evaluate(() => window.attack());
+        const fromDocs = app.seen.filter((r) => r.origin === docs);
+        for (const via of ['form', 'nocors', 'ws']) {
+          const r = fromDocs.find((r) => r.via === via);
+          assert(r && r.user === 'admin' && r.host === appHost, `[${label}] same owner ${via}: ${JSON.stringify(app.seen)}`);
+        }
+        assert(own.ws === 'read: secret?', `[${label}] same owner WebSocket: ${own.ws}`);
+        // The attack: carol's page, in the same browser.
+        app.seen.length = 0;
+        const res = await page.goto(`${carolUrl}/attack?target=${encodeURIComponent(appUrl)}`);
+        assert(res.status() === 200, `carol's page: ${res.status()}`);
+        const got = await page.evaluate(() => window.attack());
+        await sleep(300);
+        const reached = app.seen.filter((r) => r.host === appHost);
+        assert(reached.length === 0, `[${label}] reached admin's app from carol's page: ${JSON.stringify(reached)}`);
+        assert(got.ws === 'refused', `[${label}] carol's page and admin's WebSocket: ${got.ws}`);
+        // What the browser saw of it: berth's 403 page in the frame is not
+        // readable from carol's page; berth's log names the refusals.
+        notes.push(`${label}: form ${got.form}, no-cors ${got.nocors}, WebSocket ${got.ws}`);
+      } finally {
+        await context.close();
+      }
+    }
+    const refusals = berthLog.split('\n').filter((l) => l.includes('cross-origin request refused'));
+    assert(refusals.length >= 6, `berth logged ${refusals.length} refusals:\n${refusals.join('\n')}`);
+    // Carol leaves: her agent and workspace would show on admin's dashboard.
+    carolAgent.kill('SIGTERM');
+    const gone = await carol('DELETE', '/workspaces/carol/lab');
+    assert(gone.status === 204, `delete carol's workspace: ${gone.status}`);
+    return notes.join('; ');
   });
 
   await test('the audit log on the dashboard lists the link and the shares', async () => {

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_berth");
 /// `EX_CONFIG`-like exit code for configuration errors.
 const EXIT_CONFIG: i32 = 64;
 
 /// The binary with a clean environment (no `BERTH_*` from the caller).
-fn berth_cmd() -> Command {
+pub(crate) fn berth_cmd() -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
         if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" {
@@ -37,7 +37,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Sends SIGTERM (through the `kill` command) to `child`.
-async fn sigterm(child: &Child) {
+pub(crate) async fn sigterm(child: &Child) {
     let pid = child.id().expect("the child is running");
     let st = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -48,7 +48,7 @@ async fn sigterm(child: &Child) {
 }
 
 /// Collects a child's output in the background, so pipes never fill up.
-fn drain(r: impl AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<String> {
+pub(crate) fn drain(r: impl AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
         let mut out = String::new();
         let mut lines = BufReader::new(r).lines();
@@ -145,7 +145,7 @@ async fn help_names_every_flag_and_unknown_commands_fail() {
 
 /// Finds the sample of `name` whose labels contain `label` (if given) in
 /// a Prometheus text exposition, and returns its value.
-fn sample(metrics: &str, name: &str, label: Option<&str>) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, name: &str, label: Option<&str>) -> Option<f64> {
     metrics.lines().find_map(|l| {
         if l.starts_with('#') {
             return None;

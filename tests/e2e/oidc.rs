@@ -43,17 +43,39 @@ fn location(res: &Response) -> String {
     }
 }
 
+/// How a sign-in through the provider starts.
+enum Start<'a> {
+    /// `GET /signin/oidc`, going nowhere in particular.
+    Plain,
+    /// The sign-in page's button (a POST from control's own page), for
+    /// `(app URL, the app host's sign-in state)`: the visitor's own choice.
+    Button(&'a str, &'a str),
+    /// A link (`GET /signin/oidc?return_to=...&state=...`) that any page
+    /// may send a browser to.
+    Link(&'a str, &'a str),
+}
+
 /// Starts sign-in at berth, signs in at the provider as `login`, and returns
 /// berth's answer to the provider's redirect back (not followed further).
-async fn sso(b: &reqwest::Client, berth: &Berth, login: &str, return_to: Option<&str>) -> Response {
-    let start = match return_to {
-        Some(r) => berth.api_url(&format!(
-            "/signin/oidc?{}",
-            serde_urlencoded::to_string([("return_to", r)]).unwrap()
-        )),
-        None => berth.api_url("/signin/oidc"),
+async fn sso(b: &reqwest::Client, berth: &Berth, login: &str, start: Start<'_>) -> Response {
+    let res = match start {
+        Start::Button(return_to, state) => b
+            .post(berth.api_url("/signin/oidc"))
+            .header("origin", berth.api_url(""))
+            .form(&[("return_to", return_to), ("state", state)])
+            .send()
+            .await
+            .unwrap(),
+        Start::Link(return_to, state) => b
+            .get(berth.api_url(&format!(
+                "/signin/oidc?{}",
+                serde_urlencoded::to_string([("return_to", return_to), ("state", state)]).unwrap()
+            )))
+            .send()
+            .await
+            .unwrap(),
+        Start::Plain => b.get(berth.api_url("/signin/oidc")).send().await.unwrap(),
     };
-    let res = b.get(&start).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let auth = location(&res);
     for want in [
@@ -171,7 +193,7 @@ async fn sign_in_through_a_real_openid_provider() {
         .await
         .unwrap();
     assert!(form.contains("Sign in with Example SSO"), "{form}");
-    assert!(form.contains("href=\"/signin/oidc\""), "{form}");
+    assert!(form.contains("action=\"/signin/oidc\""), "{form}");
 
     // Alice has no berth account: she gets one (named from her address, in
     // the configured organization) and lands on the app she was going to.
@@ -192,7 +214,16 @@ async fn sign_in_through_a_real_openid_provider() {
     assert_eq!(s, 200, "{body}");
     let label = format!("{port}--main--dev--admin");
     let app_url = berth.app_url(&label, "/deep/page?q=1");
-    let res = sso(&b, &berth, "alice", Some(&app_url)).await;
+    // The app host sends her to sign in with its state (kept in her cookie jar).
+    let res = b
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let state = state_of(&location(&res));
+    let res = sso(&b, &berth, "alice", Start::Button(&app_url, &state)).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let back = location(&res);
     assert!(
@@ -243,10 +274,27 @@ async fn sign_in_through_a_real_openid_provider() {
         assert!(seen["headers"][h].is_null(), "{h}: {seen}");
     }
 
+    // A sign-in through a link (which any page can send a browser to, and
+    // which the provider may complete without a click) does not tell the
+    // admin's app who she is until she says so on berth's own page.
+    let b4 = browser(&berth);
+    let res = b4
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let state = state_of(&location(&res));
+    let res = sso(&b4, &berth, "alice", Start::Link(&app_url, &state)).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("action=\"/signin/continue\""), "{page}");
+    assert!(!page.contains("/_berth/auth/callback"), "{page}");
+
     // A second sign-in matches the same user; nobody new is created.
     let before = users(&berth).await.len();
     let b2 = browser(&berth);
-    let res = sso(&b2, &berth, "alice", None).await;
+    let res = sso(&b2, &berth, "alice", Start::Plain).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()[LOCATION], "/");
     assert_eq!(users(&berth).await.len(), before);
@@ -263,7 +311,7 @@ async fn sign_in_through_a_real_openid_provider() {
         .await;
     assert_eq!(s, 201, "{body}");
     let b3 = browser(&berth);
-    let res = sso(&b3, &berth, "carol", None).await;
+    let res = sso(&b3, &berth, "carol", Start::Plain).await;
     assert_eq!(res.status(), 303);
     let me = b3
         .get(berth.api_url("/api/v1/me"))
@@ -277,11 +325,11 @@ async fn sign_in_through_a_real_openid_provider() {
     assert_eq!(users(&berth).await.len(), before + 1);
 
     // Bob's address is outside the allowed domains; Eve's is unverified.
-    let res = sso(&browser(&berth), &berth, "bob", None).await;
+    let res = sso(&browser(&berth), &berth, "bob", Start::Plain).await;
     assert_eq!(res.status(), 403);
     let page = res.text().await.unwrap();
     assert!(page.contains("bob@other.org is not in a domain"), "{page}");
-    let res = sso(&browser(&berth), &berth, "eve", None).await;
+    let res = sso(&browser(&berth), &berth, "eve", Start::Plain).await;
     assert_eq!(res.status(), 403);
     assert!(res.text().await.unwrap().contains("has not verified"));
     let emails: Vec<Value> = users(&berth)
@@ -314,7 +362,7 @@ async fn forged_replayed_and_refused_callbacks_sign_nobody_in() {
 
     // With create_users off, an address no user has is refused.
     let b = browser(&berth);
-    let res = sso(&b, &berth, "alice", None).await;
+    let res = sso(&b, &berth, "alice", Start::Plain).await;
     assert_eq!(res.status(), 403);
     assert!(res
         .text()
@@ -336,7 +384,7 @@ async fn forged_replayed_and_refused_callbacks_sign_nobody_in() {
     assert_eq!(s, 201);
 
     // A callback URL is good once, in the browser that started it: the
-    // attacker's browser (no berth_oidc cookie) gets nothing from it, and a
+    // attacker's browser (no __Host-berth_oidc cookie) gets nothing from it, and a
     // tampered state is refused even with the cookie.
     let victim = browser(&berth);
     let start = victim
@@ -360,7 +408,7 @@ async fn forged_replayed_and_refused_callbacks_sign_nobody_in() {
 
     // A real code, carried to another browser: refused there.
     let carol = browser(&berth);
-    let res = sso(&carol, &berth, "carol", None).await;
+    let res = sso(&carol, &berth, "carol", Start::Plain).await;
     assert_eq!(res.status(), 303);
     assert!(signed_in(&carol).await);
     let attacker = browser(&berth);

@@ -298,6 +298,24 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         signin.starts_with(&berth.api_url("/signin?return_to=")),
         "{signin}"
     );
+    // The regional edge's sign-in state: in the URL, and in a cookie on its host.
+    let state_cookie = res.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        state_cookie.starts_with("__Host-berth_state="),
+        "{state_cookie}"
+    );
+    let state = reqwest::Url::parse(&signin)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
     let res = berth
         .client(true)
         .post(berth.api_url("/signin"))
@@ -305,6 +323,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
             ("username", "bob"),
             ("password", "bob-password"),
             ("return_to", url.as_str()),
+            ("state", state.as_str()),
         ])
         .send()
         .await
@@ -316,7 +335,9 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         callback.starts_with(&format!("{edge_origin}/_berth/auth/callback?code=")),
         "{callback}"
     );
-    let res = c.get(&callback).send().await.unwrap();
+    // Exchanged over HTTPS with control, with the browser's state.
+    let callback_with_state = || c.get(&callback).header(COOKIE, &state_cookie).send();
+    let res = callback_with_state().await.unwrap();
     assert_eq!(res.status(), 303);
     let app_cookie = res.headers()[SET_COOKIE]
         .to_str()
@@ -325,9 +346,9 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         .next()
         .unwrap()
         .to_owned();
-    assert!(app_cookie.starts_with("berth_app="), "{app_cookie}");
+    assert!(app_cookie.starts_with("__Host-berth_app="), "{app_cookie}");
     // A code works once.
-    assert_eq!(c.get(&callback).send().await.unwrap().status(), 401);
+    assert_eq!(callback_with_state().await.unwrap().status(), 401);
     let res = get(None, Some(&app_cookie)).await;
     assert_eq!(res.status(), 200);
     let seen: Value = res.json().await.unwrap();

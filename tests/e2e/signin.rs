@@ -1,5 +1,6 @@
 //! Browser sign-in on app hosts: redirect to control, one-time code bound to
-//! the host, host-only `berth_app` cookie, sign-out, open-redirect refusal.
+//! the host and the browser's sign-in state, host-only `__Host-berth_app`
+//! cookie, sign-out, open-redirect refusal.
 
 use crate::support::{apps, Berth};
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
@@ -55,7 +56,8 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
     let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "/page?x=1");
     let html = "text/html,application/xhtml+xml";
 
-    // 1. No session: 303 to the control plane's sign-in, carrying the way back.
+    // 1. No session: 303 to the control plane's sign-in, carrying the way
+    // back and this browser's sign-in state (also in a host-only cookie).
     let res = c.get(&app_url).header("accept", html).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let signin = location(res.headers());
@@ -63,12 +65,24 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
         signin.starts_with(&berth.api_url("/signin?return_to=")),
         "{signin}"
     );
+    let state_cookie = cookie(res.headers(), "__Host-berth_state");
+    let state = reqwest::Url::parse(&signin)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("a state in the sign-in URL");
+    assert_eq!(state.len(), 32, "{state}");
 
     // 2. The form (without [oidc], no single sign-on button, and its URL is 404).
     let res = c.get(&signin).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let form = res.text().await.unwrap();
     assert!(form.contains("name=\"return_to\""), "{form}");
+    assert!(
+        form.contains(&format!("name=\"state\" value=\"{state}\"")),
+        "{form}"
+    );
     assert!(!form.contains("/signin/oidc"), "{form}");
     let res = c.get(berth.api_url("/signin/oidc")).send().await.unwrap();
     assert_eq!(res.status(), 404);
@@ -80,6 +94,7 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
                 ("username", user),
                 ("password", pw),
                 ("return_to", app_url.as_str()),
+                ("state", state.as_str()),
             ])
             .send()
     };
@@ -88,7 +103,7 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
     // 4. Right password: session cookie on the control host, code for the app host.
     let res = post("bob", "bob-password").await.unwrap();
     assert_eq!(res.status(), 303);
-    let session = cookie(res.headers(), "berth_session");
+    let session = cookie(res.headers(), "__Host-berth_session");
     let callback = location(res.headers());
     let app_origin = berth.app_url(&format!("{port}--main--dev--admin"), "");
     assert!(
@@ -96,13 +111,25 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
         "{callback}"
     );
 
-    // 5. The callback sets berth_app and returns to the original path.
-    let res = c.get(&callback).send().await.unwrap();
+    // 5. The callback, in the browser holding the state, sets the app
+    // cookie and returns to the original path.
+    let res = c
+        .get(&callback)
+        .header(COOKIE, &state_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(location(res.headers()), "/page?x=1");
-    let app_cookie = cookie(res.headers(), "berth_app");
+    let app_cookie = cookie(res.headers(), "__Host-berth_app");
     // A code works once.
-    assert_eq!(c.get(&callback).send().await.unwrap().status(), 401);
+    let res = c
+        .get(&callback)
+        .header(COOKIE, &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
 
     // 6. The app, as bob, never seeing berth's cookies.
     let res = c
@@ -119,7 +146,8 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
     assert_eq!(body["headers"]["cookie"], "theme=dark");
 
     // 7. The cookie is bound to its host: another app host sends to sign-in,
-    // where the session makes it a single hop back with a new code.
+    // where the session makes it one question (the app is admin's, not
+    // bob's: it would learn who bob is) and one hop back with a new code.
     let other = berth.app_url(&format!("{}--main--dev--admin", port + 1), "/");
     let res = c
         .get(&other)
@@ -129,9 +157,22 @@ async fn a_browser_signs_in_once_and_lands_on_the_app() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
+    let signin = reqwest::Url::parse(&location(res.headers())).unwrap();
     let res = c
-        .get(location(res.headers()))
+        .get(signin.clone())
         .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("action=\"/signin/continue\""), "{page}");
+    let fields: Vec<(String, String)> = signin.query_pairs().into_owned().collect();
+    let res = c
+        .post(berth.api_url("/signin/continue"))
+        .header(COOKIE, &session)
+        .header("origin", berth.api_url(""))
+        .form(&fields)
         .send()
         .await
         .unwrap();
@@ -241,7 +282,7 @@ async fn the_dashboard_uses_the_session_and_refuses_cross_site_writes() {
         .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(location(res.headers()), "/");
-    let session = cookie(res.headers(), "berth_session");
+    let session = cookie(res.headers(), "__Host-berth_session");
     let res = c
         .get(berth.api_url("/"))
         .header(COOKIE, &session)

@@ -1,6 +1,7 @@
 //! The little apps that stand in for a developer's web server: an echo
 //! server that reports what it received, streams downloads, hashes uploads,
-//! sends server-sent events and echoes WebSocket messages.
+//! sends server-sent events, echoes WebSocket messages and reports the
+//! trailers it received.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -144,6 +145,23 @@ async fn handle(
                 .header("cache-control", "no-cache")
                 .body(BodyExt::boxed(StreamBody::new(stream)))
                 .unwrap()
+        }
+        "/trailers" => {
+            // What arrived after the body: the request's trailers.
+            let mut body = req.into_body();
+            let mut trailers = serde_json::Map::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    return Ok(full(StatusCode::BAD_REQUEST, "text/plain", "broken body"));
+                };
+                if let Some(t) = frame.trailers_ref() {
+                    for (k, v) in t {
+                        trailers.insert(k.as_str().to_owned(), v.to_str().unwrap_or("?").into());
+                    }
+                }
+            }
+            let out = serde_json::json!({"trailers": trailers});
+            full(StatusCode::OK, "application/json", out.to_string())
         }
         "/slow" => {
             let ms: u64 = query(&req, "ms")

@@ -63,6 +63,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// `server.trusted_proxies`.
     pub trusted_proxies: Vec<String>,
+    /// A config file's text (e.g. `[limits]` keys), read as `--config` would.
+    pub config: Option<String>,
 }
 
 impl Berth {
@@ -91,8 +93,15 @@ impl Berth {
             database_url: opts.database_url,
             ..Default::default()
         };
-        let mut cfg =
-            ServerConfig::resolve(FileConfig::default(), flags, RoleDefaults::DEV).unwrap();
+        let file = match &opts.config {
+            None => FileConfig::default(),
+            Some(text) => {
+                let path = dir.with_extension("toml");
+                std::fs::write(&path, text).unwrap();
+                FileConfig::load(Some(&path), []).unwrap()
+            }
+        };
+        let mut cfg = ServerConfig::resolve(file, flags, RoleDefaults::DEV).unwrap();
         if let Some(l) = opts.limits {
             cfg.limits = l;
         }

@@ -1,0 +1,167 @@
+//! The edge's half of browser sign-in on app hosts (SPEC section 3), and the
+//! reading of berth's cookies there.
+//!
+//! A browser without a session is sent to control's `/signin` with a fresh
+//! sign-in state: a random nonce in the URL and, signed, in a host-only
+//! `__Host-berth_state` cookie. Control binds the one-time code it mints to
+//! that state, and `/_berth/auth/callback` exchanges a code only together
+//! with the state in this browser's cookie, so a code that another user
+//! obtained (and sent this browser to) signs nobody in here.
+
+use super::pages::ErrorPage;
+use super::{see_other, Edge};
+use crate::auth::cookie::{self, Copies, Purpose};
+use crate::auth::{self, Visitor};
+use crate::catalog::{Change, Link};
+use axum::body::Body;
+use http::{HeaderMap, Response};
+
+/// Where the control plane sends a signed-in browser back with a code.
+pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
+
+/// The signed-in visitor of `__Host-berth_app` on `host`: every copy is
+/// verified (signature for this host, expiry, live session); one that fails
+/// never decides, and two different live sessions count as none.
+pub fn app_visitor(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<Visitor> {
+    let values = cookie::copies(headers, cookie::APP_COOKIE);
+    let id = cookie::decide(&values, |value| {
+        let id = edge
+            .signin
+            .key
+            .verify(Purpose::Session, value, host, now)
+            .ok()?;
+        edge.catalog.visitor_for_session(&id, now).map(|_| id)
+    })
+    .ok()?;
+    edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
+}
+
+/// The share link of `__Host-berth_share` on `host`, verified like
+/// [`app_visitor`]'s session; [`Copies::Invalid`] tells a visitor whose
+/// link has expired or was revoked from one who never had one.
+pub fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
+    let values = cookie::copies(headers, cookie::SHARE_COOKIE);
+    let found = cookie::decide(&values, |value| {
+        let id = edge
+            .signin
+            .key
+            .verify(Purpose::Share, value, host, now)
+            .ok()?;
+        edge.catalog.live_link(&id, now).map(|_| id)
+    });
+    match found {
+        Copies::One(id) => edge
+            .catalog
+            .live_link(&id, now)
+            .map_or(Copies::Invalid, Copies::One),
+        Copies::Absent => Copies::Absent,
+        Copies::Invalid => Copies::Invalid,
+        Copies::Ambiguous => Copies::Ambiguous,
+    }
+}
+
+/// The nonce of this browser's sign-in on `host`, from `__Host-berth_state`.
+fn state_of(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<String> {
+    let values = cookie::copies(headers, cookie::STATE_COOKIE);
+    cookie::decide(&values, |value| {
+        edge.signin
+            .key
+            .verify(Purpose::State, value, host, now)
+            .ok()
+    })
+    .ok()
+}
+
+/// Sends a browser without a session to the control plane's sign-in, which
+/// sends it back here to `return_to` (this host's URL) with a code. The
+/// sign-in state rides in the URL and in `__Host-berth_state`; a state
+/// the browser already holds for this host is kept (with a fresh expiry),
+/// so two tabs signing in at once do not undo each other.
+pub fn to_signin(
+    edge: &Edge,
+    headers: &HeaderMap,
+    host: &str,
+    return_to: &str,
+    now: i64,
+) -> Response<Body> {
+    let state = state_of(edge, headers, host, now).unwrap_or_else(auth::signin::new_state);
+    let ttl = auth::signin::STATE_TTL_SECS;
+    let value = edge
+        .signin
+        .key
+        .sign(Purpose::State, &state, host, now + ttl);
+    let query = serde_urlencoded::to_string([("return_to", return_to), ("state", &state)])
+        .expect("strings always encode");
+    see_other(
+        &format!("{}/signin?{query}", edge.signin.base_url),
+        Some(cookie::set_cookie(cookie::STATE_COOKIE, &value, ttl)),
+    )
+}
+
+/// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code,
+/// with this browser's sign-in state, for a host-only `__Host-berth_app`
+/// cookie that lasts as long as the session.
+pub async fn callback(
+    edge: &Edge,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    host: &str,
+) -> Result<Response<Body>, ErrorPage> {
+    #[derive(serde::Deserialize)]
+    struct Callback {
+        code: String,
+        #[serde(default)]
+        path: Option<String>,
+    }
+    let query: Option<Callback> = serde_urlencoded::from_str(uri.query().unwrap_or("")).ok();
+    let path = query
+        .as_ref()
+        .and_then(|q| q.path.as_deref())
+        .and_then(auth::signin::safe_path)
+        .unwrap_or("/")
+        .to_owned();
+    let refused = || ErrorPage::SigninAgain {
+        reason: "This sign-in link has expired, was already used, or was made for another browser"
+            .into(),
+        retry: path.clone(),
+    };
+    let cb = query.ok_or_else(refused)?;
+    let now = super::unix_now();
+    let Some(state) = state_of(edge, headers, host, now) else {
+        // Not started in this browser (or too long ago): whoever made the
+        // link, its code is not this browser's to use.
+        return Err(ErrorPage::SigninAgain {
+            reason: "This sign-in was not started in this browser, or took longer than 10 minutes"
+                .into(),
+            retry: path.clone(),
+        });
+    };
+    let session = edge
+        .control
+        .take_code(cb.code, host.to_owned(), state, now)
+        .await
+        .ok_or_else(refused)?;
+    // The session may not have reached a regional edge's catalog yet.
+    edge.catalog.apply(Change::Session(session.clone()));
+    let (_, session) = edge
+        .catalog
+        .visitor_for_session(&session.id, now)
+        .ok_or_else(refused)?;
+    let value = edge
+        .signin
+        .key
+        .sign(Purpose::Session, &session.id, host, session.expires_at);
+    let mut res = see_other(
+        &path,
+        Some(cookie::set_cookie(
+            cookie::APP_COOKIE,
+            &value,
+            session.expires_at - now,
+        )),
+    );
+    // The state is spent: a later code needs a new sign-in.
+    if let Ok(v) = http::HeaderValue::from_str(&cookie::clear_cookie(cookie::STATE_COOKIE)) {
+        res.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
