@@ -484,7 +484,7 @@ fn paths_in(
                     .find(|&j| is_punct(toks.get(j), ";"))
                     .unwrap_or(toks.len());
                 let mut trees = Vec::new();
-                use_tree(&toks[i + 1..end], &mut Vec::new(), &mut trees);
+                use_tree(&toks[i + 1..end], &[], &mut trees);
                 for p in trees {
                     if let Some(abs) = absolute(&p, &here, modules) {
                         out.push((line, abs));
@@ -571,12 +571,12 @@ fn matching_brace(toks: &[(usize, Tok)], open: usize) -> usize {
 }
 
 /// Expands a use tree (`a::{b, c::{self, d}}`) into its paths.
-fn use_tree(toks: &[(usize, Tok)], prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+fn use_tree(toks: &[(usize, Tok)], prefix: &[String], out: &mut Vec<Vec<String>>) {
     if toks.is_empty() {
         return;
     }
     let mut i = 0;
-    let mut path = prefix.clone();
+    let mut path = prefix.to_vec();
     while i < toks.len() {
         match &toks[i].1 {
             Tok::Word(w) if w == "as" => {
@@ -595,13 +595,13 @@ fn use_tree(toks: &[(usize, Tok)], prefix: &mut Vec<String>, out: &mut Vec<Vec<S
                         Tok::Punct("{") => depth += 1,
                         Tok::Punct("}") => depth -= 1,
                         Tok::Punct(",") if depth == 0 => {
-                            use_tree(&toks[start..j], &mut path.clone(), out);
+                            use_tree(&toks[start..j], &path, out);
                             start = j + 1;
                         }
                         _ => {}
                     }
                 }
-                use_tree(&toks[start..close], &mut path.clone(), out);
+                use_tree(&toks[start..close], &path, out);
                 return;
             }
             _ => {}
@@ -746,7 +746,7 @@ fn a_module_outside_the_table_is_named() {
 fn use_trees_expand() {
     let toks = tokens("crate::tunnel::{self, edge::{Tunnels, TunnelEvent as E}}, *");
     let mut out = Vec::new();
-    use_tree(&toks, &mut Vec::new(), &mut out);
+    use_tree(&toks, &[], &mut out);
     let shown: Vec<String> = out.iter().map(|p| p.join("::")).collect();
     assert_eq!(
         shown,
