@@ -2,8 +2,8 @@
 //! serves the tunnel (see [`crate::tunnel`]). It reconnects with jittered
 //! exponential back-off after any failure; nothing listens in the workspace.
 
-pub mod regions;
-pub mod scan;
+mod regions;
+mod scan;
 
 use crate::protocol::regions::{from_header, https_host_port, Candidate, CONTROL, REGIONS_HEADER};
 use crate::secret::Secret;

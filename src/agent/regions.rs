@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a connected agent measures the regions again.
-pub const REMEASURE_EVERY: Duration = Duration::from_secs(120);
+pub(crate) const REMEASURE_EVERY: Duration = Duration::from_secs(120);
 
 /// Whether to leave the current edge (handshake `here`, `None` if it did
 /// not answer) for one that answered in `best`: only when clearly nearer
 /// (25% and 2 ms faster), so that noise does not make agents flap.
-pub fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
+pub(crate) fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
     match here {
         None => true,
         Some(here) => best.mul_f64(1.25) + Duration::from_millis(2) < here,
@@ -26,12 +26,15 @@ pub fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
 }
 
 /// How long a handshake may take to count as reachable.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The candidates in the order to try them: with `pin`, only that one
 /// (reachable or not: pinning is a promise about where data flows);
 /// otherwise every reachable one, fastest first (ties keep list order).
-pub fn order(measured: Vec<(Candidate, Option<Duration>)>, pin: Option<&str>) -> Vec<Candidate> {
+pub(crate) fn order(
+    measured: Vec<(Candidate, Option<Duration>)>,
+    pin: Option<&str>,
+) -> Vec<Candidate> {
     if let Some(pin) = pin {
         return measured
             .into_iter()
@@ -49,7 +52,7 @@ pub fn order(measured: Vec<(Candidate, Option<Duration>)>, pin: Option<&str>) ->
 
 /// Times a TCP connect and TLS handshake to `url`; `None` if it fails or
 /// takes longer than [`PROBE_TIMEOUT`].
-pub async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration> {
+pub(crate) async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration> {
     let (host, port) = super::parse_url(url).ok()?;
     let started = Instant::now();
     let stream = tokio::time::timeout(PROBE_TIMEOUT, crate::tls::client::connect(&host, port, tls))
@@ -62,7 +65,7 @@ pub async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration
 
 /// Asks control at `url` for the healthy regions. `Ok(None)`: the server
 /// keeps no region list (an edge, or an older control): dial `url` itself.
-pub async fn fetch(
+pub(crate) async fn fetch(
     url: &str,
     token: &str,
     tls: Arc<rustls::ClientConfig>,

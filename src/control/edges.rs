@@ -29,7 +29,7 @@ fn now_unix() -> i64 {
 
 /// A regional edge, from `Authorization: Bearer berth_region_...` (checked
 /// against the store, so a deleted region is refused at once).
-pub struct EdgeCaller(pub RegionRow);
+pub(crate) struct EdgeCaller(pub RegionRow);
 
 impl FromRequestParts<ControlState> for EdgeCaller {
     type Rejection = ApiError;
@@ -57,7 +57,10 @@ impl FromRequestParts<ControlState> for EdgeCaller {
 }
 
 /// Tells an edge who it is and gives it the cookie key.
-pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCaller) -> Json<Hello> {
+pub(crate) async fn hello(
+    State(st): State<ControlState>,
+    EdgeCaller(region): EdgeCaller,
+) -> Json<Hello> {
     Json(Hello {
         url: region.url,
         region: region.name,
@@ -68,7 +71,7 @@ pub async fn hello(State(st): State<ControlState>, EdgeCaller(region): EdgeCalle
 }
 
 /// Records an edge's heartbeat, and which agents it holds tunnels of.
-pub async fn heartbeat(
+pub(crate) async fn heartbeat(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
     ApiJson(beat): ApiJson<Heartbeat>,
@@ -95,7 +98,7 @@ pub async fn heartbeat(
 /// is applied here (local writes and other replicas' alike), with a ping
 /// every few seconds. A watcher that falls too far behind is cut off and
 /// starts over with a new snapshot.
-pub async fn watch(
+pub(crate) async fn watch(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
 ) -> Result<Response, ApiError> {
@@ -154,7 +157,7 @@ pub async fn watch(
 /// Issues a certificate for the calling region's host and wildcard, signed
 /// by control's local CA (SPEC §6: in `self-signed` mode one `ca.pem`
 /// covers the whole deployment). 409 when control runs no local CA.
-pub async fn certificate(
+pub(crate) async fn certificate(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
 ) -> Result<Json<EdgeCertificate>, ApiError> {
@@ -208,7 +211,7 @@ pub async fn certificate(
 
 /// Redeems a share link for an edge: counts one use; 404 when it does not
 /// exist, expired, was revoked or is used up.
-pub async fn redeem(
+pub(crate) async fn redeem(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
     ApiJson(req): ApiJson<Redeem>,
@@ -230,7 +233,7 @@ pub async fn redeem(
 /// Exchanges a sign-in code for an edge: the session it stands for, or 404
 /// (unknown, used, expired, for another host or another browser's sign-in
 /// state, or a host outside the calling region's wildcard).
-pub async fn exchange(
+pub(crate) async fn exchange(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
     ApiJson(req): ApiJson<Exchange>,

@@ -35,7 +35,7 @@ pub(super) async fn holder_tunnels(
 }
 
 /// Forgets every tunnel of holder `me` (this process, shutting down).
-pub async fn forget_holder(st: &ControlState, me: &str) {
+pub(crate) async fn forget_holder(st: &ControlState, me: &str) {
     if let Err(e) = holder_tunnels(st, me, &[], now_unix()).await {
         tracing::warn!(error = %e, "cannot forget this process's tunnels");
     }
@@ -45,7 +45,7 @@ pub async fn forget_holder(st: &ControlState, me: &str) {
 /// `me`) current: at once when an agent arrives or leaves, and in full
 /// every [`HEARTBEAT_EVERY`], which also expires the records of holders
 /// that stopped refreshing theirs (an edge or replica that died).
-pub async fn track_local_tunnels(st: ControlState, tunnels: Arc<Tunnels>, me: String) {
+pub(crate) async fn track_local_tunnels(st: ControlState, tunnels: Arc<Tunnels>, me: String) {
     let mut events = tunnels.events();
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 /// `POST /share-links` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateLink {
+pub(crate) struct CreateLink {
     user: String,
     workspace: String,
     agent: String,
@@ -33,7 +33,7 @@ pub struct CreateLink {
 
 /// `POST /share-links` answer; the URL with its token is shown only here.
 #[derive(Serialize)]
-pub struct CreatedLink {
+pub(crate) struct CreatedLink {
     id: String,
     url: String,
     expires_at: String,
@@ -42,7 +42,7 @@ pub struct CreatedLink {
 
 /// A link as listed (without its token, which berth does not keep).
 #[derive(Serialize, Debug)]
-pub struct LinkJson {
+pub(crate) struct LinkJson {
     id: String,
     url: String,
     user: String,
@@ -93,7 +93,7 @@ fn link_json(st: &ControlState, row: LinkRow, now: i64) -> LinkJson {
 }
 
 /// Makes a share link.
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<ControlState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateLink>,
@@ -141,7 +141,7 @@ pub async fn create(
 }
 
 /// The caller's links (all of them for site admins).
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<ControlState>,
     caller: Caller,
 ) -> Result<Json<Vec<LinkJson>>, ApiError> {
@@ -154,7 +154,7 @@ pub async fn list(
 }
 
 /// Revokes a link: every visitor who redeemed it is cut off at once.
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -178,7 +178,7 @@ pub async fn revoke(
 /// Redeems a share-link token (one use counted in the store) and records
 /// `link.redeemed` in the audit log with the visitor's address and, for a
 /// regional edge, its region. `None` when the link is not live.
-pub async fn redeem_and_audit(
+pub(crate) async fn redeem_and_audit(
     store: &crate::store::Store,
     hash: &crate::auth::TokenHash,
     now: i64,

@@ -16,7 +16,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 /// A region is healthy while its edges' last heartbeat is this recent.
-pub const HEALTHY_WITHIN_SECS: i64 = 30;
+pub(crate) const HEALTHY_WITHIN_SECS: i64 = 30;
 
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -25,7 +25,7 @@ fn now_unix() -> i64 {
 /// `POST /regions` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRegion {
+pub(crate) struct CreateRegion {
     name: String,
     url: String,
     wildcard: String,
@@ -33,7 +33,7 @@ pub struct CreateRegion {
 
 /// A region as `GET /regions` shows it (SPEC §6).
 #[derive(Serialize, Debug)]
-pub struct RegionJson {
+pub(crate) struct RegionJson {
     name: String,
     url: String,
     wildcard: String,
@@ -65,14 +65,14 @@ impl RegionJson {
 
 /// `POST /regions` answer: the region and its token, shown once.
 #[derive(Serialize)]
-pub struct CreatedRegion {
+pub(crate) struct CreatedRegion {
     #[serde(flatten)]
     region: RegionJson,
     region_token: String,
 }
 
 /// Creates a region (admins only); its token is in the answer, once.
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<ControlState>,
     Admin(caller): Admin,
     ApiJson(req): ApiJson<CreateRegion>,
@@ -113,7 +113,7 @@ pub async fn create(
 
 /// Every region with its health (any signed-in user: the dashboard offers
 /// the nearest).
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<ControlState>,
     _caller: Caller,
 ) -> Result<Json<Vec<RegionJson>>, ApiError> {
@@ -127,7 +127,7 @@ pub async fn list(
 }
 
 /// Deletes a region (admins only); its edges are refused from then on.
-pub async fn delete(
+pub(crate) async fn delete(
     State(st): State<ControlState>,
     Admin(caller): Admin,
     ApiPath(name): ApiPath<String>,
@@ -145,7 +145,7 @@ fn is_healthy(r: &RegionRow, now: i64) -> bool {
 }
 
 /// How app URLs look in each healthy region, by name.
-pub fn healthy_app_urls(rows: Vec<RegionRow>) -> Vec<(String, super::AppUrls)> {
+pub(crate) fn healthy_app_urls(rows: Vec<RegionRow>) -> Vec<(String, super::AppUrls)> {
     let now = now_unix();
     rows.into_iter()
         .filter(|r| is_healthy(r, now))
@@ -157,7 +157,7 @@ pub fn healthy_app_urls(rows: Vec<RegionRow>) -> Vec<(String, super::AppUrls)> {
 }
 
 /// The regions whose edges sent a heartbeat lately, as agents see them.
-pub fn healthy(rows: Vec<RegionRow>) -> Vec<Candidate> {
+pub(crate) fn healthy(rows: Vec<RegionRow>) -> Vec<Candidate> {
     let now = now_unix();
     rows.into_iter()
         .filter(|r| is_healthy(r, now))
@@ -170,7 +170,7 @@ pub fn healthy(rows: Vec<RegionRow>) -> Vec<Candidate> {
 
 /// `GET /agent/regions`: the healthy regions, for an agent (its own token)
 /// choosing where to dial.
-pub async fn for_agent(
+pub(crate) async fn for_agent(
     State(st): State<ControlState>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Vec<Candidate>>, ApiError> {

@@ -6,16 +6,16 @@
 //! accepts agent tunnels, and every host under the wildcard goes through
 //! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
 
-pub mod body;
-pub mod connector;
+mod body;
+mod connector;
 pub mod cors;
 pub mod headers;
-pub mod pages;
-pub mod paths;
+mod pages;
+mod paths;
 pub mod proxy;
-pub mod relay;
-pub mod server;
-pub mod signin;
+pub(crate) mod relay;
+pub(crate) mod server;
+mod signin;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};

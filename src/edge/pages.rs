@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 /// Every way the edge refuses or fails a request on an app host.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ErrorPage {
+pub(crate) enum ErrorPage {
     /// 404: the host is outside every wildcard or its label is malformed;
     /// `reason` is the [`crate::host::HostError`] text.
     UnknownHost { reason: String },
@@ -50,7 +50,7 @@ struct Text {
 }
 
 impl ErrorPage {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
                 StatusCode::NOT_FOUND
@@ -70,7 +70,7 @@ impl ErrorPage {
     }
 
     /// The machine-readable `error` field.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ErrorPage::UnknownHost { .. } => "unknown_host",
             ErrorPage::NotFound => "not_found",
@@ -87,7 +87,7 @@ impl ErrorPage {
     }
 
     /// The human-readable `message` field: what went wrong and what to do.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let text = self.text();
         match text.hint {
             Some(hint) => format!("{} {hint}", text.explanation),
@@ -239,7 +239,7 @@ fn sentence(s: &str) -> String {
 
 /// True when the client takes HTML (a browser): an `Accept` media range of
 /// `text/html` without `q=0`.
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT)
         .iter()
@@ -303,7 +303,7 @@ fn json_body(page: &ErrorPage) -> String {
 }
 
 /// The response for `page`: an HTML page when `html`, else JSON.
-pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
+pub(crate) fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     let (body, content_type) = if html {
         (html_page(page), "text/html; charset=utf-8")
     } else {

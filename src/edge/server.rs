@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 const CLIENT_PING: Duration = Duration::from_secs(20);
 
 /// Serves `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     frontdoor: Arc<Frontdoor>,

@@ -17,12 +17,17 @@ use axum::body::Body;
 use http::{HeaderMap, Response};
 
 /// Where the control plane sends a signed-in browser back with a code.
-pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
+pub(crate) const CALLBACK_PATH: &str = "/_berth/auth/callback";
 
 /// The signed-in visitor of `__Host-berth_app` on `host`: every copy is
 /// verified (signature for this host, expiry, live session); one that fails
 /// never decides, and two different live sessions count as none.
-pub fn app_visitor(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<Visitor> {
+pub(crate) fn app_visitor(
+    edge: &Edge,
+    headers: &HeaderMap,
+    host: &str,
+    now: i64,
+) -> Option<Visitor> {
     let values = cookie::copies(headers, cookie::APP_COOKIE);
     let id = cookie::decide(&values, |value| {
         let id = edge
@@ -39,7 +44,7 @@ pub fn app_visitor(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Op
 /// The share link of `__Host-berth_share` on `host`, verified like
 /// [`app_visitor`]'s session; [`Copies::Invalid`] tells a visitor whose
 /// link has expired or was revoked from one who never had one.
-pub fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
+pub(crate) fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
     let values = cookie::copies(headers, cookie::SHARE_COOKIE);
     let found = cookie::decide(&values, |value| {
         let id = edge
@@ -77,7 +82,7 @@ fn state_of(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<St
 /// sign-in state rides in the URL and in `__Host-berth_state`; a state
 /// the browser already holds for this host is kept (with a fresh expiry),
 /// so two tabs signing in at once do not undo each other.
-pub fn to_signin(
+pub(crate) fn to_signin(
     edge: &Edge,
     headers: &HeaderMap,
     host: &str,
@@ -101,7 +106,7 @@ pub fn to_signin(
 /// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code,
 /// with this browser's sign-in state, for a host-only `__Host-berth_app`
 /// cookie that lasts as long as the session.
-pub async fn callback(
+pub(crate) async fn callback(
     edge: &Edge,
     uri: &http::Uri,
     headers: &HeaderMap,

@@ -11,7 +11,7 @@
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
 pub mod regional;
-pub mod server;
+mod server;
 
 pub use server::Server;
 

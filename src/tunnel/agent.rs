@@ -26,6 +26,13 @@ use tokio::net::TcpStream;
 /// streams before it closes.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(15);
 
+/// The hosts an agent dials by default, in order: apps that bind only one
+/// loopback family (Node's `localhost` is often `::1`) work too.
+pub const DEFAULT_UPSTREAM_HOSTS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
 /// How long the agent tries to reach a workspace port, unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -49,10 +56,7 @@ pub struct Upstream {
 impl Default for Upstream {
     fn default() -> Self {
         Upstream {
-            hosts: vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ],
+            hosts: DEFAULT_UPSTREAM_HOSTS.to_vec(),
             allow_ports: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }

@@ -129,7 +129,7 @@ impl Half {
 /// Copies `a` to `b` and `b` to `a` until both reach end of stream (each
 /// end is shut down for writing once its source ends), or either fails.
 /// Returns the bytes copied each way.
-pub async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+pub(crate) async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,

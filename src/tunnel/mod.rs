@@ -8,7 +8,7 @@
 //! tunnel's transport settings (windows, frames, pings) and timeouts.
 
 pub mod agent;
-pub mod copy;
+pub(crate) mod copy;
 pub mod edge;
 pub mod protocol;
 
