@@ -102,13 +102,7 @@ pub(crate) async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(name: &str) -> Candidate {
-        Candidate {
-            name: name.into(),
-            url: format!("https://{name}.example.com"),
-        }
-    }
+    use crate::protocol::regions::tests::c;
 
     #[test]
     fn agents_move_only_for_a_clearly_nearer_region() {

@@ -20,8 +20,9 @@ mod signin;
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
 use crate::catalog::{Catalog, Link, Session};
-use crate::config::Limits;
+use crate::config::{Limits, ServerConfig};
 use crate::host::Wildcard;
+use crate::protocol::edge_api::Exchange;
 use crate::telemetry::EdgeMetrics;
 use crate::tunnel::{self, edge::Tunnels};
 use axum::body::Body;
@@ -69,6 +70,10 @@ pub struct Peers {
     pub relay: Arc<relay::Relay>,
 }
 
+/// A [`ControlCalls`] answer: later, and `None` when control says no (or
+/// cannot be asked).
+pub type ControlAnswer<T> = futures_util::future::BoxFuture<'static, Option<T>>;
+
 /// What an edge asks of the control plane: in-process for the built-in edge,
 /// over HTTPS for a regional one.
 pub trait ControlCalls: Send + Sync + 'static {
@@ -76,32 +81,21 @@ pub trait ControlCalls: Send + Sync + 'static {
     /// seconds), for a visitor at `source` (for the audit log): counts one
     /// use and returns the link, or `None` when it does not exist, has
     /// expired, was revoked or is used up.
-    fn redeem(
-        &self,
-        hash: TokenHash,
-        now: i64,
-        source: std::net::IpAddr,
-    ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
+    fn redeem(&self, hash: TokenHash, now: i64, source: std::net::IpAddr) -> ControlAnswer<Link>;
 
-    /// Exchanges a one-time sign-in code minted for `host` and the sign-in
-    /// `state` of the browser presenting it for the session it stands for;
-    /// `None` if unknown, used, expired, or for another host or browser.
-    fn take_code(
-        &self,
-        code: String,
-        host: String,
-        state: String,
-        now: i64,
-    ) -> futures_util::future::BoxFuture<'static, Option<Session>>;
+    /// Exchanges a one-time sign-in code minted for its host and the
+    /// sign-in state of the browser presenting it for the session it stands
+    /// for; `None` if unknown, used, expired, or for another host or browser.
+    fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session>;
 }
 
 impl Edge {
-    /// An edge over `catalog` and `tunnels`.
+    /// An edge over `catalog` and `tunnels`, serving `cfg.wildcard` within
+    /// `cfg.limits`.
     pub fn new(
         catalog: Arc<Catalog>,
         tunnels: Arc<Tunnels>,
-        wildcard: Wildcard,
-        limits: Limits,
+        cfg: &ServerConfig,
         metrics: EdgeMetrics,
         signin: Arc<SignIn>,
         Peers { control, relay }: Peers,
@@ -119,8 +113,8 @@ impl Edge {
         Edge {
             catalog,
             tunnels,
-            wildcard,
-            limits,
+            wildcard: cfg.wildcard.clone(),
+            limits: cfg.limits.clone(),
             metrics,
             signin,
             control,

@@ -13,6 +13,7 @@ use super::{see_other, Edge};
 use crate::auth::cookie::{self, Copies, Purpose};
 use crate::auth::{self, Visitor};
 use crate::catalog::{Change, Link};
+use crate::protocol::edge_api::Exchange;
 use axum::body::Body;
 use http::{HeaderMap, Response};
 
@@ -143,7 +144,14 @@ pub(crate) async fn callback(
     };
     let session = edge
         .control
-        .take_code(cb.code, host.to_owned(), state, now)
+        .take_code(
+            Exchange {
+                code: cb.code,
+                host: host.to_owned(),
+                state,
+            },
+            now,
+        )
         .await
         .ok_or_else(refused)?;
     // The session may not have reached a regional edge's catalog yet.

@@ -79,10 +79,11 @@ pub fn https_host_port(url: &str) -> Option<(String, u16)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn c(name: &str) -> Candidate {
+    /// `name` at `https://{name}.example.com`.
+    pub(crate) fn c(name: &str) -> Candidate {
         Candidate {
             name: name.into(),
             url: format!("https://{name}.example.com"),

@@ -19,8 +19,10 @@ use crate::catalog::Catalog;
 use crate::config::ServerConfig;
 use crate::edge::{self, Edge};
 use crate::store::StoreError;
+use crate::telemetry;
 use crate::tls;
 use crate::tunnel::edge::Tunnels;
+use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +94,80 @@ pub(crate) async fn move_agents_then(
     let (asked, left) = edge.tunnels.move_all(limit, elsewhere).await;
     if asked > 0 {
         tracing::info!(agents = asked, moved = left, took = ?started.elapsed(), "asked the agents to move to another region");
+    }
+}
+
+/// The shutdown, as many tasks wait for it: begun once the `shutdown`
+/// future given to a server's `run` has resolved.
+#[derive(Clone)]
+pub(crate) struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Begins when `shutdown` resolves.
+    pub(crate) fn after(shutdown: impl Future<Output = ()> + Send + 'static) -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// Resolves once the shutdown has begun.
+    pub(crate) fn begun(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// What a built server serves with: its listeners, TLS and front door, and
+/// the metrics its admin listener shows.
+pub(crate) struct Serving {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    pub(crate) frontdoor: Arc<edge::Frontdoor>,
+    registry: Arc<Registry>,
+    admin: Option<TcpListener>,
+}
+
+impl Serving {
+    /// What `build` bound and made, ready to serve.
+    pub(crate) fn new(
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        tls: Arc<rustls::ServerConfig>,
+        frontdoor: Arc<edge::Frontdoor>,
+        registry: Registry,
+    ) -> Serving {
+        Serving {
+            listener,
+            tls,
+            frontdoor,
+            registry: Arc::new(registry),
+            admin,
+        }
+    }
+
+    /// Serves `/metrics` on the admin listener (if bound) and the front door
+    /// until `stop` has begun and the agents connected here have moved
+    /// elsewhere ([`move_agents_then`]), then drains.
+    pub(crate) async fn serve(self, stop: &Stop) {
+        if let Some(admin) = self.admin {
+            telemetry::serve_admin(admin, self.registry, stop.begun());
+        }
+        let edge = self.frontdoor.edge.clone();
+        let limits = edge.limits.clone();
+        let moved = move_agents_then(stop.begun(), edge, &limits);
+        edge::server::serve(
+            self.listener,
+            self.tls,
+            self.frontdoor,
+            limits.clone(),
+            moved,
+        )
+        .await;
     }
 }
 

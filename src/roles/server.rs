@@ -2,7 +2,7 @@
 //! built-in edge on one TLS listener; `dev` adds an in-process agent for
 //! this machine's loopback ports.
 
-use super::{bind, create_private_dir, leaf_names, move_agents_then, spawn_sweeper, StartError};
+use super::{bind, create_private_dir, leaf_names, spawn_sweeper, Serving, StartError, Stop};
 use crate::agent::{self, AgentConfig};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
@@ -12,7 +12,8 @@ use crate::catalog::{Catalog, Session};
 use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
 use crate::edge::relay::Relay;
-use crate::edge::{self, ControlCalls, Edge, Frontdoor};
+use crate::edge::{self, ControlAnswer, ControlCalls, Edge, Frontdoor};
+use crate::protocol::edge_api::Exchange;
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
@@ -23,7 +24,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// How often the region list told to agents is read again.
 const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
@@ -39,12 +39,7 @@ struct LocalControl {
 }
 
 impl ControlCalls for LocalControl {
-    fn redeem(
-        &self,
-        hash: TokenHash,
-        now: i64,
-        source: std::net::IpAddr,
-    ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
+    fn redeem(&self, hash: TokenHash, now: i64, source: std::net::IpAddr) -> ControlAnswer<Link> {
         let store = self.store.clone();
         Box::pin(async move {
             control::links::redeem_and_audit(&store, &hash, now, &source.to_string(), None)
@@ -56,17 +51,11 @@ impl ControlCalls for LocalControl {
         })
     }
 
-    fn take_code(
-        &self,
-        code: String,
-        host: String,
-        state: String,
-        now: i64,
-    ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
+    fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session> {
         let session = self
             .signin
             .codes
-            .take(&code, &host, &state, now)
+            .take(&code.code, &code.host, &code.state, now)
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })
@@ -110,11 +99,7 @@ impl Presence for LocalPresence {
 /// A built server, bound and ready to run.
 pub struct Server {
     cfg: ServerConfig,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    frontdoor: Arc<Frontdoor>,
-    registry: Arc<Registry>,
-    admin: Option<TcpListener>,
+    serving: Serving,
     /// The admin listener's address (`/metrics`), if it runs.
     pub admin_addr: Option<SocketAddr>,
     /// The public address actually bound.
@@ -216,8 +201,7 @@ impl Server {
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
-            cfg.wildcard.clone(),
-            cfg.limits.clone(),
+            &cfg,
             metrics,
             signin.clone(),
             edge::Peers {
@@ -269,11 +253,7 @@ impl Server {
         });
         Ok(Server {
             state,
-            listener,
-            tls: tls_config,
-            frontdoor,
-            registry: Arc::new(registry),
-            admin,
+            serving: Serving::new(listener, admin, tls_config, frontdoor, registry),
             admin_addr,
             local_addr,
             dev_agent_token: boot.dev_agent_token,
@@ -303,19 +283,10 @@ impl Server {
     /// also runs the local agent against this very listener, through a real
     /// TLS tunnel like any other agent.
     pub async fn run(
-        mut self,
+        self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        if let Some(listener) = self.admin.take() {
-            telemetry::serve_admin(listener, self.registry.clone(), stopped());
-        }
+        let stop = Stop::after(shutdown);
         if let Some(token) = self.dev_agent_token.clone() {
             let cfg = AgentConfig {
                 url: format!(
@@ -332,19 +303,15 @@ impl Server {
                 region: Some(crate::protocol::regions::CONTROL.into()),
                 standby: false,
             };
-            let stop = stopped();
+            let stop = stop.begun();
             tokio::spawn(async move {
                 if let Err(e) = agent::run(cfg, stop).await {
                     tracing::error!(error = %e, "local agent stopped");
                 }
             });
         }
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
         if let Some(acme) = self.acme.clone() {
-            tokio::spawn(acme.run(stopped()));
+            tokio::spawn(acme.run(stop.begun()));
         }
         if let TlsMode::Files {
             cert_file,
@@ -356,7 +323,7 @@ impl Server {
                 key_file.clone(),
                 self.certs.clone(),
                 tls::files::WATCH_INTERVAL,
-                stopped(),
+                stop.begun(),
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
@@ -368,7 +335,7 @@ impl Server {
             self.cfg.relay_url(),
         ));
         // The healthy regions, told to agents as their tunnels open.
-        let (store, directory) = (self.store.clone(), self.frontdoor.regions.clone());
+        let (store, directory) = (self.store.clone(), self.serving.frontdoor.regions.clone());
         let regions_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REGIONS_REFRESH);
             loop {
@@ -383,15 +350,7 @@ impl Server {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
         let follower = tokio::spawn(async move { store.follow_changes(&catalog).await });
         let tunnels = self.tunnels.clone();
-        let edge = self.frontdoor.edge.clone();
-        edge::server::serve(
-            self.listener,
-            self.tls,
-            self.frontdoor,
-            self.cfg.limits.clone(),
-            move_agents_then(stopped(), edge, &self.cfg.limits),
-        )
-        .await;
+        self.serving.serve(&stop).await;
         follower.abort();
         regions_task.abort();
         sweeper.abort();

@@ -5,7 +5,7 @@
 
 use crate::auth::TokenHash;
 use crate::catalog::{Link, Session};
-use crate::edge::ControlCalls;
+use crate::edge::{ControlAnswer, ControlCalls};
 use crate::protocol::edge_api::{self, EdgeCertificate, Exchange, Hello, Redeem};
 use crate::protocol::API_ROOT;
 use crate::secret::Secret;
@@ -211,12 +211,7 @@ impl ControlClient {
 pub(super) struct RemoteControl(pub(super) ControlClient);
 
 impl ControlCalls for RemoteControl {
-    fn redeem(
-        &self,
-        hash: TokenHash,
-        _now: i64,
-        source: std::net::IpAddr,
-    ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
+    fn redeem(&self, hash: TokenHash, _now: i64, source: std::net::IpAddr) -> ControlAnswer<Link> {
         let client = self.0.clone();
         Box::pin(async move {
             let body = serde_json::to_value(Redeem {
@@ -234,17 +229,10 @@ impl ControlCalls for RemoteControl {
         })
     }
 
-    fn take_code(
-        &self,
-        code: String,
-        host: String,
-        state: String,
-        _now: i64,
-    ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
+    fn take_code(&self, code: Exchange, _now: i64) -> ControlAnswer<Session> {
         let client = self.0.clone();
         Box::pin(async move {
-            let body =
-                serde_json::to_value(Exchange { code, host, state }).expect("JSON serializes");
+            let body = serde_json::to_value(code).expect("JSON serializes");
             client
                 .call::<Session>(Method::POST, edge_api::EXCHANGE, Some(body))
                 .await

@@ -19,7 +19,7 @@ mod follow;
 pub use certs::{renew_if_due, renewal_due};
 pub use client::{ControlClient, ControlLink};
 
-use super::StartError;
+use super::{Serving, StartError, Stop};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
 use crate::catalog::Catalog;
@@ -36,16 +36,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// A built regional edge, bound and ready to run.
 pub struct RegionalEdge {
     cfg: ServerConfig,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    frontdoor: Arc<Frontdoor>,
-    registry: Arc<Registry>,
-    admin: Option<TcpListener>,
+    serving: Serving,
     /// The link to control.
     pub client: ControlClient,
     /// The certificate served (replaced when renewed).
@@ -151,8 +146,7 @@ impl RegionalEdge {
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
-            cfg.wildcard.clone(),
-            cfg.limits.clone(),
+            &cfg,
             metrics,
             signin,
             crate::edge::Peers {
@@ -174,11 +168,7 @@ impl RegionalEdge {
         }
         Ok(RegionalEdge {
             cfg,
-            listener,
-            tls: tls_config,
-            frontdoor,
-            registry: Arc::new(registry),
-            admin,
+            serving: Serving::new(listener, admin, tls_config, frontdoor, registry),
             client,
             certs,
             pending_cert,
@@ -192,21 +182,8 @@ impl RegionalEdge {
     }
 
     /// Serves until `shutdown` resolves, then drains.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        if let Some(listener) = self.admin.take() {
-            telemetry::serve_admin(listener, self.registry.clone(), stopped());
-        }
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let stop = Stop::after(shutdown);
         let follower = tokio::spawn(follow::follow(
             self.client.clone(),
             self.catalog.clone(),
@@ -225,15 +202,7 @@ impl RegionalEdge {
                 self.pending_cert,
             ))
         });
-        let edge = self.frontdoor.edge.clone();
-        crate::edge::server::serve(
-            self.listener,
-            self.tls,
-            self.frontdoor,
-            self.cfg.limits.clone(),
-            super::move_agents_then(stopped(), edge, &self.cfg.limits),
-        )
-        .await;
+        self.serving.serve(&stop).await;
         follower.abort();
         heart.abort();
         sweeper.abort();
