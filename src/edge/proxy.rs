@@ -6,7 +6,7 @@
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{body::Counted, headers, relay, request_host, Edge};
+use super::{body::Counted, framing, headers, relay, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Change, Cors, Protocol, Resolved};
 use crate::host::{self, Service};
@@ -61,6 +61,11 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
+    framing::check_request(req.version(), req.method(), req.uri(), req.headers()).map_err(|e| {
+        ErrorPage::BadRequest {
+            reason: e.to_string(),
+        }
+    })?;
     if req.uri().path() == CALLBACK_PATH {
         return signin_callback(edge, &req, &host_header).await;
     }
@@ -242,6 +247,7 @@ async fn forward(
             upgrade,
         },
     );
+    framing::canonical_content_length(&mut parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -266,7 +272,7 @@ async fn forward(
         });
     }
     let body_in = Counted::new(
-        body,
+        http_body_util::BodyExt::map_err(body, framing::ClientBodyError::new),
         edge.metrics
             .bytes
             .get_or_create(&DirectionLabel { direction: "in" })
@@ -536,6 +542,11 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
 
 /// Maps a failed upstream request to the page that explains it.
 fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
+    if let Some(client) = framing::client_fault(err) {
+        return ErrorPage::BadRequest {
+            reason: client.to_string(),
+        };
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(ce) = e.downcast_ref::<ConnectError>() {
