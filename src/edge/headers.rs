@@ -52,9 +52,20 @@ fn bearer(v: &str) -> Option<&str> {
 }
 
 /// True if the request asks to switch protocols (`Connection: upgrade` and an
-/// `Upgrade` header).
+/// `Upgrade` header). An upgrade to `h2c` is not one the edge passes on: the
+/// app would then read HTTP/2 requests straight from the client, past the
+/// edge's header rewriting (h2c smuggling; RFC 9113 retired the upgrade), so
+/// the request goes to the app as a plain request with the upgrade dropped.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+    let h2c = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|p| {
+            let p = p.trim_ascii_start();
+            p.len() >= 3 && p[..3].eq_ignore_ascii_case(b"h2c")
+        });
+    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade") && !h2c
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -435,6 +446,22 @@ mod tests {
         assert!(!is_upgrade(&h));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn an_upgrade_to_h2c_is_never_passed_on() {
+        for upgrade in ["h2c", "H2C", "websocket, h2c", " h2c-14", "h2c\t"] {
+            let mut h = map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", upgrade),
+                ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+            ]);
+            assert!(!is_upgrade(&h), "{upgrade:?}");
+            strip_hop_by_hop(&mut h, false);
+            assert!(h.is_empty(), "{upgrade:?}: {h:?}");
+        }
+        let h = map(&[("connection", "upgrade"), ("upgrade", "websocketh2c")]);
+        assert!(is_upgrade(&h));
     }
 
     #[test]
