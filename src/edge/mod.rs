@@ -9,6 +9,7 @@
 pub mod body;
 pub mod connector;
 pub mod cors;
+pub mod framing;
 pub mod headers;
 pub mod pages;
 pub mod paths;

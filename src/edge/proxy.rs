@@ -7,7 +7,7 @@ use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{headers, paths, relay, request_host, signin, Edge};
+use super::{framing, headers, paths, relay, request_host, signin, Edge};
 use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Cors, Protocol, Resolved};
@@ -64,6 +64,11 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
+    framing::check_request(req.version(), req.method(), req.uri(), req.headers()).map_err(|e| {
+        ErrorPage::BadRequest {
+            reason: e.to_string(),
+        }
+    })?;
     if req.uri().path() == signin::CALLBACK_PATH {
         let host = super::bare_host(&host_header);
         return signin::callback(edge, req.uri(), req.headers(), host).await;
@@ -246,6 +251,7 @@ async fn forward(
             upgrade,
         },
     );
+    framing::canonical_content_length(&mut parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -270,7 +276,7 @@ async fn forward(
         });
     }
     let body_in = Counted::new(
-        body,
+        http_body_util::BodyExt::map_err(body, framing::ClientBodyError::new),
         edge.metrics
             .bytes
             .get_or_create(&DirectionLabel { direction: "in" })
@@ -530,6 +536,11 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
 
 /// Maps a failed upstream request to the page that explains it.
 fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
+    if let Some(client) = framing::client_fault(err) {
+        return ErrorPage::BadRequest {
+            reason: client.to_string(),
+        };
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(ce) = e.downcast_ref::<ConnectError>() {

@@ -45,6 +45,12 @@ pub async fn serve(
         .initial_connection_window_size(4 * 1024 * 1024)
         .keep_alive_interval(CLIENT_PING)
         .keep_alive_timeout(Duration::from_secs(20));
+    // ALPN decides the protocol: a connection that agreed on `h2` is served
+    // as HTTP/2 only, so a client that then sends something other than the
+    // HTTP/2 preface gets a connection error, not an HTTP/1.1 answer (RFC 9113
+    // §3.4). Without ALPN (or with `http/1.1`) the auto builder reads the
+    // first bytes, as before.
+    let h2_only = Arc::new(builder.clone().http2_only());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     // Every connection's task, so that those still open when the grace
@@ -74,6 +80,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let frontdoor = frontdoor.clone();
         let builder = builder.clone();
+        let h2_only = h2_only.clone();
         let handshake_timeout = limits.header_read_timeout;
         let watcher = graceful.watcher();
         connections.spawn(async move {
@@ -93,8 +100,22 @@ pub async fn serve(
                 let frontdoor = frontdoor.clone();
                 async move { Ok::<_, std::convert::Infallible>(frontdoor.handle(req, peer).await) }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls);
+            let ended = if h2 {
+                watcher
+                    .watch(h2_only.serve_connection(io, service).into_owned())
+                    .await
+            } else {
+                watcher
+                    .watch(
+                        builder
+                            .serve_connection_with_upgrades(io, service)
+                            .into_owned(),
+                    )
+                    .await
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

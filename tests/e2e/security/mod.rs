@@ -7,3 +7,4 @@ mod bruteforce;
 mod cookies;
 mod csrf;
 mod dev_process;
+mod smuggling;
