@@ -186,7 +186,8 @@ impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         if relay::is_relay(&req) {
-            return relay::accept(&self.edge.relay, &self.edge.tunnels, req).await;
+            let stall = Some(self.edge.limits.client_write_timeout);
+            return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;
         }
         // Behind a trusted load balancer, the client is who it says it saw.
         let peer = if self.trusted_proxies.is_empty() {

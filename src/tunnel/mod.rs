@@ -39,6 +39,7 @@
 pub mod agent;
 pub mod copy;
 pub mod edge;
+pub mod stall;
 
 use crate::agent::scan::ListeningPort;
 use serde::{Deserialize, Serialize};
