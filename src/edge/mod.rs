@@ -10,11 +10,13 @@ pub mod body;
 pub mod connector;
 pub mod cors;
 pub mod headers;
+pub mod hops;
 pub mod pages;
 pub mod proxy;
 pub mod regional;
 pub mod relay;
 pub mod server;
+pub mod streams;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
@@ -55,6 +57,10 @@ pub struct Edge {
     pub control: Arc<dyn ControlCalls>,
     /// Links to the other servers holding agent tunnels.
     pub relay: Arc<relay::Relay>,
+    /// Streams in flight per agent (`limits.max_streams_per_agent`).
+    pub streams: Arc<streams::AgentStreams>,
+    /// This process's mark on the requests it forwards (loop detection).
+    pub mark: hops::Mark,
     client: Client<TunnelConnector, Body>,
 }
 
@@ -115,6 +121,8 @@ impl Edge {
             catalog,
             tunnels,
             wildcard,
+            streams: streams::AgentStreams::new(limits.max_streams_per_agent),
+            mark: hops::Mark::random(),
             limits,
             metrics,
             signin,

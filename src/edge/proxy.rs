@@ -199,6 +199,7 @@ async fn forward(
         Route::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
+    edge.mark.check(req.headers(), port)?;
 
     // Phase 4: which way to the agent? Its tunnel here, or a relay to the
     // server that has it.
@@ -230,6 +231,7 @@ async fn forward(
     let upgrade =
         h2_websocket || (req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let stall = super::streams::stall_timeout(edge, req.version());
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(
@@ -242,6 +244,7 @@ async fn forward(
             upgrade,
         },
     );
+    edge.mark.stamp(&mut parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -274,6 +277,7 @@ async fn forward(
     );
     let up_req = Request::from_parts(parts, Body::new(body_in));
 
+    let permit = edge.streams.acquire(agent_id)?;
     let sent = Instant::now();
     let result =
         tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req)).await;
@@ -297,13 +301,16 @@ async fn forward(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let stall = Some(edge.limits.client_write_timeout);
         tokio::spawn(async move {
+            let _permit = permit;
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ = crate::tunnel::copy::bidirectional(
+            let _ = crate::tunnel::copy::bidirectional_with_stall(
                 &mut TokioIo::new(client),
                 &mut TokioIo::new(app),
+                stall,
             )
             .await;
         });
@@ -326,10 +333,8 @@ async fn forward(
         .bytes
         .get_or_create(&DirectionLabel { direction: "out" })
         .clone();
-    Ok(Response::from_parts(
-        parts,
-        Body::new(Counted::new(body, out)),
-    ))
+    let body = super::streams::guard(Counted::new(body, out), permit, stall);
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// Seconds since the Unix epoch.
@@ -545,6 +550,7 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
                 },
                 ConnectError::Open(OpenError::Refused { port, refusal }) => match refusal {
                     Refusal::NotAllowed => ErrorPage::PortNotAllowed { port: *port },
+                    Refusal::Loop => ErrorPage::Loop { port: *port },
                     Refusal::Refused | Refusal::Timeout | Refusal::Unreachable => {
                         ErrorPage::PortClosed { port: *port }
                     }

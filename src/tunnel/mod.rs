@@ -122,6 +122,10 @@ pub enum Refusal {
     Timeout,
     /// The agent's `--allow-ports` excludes the port.
     NotAllowed,
+    /// The port is the edge's own listener, reached over loopback: the
+    /// request would come back to the edge (an older edge shows it as
+    /// unreachable).
+    Loop,
     /// Any other dial failure.
     Unreachable,
 }
@@ -133,6 +137,7 @@ impl Refusal {
             Refusal::Refused => "refused",
             Refusal::Timeout => "timeout",
             Refusal::NotAllowed => "not-allowed",
+            Refusal::Loop => "loop",
             Refusal::Unreachable => "unreachable",
         }
     }
@@ -142,6 +147,7 @@ impl Refusal {
             "refused" => Refusal::Refused,
             "timeout" => Refusal::Timeout,
             "not-allowed" => Refusal::NotAllowed,
+            "loop" => Refusal::Loop,
             _ => Refusal::Unreachable,
         }
     }
