@@ -1,0 +1,3 @@
+//! Attacks on berth, one file per topic.
+
+mod stall;
