@@ -31,10 +31,44 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// Largest request head accepted from a client.
     pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-    /// Simultaneous client connections per listener.
+    /// The most simultaneous client connections per listener by default,
+    /// however high the open-files limit (idle TLS connections cost tens of
+    /// KiB each; 20,000 of them a few hundred MiB). See [`max_connections`].
     pub const MAX_CONNECTIONS: usize = 20_000;
     /// Concurrent HTTP/2 streams per client connection.
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
+    /// Requests in flight (and open WebSockets) per agent at one edge,
+    /// beyond which it answers 503: 20,000 pending requests to an app that
+    /// never answers cost ~430 MiB, so 1,000 cost ~21 MiB.
+    pub const MAX_STREAMS_PER_AGENT: usize = 1_000;
+    /// A client that takes none of the bytes waiting for it for this long
+    /// is dropped (nginx's `send_timeout` is 60 s too); the tunnel stream
+    /// it held is released.
+    pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The default `limits.max_connections` under an open-files limit of
+    /// `open_files` (after berth raised its soft limit to the hard one):
+    /// room is kept for what else the process opens (the in-process agent's
+    /// connections to apps, relay links, the database, log files): a fifth
+    /// of the limit, at least 1,024 but at most half. Never above
+    /// [`MAX_CONNECTIONS`]. With the limit itself as the cap (as before),
+    /// `accept` failed with EMFILE before the cap was reached.
+    pub fn max_connections(open_files: u64) -> usize {
+        let headroom = (open_files / 5).max(1024).min(open_files / 2);
+        let n = open_files.saturating_sub(headroom).max(1);
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(MAX_CONNECTIONS)
+    }
+
+    /// The process's soft open-files limit (`u64::MAX` where unknown).
+    pub fn open_files_limit() -> u64 {
+        #[cfg(unix)]
+        if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            return soft;
+        }
+        u64::MAX
+    }
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
     /// Password sign-in attempts per minute, per source address and per user name.
@@ -207,6 +241,8 @@ pub struct LimitsSection {
     pub max_header_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
+    pub max_streams_per_agent: Option<usize>,
+    pub client_write_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
     /// Password sign-in attempts per minute, per source address and per
     /// user name (default 10).
@@ -249,6 +285,8 @@ const KEYS: &[(&str, &str)] = &[
     ("limits", "max_header_bytes"),
     ("limits", "max_connections"),
     ("limits", "max_concurrent_streams"),
+    ("limits", "max_streams_per_agent"),
+    ("limits", "client_write_timeout_secs"),
     ("limits", "shutdown_grace_secs"),
     ("limits", "login_per_minute"),
     ("limits", "login_burst"),
@@ -396,8 +434,16 @@ pub struct Limits {
     pub connect_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Client connections per listener; the default depends on the
+    /// open-files limit ([`defaults::max_connections`]).
     pub max_connections: usize,
+    /// HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
+    /// Requests in flight and open upgraded connections per agent.
+    pub max_streams_per_agent: usize,
+    /// A client (or, at the agent, an app) that takes none of the bytes
+    /// waiting for it for this long is dropped.
+    pub client_write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -408,8 +454,10 @@ impl Default for Limits {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             max_header_bytes: defaults::MAX_HEADER_BYTES,
-            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections: defaults::max_connections(defaults::open_files_limit()),
             max_concurrent_streams: defaults::MAX_CONCURRENT_STREAMS,
+            max_streams_per_agent: defaults::MAX_STREAMS_PER_AGENT,
+            client_write_timeout: defaults::CLIENT_WRITE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
     }
@@ -868,6 +916,20 @@ impl ServerConfig {
                 }
                 n => n.unwrap_or(d.max_concurrent_streams),
             },
+            max_streams_per_agent: match l.max_streams_per_agent {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: "limits.max_streams_per_agent",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                n => n.unwrap_or(d.max_streams_per_agent),
+            },
+            client_write_timeout: secs(
+                "limits.client_write_timeout_secs",
+                l.client_write_timeout_secs,
+                d.client_write_timeout,
+            )?,
             shutdown_grace: secs(
                 "limits.shutdown_grace_secs",
                 l.shutdown_grace_secs,
@@ -1117,6 +1179,14 @@ mod tests {
                 "[limits]\nupstream_timeout_secs = -1",
                 "limits.upstream_timeout_secs",
             ),
+            (
+                "[limits]\nclient_write_timeout_secs = 0",
+                "limits.client_write_timeout_secs",
+            ),
+            (
+                "[limits]\nmax_streams_per_agent = 0",
+                "limits.max_streams_per_agent",
+            ),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[limits]\nlogin_per_minute = 0", "limits.login_per_minute"),
             ("[limits]\nlogin_burst = 1000001", "limits.login_burst"),
@@ -1218,6 +1288,64 @@ mod tests {
             DnsSettings::Exec {
                 command: "/etc/berth/dns-hook".into()
             }
+        );
+    }
+
+    #[test]
+    fn max_connections_leaves_room_under_the_open_files_limit() {
+        use defaults::{max_connections, MAX_CONNECTIONS};
+        for (limit, want) in [
+            // The machine the issue was measured on: 20,000 open files.
+            (20_000, 16_000),
+            (1_024, 512),
+            (4_096, 3_072),
+            (10_000, 8_000),
+            (65_536, MAX_CONNECTIONS),
+            (1 << 20, MAX_CONNECTIONS),
+            (u64::MAX, MAX_CONNECTIONS),
+            (2, 1),
+            (1, 1),
+            (0, 1),
+        ] {
+            let n = max_connections(limit);
+            assert_eq!(n, want, "open files {limit}");
+            assert!(n as u64 <= limit.max(1), "open files {limit}: {n}");
+        }
+        // Always below the limit itself: accept must not hit EMFILE first.
+        for limit in [256u64, 1000, 2048, 20_000, 40_000] {
+            assert!((max_connections(limit) as u64) < limit, "{limit}");
+        }
+    }
+
+    #[test]
+    fn limits_from_file_and_environment() {
+        let f = load(
+            "[limits]\nclient_write_timeout_secs = 2.5\nmax_streams_per_agent = 7\nmax_connections = 99",
+            &[("BERTH_LIMITS_MAX_CONCURRENT_STREAMS", "5")],
+        )
+        .unwrap();
+        let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+        assert_eq!(c.limits.client_write_timeout, Duration::from_millis(2500));
+        assert_eq!(c.limits.max_streams_per_agent, 7);
+        assert_eq!(c.limits.max_connections, 99);
+        assert_eq!(c.limits.max_concurrent_streams, 5);
+        let d = ServerConfig::resolve(
+            FileConfig::default(),
+            Overrides::default(),
+            RoleDefaults::DEV,
+        )
+        .unwrap();
+        assert_eq!(
+            d.limits.client_write_timeout,
+            defaults::CLIENT_WRITE_TIMEOUT
+        );
+        assert_eq!(
+            d.limits.max_streams_per_agent,
+            defaults::MAX_STREAMS_PER_AGENT
+        );
+        assert_eq!(
+            d.limits.max_connections,
+            defaults::max_connections(defaults::open_files_limit())
         );
     }
 

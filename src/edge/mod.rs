@@ -11,6 +11,7 @@ pub mod connector;
 pub mod cors;
 pub mod framing;
 pub mod headers;
+pub mod hops;
 pub mod pages;
 pub mod paths;
 pub mod proxy;
@@ -18,6 +19,7 @@ pub mod regional;
 pub mod relay;
 pub mod server;
 pub mod signin;
+pub mod streams;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
@@ -58,6 +60,10 @@ pub struct Edge {
     pub control: Arc<dyn ControlCalls>,
     /// Links to the other servers holding agent tunnels.
     pub relay: Arc<relay::Relay>,
+    /// Streams in flight per agent (`limits.max_streams_per_agent`).
+    pub streams: Arc<streams::AgentStreams>,
+    /// This process's mark on the requests it forwards (loop detection).
+    pub mark: hops::Mark,
     client: Client<TunnelConnector, Body>,
 }
 
@@ -120,6 +126,8 @@ impl Edge {
             catalog,
             tunnels,
             wildcard,
+            streams: streams::AgentStreams::new(limits.max_streams_per_agent),
+            mark: hops::Mark::random(),
             limits,
             metrics,
             signin,
@@ -191,7 +199,8 @@ impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         if relay::is_relay(&req) {
-            return relay::accept(&self.edge.relay, &self.edge.tunnels, req).await;
+            let stall = Some(self.edge.limits.client_write_timeout);
+            return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;
         }
         // Behind a trusted load balancer, the client is who it says it saw.
         let peer = if self.trusted_proxies.is_empty() {

@@ -39,7 +39,15 @@ pub enum ErrorPage {
     /// method from another origin ([`crate::auth::origin::check`]);
     /// `request` names it ("POST request", "WebSocket upgrade").
     CrossOrigin { request: String, refusal: Refusal },
+    /// 503 with `Retry-After`: the agent has `limit` requests in flight
+    /// already (`limits.max_streams_per_agent`).
+    AgentBusy { limit: usize },
+    /// 508: the port leads back to berth, so the request would loop.
+    Loop { port: u16 },
 }
+
+/// `Retry-After` on a 503 for a busy agent, in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
 /// Title, explanation and (optional) what to do, as plain text.
 struct Text {
@@ -65,6 +73,8 @@ impl ErrorPage {
             }
             ErrorPage::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ErrorPage::AgentBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorPage::Loop { .. } => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -82,6 +92,8 @@ impl ErrorPage {
             ErrorPage::UpstreamFailed { .. } => "upstream_error",
             ErrorPage::BadRequest { .. } => "bad_request",
             ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
+            ErrorPage::AgentBusy { .. } => "agent_busy",
+            ErrorPage::Loop { .. } => "loop_detected",
         }
     }
 
@@ -215,6 +227,30 @@ impl ErrorPage {
                     ),
                 )
             }
+            ErrorPage::AgentBusy { limit } => (
+                "Too many requests in flight",
+                format!(
+                    "This workspace's agent already has {limit} requests or connections in \
+                     flight through berth, the most it may have at once."
+                ),
+                Some(format!(
+                    "Try again in a moment. If the app leaves requests unanswered, fix that \
+                     (they end after limits.upstream_timeout_secs); an operator can raise \
+                     limits.max_streams_per_agent (now {limit})."
+                )),
+            ),
+            ErrorPage::Loop { port } => (
+                "Request loop",
+                format!(
+                    "Port {port} in the workspace leads back to berth itself (berth's own \
+                     listener, or a proxy in front of it), so this request kept coming back \
+                     instead of reaching an app."
+                ),
+                Some(format!(
+                    "Use the port your app listens on instead of {port}; if the app proxies \
+                     to another berth address, make sure it is not its own."
+                )),
+            ),
         };
         Text {
             title,
@@ -342,6 +378,9 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
             HeaderValue::from_static("Bearer realm=\"berth\""),
         );
     }
+    if matches!(page, ErrorPage::AgentBusy { .. }) {
+        headers.insert(http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
+    }
     response
 }
 
@@ -433,6 +472,8 @@ mod tests {
                 403,
                 "cross_origin_refused",
             ),
+            (ErrorPage::AgentBusy { limit: 1000 }, 503, "agent_busy"),
+            (ErrorPage::Loop { port: 8443 }, 508, "loop_detected"),
         ]
     }
 
@@ -508,6 +549,24 @@ mod tests {
             ErrorPage::BadRequest { reason: "".into() }.message(),
             "No further detail."
         );
+        let m = ErrorPage::AgentBusy { limit: 8 }.message();
+        assert!(
+            m.contains("8 requests") && m.contains("max_streams_per_agent"),
+            "{m}"
+        );
+        let m = ErrorPage::Loop { port: 8443 }.message();
+        assert!(
+            m.contains("8443") && m.contains("leads back to berth"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_busy_agent_says_when_to_retry() {
+        let r = render(&ErrorPage::AgentBusy { limit: 8 }, false);
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
+        let r = render(&ErrorPage::Loop { port: 1 }, false);
+        assert!(r.headers().get(http::header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

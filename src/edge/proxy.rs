@@ -211,6 +211,7 @@ async fn forward(
         Route::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
+    edge.mark.check(req.headers(), port)?;
 
     // Phase 4: which way to the agent? Its tunnel here, or a relay to the
     // server that has it.
@@ -239,6 +240,7 @@ async fn forward(
     // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
     // HTTP/1.1 upgrade towards the app, and its 101 becomes the client's 200.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let stall = super::streams::stall_timeout(edge, req.version());
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(
@@ -252,6 +254,7 @@ async fn forward(
         },
     );
     framing::canonical_content_length(&mut parts.headers);
+    edge.mark.stamp(&mut parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -284,6 +287,7 @@ async fn forward(
     );
     let up_req = Request::from_parts(parts, Body::new(Scrubbed::new(body_in)));
 
+    let permit = edge.streams.acquire(agent_id)?;
     let sent = Instant::now();
     let result =
         tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req)).await;
@@ -307,13 +311,16 @@ async fn forward(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let stall = Some(edge.limits.client_write_timeout);
         tokio::spawn(async move {
+            let _permit = permit;
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ = crate::tunnel::copy::bidirectional(
+            let _ = crate::tunnel::copy::bidirectional_with_stall(
                 &mut TokioIo::new(client),
                 &mut TokioIo::new(app),
+                stall,
             )
             .await;
         });
@@ -336,10 +343,8 @@ async fn forward(
         .bytes
         .get_or_create(&DirectionLabel { direction: "out" })
         .clone();
-    Ok(Response::from_parts(
-        parts,
-        Body::new(Scrubbed::new(Counted::new(body, out))),
-    ))
+    let body = super::streams::guard(Scrubbed::new(Counted::new(body, out)), permit, stall);
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// The Origin rule ([`origin::check`]) for an admitted request: a 403 page
@@ -550,6 +555,7 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
                 },
                 ConnectError::Open(OpenError::Refused { port, refusal }) => match refusal {
                     Refusal::NotAllowed => ErrorPage::PortNotAllowed { port: *port },
+                    Refusal::Loop => ErrorPage::Loop { port: *port },
                     Refusal::Refused | Refusal::Timeout | Refusal::Unreachable => {
                         ErrorPage::PortClosed { port: *port }
                     }

@@ -8,3 +8,4 @@ mod cookies;
 mod csrf;
 mod dev_process;
 mod smuggling;
+mod stall;
