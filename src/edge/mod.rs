@@ -14,6 +14,7 @@ pub mod pages;
 pub mod proxy;
 pub mod regional;
 pub mod relay;
+pub mod revocation;
 pub mod server;
 
 use crate::auth::signin::SignIn;
@@ -55,7 +56,11 @@ pub struct Edge {
     pub control: Arc<dyn ControlCalls>,
     /// Links to the other servers holding agent tunnels.
     pub relay: Arc<relay::Relay>,
+    /// Open WebSockets and long responses, closed when their access is
+    /// revoked.
+    pub revocation: Arc<revocation::Registry>,
     client: Client<TunnelConnector, Body>,
+    _revocation_watcher: revocation::Watcher,
 }
 
 /// The other servers an edge talks to while serving.
@@ -91,7 +96,8 @@ pub trait ControlCalls: Send + Sync + 'static {
 }
 
 impl Edge {
-    /// An edge over `catalog` and `tunnels`.
+    /// An edge over `catalog` and `tunnels`. Starts the task that closes
+    /// revoked connections, so call it within a tokio runtime.
     pub fn new(
         catalog: Arc<Catalog>,
         tunnels: Arc<Tunnels>,
@@ -111,6 +117,11 @@ impl Edge {
             .pool_idle_timeout(POOL_IDLE)
             .set_host(false)
             .build(connector);
+        let (revocation, watcher) = revocation::Registry::start(
+            catalog.clone(),
+            metrics.tracked_connections.clone(),
+            metrics.revoked_connections.clone(),
+        );
         Edge {
             catalog,
             tunnels,
@@ -120,7 +131,9 @@ impl Edge {
             signin,
             control,
             relay,
+            revocation,
             client,
+            _revocation_watcher: watcher,
         }
     }
 }

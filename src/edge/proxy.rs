@@ -6,6 +6,7 @@
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
+use super::revocation::Admitted;
 use super::{body::Counted, headers, relay, request_host, Edge};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Change, Cors, Protocol, Resolved};
@@ -81,15 +82,19 @@ async fn forward(
             .find_map(|c| cookie::find(c, name))
             .map(str::to_owned)
     };
-    let visitor = match token {
-        Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
+    let token_hash = token.map(TokenHash::of);
+    let mut session_id = None;
+    let visitor = match &token_hash {
+        Some(hash) => edge.catalog.visitor_for_token(hash),
         None => find_cookie(cookie::APP_COOKIE).and_then(|value| {
             let id = edge
                 .signin
                 .key
                 .verify(cookie::Purpose::Session, &value, &bare, now)
                 .ok()?;
-            edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
+            let visitor = edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v);
+            session_id = Some(id);
+            visitor
         }),
     };
     let share_cookie = find_cookie(cookie::SHARE_COOKIE);
@@ -199,6 +204,16 @@ async fn forward(
         Route::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
+    // What let it through, to take the same decision again while an
+    // upgraded connection or a long response stays open.
+    let admitted = Admitted::new(
+        visitor.as_ref(),
+        token_hash,
+        session_id,
+        link.map(|l| l.id),
+        agent_id,
+        port,
+    );
 
     // Phase 4: which way to the agent? Its tunnel here, or a relay to the
     // server that has it.
@@ -297,15 +312,12 @@ async fn forward(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let hold = edge.revocation.hold(admitted);
         tokio::spawn(async move {
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ = crate::tunnel::copy::bidirectional(
-                &mut TokioIo::new(client),
-                &mut TokioIo::new(app),
-            )
-            .await;
+            hold.splice(TokioIo::new(client), TokioIo::new(app)).await;
         });
         let (mut parts, _) = res.into_parts();
         headers::prepare_response(&mut parts.headers, true);
@@ -326,10 +338,10 @@ async fn forward(
         .bytes
         .get_or_create(&DirectionLabel { direction: "out" })
         .clone();
-    Ok(Response::from_parts(
-        parts,
-        Body::new(Counted::new(body, out)),
-    ))
+    let body = edge
+        .revocation
+        .body(Counted::new(body, out), admitted, &parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// Seconds since the Unix epoch.
