@@ -16,6 +16,7 @@ mod oidc;
 mod ports;
 mod postgres;
 mod regions;
+mod security;
 mod sharing;
 mod signin;
 mod streaming;

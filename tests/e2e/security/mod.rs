@@ -1,0 +1,3 @@
+//! Attacks on berth and the behaviour that defeats them.
+
+mod revocation;
