@@ -7,8 +7,8 @@
 //! The proxy hands each upgraded connection to [`Registry::hold`] with what
 //! admitted it ([`Admitted`]), and wraps each response body with
 //! [`Registry::body`], which registers only once the response has streamed
-//! for [`LONG_RESPONSE`] (server-sent events at once): short requests never
-//! touch the registry. One task per edge ([`Registry::watch`]) follows the
+//! for [`LONG_RESPONSE_TICKS`] ticks (server-sent events at once): short
+//! requests never touch the registry nor read the clock. One task per edge ([`Registry::watch`]) follows the
 //! catalog's change feed. Each change names the one key it touches (a link, a
 //! session, a token, a user, a workspace, an agent, a port) and only the
 //! connections indexed under that key are re-checked. A tick each second
@@ -28,9 +28,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, oneshot};
 
@@ -41,9 +42,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// change that names no key this module knows.
 pub const SWEEP_EVERY_TICKS: u32 = 60;
 
-/// A response still streaming after this long is tracked like a WebSocket.
-/// Responses that end sooner (nearly all) never reach the registry.
-pub const LONG_RESPONSE: Duration = Duration::from_secs(2);
+/// A response still streaming when this many ticks have passed since it
+/// began (1 to 2 s) is tracked like a WebSocket. Responses that end sooner
+/// (nearly all) never reach the registry.
+pub const LONG_RESPONSE_TICKS: u64 = 2;
 
 /// How long a revoked connection's ends are given to shut down cleanly.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -310,6 +312,8 @@ pub struct Registry {
     tracked: Gauge,
     /// `berth_edge_revoked_connections`
     revoked: Counter,
+    /// Ticks so far: a clock for response bodies that costs one load.
+    ticks: AtomicU64,
 }
 
 /// Stops the registry's watcher when dropped (with the edge that owns it).
@@ -331,6 +335,7 @@ impl Registry {
             state: Mutex::new(State::default()),
             tracked,
             revoked,
+            ticks: AtomicU64::new(0),
         });
         let task = tokio::spawn(registry.clone().watch(feed));
         (registry, Watcher(task))
@@ -383,8 +388,8 @@ impl Registry {
         }
     }
 
-    /// Wraps a response body: once it has streamed for [`LONG_RESPONSE`]
-    /// (server-sent events: at once), it is tracked, and it ends with an
+    /// Wraps a response body: once it has streamed for
+    /// [`LONG_RESPONSE_TICKS`] (server-sent events: at once), it is tracked, and it ends with an
     /// error when revoked (HTTP/1.1 closes the connection, HTTP/2 resets
     /// the stream). `headers` are the response's.
     pub fn body<B>(
@@ -393,17 +398,17 @@ impl Registry {
         admitted: Admitted,
         headers: &http::HeaderMap,
     ) -> Watched<B> {
-        let after = if is_event_stream(headers) {
-            Duration::ZERO
+        let from_tick = if is_event_stream(headers) {
+            0
         } else {
-            LONG_RESPONSE
+            self.ticks.load(Ordering::Relaxed) + LONG_RESPONSE_TICKS
         };
         Watched {
             inner,
             state: Watch::Waiting {
                 registry: self.clone(),
                 admitted,
-                at: Instant::now() + after,
+                from_tick,
             },
         }
     }
@@ -423,7 +428,6 @@ impl Registry {
     pub async fn watch(self: Arc<Self>, mut feed: broadcast::Receiver<Change>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u32 = 0;
         loop {
             tokio::select! {
                 change = feed.recv() => match change {
@@ -432,8 +436,8 @@ impl Registry {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {
-                    ticks = ticks.wrapping_add(1);
-                    if ticks % SWEEP_EVERY_TICKS == 0 {
+                    let ticks = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+                    if ticks % u64::from(SWEEP_EVERY_TICKS) == 0 {
                         self.recheck_all(unix_now());
                     } else {
                         self.on_tick(unix_now());
@@ -585,11 +589,12 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 pub struct Revoked;
 
 enum Watch {
-    /// Not tracked yet; tracked from the first frame asked for at `at`.
+    /// Not tracked yet; tracked from the first frame asked for once the
+    /// registry's tick count reaches `from_tick`.
     Waiting {
         registry: Arc<Registry>,
         admitted: Admitted,
-        at: Instant,
+        from_tick: u64,
     },
     Held(Hold),
     /// Revoked: the body ended with an error.
@@ -619,7 +624,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if matches!(this.state, Watch::Waiting { at, .. } if Instant::now() >= *at) {
+        if matches!(this.state, Watch::Waiting { registry, from_tick, .. }
+            if registry.ticks.load(Ordering::Relaxed) >= *from_tick)
+        {
             if let Watch::Waiting {
                 registry, admitted, ..
             } = std::mem::replace(this.state, Watch::Ended)
@@ -1041,11 +1048,7 @@ mod tests {
         let (tracked, revoked) = metrics();
         let (registry, _watcher) =
             Registry::start(catalog.clone(), tracked.clone(), revoked.clone());
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-        let inner = http_body_util::StreamBody::new(Box::pin(futures_util::stream::unfold(
-            rx,
-            |mut rx| async { rx.recv().await.map(|f| (f, rx)) },
-        )));
+        let (tx, inner) = channel_body();
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -1059,6 +1062,45 @@ mod tests {
         assert_eq!(first.into_data().unwrap(), "data: 1\n\n");
         assert_eq!(tracked.get(), 1);
         // Idle (no event pending) when the link is revoked: it still ends.
+        catalog.apply(Change::LinkRemoved("l1".into()));
+        let end = tokio::time::timeout(Duration::from_secs(2), body.frame())
+            .await
+            .expect("ends")
+            .unwrap();
+        assert!(end.unwrap_err().is::<Revoked>());
+        assert_eq!((tracked.get(), revoked.get()), (0, 1));
+    }
+
+    type Sender = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+
+    /// A response body that sends what the test sends, and never ends.
+    fn channel_body() -> (Sender, impl Body<Data = Bytes, Error = std::io::Error>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let body = http_body_util::StreamBody::new(Box::pin(futures_util::stream::unfold(
+            rx,
+            |mut rx| async { rx.recv().await.map(|f| (f, rx)) },
+        )));
+        (tx, body)
+    }
+
+    #[tokio::test]
+    async fn a_response_still_streaming_after_two_ticks_is_tracked() {
+        let catalog = Arc::new(seed());
+        let (tracked, revoked) = metrics();
+        let (registry, _watcher) =
+            Registry::start(catalog.clone(), tracked.clone(), revoked.clone());
+        let (tx, inner) = channel_body();
+        let mut body = registry.body(inner, by_link("l1"), &http::HeaderMap::new());
+        let chunk = || Ok(Frame::data(Bytes::from_static(b"0123456789")));
+        tx.send(chunk()).await.unwrap();
+        body.frame().await.unwrap().unwrap();
+        assert!(registry.is_empty(), "not yet: a response that may end soon");
+        registry
+            .ticks
+            .fetch_add(LONG_RESPONSE_TICKS, Ordering::Relaxed);
+        tx.send(chunk()).await.unwrap();
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(tracked.get(), 1);
         catalog.apply(Change::LinkRemoved("l1".into()));
         let end = tokio::time::timeout(Duration::from_secs(2), body.frame())
             .await
