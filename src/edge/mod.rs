@@ -17,6 +17,7 @@ pub mod paths;
 pub mod proxy;
 pub mod regional;
 pub mod relay;
+pub mod revocation;
 pub mod server;
 pub mod signin;
 pub mod streams;
@@ -64,7 +65,11 @@ pub struct Edge {
     pub streams: Arc<streams::AgentStreams>,
     /// This process's mark on the requests it forwards (loop detection).
     pub mark: hops::Mark,
+    /// Open WebSockets and long responses, closed when their access is
+    /// revoked.
+    pub revocation: Arc<revocation::Registry>,
     client: Client<TunnelConnector, Body>,
+    _revocation_watcher: revocation::Watcher,
 }
 
 /// The other servers an edge talks to while serving.
@@ -102,7 +107,8 @@ pub trait ControlCalls: Send + Sync + 'static {
 }
 
 impl Edge {
-    /// An edge over `catalog` and `tunnels`.
+    /// An edge over `catalog` and `tunnels`. Starts the task that closes
+    /// revoked connections, so call it within a tokio runtime.
     pub fn new(
         catalog: Arc<Catalog>,
         tunnels: Arc<Tunnels>,
@@ -122,6 +128,11 @@ impl Edge {
             .pool_idle_timeout(POOL_IDLE)
             .set_host(false)
             .build(connector);
+        let (revocation, watcher) = revocation::Registry::start(
+            catalog.clone(),
+            metrics.tracked_connections.clone(),
+            metrics.revoked_connections.clone(),
+        );
         Edge {
             catalog,
             tunnels,
@@ -133,7 +144,9 @@ impl Edge {
             signin,
             control,
             relay,
+            revocation,
             client,
+            _revocation_watcher: watcher,
         }
     }
 }

@@ -7,6 +7,7 @@ use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
+use super::revocation::Admitted;
 use super::{framing, headers, paths, relay, request_host, signin, Edge};
 use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
@@ -82,9 +83,14 @@ async fn forward(
     let token = headers::api_token(req.headers());
     let now = unix_now();
     let bare = super::bare_host(&host_header).to_owned();
-    let visitor = match token {
-        Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
-        None => signin::app_visitor(edge, req.headers(), &bare, now),
+    let token_hash = token.map(TokenHash::of);
+    let mut session_id = None;
+    let visitor = match &token_hash {
+        Some(hash) => edge.catalog.visitor_for_token(hash),
+        None => signin::app_session(edge, req.headers(), &bare, now).map(|(v, id)| {
+            session_id = Some(id);
+            v
+        }),
     };
     let share_cookie = signin::share_link(edge, req.headers(), &bare, now);
     let has_share_cookie = share_cookie.is_present();
@@ -212,6 +218,16 @@ async fn forward(
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
     edge.mark.check(req.headers(), port)?;
+    // What let it through, to take the same decision again while an
+    // upgraded connection or a long response stays open.
+    let admitted = Admitted::new(
+        visitor.as_ref(),
+        token_hash,
+        session_id,
+        link.map(|l| l.id),
+        agent_id,
+        port,
+    );
 
     // Phase 4: which way to the agent? Its tunnel here, or a relay to the
     // server that has it.
@@ -312,17 +328,14 @@ async fn forward(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
         let stall = Some(edge.limits.client_write_timeout);
+        let hold = edge.revocation.hold(admitted);
         tokio::spawn(async move {
             let _permit = permit;
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ = crate::tunnel::copy::bidirectional_with_stall(
-                &mut TokioIo::new(client),
-                &mut TokioIo::new(app),
-                stall,
-            )
-            .await;
+            hold.splice(TokioIo::new(client), TokioIo::new(app), stall)
+                .await;
         });
         let (mut parts, _) = res.into_parts();
         headers::prepare_response(&mut parts.headers, true);
@@ -343,7 +356,12 @@ async fn forward(
         .bytes
         .get_or_create(&DirectionLabel { direction: "out" })
         .clone();
-    let body = super::streams::guard(Scrubbed::new(Counted::new(body, out)), permit, stall);
+    let body = edge.revocation.body(
+        Scrubbed::new(Counted::new(body, out)),
+        admitted,
+        &parts.headers,
+    );
+    let body = super::streams::guard(body, permit, stall);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod apps;
+pub mod browser;
 pub mod delay;
 pub mod h2raw;
 pub mod idp;
