@@ -13,6 +13,10 @@
 //!   visitor, host names to agent, share, owner) with 1k, 10k and 100k
 //!   agents and shares loaded. A hash-map lookup should cost the same at
 //!   every size; a row that grows with the size is a scan.
+//! * `revocation/*`: what tracking open connections for revocation adds: a
+//!   short response body polled bare and wrapped (the cost every request
+//!   pays), registering and releasing an upgraded connection among 10k
+//!   tracked ones, and re-checking one.
 //!
 //! ```text
 //! cargo bench --bench micro              # all (~40 s)
@@ -252,6 +256,59 @@ fn route(c: &mut Criterion) {
     g.finish();
 }
 
+fn revocation(c: &mut Criterion) {
+    use berth::edge::revocation::{recheck, Admitted, Registry};
+    use bytes::Bytes;
+    use futures_util::FutureExt;
+    use http_body_util::{BodyExt, Full};
+    use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let catalog = Arc::new(catalog(1000));
+    let (registry, _watcher) =
+        Registry::start(catalog.clone(), Gauge::default(), Counter::default());
+    let token = TokenHash::of(&api_token(0));
+    let visitor = catalog.visitor_for_token(&token).unwrap();
+    let agent_id = match catalog.resolve("user0", "dev", Some("main")) {
+        berth::catalog::Resolved::Agent { agent_id, .. } => agent_id,
+        other => panic!("{other:?}"),
+    };
+    let admitted = || Admitted::new(Some(&visitor), Some(token), None, None, agent_id, 3000);
+    let held: Vec<_> = (0..10_000).map(|_| registry.hold(admitted())).collect();
+    let payload = Bytes::from(vec![b'x'; 1024]);
+    let headers = http::HeaderMap::new();
+    let mut g = c.benchmark_group("revocation");
+    g.bench_function("short_response_plain", |b| {
+        b.iter(|| {
+            let mut body = Full::new(payload.clone());
+            while let Some(Some(f)) = body.frame().now_or_never() {
+                black_box(f.unwrap());
+            }
+        })
+    });
+    g.bench_function("short_response_watched", |b| {
+        b.iter(|| {
+            let mut body = registry.body(Full::new(payload.clone()), admitted(), &headers);
+            while let Some(Some(f)) = body.frame().now_or_never() {
+                black_box(f.unwrap());
+            }
+        })
+    });
+    g.bench_function("hold_and_release_among_10k", |b| {
+        b.iter(|| drop(black_box(registry.hold(admitted()))))
+    });
+    let a = admitted();
+    g.bench_function("recheck", |b| {
+        b.iter(|| recheck(black_box(&a), &catalog, 1_700_000_000))
+    });
+    g.finish();
+    drop(held);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -262,6 +319,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = host, decide, cookies, route
+    targets = host, decide, cookies, route, revocation
 }
 criterion_main!(micro);

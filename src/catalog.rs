@@ -239,18 +239,18 @@ impl Catalog {
         Self::default()
     }
 
-    /// Every change applied from now on (cascaded removals included), in
-    /// order. A receiver that falls [`FEED_CAPACITY`] behind gets `Lagged`
-    /// and must start over from a snapshot.
+    /// Every change applied from now on (cascaded removals included), each
+    /// sent once it is applied, so the catalog already shows it. A receiver
+    /// that falls [`FEED_CAPACITY`] behind gets `Lagged` and must start over
+    /// from a snapshot.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.feed.0.subscribe()
     }
 
-    /// Applies one change.
+    /// Applies one change, then tells subscribers (see [`Catalog::subscribe`];
+    /// a cascade's inner removals go out before the change that caused them).
     pub fn apply(&self, change: Change) {
-        if self.feed.0.receiver_count() > 0 {
-            let _ = self.feed.0.send(change.clone());
-        }
+        let announce = (self.feed.0.receiver_count() > 0).then(|| change.clone());
         match change {
             Change::User(u) => {
                 if let Some(old) = self.users.get(&u.id).map(|o| o.username.clone()) {
@@ -358,6 +358,9 @@ impl Catalog {
                     at.is_empty()
                 });
             }
+        }
+        if let Some(change) = announce {
+            let _ = self.feed.0.send(change);
         }
     }
 

@@ -26,6 +26,12 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server holds a descriptor per connection: use what the kernel
+    // allows (the soft limit up to the hard one). The default of
+    // limits.max_connections is sized below the limit this leaves.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("berth: cannot raise the open-files limit: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ use crate::config::LogFormat;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -64,6 +65,10 @@ pub struct EdgeMetrics {
     pub upstream_seconds: Histogram,
     /// Body bytes proxied each way.
     pub bytes: Family<DirectionLabel, Counter>,
+    /// Open upgraded connections (and long responses) watched for revocation.
+    pub tracked_connections: Gauge,
+    /// Connections closed because their access was revoked.
+    pub revoked_connections: Counter,
 }
 
 impl EdgeMetrics {
@@ -76,6 +81,8 @@ impl EdgeMetrics {
                 10.0, 30.0,
             ]),
             bytes: Family::default(),
+            tracked_connections: Gauge::default(),
+            revoked_connections: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("berth_edge");
         r.register(
@@ -92,6 +99,16 @@ impl EdgeMetrics {
             "body_bytes",
             "Body bytes proxied, by direction",
             m.bytes.clone(),
+        );
+        r.register(
+            "tracked_connections",
+            "Open WebSockets and long responses that end when their access is revoked",
+            m.tracked_connections.clone(),
+        );
+        r.register(
+            "revoked_connections",
+            "WebSockets and responses closed because their access was revoked",
+            m.revoked_connections.clone(),
         );
         r.register(
             "agents_connected",

@@ -133,8 +133,8 @@ async fn standby(
         };
         let opened =
             tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, &target, tls.clone())).await;
-        let io = match opened {
-            Ok(Ok((io, _))) => io,
+        let (io, edge) = match opened {
+            Ok(Ok((io, _, edge))) => (io, edge),
             Ok(Err(e)) => {
                 tracing::warn!(url = %target, error = %e, "cannot open the standby tunnel");
                 tokio::time::sleep(backoff(attempt)).await;
@@ -153,7 +153,7 @@ async fn standby(
         let steering = Arc::new(tunnel::agent::Steering::default());
         let mut serving = Serving(Some(tokio::spawn(tunnel::agent::serve(
             io,
-            up.clone(),
+            for_tunnel(&up, edge),
             steering.clone(),
             scan::listening_ports_for,
         ))));
@@ -222,9 +222,10 @@ async fn connect_once(
         retiring,
         primary,
     } = st;
-    let (io, listed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
-        .await
-        .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+    let (io, listed, edge) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
+            .await
+            .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     if let Some(list) = listed {
         *known = Some(list);
     }
@@ -248,7 +249,7 @@ async fn connect_once(
     });
     let mut serving = Serving(Some(tokio::spawn(tunnel::agent::serve(
         io,
-        up,
+        for_tunnel(&up, edge),
         steering.clone(),
         scan::listening_ports_for,
     ))));
@@ -321,12 +322,29 @@ async fn measure(
     measured
 }
 
+/// What one tunnel may dial: `up`, knowing where that tunnel reaches the
+/// edge (so it never dials the edge itself over loopback).
+fn for_tunnel(up: &Arc<Upstream>, edge: Option<std::net::SocketAddr>) -> Arc<Upstream> {
+    Arc::new(Upstream {
+        edge,
+        ..Upstream::clone(up)
+    })
+}
+
+/// A tunnel: the upgraded stream, the regions the edge listed, and the
+/// edge's address as dialed.
+type Opened = (
+    hyper::upgrade::Upgraded,
+    Option<Vec<Candidate>>,
+    Option<std::net::SocketAddr>,
+);
+
 /// Dials, does TLS, and upgrades to the tunnel protocol.
 async fn open_tunnel(
     cfg: &AgentConfig,
     url: &str,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<(hyper::upgrade::Upgraded, Option<Vec<Candidate>>), AgentError> {
+) -> Result<Opened, AgentError> {
     let (host, port) = parse_url(url)?;
     // --connect-to names where cfg.url's host is, not a region's.
     let stream = match cfg.connect_to.filter(|_| url == cfg.url) {
@@ -337,6 +355,7 @@ async fn open_tunnel(
         url: url.to_owned(),
         source,
     })?;
+    let edge = stream.get_ref().0.peer_addr().ok();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
     tokio::spawn(conn.with_upgrades());
@@ -373,7 +392,7 @@ async fn open_tunnel(
         .get(REGIONS_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(from_header);
-    Ok((hyper::upgrade::on(&mut res).await?, listed))
+    Ok((hyper::upgrade::on(&mut res).await?, listed, edge))
 }
 
 /// The wait before attempt `n` (0-based): exponential, capped, with full jitter

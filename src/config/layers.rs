@@ -28,6 +28,8 @@ const KEYS: &[(&str, &str)] = &[
     ("limits", "max_header_bytes"),
     ("limits", "max_connections"),
     ("limits", "max_concurrent_streams"),
+    ("limits", "max_streams_per_agent"),
+    ("limits", "client_write_timeout_secs"),
     ("limits", "shutdown_grace_secs"),
     ("limits", "login_per_minute"),
     ("limits", "login_burst"),

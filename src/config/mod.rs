@@ -58,10 +58,44 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     /// Largest request head accepted from a client.
     pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-    /// Simultaneous client connections per listener.
+    /// The most simultaneous client connections per listener by default,
+    /// however high the open-files limit (idle TLS connections cost tens of
+    /// KiB each; 20,000 of them a few hundred MiB). See [`max_connections`].
     pub const MAX_CONNECTIONS: usize = 20_000;
     /// Concurrent HTTP/2 streams per client connection.
     pub const MAX_CONCURRENT_STREAMS: u32 = 250;
+    /// Requests in flight (and open WebSockets) per agent at one edge,
+    /// beyond which it answers 503: 20,000 pending requests to an app that
+    /// never answers cost ~430 MiB, so 1,000 cost ~21 MiB.
+    pub const MAX_STREAMS_PER_AGENT: usize = 1_000;
+    /// A client that takes none of the bytes waiting for it for this long
+    /// is dropped (nginx's `send_timeout` is 60 s too); the tunnel stream
+    /// it held is released.
+    pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The default `limits.max_connections` under an open-files limit of
+    /// `open_files` (after berth raised its soft limit to the hard one):
+    /// room is kept for what else the process opens (the in-process agent's
+    /// connections to apps, relay links, the database, log files): a fifth
+    /// of the limit, at least 1,024 but at most half. Never above
+    /// [`MAX_CONNECTIONS`]. With the limit itself as the cap (as before),
+    /// `accept` failed with EMFILE before the cap was reached.
+    pub fn max_connections(open_files: u64) -> usize {
+        let headroom = (open_files / 5).max(1024).min(open_files / 2);
+        let n = open_files.saturating_sub(headroom).max(1);
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(MAX_CONNECTIONS)
+    }
+
+    /// The process's soft open-files limit (`u64::MAX` where unknown).
+    pub fn open_files_limit() -> u64 {
+        #[cfg(unix)]
+        if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            return soft;
+        }
+        u64::MAX
+    }
     /// In-flight requests get this long after SIGTERM.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
     /// Password sign-in attempts per minute, per source address and per user name.

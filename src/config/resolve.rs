@@ -44,8 +44,16 @@ pub struct Limits {
     pub connect_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Client connections per listener; the default depends on the
+    /// open-files limit ([`defaults::max_connections`]).
     pub max_connections: usize,
+    /// HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
+    /// Requests in flight and open upgraded connections per agent.
+    pub max_streams_per_agent: usize,
+    /// A client (or, at the agent, an app) that takes none of the bytes
+    /// waiting for it for this long is dropped.
+    pub client_write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -56,8 +64,10 @@ impl Default for Limits {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             max_header_bytes: defaults::MAX_HEADER_BYTES,
-            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections: defaults::max_connections(defaults::open_files_limit()),
             max_concurrent_streams: defaults::MAX_CONCURRENT_STREAMS,
+            max_streams_per_agent: defaults::MAX_STREAMS_PER_AGENT,
+            client_write_timeout: defaults::CLIENT_WRITE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
         }
     }
@@ -403,6 +413,16 @@ impl Limits {
             l.max_concurrent_streams,
             d.max_concurrent_streams,
         ));
+        let max_streams_per_agent = p.take(at_least_one(
+            "limits.max_streams_per_agent",
+            l.max_streams_per_agent,
+            d.max_streams_per_agent,
+        ));
+        let client_write_timeout = p.take(secs(
+            "limits.client_write_timeout_secs",
+            l.client_write_timeout_secs,
+            d.client_write_timeout,
+        ));
         let shutdown_grace = p.take(secs(
             "limits.shutdown_grace_secs",
             l.shutdown_grace_secs,
@@ -416,6 +436,8 @@ impl Limits {
                 max_header_bytes: max_header_bytes?,
                 max_connections: max_connections?,
                 max_concurrent_streams: max_concurrent_streams?,
+                max_streams_per_agent: max_streams_per_agent?,
+                client_write_timeout: client_write_timeout?,
                 shutdown_grace: shutdown_grace?,
             })
         })();

@@ -146,6 +146,8 @@ pub struct LimitsSection {
     pub max_header_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_concurrent_streams: Option<u32>,
+    pub max_streams_per_agent: Option<usize>,
+    pub client_write_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
     /// Password sign-in attempts per minute, per source address and per
     /// user name (default 10).

@@ -168,6 +168,14 @@ fn invalid_values_name_their_key() {
             "[limits]\nupstream_timeout_secs = -1",
             "limits.upstream_timeout_secs",
         ),
+        (
+            "[limits]\nclient_write_timeout_secs = 0",
+            "limits.client_write_timeout_secs",
+        ),
+        (
+            "[limits]\nmax_streams_per_agent = 0",
+            "limits.max_streams_per_agent",
+        ),
         ("[log]\nformat = \"xml\"", "log.format"),
         ("[limits]\nlogin_per_minute = 0", "limits.login_per_minute"),
         ("[limits]\nlogin_burst = 1000001", "limits.login_burst"),
@@ -269,6 +277,64 @@ fn acme_settings_resolve_with_defaults() {
         DnsSettings::Exec {
             command: "/etc/berth/dns-hook".into()
         }
+    );
+}
+
+#[test]
+fn max_connections_leaves_room_under_the_open_files_limit() {
+    use defaults::{max_connections, MAX_CONNECTIONS};
+    for (limit, want) in [
+        // The machine the issue was measured on: 20,000 open files.
+        (20_000, 16_000),
+        (1_024, 512),
+        (4_096, 3_072),
+        (10_000, 8_000),
+        (65_536, MAX_CONNECTIONS),
+        (1 << 20, MAX_CONNECTIONS),
+        (u64::MAX, MAX_CONNECTIONS),
+        (2, 1),
+        (1, 1),
+        (0, 1),
+    ] {
+        let n = max_connections(limit);
+        assert_eq!(n, want, "open files {limit}");
+        assert!(n as u64 <= limit.max(1), "open files {limit}: {n}");
+    }
+    // Always below the limit itself: accept must not hit EMFILE first.
+    for limit in [256u64, 1000, 2048, 20_000, 40_000] {
+        assert!((max_connections(limit) as u64) < limit, "{limit}");
+    }
+}
+
+#[test]
+fn limits_from_file_and_environment() {
+    let f = load(
+        "[limits]\nclient_write_timeout_secs = 2.5\nmax_streams_per_agent = 7\nmax_connections = 99",
+        &[("BERTH_LIMITS_MAX_CONCURRENT_STREAMS", "5")],
+    )
+    .unwrap();
+    let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+    assert_eq!(c.limits.client_write_timeout, Duration::from_millis(2500));
+    assert_eq!(c.limits.max_streams_per_agent, 7);
+    assert_eq!(c.limits.max_connections, 99);
+    assert_eq!(c.limits.max_concurrent_streams, 5);
+    let d = ServerConfig::resolve(
+        FileConfig::default(),
+        Overrides::default(),
+        RoleDefaults::DEV,
+    )
+    .unwrap();
+    assert_eq!(
+        d.limits.client_write_timeout,
+        defaults::CLIENT_WRITE_TIMEOUT
+    );
+    assert_eq!(
+        d.limits.max_streams_per_agent,
+        defaults::MAX_STREAMS_PER_AGENT
+    );
+    assert_eq!(
+        d.limits.max_connections,
+        defaults::max_connections(defaults::open_files_limit())
     );
 }
 

@@ -173,13 +173,25 @@ impl tower::Service<Uri> for TunnelConnector {
             let host = uri.host().unwrap_or_default();
             let (agent, via, port) =
                 parse_authority(host).ok_or_else(|| ConnectError::BadAuthority(host.to_owned()))?;
-            let stream = match via {
-                Via::Tunnel(generation) => tunnels.open(agent, generation, port).await?,
-                Via::Relay(id) => {
-                    let holder = relay.holder_url(id).ok_or(OpenError::Offline)?;
-                    relay.open(&holder, agent, port).await?
+            // The stream is opened in a task of its own, so that a caller
+            // that goes away (its client reset the request) does not cancel
+            // the CONNECT half-way: a stream reset before the agent (or the
+            // holder) has accepted it counts against h2's limit on such
+            // resets (the "rapid reset" defence), and one visitor's burst
+            // would close the whole tunnel or relay link for everyone. A
+            // stream nobody waits for any more is dropped once open.
+            let open = async move {
+                match via {
+                    Via::Tunnel(generation) => tunnels.open(agent, generation, port).await,
+                    Via::Relay(id) => {
+                        let holder = relay.holder_url(id).ok_or(OpenError::Offline)?;
+                        relay.open(&holder, agent, port).await
+                    }
                 }
             };
+            let stream = tokio::spawn(open)
+                .await
+                .map_err(|e| OpenError::Tunnel(format!("opening the stream failed: {e}")))??;
             if uri.scheme_str() != Some("https") {
                 return Ok(AppStream::Plain(stream));
             }

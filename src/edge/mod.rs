@@ -9,13 +9,17 @@
 mod body;
 mod connector;
 pub mod cors;
+mod framing;
 pub mod headers;
-mod pages;
+pub mod hops;
+pub mod pages;
 mod paths;
 pub mod proxy;
 pub(crate) mod relay;
+pub mod revocation;
 pub(crate) mod server;
 mod signin;
+pub mod streams;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
@@ -59,7 +63,15 @@ pub struct Edge {
     pub control: Arc<dyn ControlCalls>,
     /// Links to the other servers holding agent tunnels.
     pub relay: Arc<relay::Relay>,
+    /// Streams in flight per agent (`limits.max_streams_per_agent`).
+    pub streams: Arc<streams::AgentStreams>,
+    /// This process's mark on the requests it forwards (loop detection).
+    pub mark: hops::Mark,
+    /// Open WebSockets and long responses, closed when their access is
+    /// revoked.
+    pub revocation: Arc<revocation::Registry>,
     client: Client<TunnelConnector, Body>,
+    _revocation_watcher: revocation::Watcher,
 }
 
 /// The other servers an edge talks to while serving.
@@ -91,7 +103,8 @@ pub trait ControlCalls: Send + Sync + 'static {
 
 impl Edge {
     /// An edge over `catalog` and `tunnels`, serving `cfg.wildcard` within
-    /// `cfg.limits`.
+    /// `cfg.limits`. Starts the task that closes revoked connections, so
+    /// call it within a tokio runtime.
     pub fn new(
         catalog: Arc<Catalog>,
         tunnels: Arc<Tunnels>,
@@ -110,16 +123,25 @@ impl Edge {
             .pool_idle_timeout(POOL_IDLE)
             .set_host(false)
             .build(connector);
+        let (revocation, watcher) = revocation::Registry::start(
+            catalog.clone(),
+            metrics.tracked_connections.clone(),
+            metrics.revoked_connections.clone(),
+        );
         Edge {
             catalog,
             tunnels,
             wildcard: cfg.wildcard.clone(),
+            streams: streams::AgentStreams::new(cfg.limits.max_streams_per_agent),
+            mark: hops::Mark::random(),
             limits: cfg.limits.clone(),
             metrics,
             signin,
             control,
             relay,
+            revocation,
             client,
+            _revocation_watcher: watcher,
         }
     }
 }
@@ -217,7 +239,8 @@ impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         if relay::is_relay(&req) {
-            return relay::accept(&self.edge.relay, &self.edge.tunnels, req).await;
+            let stall = Some(self.edge.limits.client_write_timeout);
+            return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;
         }
         // Behind a trusted load balancer, the client is who it says it saw.
         let peer = if self.trusted_proxies.is_empty() {

@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 /// Every way the edge refuses or fails a request on an app host.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ErrorPage {
+pub enum ErrorPage {
     /// 404: the host is outside every wildcard or its label is malformed;
     /// `reason` is the [`crate::host::HostError`] text.
     UnknownHost { reason: String },
@@ -40,7 +40,15 @@ pub(crate) enum ErrorPage {
     /// method from another origin ([`crate::auth::origin::check`]);
     /// `request` names it ("POST request", "WebSocket upgrade").
     CrossOrigin { request: String, refusal: Refusal },
+    /// 503 with `Retry-After`: the agent has `limit` requests in flight
+    /// already (`limits.max_streams_per_agent`).
+    AgentBusy { limit: usize },
+    /// 508: the port leads back to berth, so the request would loop.
+    Loop { port: u16 },
 }
+
+/// `Retry-After` on a 503 for a busy agent, in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
 /// Title, explanation and (optional) what to do, as plain text.
 struct Text {
@@ -50,7 +58,7 @@ struct Text {
 }
 
 impl ErrorPage {
-    pub(crate) fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
                 StatusCode::NOT_FOUND
@@ -66,11 +74,13 @@ impl ErrorPage {
             }
             ErrorPage::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ErrorPage::AgentBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorPage::Loop { .. } => StatusCode::LOOP_DETECTED,
         }
     }
 
     /// The machine-readable `error` field.
-    pub(crate) fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ErrorPage::UnknownHost { .. } => "unknown_host",
             ErrorPage::NotFound => "not_found",
@@ -83,11 +93,13 @@ impl ErrorPage {
             ErrorPage::UpstreamFailed { .. } => "upstream_error",
             ErrorPage::BadRequest { .. } => "bad_request",
             ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
+            ErrorPage::AgentBusy { .. } => "agent_busy",
+            ErrorPage::Loop { .. } => "loop_detected",
         }
     }
 
     /// The human-readable `message` field: what went wrong and what to do.
-    pub(crate) fn message(&self) -> String {
+    pub fn message(&self) -> String {
         let text = self.text();
         match text.hint {
             Some(hint) => format!("{} {hint}", text.explanation),
@@ -216,6 +228,30 @@ impl ErrorPage {
                     ),
                 )
             }
+            ErrorPage::AgentBusy { limit } => (
+                "Too many requests in flight",
+                format!(
+                    "This workspace's agent already has {limit} requests or connections in \
+                     flight through berth, the most it may have at once."
+                ),
+                Some(format!(
+                    "Try again in a moment. If the app leaves requests unanswered, fix that \
+                     (they end after limits.upstream_timeout_secs); an operator can raise \
+                     limits.max_streams_per_agent (now {limit})."
+                )),
+            ),
+            ErrorPage::Loop { port } => (
+                "Request loop",
+                format!(
+                    "Port {port} in the workspace leads back to berth itself (berth's own \
+                     listener, or a proxy in front of it), so this request kept coming back \
+                     instead of reaching an app."
+                ),
+                Some(format!(
+                    "Use the port your app listens on instead of {port}; if the app proxies \
+                     to another berth address, make sure it is not its own."
+                )),
+            ),
         };
         Text {
             title,
@@ -239,7 +275,7 @@ fn sentence(s: &str) -> String {
 
 /// True when the client takes HTML (a browser): an `Accept` media range of
 /// `text/html` without `q=0`.
-pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT)
         .iter()
@@ -303,7 +339,7 @@ fn json_body(page: &ErrorPage) -> String {
 }
 
 /// The response for `page`: an HTML page when `html`, else JSON.
-pub(crate) fn render(page: &ErrorPage, html: bool) -> Response<Body> {
+pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     let (body, content_type) = if html {
         (html_page(page), "text/html; charset=utf-8")
     } else {
@@ -326,6 +362,9 @@ pub(crate) fn render(page: &ErrorPage, html: bool) -> Response<Body> {
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"berth\""),
         );
+    }
+    if matches!(page, ErrorPage::AgentBusy { .. }) {
+        headers.insert(http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
     }
     response
 }
@@ -418,6 +457,8 @@ mod tests {
                 403,
                 "cross_origin_refused",
             ),
+            (ErrorPage::AgentBusy { limit: 1000 }, 503, "agent_busy"),
+            (ErrorPage::Loop { port: 8443 }, 508, "loop_detected"),
         ]
     }
 
@@ -493,6 +534,24 @@ mod tests {
             ErrorPage::BadRequest { reason: "".into() }.message(),
             "No further detail."
         );
+        let m = ErrorPage::AgentBusy { limit: 8 }.message();
+        assert!(
+            m.contains("8 requests") && m.contains("max_streams_per_agent"),
+            "{m}"
+        );
+        let m = ErrorPage::Loop { port: 8443 }.message();
+        assert!(
+            m.contains("8443") && m.contains("leads back to berth"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_busy_agent_says_when_to_retry() {
+        let r = render(&ErrorPage::AgentBusy { limit: 8 }, false);
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
+        let r = render(&ErrorPage::Loop { port: 1 }, false);
+        assert!(r.headers().get(http::header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@ use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
-use super::{headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
+use super::revocation::Admitted;
+use super::{framing, headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
 use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Cors, Protocol, Resolved};
@@ -64,6 +65,11 @@ async fn forward(
         host::parse_host(&host_header, &edge.wildcard).map_err(|e| ErrorPage::UnknownHost {
             reason: e.to_string(),
         })?;
+    framing::check_request(req.version(), req.method(), req.uri(), req.headers()).map_err(|e| {
+        ErrorPage::BadRequest {
+            reason: e.to_string(),
+        }
+    })?;
     if req.uri().path() == signin::CALLBACK_PATH {
         let host = super::bare_host(&host_header);
         return signin::callback(edge, req.uri(), req.headers(), host).await;
@@ -77,9 +83,14 @@ async fn forward(
     let token = headers::api_token(req.headers());
     let now = unix_now();
     let bare = super::bare_host(&host_header).to_owned();
-    let visitor = match token {
-        Some(t) => edge.catalog.visitor_for_token(&TokenHash::of(t)),
-        None => signin::app_visitor(edge, req.headers(), &bare, now),
+    let token_hash = token.map(TokenHash::of);
+    let mut session_id = None;
+    let visitor = match &token_hash {
+        Some(hash) => edge.catalog.visitor_for_token(hash),
+        None => signin::app_session(edge, req.headers(), &bare, now).map(|(v, id)| {
+            session_id = Some(id);
+            v
+        }),
     };
     let share_cookie = signin::share_link(edge, req.headers(), &bare, now);
     let has_share_cookie = share_cookie.is_present();
@@ -206,6 +217,17 @@ async fn forward(
         Route::Ambiguous { agents, .. } => return Err(ErrorPage::Ambiguous { agents }),
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
+    edge.mark.check(req.headers(), port)?;
+    // What let it through, to take the same decision again while an
+    // upgraded connection or a long response stays open.
+    let admitted = Admitted::new(
+        visitor.as_ref(),
+        token_hash,
+        session_id,
+        link.map(|l| l.id),
+        agent_id,
+        port,
+    );
 
     // Phase 4: which way to the agent? Its tunnel here, or a relay to the
     // server that has it.
@@ -234,6 +256,7 @@ async fn forward(
     // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
     // HTTP/1.1 upgrade towards the app, and its 101 becomes the client's 200.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let stall = super::streams::stall_timeout(edge, req.version());
     let host_only = host_header.clone();
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(
@@ -246,6 +269,8 @@ async fn forward(
             upgrade,
         },
     );
+    framing::canonical_content_length(&mut parts.headers);
+    edge.mark.stamp(&mut parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -270,7 +295,7 @@ async fn forward(
         });
     }
     let body_in = Counted::new(
-        body,
+        http_body_util::BodyExt::map_err(body, framing::ClientBodyError::new),
         edge.metrics
             .bytes
             .get_or_create(&DirectionLabel { direction: "in" })
@@ -278,6 +303,7 @@ async fn forward(
     );
     let up_req = Request::from_parts(parts, Body::new(Scrubbed::new(body_in)));
 
+    let permit = edge.streams.acquire(agent_id)?;
     let sent = Instant::now();
     let result =
         tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req)).await;
@@ -301,15 +327,15 @@ async fn forward(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let stall = Some(edge.limits.client_write_timeout);
+        let hold = edge.revocation.hold(admitted);
         tokio::spawn(async move {
+            let _permit = permit;
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
-            let _ = crate::tunnel::copy::bidirectional(
-                &mut TokioIo::new(client),
-                &mut TokioIo::new(app),
-            )
-            .await;
+            hold.splice(TokioIo::new(client), TokioIo::new(app), stall)
+                .await;
         });
         let (mut parts, _) = res.into_parts();
         headers::prepare_response(&mut parts.headers, true);
@@ -330,10 +356,13 @@ async fn forward(
         .bytes
         .get_or_create(&DirectionLabel { direction: "out" })
         .clone();
-    Ok(Response::from_parts(
-        parts,
-        Body::new(Scrubbed::new(Counted::new(body, out))),
-    ))
+    let body = edge.revocation.body(
+        Scrubbed::new(Counted::new(body, out)),
+        admitted,
+        &parts.headers,
+    );
+    let body = super::streams::guard(body, permit, stall);
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// The Origin rule ([`origin::check`]) for an admitted request: a 403 page
@@ -505,6 +534,11 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
 
 /// Maps a failed upstream request to the page that explains it.
 fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
+    if let Some(client) = framing::client_fault(err) {
+        return ErrorPage::BadRequest {
+            reason: client.to_string(),
+        };
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(ce) = e.downcast_ref::<ConnectError>() {
@@ -514,6 +548,7 @@ fn classify(err: &hyper_util::client::legacy::Error) -> ErrorPage {
                 },
                 ConnectError::Open(OpenError::Refused { port, refusal }) => match refusal {
                     Refusal::NotAllowed => ErrorPage::PortNotAllowed { port: *port },
+                    Refusal::Loop => ErrorPage::Loop { port: *port },
                     Refusal::Refused | Refusal::Timeout | Refusal::Unreachable => {
                         ErrorPage::PortClosed { port: *port }
                     }

@@ -296,13 +296,15 @@ pub(crate) fn is_relay<B>(req: &Request<B>) -> bool {
 }
 
 /// The holder's side: checks the secret, opens a stream on the local
-/// tunnel, answers `200` and copies bytes both ways. Refusals carry the
-/// agent's [`ERROR_HEADER`] code, or `not-here` when this server has no
-/// tunnel of the agent.
+/// tunnel, answers `200` and copies bytes both ways, giving up on a side
+/// that takes nothing for `stall`. Refusals carry the agent's
+/// [`ERROR_HEADER`] code, or `not-here` when this server has no tunnel of
+/// the agent.
 pub(crate) async fn accept(
     relay: &Relay,
     tunnels: &Tunnels,
     mut req: Request<Incoming>,
+    stall: Option<Duration>,
 ) -> Response<Body> {
     let refuse = |status: StatusCode, code: &str| {
         Response::builder()
@@ -369,9 +371,12 @@ pub(crate) async fn accept(
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(peer) = upgrade.await else { return };
-        let _ =
-            crate::tunnel::copy::bidirectional(&mut TokioIo::new(peer), &mut TokioIo::new(stream))
-                .await;
+        let _ = crate::tunnel::copy::bidirectional_with_stall(
+            &mut TokioIo::new(peer),
+            &mut TokioIo::new(stream),
+            stall,
+        )
+        .await;
     });
     Response::new(Body::empty())
 }

@@ -20,15 +20,16 @@ use http::{HeaderMap, Response};
 /// Where the control plane sends a signed-in browser back with a code.
 pub(crate) const CALLBACK_PATH: &str = "/_berth/auth/callback";
 
-/// The signed-in visitor of `__Host-berth_app` on `host`: every copy is
+/// The signed-in visitor of `__Host-berth_app` on `host`, with the id of their session
+/// (what an open connection is re-checked against when sessions end): every copy is
 /// verified (signature for this host, expiry, live session); one that fails
 /// never decides, and two different live sessions count as none.
-pub(crate) fn app_visitor(
+pub(crate) fn app_session(
     edge: &Edge,
     headers: &HeaderMap,
     host: &str,
     now: i64,
-) -> Option<Visitor> {
+) -> Option<(Visitor, String)> {
     let values = cookie::copies(headers, cookie::APP_COOKIE);
     let id = cookie::decide(&values, |value| {
         let id = edge
@@ -39,11 +40,12 @@ pub(crate) fn app_visitor(
         edge.catalog.visitor_for_session(&id, now).map(|_| id)
     })
     .ok()?;
-    edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)
+    let visitor = edge.catalog.visitor_for_session(&id, now).map(|(v, _)| v)?;
+    Some((visitor, id))
 }
 
 /// The share link of `__Host-berth_share` on `host`, verified like
-/// [`app_visitor`]'s session; [`Copies::Invalid`] tells a visitor whose
+/// [`app_session`]'s session; [`Copies::Invalid`] tells a visitor whose
 /// link has expired or was revoked from one who never had one.
 pub(crate) fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
     let values = cookie::copies(headers, cookie::SHARE_COOKIE);

@@ -36,6 +36,11 @@ pub const DEFAULT_UPSTREAM_HOSTS: [IpAddr; 2] = [
 /// How long the agent tries to reach a workspace port, unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// An app that takes none of the bytes waiting for it for this long (an
+/// upload it stopped reading) loses its stream, unless told otherwise: the
+/// same 60 s as the edge's default `limits.client_write_timeout_secs`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Lists the ports listening on the given hosts (or their family's wildcard):
 /// the agent's scanner, handed in so the tunnel knows no more of the
 /// workspace than what it is given. Blocking: it is run off the runtime.
@@ -51,6 +56,13 @@ pub struct Upstream {
     pub allow_ports: Option<BTreeSet<u16>>,
     /// Give up on a dial after this long.
     pub connect_timeout: Duration,
+    /// Drop a stream whose app takes none of the bytes waiting for it (an
+    /// upload it stopped reading) for this long, so the stream's window is
+    /// released (`None`: never).
+    pub write_timeout: Option<Duration>,
+    /// Where this tunnel reaches the edge (set per tunnel by the agent):
+    /// over loopback, that port is the edge itself and is never dialed.
+    pub edge: Option<SocketAddr>,
 }
 
 impl Default for Upstream {
@@ -59,6 +71,8 @@ impl Default for Upstream {
             hosts: DEFAULT_UPSTREAM_HOSTS.to_vec(),
             allow_ports: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            edge: None,
         }
     }
 }
@@ -69,10 +83,27 @@ impl Upstream {
         port != 0 && self.allow_ports.as_ref().is_none_or(|a| a.contains(&port))
     }
 
+    /// Whether dialing `target` would reach the edge this tunnel runs to:
+    /// the edge is reached over loopback (`berth dev`, or an agent on the
+    /// edge's machine) and `target` is a loopback address on its port. The
+    /// request would come straight back to the edge, again and again.
+    pub fn dials_the_edge(&self, target: SocketAddr) -> bool {
+        self.edge.is_some_and(|edge| {
+            edge.ip().is_loopback() && target.ip().is_loopback() && edge.port() == target.port()
+        })
+    }
+
     /// Dials `port` on the first host that answers.
     pub async fn dial(&self, port: u16) -> Result<TcpStream, Refusal> {
         if !self.allows(port) {
             return Err(Refusal::NotAllowed);
+        }
+        if self
+            .hosts
+            .iter()
+            .any(|h| self.dials_the_edge(SocketAddr::new(*h, port)))
+        {
+            return Err(Refusal::Loop);
         }
         let mut last = Refusal::Unreachable;
         for host in &self.hosts {
@@ -244,6 +275,7 @@ async fn handle(
             tracing::debug!(port, why = why.code(), "refused stream");
             let status = match why {
                 Refusal::NotAllowed => StatusCode::FORBIDDEN,
+                Refusal::Loop => StatusCode::LOOP_DETECTED,
                 Refusal::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             };
@@ -251,12 +283,13 @@ async fn handle(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let stall = upstream.write_timeout;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(stream) => {
                 let mut stream = TokioIo::new(stream);
                 let mut tcp = tcp;
-                let _ = super::copy::bidirectional(&mut stream, &mut tcp).await;
+                let _ = super::copy::bidirectional_with_stall(&mut stream, &mut tcp, stall).await;
             }
             Err(e) => tracing::debug!(port, error = %e, "stream upgrade failed"),
         }
@@ -283,6 +316,46 @@ mod tests {
 
     fn parse(body: &[u8]) -> super::super::PortsReply {
         serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn the_edges_own_port_over_loopback_is_never_dialed() {
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let up = |edge: Option<&str>| Upstream {
+            edge: edge.map(at),
+            ..Upstream::default()
+        };
+        let cases = [
+            // berth dev: the agent reaches the edge on 127.0.0.1:8443.
+            (Some("127.0.0.1:8443"), "127.0.0.1:8443", true),
+            (Some("127.0.0.1:8443"), "[::1]:8443", true),
+            (Some("[::1]:8443"), "127.0.0.1:8443", true),
+            (Some("127.0.0.1:8443"), "127.0.0.1:3000", false),
+            // A remote edge on the same port number is another machine.
+            (Some("203.0.113.7:443"), "127.0.0.1:443", false),
+            (Some("127.0.0.1:443"), "10.0.0.5:443", false),
+            (None, "127.0.0.1:8443", false),
+        ];
+        for (edge, target, want) in cases {
+            assert_eq!(
+                up(edge).dials_the_edge(at(target)),
+                want,
+                "edge {edge:?}, target {target}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn dialing_the_edge_is_refused_as_a_loop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let edge = listener.local_addr().unwrap();
+        let up = Upstream {
+            edge: Some(edge),
+            ..Upstream::default()
+        };
+        assert_eq!(up.dial(edge.port()).await.unwrap_err(), Refusal::Loop);
+        let without = Upstream::default();
+        assert!(without.dial(edge.port()).await.is_ok());
     }
 
     #[test]

@@ -8,13 +8,21 @@
 //! size. Here each read lands in a buffer on the stack and is written on at
 //! once; only bytes the writer cannot take yet are kept on the heap, and that
 //! buffer is released as soon as the reader has nothing more to give.
+//!
+//! A side that takes none of the bytes waiting for it for the stall
+//! timeout ends the copy with `TimedOut` (see [`super::stall`]): the other
+//! side's window and socket are released instead of held for as long as
+//! the stalled peer stays connected. Quiet connections are never cut off.
 
 use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::stall::WriteStall;
 
 /// Bytes read per `poll_read` (into a stack buffer).
 const CHUNK: usize = 32 * 1024;
@@ -28,6 +36,8 @@ struct Written {
     copied: u64,
     /// Written since the last flush.
     need_flush: bool,
+    /// Gives up on a writer that takes nothing for too long.
+    stall: WriteStall,
 }
 
 impl Written {
@@ -41,7 +51,8 @@ impl Written {
         off: &mut usize,
     ) -> Poll<io::Result<()>> {
         while *off < data.len() {
-            let n = ready!(writer.as_mut().poll_write(cx, &data[*off..]))?;
+            let poll = writer.as_mut().poll_write(cx, &data[*off..]);
+            let n = ready!(self.stall.watch(cx, poll))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -50,6 +61,16 @@ impl Written {
             self.need_flush = true;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Flushes or shuts down the writer (`poll`), counting a push-back
+    /// towards the stall timeout.
+    fn poll_done(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<()>>,
+    ) -> Poll<io::Result<()>> {
+        self.stall.watch(cx, poll)
     }
 }
 
@@ -66,6 +87,16 @@ struct Half {
 }
 
 impl Half {
+    fn new(stall: Option<Duration>) -> Self {
+        Half {
+            out: Written {
+                stall: WriteStall::new(stall),
+                ..Written::default()
+            },
+            ..Half::default()
+        }
+    }
+
     /// Moves bytes from `reader` to `writer` until the reader would block,
     /// the writer pushes back, or (after end of stream) the writer is shut.
     fn poll_copy<R, W>(
@@ -88,7 +119,8 @@ impl Half {
             self.pending.clear();
             self.pos = 0;
             if self.eof {
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                let poll = writer.as_mut().poll_shutdown(cx);
+                ready!(self.out.poll_done(cx, poll))?;
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -100,9 +132,11 @@ impl Half {
                     // Idle: give the buffer back, and push out what was written.
                     self.pending = Vec::new();
                     if self.out.need_flush {
-                        ready!(writer.as_mut().poll_flush(cx))?;
+                        let poll = writer.as_mut().poll_flush(cx);
+                        ready!(self.out.poll_done(cx, poll))?;
                         self.out.need_flush = false;
                     }
+                    self.out.stall.idle();
                     return Poll::Pending;
                 }
             }
@@ -129,12 +163,26 @@ impl Half {
 /// Copies `a` to `b` and `b` to `a` until both reach end of stream (each
 /// end is shut down for writing once its source ends), or either fails.
 /// Returns the bytes copied each way.
-pub(crate) async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+pub async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let (mut a_to_b, mut b_to_a) = (Half::default(), Half::default());
+    bidirectional_with_stall(a, b, None).await
+}
+
+/// [`bidirectional`], failing with `TimedOut` when either side takes none
+/// of the bytes waiting for it for `stall` (`None`: never).
+pub async fn bidirectional_with_stall<A, B>(
+    a: &mut A,
+    b: &mut B,
+    stall: Option<Duration>,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let (mut a_to_b, mut b_to_a) = (Half::new(stall), Half::new(stall));
     poll_fn(|cx| {
         let forth = a_to_b.poll_copy(cx, Pin::new(&mut *a), Pin::new(&mut *b))?;
         let back = b_to_a.poll_copy(cx, Pin::new(&mut *b), Pin::new(&mut *a))?;

@@ -205,13 +205,41 @@ pub struct TunnelEvent {
 /// its open streams (a little over the agent's own retire grace).
 const REPLACED_GRACE: Duration = Duration::from_secs(20);
 
+/// Replaced tunnels of one agent kept in their grace period at most; an
+/// older one beyond is closed at once.
+const MAX_EARLIER: usize = 4;
+
+/// An agent's tunnels here: the newest, which takes new streams, and the
+/// ones it replaced that are still finishing theirs (oldest first). When
+/// the newest ends first, the newest earlier one that is still open takes
+/// over at once: a replacement that dies (a second connection with the
+/// same token, a standby's edge restarting) must not leave the agent
+/// unreachable while its first tunnel is alive.
+#[derive(Debug)]
+struct AgentTunnels {
+    current: TunnelHandle,
+    earlier: Vec<TunnelHandle>,
+}
+
+/// What ending one tunnel did to its agent.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// It was the last: the agent is gone from this edge.
+    Last,
+    /// It was the newest; an earlier, still open tunnel of that generation
+    /// took over.
+    Reinstated(u64),
+    /// It had been replaced, or was already forgotten.
+    Earlier,
+}
+
 /// Events a slow [`Tunnels::events`] receiver may fall behind by.
 const EVENTS_CAPACITY: usize = 4096;
 
 /// Every agent connected to this edge, by agent id.
 #[derive(Debug)]
 pub struct Tunnels {
-    live: DashMap<i64, TunnelHandle>,
+    live: DashMap<i64, AgentTunnels>,
     next_generation: AtomicU64,
     /// Flipped to true by [`Tunnels::close_all`]; every tunnel task watches it.
     closing: tokio::sync::watch::Sender<bool>,
@@ -243,12 +271,11 @@ impl Tunnels {
     /// agents deleted, or whose token was rotated, since they connected.
     pub fn sweep(&self, still_valid: impl Fn(i64, &TokenHash) -> bool) {
         for entry in self.live.iter() {
-            if !still_valid(*entry.key(), &entry.token) {
-                tracing::info!(
-                    agent_id = *entry.key(),
-                    "closing the tunnel of a removed agent"
-                );
-                entry.kill.notify_one();
+            let agent_id = *entry.key();
+            let tunnels = std::iter::once(&entry.current).chain(&entry.earlier);
+            for h in tunnels.filter(|h| !still_valid(agent_id, &h.token)) {
+                tracing::info!(agent_id, "closing the tunnel of a removed agent");
+                h.kill.notify_one();
             }
         }
     }
@@ -266,7 +293,7 @@ impl Tunnels {
         let handles: Vec<(i64, TunnelHandle)> = self
             .live
             .iter()
-            .map(|e| (*e.key(), e.value().clone()))
+            .map(|e| (*e.key(), e.current.clone()))
             .collect();
         let asks = handles
             .iter()
@@ -297,12 +324,14 @@ impl Tunnels {
         self.closing.send_replace(true);
     }
 
-    /// The agent's live tunnel, if any.
+    /// The agent's live tunnel, if any: the newest, or (while the newest
+    /// has closed and not yet been cleared) the newest earlier one open.
     pub fn get(&self, agent_id: i64) -> Option<TunnelHandle> {
-        self.live
-            .get(&agent_id)
-            .map(|h| h.clone())
-            .filter(TunnelHandle::is_open)
+        let agent = self.live.get(&agent_id)?;
+        std::iter::once(&agent.current)
+            .chain(agent.earlier.iter().rev())
+            .find(|h| h.is_open())
+            .cloned()
     }
 
     /// The ids of the agents with a live tunnel, sorted.
@@ -310,7 +339,7 @@ impl Tunnels {
         let mut ids: Vec<i64> = self
             .live
             .iter()
-            .filter(|e| e.is_open())
+            .filter(|e| e.current.is_open() || e.earlier.iter().any(TunnelHandle::is_open))
             .map(|e| *e.key())
             .collect();
         ids.sort_unstable();
@@ -337,6 +366,42 @@ impl Tunnels {
     /// True when no agent is connected.
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+
+    /// Forgets the tunnel `generation` of `agent_id`, which ended; when it
+    /// was the newest, the newest earlier one still open takes over.
+    fn end(&self, agent_id: i64, generation: u64) -> Ended {
+        let dashmap::Entry::Occupied(mut e) = self.live.entry(agent_id) else {
+            return Ended::Earlier;
+        };
+        let agent = e.get_mut();
+        if agent.current.generation != generation {
+            agent.earlier.retain(|h| h.generation != generation);
+            return Ended::Earlier;
+        }
+        while let Some(earlier) = agent.earlier.pop() {
+            if earlier.is_open() {
+                let reinstated = earlier.generation;
+                agent.current = earlier;
+                return Ended::Reinstated(reinstated);
+            }
+        }
+        e.remove();
+        Ended::Last
+    }
+
+    /// Closes the tunnel `generation` of `agent_id` unless it is the
+    /// agent's newest (again).
+    fn close_if_replaced(&self, agent_id: i64, generation: u64) {
+        let Some(agent) = self.live.get(&agent_id) else {
+            return;
+        };
+        if agent.current.generation == generation {
+            return;
+        }
+        if let Some(h) = agent.earlier.iter().find(|h| h.generation == generation) {
+            h.kill.notify_one();
+        }
     }
 
     /// Opens a stream to `port` on `agent_id`, counting it.
@@ -376,28 +441,44 @@ impl Tunnels {
         };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
         let kill = Arc::new(Notify::new());
-        let replaced = self.live.insert(
-            agent_id,
-            TunnelHandle {
-                generation,
-                since: Instant::now(),
-                token,
-                sender,
-                kill: kill.clone(),
-            },
-        );
-        if let Some(old) = &replaced {
+        let handle = TunnelHandle {
+            generation,
+            since: Instant::now(),
+            token,
+            sender,
+            kill: kill.clone(),
+        };
+        let replaced = match self.live.entry(agent_id) {
+            dashmap::Entry::Occupied(mut e) => {
+                let agent = e.get_mut();
+                let old = std::mem::replace(&mut agent.current, handle);
+                let old_generation = old.generation;
+                agent.earlier.push(old);
+                if agent.earlier.len() > MAX_EARLIER {
+                    agent.earlier.remove(0).kill.notify_one();
+                }
+                Some(old_generation)
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(AgentTunnels {
+                    current: handle,
+                    earlier: Vec::new(),
+                });
+                None
+            }
+        };
+        if let Some(old_generation) = replaced {
             // The agent reconnected (or promoted its standby tunnel here):
             // new streams go to the new tunnel at once; the old one keeps
             // its open streams a while (the agent retires it gracefully, or
-            // it was dead and its pings time out), then is closed.
-            let kill = old.kill.clone();
+            // it was dead and its pings time out), then is closed, unless
+            // it has become the newest again meanwhile.
+            let tunnels = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(REPLACED_GRACE).await;
-                kill.notify_one();
+                tunnels.close_if_replaced(agent_id, old_generation);
             });
-        }
-        if replaced.is_none() {
+        } else {
             self.stats.connected.inc();
             let _ = self.events.send(TunnelEvent { agent_id, up: true });
         }
@@ -408,16 +489,20 @@ impl Tunnels {
             _ = closing.wait_for(|c| *c) => Ok(()),
             () = kill.notified() => Ok(()),
         };
-        if self
-            .live
-            .remove_if(&agent_id, |_, h| h.generation == generation)
-            .is_some()
-        {
-            self.stats.connected.dec();
-            let _ = self.events.send(TunnelEvent {
+        match self.end(agent_id, generation) {
+            Ended::Last => {
+                self.stats.connected.dec();
+                let _ = self.events.send(TunnelEvent {
+                    agent_id,
+                    up: false,
+                });
+            }
+            Ended::Reinstated(earlier) => tracing::info!(
                 agent_id,
-                up: false,
-            });
+                generation = earlier,
+                "the agent's newest tunnel ended; its earlier one, still open, serves again"
+            ),
+            Ended::Earlier => {}
         }
         match outcome {
             Ok(()) => tracing::info!(agent_id, generation, "agent disconnected"),
@@ -462,6 +547,92 @@ mod tests {
             sender,
             kill: Arc::new(Notify::new()),
         }
+    }
+
+    /// A handle of `generation` whose connection is already gone.
+    async fn closed(generation: u64) -> TunnelHandle {
+        let (edge, _agent) = tokio::io::duplex(64 * 1024);
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(edge))
+            .await
+            .unwrap();
+        drop(conn);
+        let handle = TunnelHandle {
+            generation,
+            since: Instant::now(),
+            token: TokenHash([0; 32]),
+            sender,
+            kill: Arc::new(Notify::new()),
+        };
+        assert!(!handle.is_open());
+        handle
+    }
+
+    async fn open(generation: u64) -> TunnelHandle {
+        TunnelHandle {
+            generation,
+            ..tunnel_to(StatusCode::OK, Vec::new()).await
+        }
+    }
+
+    #[tokio::test]
+    async fn when_the_newest_tunnel_ends_an_earlier_open_one_takes_over() {
+        let t = Tunnels::new();
+        t.live.insert(
+            7,
+            AgentTunnels {
+                current: open(3).await,
+                earlier: vec![open(1).await, closed(2).await],
+            },
+        );
+        assert_eq!(t.get(7).unwrap().generation, 3);
+        // The newest ends: generation 2 is closed, so 1 serves again.
+        assert_eq!(t.end(7, 3), Ended::Reinstated(1));
+        assert_eq!(t.get(7).unwrap().generation, 1);
+        assert_eq!(t.agent_ids(), [7]);
+        // A replaced one ending changes nothing for the others.
+        t.live.get_mut(&7).unwrap().earlier.push(open(4).await);
+        assert_eq!(t.end(7, 4), Ended::Earlier);
+        assert_eq!(t.get(7).unwrap().generation, 1);
+        // The last one ends: the agent is gone.
+        assert_eq!(t.end(7, 1), Ended::Last);
+        assert!(t.get(7).is_none() && t.is_empty());
+        assert_eq!(t.end(7, 1), Ended::Earlier, "already forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_closed_newest_tunnel_is_skipped_before_it_is_cleared() {
+        let t = Tunnels::new();
+        t.live.insert(
+            1,
+            AgentTunnels {
+                current: closed(5).await,
+                earlier: vec![open(4).await],
+            },
+        );
+        assert_eq!(t.get(1).unwrap().generation, 4);
+        assert_eq!(t.end(1, 5), Ended::Reinstated(4));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_tunnel_is_closed_after_its_grace_unless_newest_again() {
+        let t = Tunnels::new();
+        let (one, two) = (open(1).await, open(2).await);
+        let (kill1, kill2) = (one.kill.clone(), two.kill.clone());
+        t.live.insert(
+            3,
+            AgentTunnels {
+                current: two,
+                earlier: vec![one],
+            },
+        );
+        t.close_if_replaced(3, 1);
+        tokio::time::timeout(Duration::from_secs(1), kill1.notified())
+            .await
+            .expect("the replaced tunnel is told to close");
+        t.close_if_replaced(3, 2);
+        let newest = tokio::time::timeout(Duration::from_millis(100), kill2.notified()).await;
+        assert!(newest.is_err(), "the newest tunnel was closed");
     }
 
     #[tokio::test]

@@ -69,6 +69,10 @@ pub enum Refusal {
     Timeout,
     /// The agent's `--allow-ports` excludes the port.
     NotAllowed,
+    /// The port is the edge's own listener, reached over loopback: the
+    /// request would come back to the edge (an older edge shows it as
+    /// unreachable).
+    Loop,
     /// Any other dial failure.
     Unreachable,
 }
@@ -80,6 +84,7 @@ impl Refusal {
             Refusal::Refused => "refused",
             Refusal::Timeout => "timeout",
             Refusal::NotAllowed => "not-allowed",
+            Refusal::Loop => "loop",
             Refusal::Unreachable => "unreachable",
         }
     }
@@ -89,6 +94,7 @@ impl Refusal {
             "refused" => Refusal::Refused,
             "timeout" => Refusal::Timeout,
             "not-allowed" => Refusal::NotAllowed,
+            "loop" => Refusal::Loop,
             _ => Refusal::Unreachable,
         }
     }

@@ -8,8 +8,8 @@
 //! Requests carry the headers a browser sends with them (Chromium's
 //! `Origin`, `Sec-Fetch-*`, `Accept`, `Content-Type`).
 
-use crate::support::{apps, raw, Berth};
-use berth::auth::cookie::{APP_COOKIE, SHARE_COOKIE, STATE_COOKIE};
+use crate::support::{apps, browser, raw, Berth};
+use berth::auth::cookie::SHARE_COOKIE;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
@@ -119,41 +119,14 @@ async fn member(berth: &Berth, name: &str) -> String {
     b["token"].as_str().unwrap().to_owned()
 }
 
-/// Signs `user` in the way a browser does (the app's redirect to sign-in
-/// with its state cookie, the sign-in form, the one-time code, the callback
-/// on the app host with that state); returns the app cookie as `name=value`.
+/// Signs `user` in the way a browser does; returns the app cookie as
+/// `name=value`.
 async fn sign_in(berth: &Berth, user: &str, app_url: &str) -> String {
     let c = berth.client(true);
-    let res = c
-        .get(app_url)
-        .header("accept", "text/html")
-        .send()
+    let password = format!("{user}-password");
+    browser::sign_in(&c, &berth.api_url(""), app_url, user, &password)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let signin = res.headers()["location"].to_str().unwrap().to_owned();
-    let state = set_cookie(res.headers(), STATE_COOKIE);
-    let mut fields: Vec<(String, String)> =
-        serde_urlencoded::from_str(signin.split_once('?').unwrap().1).unwrap();
-    fields.push(("username".into(), user.into()));
-    fields.push(("password".into(), format!("{user}-password")));
-    let res = c
-        .post(berth.api_url("/signin"))
-        .header("origin", berth.api_url(""))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let callback = res.headers()["location"].to_str().unwrap().to_owned();
-    let res = c
-        .get(&callback)
-        .header("cookie", state)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    set_cookie(res.headers(), APP_COOKIE)
+        .app
 }
 
 /// `name=value` of the `Set-Cookie` for `name`.

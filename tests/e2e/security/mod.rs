@@ -7,3 +7,6 @@ mod bruteforce;
 mod cookies;
 mod csrf;
 mod dev_process;
+mod revocation;
+mod smuggling;
+mod stall;

@@ -2,7 +2,9 @@
 
 pub mod acme;
 pub mod apps;
+pub mod browser;
 pub mod delay;
+pub mod h2raw;
 pub mod idp;
 pub mod netns;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
@@ -10,6 +12,7 @@ pub mod netns;
 #[path = "../../../src/store/test_pg.rs"]
 pub mod postgres;
 pub mod raw;
+pub mod recorder;
 pub mod relay;
 
 use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
