@@ -377,71 +377,39 @@ fn admin_listen(s: String) -> Result<Option<SocketAddr>, ConfigError> {
 }
 
 impl Limits {
-    /// `[limits]`, every key checked.
+    /// `[limits]`, every key checked: each one set replaces its default.
     fn resolve(l: LimitsSection) -> Result<Limits, ConfigError> {
-        let d = Limits::default();
         let mut p = Problems::default();
-        let upstream_timeout = p.take(secs(
-            "limits.upstream_timeout_secs",
-            l.upstream_timeout_secs,
-            d.upstream_timeout,
-        ));
-        let connect_timeout = p.take(secs(
-            "limits.connect_timeout_secs",
-            l.connect_timeout_secs,
-            d.connect_timeout,
-        ));
-        let header_read_timeout = p.take(secs(
-            "limits.header_read_timeout_secs",
-            l.header_read_timeout_secs,
-            d.header_read_timeout,
-        ));
-        let max_header_bytes = p.take(match l.max_header_bytes {
-            Some(n) if !(8192..=16 * 1024 * 1024).contains(&n) => Err(invalid(
-                "limits.max_header_bytes",
-                format!("{n} is outside 8192..=16777216"),
-            )),
-            n => Ok(n.unwrap_or(d.max_header_bytes)),
-        });
-        let max_connections = p.take(at_least_one(
-            "limits.max_connections",
-            l.max_connections,
-            d.max_connections,
-        ));
-        let max_concurrent_streams = p.take(at_least_one(
-            "limits.max_concurrent_streams",
-            l.max_concurrent_streams,
-            d.max_concurrent_streams,
-        ));
-        let max_streams_per_agent = p.take(at_least_one(
-            "limits.max_streams_per_agent",
-            l.max_streams_per_agent,
-            d.max_streams_per_agent,
-        ));
-        let client_write_timeout = p.take(secs(
-            "limits.client_write_timeout_secs",
-            l.client_write_timeout_secs,
-            d.client_write_timeout,
-        ));
-        let shutdown_grace = p.take(secs(
-            "limits.shutdown_grace_secs",
-            l.shutdown_grace_secs,
-            d.shutdown_grace,
-        ));
-        let limits = (|| {
-            Some(Limits {
-                upstream_timeout: upstream_timeout?,
-                connect_timeout: connect_timeout?,
-                header_read_timeout: header_read_timeout?,
-                max_header_bytes: max_header_bytes?,
-                max_connections: max_connections?,
-                max_concurrent_streams: max_concurrent_streams?,
-                max_streams_per_agent: max_streams_per_agent?,
-                client_write_timeout: client_write_timeout?,
-                shutdown_grace: shutdown_grace?,
-            })
-        })();
-        p.finish(limits)
+        let mut out = Limits::default();
+        // `$field` from `limits.$key` with `$check(key, value, default)`.
+        macro_rules! key {
+            ($field:ident, $key:ident, $check:expr) => {
+                let key = concat!("limits.", stringify!($key));
+                if let Some(v) = p.take($check(key, l.$key, out.$field)) {
+                    out.$field = v;
+                }
+            };
+        }
+        key!(upstream_timeout, upstream_timeout_secs, secs);
+        key!(connect_timeout, connect_timeout_secs, secs);
+        key!(header_read_timeout, header_read_timeout_secs, secs);
+        key!(max_header_bytes, max_header_bytes, header_bytes);
+        key!(max_connections, max_connections, at_least_one);
+        key!(max_concurrent_streams, max_concurrent_streams, at_least_one);
+        key!(max_streams_per_agent, max_streams_per_agent, at_least_one);
+        key!(client_write_timeout, client_write_timeout_secs, secs);
+        key!(shutdown_grace, shutdown_grace_secs, secs);
+        p.finish(Some(out))
+    }
+}
+
+/// `limits.max_header_bytes`: 8 KiB to 16 MiB.
+fn header_bytes(key: &'static str, n: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match n {
+        Some(n) if !(8192..=16 * 1024 * 1024).contains(&n) => {
+            Err(invalid(key, format!("{n} is outside 8192..=16777216")))
+        }
+        n => Ok(n.unwrap_or(default)),
     }
 }
 
