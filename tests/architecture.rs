@@ -206,6 +206,7 @@ fn check(files: &[(String, String)]) -> Vec<String> {
             }
         }
         let files: Vec<String> = circle.iter().map(|f| format!("src/{f}")).collect();
+        let round = way_round(&circle, &ties);
         let ties: Vec<String> = ties
             .iter()
             .map(|((from, to), (line, names))| {
@@ -214,13 +215,47 @@ fn check(files: &[(String, String)]) -> Vec<String> {
             })
             .collect();
         problems.push(format!(
-            "a circle of {} files: {}\n{}",
+            "a circle of {} files: {}\n  one way round: {round}\n{}",
             circle.len(),
             files.join(", "),
             ties.join("\n")
         ));
     }
     problems
+}
+
+/// The shortest loop through the circle's first file, as `src/a.rs ->
+/// src/b.rs -> src/a.rs` (breadth first over the imports that tie it).
+fn way_round<T>(circle: &BTreeSet<String>, ties: &BTreeMap<(&str, &str), T>) -> String {
+    let start = circle.iter().next().expect("a circle has files").as_str();
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(at) = queue.pop_front() {
+        for &(from, to) in ties.keys() {
+            if from != at {
+                continue;
+            }
+            if to == start {
+                let mut path = vec![start, at];
+                let mut back = at;
+                while let Some(&prev) = came_from.get(back) {
+                    path.push(prev);
+                    back = prev;
+                }
+                path.reverse();
+                path.pop();
+                path.push(start);
+                path.dedup();
+                let shown: Vec<String> = path.iter().map(|f| format!("src/{f}")).collect();
+                return shown.join(" -> ");
+            }
+            if to != start && !came_from.contains_key(to) {
+                came_from.insert(to, at);
+                queue.push_back(to);
+            }
+        }
+    }
+    format!("src/{start} -> ... (not found)")
 }
 
 /// Whether `face` defines a module that holds `file`'s (`control/mod.rs`,
@@ -704,6 +739,12 @@ fn a_circle_is_named_with_its_files() {
     let p = &problems[0];
     assert!(
         p.starts_with("a circle of 2 files: src/control/links.rs, src/control/shares.rs"),
+        "{p}"
+    );
+    assert!(
+        p.contains(
+            "\n  one way round: src/control/links.rs -> src/control/shares.rs -> src/control/links.rs\n"
+        ),
         "{p}"
     );
     assert!(
