@@ -22,7 +22,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// berth: workspace ports at their own HTTPS subdomains, through outbound agent tunnels.
 #[derive(Parser, Debug)]
-#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "berth",
+    version = berth::LONG_VERSION,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

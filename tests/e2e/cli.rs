@@ -559,3 +559,51 @@ async fn berth_agent_allow_ports_and_bad_tokens() {
         "{body}"
     );
 }
+
+/// The newest migration's number, as the repository has it.
+fn newest_schema() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.split('_').next()?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn version_names_the_commit_and_the_schema() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_owned());
+    // Subcommands name themselves as clap does (`berth-dev 0.1.0 (...)`).
+    for (args, name) in [
+        (&["--version"][..], "berth"),
+        (&["dev", "--version"], "berth-dev"),
+    ] {
+        let out = run(berth_cmd().args(args)).await;
+        assert!(out.status.success(), "{out:?}");
+        let line = text(&out.stdout);
+        let prefix = format!("{name} {} (commit ", env!("CARGO_PKG_VERSION"));
+        assert!(line.starts_with(&prefix), "{args:?}: {line}");
+        assert!(
+            line.ends_with(&format!(", schema {})\n", newest_schema())),
+            "{args:?}: {line}"
+        );
+        let commit = &line[prefix.len()..line.find(", schema").unwrap()];
+        match &head {
+            // Built from this work tree: its HEAD, and `-dirty` at most.
+            Some(head) => assert!(
+                commit == head || commit == format!("{head}-dirty"),
+                "{args:?}: {commit:?} is not HEAD {head}"
+            ),
+            None => assert_eq!(commit, "unknown", "{args:?}"),
+        }
+    }
+}
