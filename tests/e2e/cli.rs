@@ -607,3 +607,56 @@ async fn version_names_the_commit_and_the_schema() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_data_dir_from_a_newer_berth_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    drop(berth::store::Store::open(&dir).await.unwrap());
+    // What a berth with two more migrations leaves behind.
+    let future = newest_schema() + 2;
+    let db = dir.join("berth.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer berth', TRUE, X'00', 0)",
+    )
+    .bind(future)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let out = run(berth_cmd().arg("dev").arg("--data-dir").arg(&dir).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "off",
+    ]))
+    .await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        format!(
+            "{} was written by a newer berth (schema {future})",
+            db.display()
+        ),
+        format!("knows schema {}", newest_schema()),
+        "upgrade berth, or restore a backup".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "{needle:?} not in: {err}");
+    }
+    // Nothing was written: the newer schema is still recorded, and nothing
+    // was made from it (no admin user, so no admin token).
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(newest, future);
+    assert!(!dir.join("admin-token").exists());
+}
