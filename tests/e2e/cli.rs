@@ -660,3 +660,46 @@ async fn a_data_dir_from_a_newer_berth_is_refused_and_kept() {
     assert_eq!(newest, future);
     assert!(!dir.join("admin-token").exists());
 }
+
+#[tokio::test]
+async fn completions_and_man_pages_for_the_package() {
+    for (shell, needle) in [
+        ("bash", "complete -F _berth"),
+        ("zsh", "#compdef berth"),
+        ("fish", "complete -c berth"),
+    ] {
+        let out = run(berth_cmd().args(["completions", shell])).await;
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = text(&out.stdout);
+        assert!(script.contains(needle), "{shell}: {needle:?} missing");
+        assert!(script.contains("control") && script.contains("regions"));
+    }
+    let out = run(berth_cmd().args(["completions", "tcsh"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man");
+    let out = run(berth_cmd().arg("man").arg(&dir)).await;
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "berth",
+        "berth-control",
+        "berth-edge",
+        "berth-agent",
+        "berth-dev",
+    ] {
+        let roff = std::fs::read_to_string(dir.join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(roff.contains(".TH"), "{page}.1 is not a man page");
+    }
+    // Both are for packaging, not for the help screen.
+    let help = text(&run(berth_cmd().arg("--help")).await.stdout);
+    assert!(
+        !help.contains("completions") && !help.contains("  man "),
+        "{help}"
+    );
+}
