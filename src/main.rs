@@ -22,7 +22,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// berth: workspace ports at their own HTTPS subdomains, through outbound agent tunnels.
 #[derive(Parser, Debug)]
-#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "berth",
+    version = berth::LONG_VERSION,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,6 +52,18 @@ enum Command {
     Certs(CertsCommand),
     #[command(flatten)]
     Client(berth::client::Command),
+    /// Print a completion script for SHELL (the Debian package installs them).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (berth.1, berth-dev.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -259,6 +277,8 @@ fn main() -> ExitCode {
             Command::Agent(a) => run_agent(a).await,
             Command::Certs(CertsCommand::Status(a)) => certs_status(a).await,
             Command::Client(c) => berth::client::run(c).await,
+            Command::Completions { shell } => completions(shell),
+            Command::Man { dir } => man_pages(&dir),
         }
     })
 }
@@ -463,6 +483,28 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         Err(e) => {
             eprintln!("berth: {e}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `berth completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `berth man DIR`: a roff page per command, berth.1 and berth-COMMAND.1.
+fn man_pages(dir: &std::path::Path) -> ExitCode {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "berth: man: cannot write the pages to {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
         }
     }
 }
