@@ -9,7 +9,13 @@ use std::path::PathBuf;
 
 /// berth: workspace ports at their own HTTPS subdomains, through outbound agent tunnels.
 #[derive(Parser, Debug)]
-#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "berth",
+    version = berth::LONG_VERSION,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -33,6 +39,18 @@ pub(crate) enum Command {
     Certs(CertsCommand),
     #[command(flatten)]
     Client(berth::client::Command),
+    /// Print a completion script for SHELL (the Debian package installs them).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (berth.1, berth-dev.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -59,3 +59,9 @@ pub mod control;
 pub mod edge;
 
 pub mod roles;
+
+/// What `berth --version` prints after the name: the package version, the
+/// commit built from (`-dirty` if the sources differed, `unknown` without
+/// git) and the newest schema (database migration) this binary knows, e.g.
+/// `0.1.0 (commit 1a2b3c4, schema 10)`. Made by `build.rs`.
+pub const LONG_VERSION: &str = env!("BERTH_LONG_VERSION");

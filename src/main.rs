@@ -55,6 +55,8 @@ fn main() -> ExitCode {
             Command::Agent(a) => run_agent(a).await,
             Command::Certs(CertsCommand::Status(a)) => certs_status(a).await,
             Command::Client(c) => berth::client::run(c).await,
+            Command::Completions { shell } => completions(shell),
+            Command::Man { dir } => man_pages(&dir),
         }
     })
 }
@@ -252,6 +254,28 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         Err(e) => {
             eprintln!("berth: {e}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `berth completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `berth man DIR`: a roff page per command, berth.1 and berth-COMMAND.1.
+fn man_pages(dir: &std::path::Path) -> ExitCode {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(cmd, dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "berth: man: cannot write the pages to {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
         }
     }
 }

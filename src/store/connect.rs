@@ -72,7 +72,17 @@ impl Store {
             .max_connections(SQLITE_MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
+        if let Err(e) = SQLITE_MIGRATIONS.run(&pool).await {
+            let target = format!("the database {}", file.display());
+            let newest = || async {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&pool)
+                    .await
+            };
+            let err = migrate_error(e, &SQLITE_MIGRATIONS, target, newest).await;
+            pool.close().await;
+            return Err(err);
+        }
         // Files left by an older berth may be readable by others.
         for suffix in ["-wal", "-shm"] {
             let mut side = file.as_os_str().to_owned();
@@ -129,7 +139,18 @@ impl Store {
             })?;
         // The migrator holds an advisory lock, so replicas starting together
         // apply each migration once.
-        POSTGRES_MIGRATIONS.run(&pool).await?;
+        if let Err(e) = POSTGRES_MIGRATIONS.run(&pool).await {
+            let newest = || async {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&pool)
+                    .await
+            };
+            let target = format!("the database {target}");
+            let err = migrate_error(e, &POSTGRES_MIGRATIONS, target, newest).await;
+            // Closing releases the migrator's advisory lock at once.
+            pool.close().await;
+            return Err(err);
+        }
         tracing::info!(database = %target, "using PostgreSQL");
         Ok(Self::ready(Pool::Postgres(pool)))
     }
@@ -194,6 +215,44 @@ fn private_file(file: &Path, create: bool) -> Result<(), StoreError> {
     #[cfg(not(unix))]
     let _ = (file, create);
     Ok(())
+}
+
+/// The newest schema version (migration) this binary knows.
+pub fn schema_version() -> i64 {
+    latest(&SQLITE_MIGRATIONS)
+}
+
+fn latest(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// A failed migration as a [`StoreError`]. sqlx refuses a database that has
+/// applied a migration this binary does not have (`VersionMissing`, checked
+/// before it applies anything); when that database is ahead of this binary,
+/// i.e. a newer berth wrote it, say so with both schema versions.
+/// `newest` reads the database's newest applied migration.
+async fn migrate_error<F, Fut>(
+    e: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+    target: String,
+    newest: F,
+) -> StoreError
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<i64>, sqlx::Error>>,
+{
+    let sqlx::migrate::MigrateError::VersionMissing(_) = e else {
+        return e.into();
+    };
+    let binary = latest(migrator);
+    match newest().await {
+        Ok(Some(database)) if database > binary => StoreError::SchemaTooNew {
+            target,
+            database,
+            binary,
+        },
+        _ => e.into(),
+    }
 }
 
 /// `postgres://USER@HOST:PORT/DATABASE`: where a PostgreSQL store connects,

@@ -40,6 +40,22 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database's schema is newer than this binary's (a downgrade):
+    /// refused before anything is written, so the newer berth can still use it.
+    #[error(
+        "{target} was written by a newer berth (schema {database}); this berth ({}) \
+         knows schema {binary}: upgrade berth, or restore a backup taken with this \
+         version (docs/install.md, \"Upgrading\")",
+        env!("CARGO_PKG_VERSION")
+    )]
+    SchemaTooNew {
+        /// The database: a SQLite file, or PostgreSQL without its password.
+        target: String,
+        /// The newest migration applied to the database.
+        database: i64,
+        /// The newest migration this binary has.
+        binary: i64,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory: {0}")]
     Io(#[from] std::io::Error),
@@ -219,6 +235,7 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 
 pub use acme::AcmeCertRow;
 pub use audit::AuditRow;
+pub use connect::schema_version;
 pub use links::LinkRow;
 pub use notify::CHANGES_CHANNEL;
 pub use regions::RegionRow;
@@ -227,3 +244,5 @@ pub use workspaces::{AgentRow, WorkspaceRow};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;

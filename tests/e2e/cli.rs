@@ -583,3 +583,147 @@ async fn berth_agent_allow_ports_and_bad_tokens() {
         "{body}"
     );
 }
+
+/// The newest migration's number, as the repository has it.
+fn newest_schema() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.split('_').next()?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn version_names_the_commit_and_the_schema() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_owned());
+    // Subcommands name themselves as clap does (`berth-dev 0.1.0 (...)`).
+    for (args, name) in [
+        (&["--version"][..], "berth"),
+        (&["dev", "--version"], "berth-dev"),
+    ] {
+        let out = run(berth_cmd().args(args)).await;
+        assert!(out.status.success(), "{out:?}");
+        let line = text(&out.stdout);
+        let prefix = format!("{name} {} (commit ", env!("CARGO_PKG_VERSION"));
+        assert!(line.starts_with(&prefix), "{args:?}: {line}");
+        assert!(
+            line.ends_with(&format!(", schema {})\n", newest_schema())),
+            "{args:?}: {line}"
+        );
+        let commit = &line[prefix.len()..line.find(", schema").unwrap()];
+        match &head {
+            // Built from this work tree: its HEAD, and `-dirty` at most.
+            Some(head) => assert!(
+                commit == head || commit == format!("{head}-dirty"),
+                "{args:?}: {commit:?} is not HEAD {head}"
+            ),
+            None => assert_eq!(commit, "unknown", "{args:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_data_dir_from_a_newer_berth_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    drop(berth::store::Store::open(&dir).await.unwrap());
+    // What a berth with two more migrations leaves behind.
+    let future = newest_schema() + 2;
+    let db = dir.join("berth.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer berth', TRUE, X'00', 0)",
+    )
+    .bind(future)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let out = run(berth_cmd().arg("dev").arg("--data-dir").arg(&dir).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "off",
+    ]))
+    .await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        format!(
+            "{} was written by a newer berth (schema {future})",
+            db.display()
+        ),
+        format!("knows schema {}", newest_schema()),
+        "upgrade berth, or restore a backup".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "{needle:?} not in: {err}");
+    }
+    // Nothing was written: the newer schema is still recorded, and nothing
+    // was made from it (no admin user, so no admin token).
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(newest, future);
+    assert!(!dir.join("admin-token").exists());
+}
+
+#[tokio::test]
+async fn completions_and_man_pages_for_the_package() {
+    for (shell, needle) in [
+        ("bash", "complete -F _berth"),
+        ("zsh", "#compdef berth"),
+        ("fish", "complete -c berth"),
+    ] {
+        let out = run(berth_cmd().args(["completions", shell])).await;
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = text(&out.stdout);
+        assert!(script.contains(needle), "{shell}: {needle:?} missing");
+        assert!(script.contains("control") && script.contains("regions"));
+    }
+    let out = run(berth_cmd().args(["completions", "tcsh"])).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man");
+    let out = run(berth_cmd().arg("man").arg(&dir)).await;
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "berth",
+        "berth-control",
+        "berth-edge",
+        "berth-agent",
+        "berth-dev",
+    ] {
+        let roff = std::fs::read_to_string(dir.join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(roff.contains(".TH"), "{page}.1 is not a man page");
+    }
+    // Both are for packaging, not for the help screen.
+    let help = text(&run(berth_cmd().arg("--help")).await.stdout);
+    assert!(
+        !help.contains("completions") && !help.contains("  man "),
+        "{help}"
+    );
+}
