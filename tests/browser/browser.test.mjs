@@ -98,7 +98,13 @@ async function startBerth(dataDir, port) {
   const child = spawn(
     BERTH,
     ['dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--admin-listen', 'off'],
-    { cwd: dataDir, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    // The test signs in from one address dozens of times a minute, far past
+    // the brute-force limit meant for people (10 at once, then 10 a minute).
+    {
+      cwd: dataDir,
+      env: { ...process.env, NO_COLOR: '1', BERTH_LIMITS_LOGIN_BURST: '1000', BERTH_LIMITS_LOGIN_PER_MINUTE: '1000' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   berth = child;
   let stdout = '';
@@ -200,7 +206,18 @@ async function shot(page, name) {
 async function signIn(page, username, password, landing) {
   await page.fill('input[name=username]', username);
   await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(landing), page.click('button[type=submit]')]);
+  const [response] = await Promise.all([
+    page.waitForNavigation({ timeout: 15_000 }),
+    page.click('button[type=submit]'),
+  ]);
+  // A refusal (wrong password, 429 over the limit) is a page of its own:
+  // say what it said rather than wait for a landing that never comes.
+  const status = response?.status() ?? 0;
+  if (status >= 400) {
+    const text = (await page.textContent('body')).replace(/\s+/g, ' ').trim().slice(0, 200);
+    throw new Error(`signing in as ${username}: ${status} ${text}`);
+  }
+  await page.waitForURL(landing, { timeout: 15_000 });
 }
 
 // ---------------------------------------------------------------- trust --
