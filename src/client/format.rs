@@ -121,7 +121,7 @@ pub(crate) fn ports_table(answer: &Value) -> String {
             vec![
                 cell(&p["port"]),
                 listening.to_owned(),
-                cell(&p["level"]),
+                level_cell(p),
                 cell(&p["protocol"]),
                 cell(&p["url"]),
                 if apps.is_empty() {
@@ -136,6 +136,79 @@ pub(crate) fn ports_table(answer: &Value) -> String {
         &["PORT", "LISTENING", "LEVEL", "PROTOCOL", "URL", "APPS"],
         &rows,
     )
+}
+
+/// ", and users bob, carol and groups eng" for a share naming people; empty
+/// for one that names nobody.
+pub(crate) fn named_suffix(share: &Value) -> String {
+    let names = |k: &str| -> Vec<String> {
+        share[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (users, groups) = (names("users"), names("groups"));
+    let mut parts = Vec::new();
+    if !users.is_empty() {
+        parts.push(format!("users {}", users.join(", ")));
+    }
+    if !groups.is_empty() {
+        parts.push(format!("groups {}", groups.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", and {}", parts.join(" and "))
+    }
+}
+
+/// A share's level with whom it names, for the ports table:
+/// `owner +bob +@eng`.
+fn level_cell(p: &Value) -> String {
+    let mut out = cell(&p["level"]);
+    for (key, mark) in [("users", "+"), ("groups", "+@")] {
+        for name in p[key].as_array().into_iter().flatten() {
+            if let Some(n) = name.as_str() {
+                out.push_str(&format!(" {mark}{n}"));
+            }
+        }
+    }
+    out
+}
+
+/// The `berth groups` table: one line a group, its members by name.
+pub(crate) fn groups_table(answer: &Value) -> String {
+    let rows: Vec<Vec<String>> = answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let members: Vec<String> = g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| match (m["username"].as_str(), m["source"].as_str()) {
+                    (Some(u), Some("oidc")) => format!("{u} (sign-in)"),
+                    (Some(u), _) => u.to_owned(),
+                    _ => "?".into(),
+                })
+                .collect();
+            vec![
+                cell(&g["name"]),
+                members.len().to_string(),
+                if members.is_empty() {
+                    "-".into()
+                } else {
+                    members.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(&["GROUP", "SIZE", "MEMBERS"], &rows)
 }
 
 /// What a share level means, for `berth share`.

@@ -47,6 +47,7 @@ const KEYS: &[(&str, &str)] = &[
     ("oidc", "create_users"),
     ("oidc", "ca_file"),
     ("oidc", "label"),
+    ("oidc", "groups_claim"),
 ];
 
 /// Keys whose environment value is a comma-separated list.

@@ -38,6 +38,9 @@ pub struct OidcSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
     pub label: Option<String>,
+    /// The ID token claim listing the user's groups (e.g. "groups"); at
+    /// each sign-in it sets their provider-given berth group memberships.
+    pub groups_claim: Option<String>,
 }
 
 /// `[sharing]`

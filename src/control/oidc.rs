@@ -515,6 +515,13 @@ async fn finish(
         Ok(u) => u,
         Err(res) => return res,
     };
+    if let Some(claim) = &oidc.cfg.groups_claim {
+        let names = claims.groups(claim);
+        if let Err(e) = super::groups::sync_from_claim(st, user.id, &user.username, &names).await {
+            tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
+            return unavailable("your group memberships could not be stored; try again");
+        }
+    }
     let pending: Pending = cookie_value(headers, OIDC_RETURN_COOKIE)
         .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
         .and_then(|b| serde_urlencoded::from_bytes(&b).ok())

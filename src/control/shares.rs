@@ -26,7 +26,16 @@ pub(crate) struct PutShare {
     /// `"berth"` (default) or `"passthru"`.
     #[serde(default)]
     cors: Cors,
+    /// Users who get through whatever the level, by name.
+    #[serde(default)]
+    users: Vec<String>,
+    /// Groups whose members get through whatever the level, by name.
+    #[serde(default)]
+    groups: Vec<String>,
 }
+
+/// Most users, and most groups, one share may name.
+pub(crate) const MAX_NAMED: usize = 100;
 
 /// `PUT .../apps/{app}` body.
 #[derive(Deserialize)]
@@ -44,6 +53,10 @@ pub(crate) struct ShareJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    /// Users named, by name.
+    users: Vec<String>,
+    /// Groups named, by name.
+    groups: Vec<String>,
     url: String,
 }
 
@@ -67,6 +80,10 @@ pub(crate) struct PortJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    /// Users the share names, by name.
+    users: Vec<String>,
+    /// Groups the share names, by name.
+    groups: Vec<String>,
     url: String,
     /// The same app through each healthy region's edge, by region name (the
     /// dashboard offers the one nearest to the browser).
@@ -130,6 +147,10 @@ pub(crate) async fn list_ports(
             level: share.map(|s| s.level).unwrap_or_default(),
             protocol,
             cors: share.map(|s| s.cors).unwrap_or_default(),
+            users: share.map(|s| user_names(&st, &s.users)).unwrap_or_default(),
+            groups: share
+                .map(|s| group_names(&st, &s.groups))
+                .unwrap_or_default(),
             url: st.app_urls.url(&port_label(port, &agent, &ws)),
             region_urls: regions
                 .iter()
@@ -180,6 +201,83 @@ fn port_label(port: u16, agent: &AgentRow, ws: &WorkspaceRow) -> String {
     format!("{port}--{}--{}--{}", agent.name, ws.name, ws.owner)
 }
 
+/// The names of users, by id (ones gone meanwhile left out).
+fn user_names(st: &ControlState, ids: &[i64]) -> Vec<String> {
+    let mut names: Vec<String> = ids
+        .iter()
+        .filter_map(|id| st.catalog.user(*id))
+        .map(|u| u.username)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names of groups, by id (ones gone meanwhile left out).
+fn group_names(st: &ControlState, ids: &[i64]) -> Vec<String> {
+    let mut names: Vec<String> = ids
+        .iter()
+        .filter_map(|id| st.catalog.group(*id))
+        .map(|g| g.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The ids of the users and groups a share names, each checked: a name that
+/// does not exist is a 422 naming it. Under `sharing.max_level` below
+/// `authenticated`, a user outside the owner's organization is refused
+/// (403, naming the policy): the admin keeps such deployments inside.
+async fn named(
+    st: &ControlState,
+    req: &PutShare,
+    owner_org: Option<&str>,
+) -> Result<(Vec<i64>, Vec<i64>), ApiError> {
+    for (field, list) in [("users", &req.users), ("groups", &req.groups)] {
+        if list.len() > MAX_NAMED {
+            return Err(ApiError::invalid_field(
+                field,
+                format!(
+                    "names {} entries, more than {MAX_NAMED}: use a group",
+                    list.len()
+                ),
+            ));
+        }
+    }
+    let mut users = Vec::new();
+    for name in &req.users {
+        let id = super::groups::user_id_named(st, "users", name)?;
+        let org = st.catalog.user(id).and_then(|u| u.organization);
+        let same_org = owner_org.is_some() && org.as_deref() == owner_org;
+        if !same_org && st.sharing.max_level < ShareLevel::Authenticated {
+            return Err(ApiError::forbidden(format!(
+                "{name} is not in the workspace owner's organization, and this deployment \
+                 shares only up to \"{}\" (sharing.max_level)",
+                st.sharing.max_level.as_str()
+            )));
+        }
+        if !users.contains(&id) {
+            users.push(id);
+        }
+    }
+    let mut groups = Vec::new();
+    for name in &req.groups {
+        let id = match st.store.group_by_name(name).await {
+            Ok(g) => g.id,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid_field(
+                    "groups",
+                    format!("names {name:?}, and there is no such group (admins create groups with `berth groups create`)"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !groups.contains(&id) {
+            groups.push(id);
+        }
+    }
+    Ok((users, groups))
+}
+
 /// Sets who may reach a port.
 pub(crate) async fn put_share(
     State(st): State<ControlState>,
@@ -196,28 +294,45 @@ pub(crate) async fn put_share(
             req.level.as_str()
         )));
     }
+    let owner_org = st.catalog.user(ws.owner_id).and_then(|u| u.organization);
+    let (users, groups) = named(&st, &req, owner_org.as_deref()).await?;
     let share = Share {
         agent_id: agent.id,
         port,
         level: req.level,
         protocol: req.protocol,
         cors: req.cors,
+        users,
+        groups,
+        expires_at: None,
     };
     st.store.put_share(&share).await?;
     st.apply(Change::Share(share.clone())).await;
-    let what = format!(
+    let (user_list, group_list) = (
+        user_names(&st, &share.users),
+        group_names(&st, &share.groups),
+    );
+    let mut what = format!(
         "{}/{}/{}:{port} {}",
         ws.owner,
         ws.name,
         agent.name,
         share.level.as_str()
     );
+    if !user_list.is_empty() {
+        what.push_str(&format!(" users {}", user_list.join(",")));
+    }
+    if !group_list.is_empty() {
+        what.push_str(&format!(" groups {}", group_list.join(",")));
+    }
     st.audit(&caller.0.username, "port.shared", &what).await;
     Ok(Json(ShareJson {
         port,
         level: share.level,
         protocol: share.protocol,
         cors: share.cors,
+        users: user_list,
+        groups: group_list,
         url: st.app_urls.url(&port_label(port, &agent, &ws)),
     }))
 }

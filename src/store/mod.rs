@@ -200,6 +200,7 @@ macro_rules! store_test {
 mod acme;
 mod audit;
 mod connect;
+mod groups;
 mod links;
 mod notify;
 mod regions;
@@ -236,6 +237,7 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 pub use acme::AcmeCertRow;
 pub use audit::AuditRow;
 pub use connect::schema_version;
+pub use groups::{GroupRow, MemberSource, MAX_GROUP_NAME};
 pub use links::LinkRow;
 pub use notify::CHANGES_CHANNEL;
 pub use regions::RegionRow;

@@ -10,6 +10,7 @@ mod support;
 mod access;
 mod acme;
 mod agents;
+mod audience;
 mod cli;
 mod client;
 mod deadagent;
