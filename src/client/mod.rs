@@ -290,6 +290,11 @@ pub struct ShareArgs {
     /// Also let this group's members in, whatever the level (repeat for more)
     #[arg(long = "group", visible_alias = "with-group", value_name = "GROUP")]
     pub groups: Vec<String>,
+    /// End the share after this long (90s, 30m, 2h, 1d, 1h30m, or seconds):
+    /// then only you again [default: never, or the deployment's
+    /// sharing.max_share_ttl_secs for public and authenticated]
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_ttl)]
+    pub ttl: Option<u64>,
     #[command(flatten)]
     pub target: Target,
 }

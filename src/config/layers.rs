@@ -38,6 +38,7 @@ const KEYS: &[(&str, &str)] = &[
     ("log", "format"),
     ("sharing", "max_level"),
     ("sharing", "max_link_ttl_secs"),
+    ("sharing", "max_share_ttl_secs"),
     ("oidc", "issuer"),
     ("oidc", "client_id"),
     ("oidc", "client_secret"),

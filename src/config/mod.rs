@@ -34,7 +34,9 @@ pub use schema::{
     AcmeDnsSection, AcmeSection, AdminSection, FileConfig, LimitsSection, LogSection, OidcSection,
     ServerSection, SharingSection, TlsSection,
 };
-pub use sharing::{SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
+pub use sharing::{
+    SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS, MAX_SHARE_TTL_SECS,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -52,6 +52,9 @@ pub struct SharingSection {
     pub max_level: Option<String>,
     /// The longest a share link may live, in seconds (default 30 days).
     pub max_link_ttl_secs: Option<i64>,
+    /// The longest a `public` or `authenticated` share may last, in seconds
+    /// (default: no limit).
+    pub max_share_ttl_secs: Option<i64>,
 }
 
 /// `[server]`

@@ -23,7 +23,7 @@ pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
 pub(crate) mod regions;
-mod shares;
+pub(crate) mod shares;
 mod signin;
 mod users;
 mod validate;

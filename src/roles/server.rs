@@ -328,6 +328,7 @@ impl Server {
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
+        let share_ends = tokio::spawn(control::shares::end_expired(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -367,6 +368,7 @@ impl Server {
         )
         .await;
         login_upkeep.abort();
+        share_ends.abort();
         self.state.login.upkeep(&self.state).await;
         // Last: SQLite's write-ahead log goes into berth.db, so the file
         // alone is the whole database.

@@ -236,9 +236,8 @@ impl Store {
                 Err(e) => return Err(e),
             };
             wanted.push(id);
-            let added =
-                on_pool!(self, |pool| {
-                    sqlx::query(
+            let added = on_pool!(self, |pool| {
+                sqlx::query(
                 "INSERT INTO group_members (group_id, user_id, source) VALUES ($1, $2, 'oidc') \
                  ON CONFLICT (group_id, user_id) DO NOTHING"
             )
@@ -247,7 +246,7 @@ impl Store {
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
-                })?;
+            })?;
             if added > 0 {
                 changed.push(id);
             }

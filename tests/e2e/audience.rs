@@ -430,3 +430,176 @@ async fn named_users_and_groups_get_through_every_edge_and_lose_it_within_second
     assert_eq!(s, 200);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_that_ends_is_private_again_on_every_edge_and_closes_what_it_let_in() {
+    use crate::security::revocation::{closes_within, echoes, ws_h1, Cred, Target};
+    let w = World::start(Some("[sharing]\nmax_share_ttl_secs = 60\n")).await;
+    let b = &w.berth;
+
+    // The policy: public and authenticated shares last at most 60 s here.
+    let (s, e) = b
+        .api(
+            Method::PUT,
+            &w.share_path(Via::Control),
+            &w.alice,
+            Some(json!({"level": "public", "ttl_seconds": 120})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("sharing.max_share_ttl_secs"),
+        "{e}"
+    );
+    for bad in [json!(0), json!(-1), json!("1h")] {
+        let (s, e) = b
+            .api(
+                Method::PUT,
+                &w.share_path(Via::Control),
+                &w.alice,
+                Some(json!({"level": "owner", "ttl_seconds": bad})),
+            )
+            .await;
+        assert_eq!(s, 422, "{e}");
+    }
+    let a = w.share_both(json!({"level": "authenticated"})).await;
+    assert_eq!(
+        a[0]["expires_in_secs"], 60,
+        "the cap is the default: {}",
+        a[0]
+    );
+    let a = w.share_both(json!({"level": "organization"})).await;
+    assert_eq!(
+        (a[0]["expires_at"].clone(), a[0]["expires_in_secs"].clone()),
+        (Value::Null, Value::Null)
+    );
+
+    // Public for 4 s, on both edges.
+    const TTL: u64 = 4;
+    let a = w
+        .share_both(json!({"level": "public", "ttl_seconds": TTL}))
+        .await;
+    let ends = Instant::now() + Duration::from_secs(TTL);
+    assert!(
+        a[1]["expires_at"].as_str().unwrap().ends_with('Z'),
+        "{}",
+        a[1]
+    );
+    w.reaches("anonymous, while public", None, 200).await;
+    let (_, ports) = b
+        .api(
+            Method::GET,
+            "/api/v1/workspaces/alice/api/agents/eu/ports",
+            &w.alice,
+            None,
+        )
+        .await;
+    let entry = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == w.port)
+        .unwrap()
+        .clone();
+    let left = entry["expires_in_secs"].as_i64().unwrap();
+    assert!((1..=TTL as i64).contains(&left), "{entry}");
+    assert_eq!(entry["level"], "public");
+
+    // Open WebSockets through both edges, anonymous: they end with the share.
+    let regional = Target {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], w.edge_port)),
+        ca: b.ca_pem.clone(),
+        host: format!("{}--eu--api--alice.eu.berth.localhost", w.port),
+    };
+    let builtin = Target {
+        addr: b.addr,
+        ca: b.ca_pem.clone(),
+        host: format!("{}--home--api--alice.berth.localhost", w.port),
+    };
+    let mut at_region = ws_h1(&regional, Cred::Anonymous).await;
+    let mut at_control = ws_h1(&builtin, Cred::Anonymous).await;
+    let mut owners = ws_h1(&regional, Cred::Token(&w.alice)).await;
+    echoes(&mut at_region, "public, at the regional edge").await;
+    echoes(&mut at_control, "public, at the built-in edge").await;
+    let late = closes_within(
+        &mut at_region,
+        ends,
+        "an anonymous WebSocket at the regional edge",
+    )
+    .await;
+    println!("the regional edge closed the WebSocket {late:?} after the share ended");
+    let late = closes_within(
+        &mut at_control,
+        ends,
+        "an anonymous WebSocket at the built-in edge",
+    )
+    .await;
+    println!("the built-in edge closed the WebSocket {late:?} after the share ended");
+    echoes(&mut owners, "the owner's socket stays").await;
+
+    // Private again on every edge: no wait beyond the end itself.
+    let took = w.reaches("anonymous, after the end", None, 401).await;
+    println!(
+        "private again on both edges {:?} after the end",
+        ends.elapsed().min(took)
+    );
+    assert!(
+        ends.elapsed() < Duration::from_secs(3),
+        "private within 3 s of the end"
+    );
+
+    // The owner sees it as private; the audit log says it ended, once per port.
+    eventually(
+        Duration::from_secs(5),
+        "the audit log records the end",
+        || async {
+            let (_, log) = b
+                .api(Method::GET, "/api/v1/audit", &b.admin_token, None)
+                .await;
+            let ended: Vec<String> = log
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == "port.share_ended")
+                .map(|e| e["target"].as_str().unwrap().to_owned())
+                .collect();
+            ended.len() == 2
+                && ended.contains(&format!("alice/api/eu:{}", w.port))
+                && ended.contains(&format!("alice/api/home:{}", w.port))
+        },
+    )
+    .await;
+    let (_, ports) = b
+        .api(
+            Method::GET,
+            "/api/v1/workspaces/alice/api/agents/home/ports",
+            &w.alice,
+            None,
+        )
+        .await;
+    let entry = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == w.port)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (entry["level"].clone(), entry["expires_at"].clone()),
+        (json!("owner"), Value::Null),
+        "{entry}"
+    );
+
+    // A named share ends too: bob by name for 2 s.
+    let bob = b
+        .user_token("bob", "correct-horse", "member", Some("globex"))
+        .await;
+    w.share_both(json!({"level": "owner", "users": ["bob"], "ttl_seconds": 2}))
+        .await;
+    w.reaches("bob, named for 2 s", Some(&bob), 200).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.reaches("bob, after the end", Some(&bob), 404).await;
+}

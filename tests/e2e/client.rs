@@ -426,13 +426,16 @@ async fn groups_and_shares_naming_people_from_the_cli() {
             "carol",
             "--group",
             "Platform Team",
+            "--ttl",
+            "1h",
         ],
         "",
     )
     .await;
     assert_exit(&o, 0);
     assert!(
-        out(&o).contains("and users carol and groups Platform Team"),
+        out(&o).contains("and users carol and groups Platform Team")
+            && out(&o).contains("It ends at"),
         "{}",
         out(&o)
     );

@@ -29,6 +29,9 @@ pub(super) async fn share(a: ShareArgs) -> Result<(), ClientError> {
     if !a.groups.is_empty() {
         body["groups"] = json!(a.groups);
     }
+    if let Some(t) = a.ttl {
+        body["ttl_seconds"] = json!(t);
+    }
     let answer = s
         .expect_ok(Method::PUT, &t.share_path(a.port), Some(&body))
         .await?;
@@ -40,6 +43,15 @@ pub(super) async fn share(a: ShareArgs) -> Result<(), ClientError> {
         format::named_suffix(&answer)
     );
     println!("  {}", answer["url"].as_str().unwrap_or("-"));
+    if let (Some(at), Some(left)) = (
+        answer["expires_at"].as_str(),
+        answer["expires_in_secs"].as_i64(),
+    ) {
+        println!(
+            "It ends at {at} (in {}); then only you again.",
+            format::remaining(left)
+        );
+    }
     Ok(())
 }
 

@@ -7,6 +7,6 @@ mod bruteforce;
 mod cookies;
 mod csrf;
 mod dev_process;
-mod revocation;
+pub(crate) mod revocation;
 mod smuggling;
 mod stall;
