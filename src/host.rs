@@ -204,6 +204,21 @@ impl std::str::FromStr for Wildcard {
     }
 }
 
+/// A host and a wildcard as certificate names: `*--apps.example.com` hosts
+/// are one label under `example.com`, so that form needs `*.example.com`.
+pub fn cert_names(host: &str, wildcard: &str) -> Vec<String> {
+    let wildcard_san = match wildcard.strip_prefix("*--") {
+        Some(rest) => match rest.split_once('.') {
+            Some((_, parent)) => format!("*.{parent}"),
+            None => wildcard.to_owned(),
+        },
+        None => wildcard.to_owned(),
+    };
+    let mut names = vec![host.to_owned(), wildcard_san];
+    names.dedup();
+    names
+}
+
 // ---------------------------------------------------------------------------
 // Targets
 
@@ -1091,5 +1106,19 @@ mod tests {
             assert_eq!(parse_host(&variant, w).as_ref(), Ok(&t), "{variant}");
             checked += 1;
         }
+    }
+
+    #[test]
+    fn cert_names_cover_host_and_wildcard() {
+        assert_eq!(
+            cert_names("berth.example.com", "*.apps.example.com"),
+            ["berth.example.com", "*.apps.example.com"]
+        );
+        // The prefix form's hosts are one label under the parent domain.
+        assert_eq!(
+            cert_names("berth.example.com", "*--apps.example.com"),
+            ["berth.example.com", "*.example.com"]
+        );
+        assert_eq!(cert_names("*.x.test", "*.x.test"), ["*.x.test"]);
     }
 }

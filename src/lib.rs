@@ -9,20 +9,56 @@
 //! Vocabulary: an *app host* is one DNS label under an edge's wildcard; a
 //! *target* is what it names (port or app, agent, workspace, user); the
 //! *catalog* is the edge's in-memory copy of what exists.
+//!
+//! # Layout
+//!
+//! Four bands, each importing only from itself and the bands below; the
+//! roles never import each other (`tests/architecture.rs` enforces it; the
+//! module map and its reasons are in `docs/architecture.md`).
+//!
+//! 1. Vocabulary, pure:
+//!    - [`host`]: app host names, wildcards, certificate names;
+//!    - [`secret`]: strings that never print;
+//!    - [`auth`]: tokens, passwords, cookies, the access decision;
+//!    - [`catalog`]: the in-memory picture of what exists, and its changes;
+//!    - [`config`]: the configuration's schema, layers and resolution;
+//!    - [`html`]: escaping for the pages control and the edge write;
+//!    - [`protocol`]: the wire formats two roles share.
+//! 2. Infrastructure:
+//!    - [`store`]: the database;
+//!    - [`tls`]: certificates and TLS configurations;
+//!    - [`telemetry`]: logs, metrics, the admin listener;
+//!    - [`tunnel`]: the agent <-> edge tunnel and its protocol.
+//! 3. Roles:
+//!    - [`edge`]: serves app hosts and agent tunnels;
+//!    - [`control`]: the HTTP API and sign-in;
+//!    - [`agent`]: the workspace end of a tunnel;
+//!    - [`client`]: the client CLI.
+//! 4. Composition:
+//!    - [`roles`]: the server kinds (`berth dev`, `control`, `edge`) built
+//!      from the roles.
+//!
+//! The `berth` binary (`main.rs`, `cli.rs`) sits on top.
 
-pub mod agent;
 pub mod auth;
 pub mod catalog;
-pub mod client;
 pub mod config;
-pub mod control;
-pub mod edge;
 pub mod host;
-pub mod roles;
+pub mod html;
+pub mod protocol;
+pub mod secret;
+
 pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod tunnel;
+
+pub mod agent;
+pub mod client;
+pub mod control;
+pub mod edge;
+
+pub mod roles;
 
 /// What `berth --version` prints after the name: the package version, the
 /// commit built from (`-dirty` if the sources differed, `unknown` without

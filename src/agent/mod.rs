@@ -2,10 +2,11 @@
 //! serves the tunnel (see [`crate::tunnel`]). It reconnects with jittered
 //! exponential back-off after any failure; nothing listens in the workspace.
 
-pub mod regions;
-pub mod scan;
+mod regions;
+mod scan;
 
-use crate::auth::Secret;
+use crate::protocol::regions::{from_header, https_host_port, Candidate, CONTROL, REGIONS_HEADER};
+use crate::secret::Secret;
 use crate::tunnel::{self, agent::Upstream};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -70,31 +71,7 @@ pub enum AgentError {
 
 /// Splits `https://host[:port][/]` into host and port.
 pub fn parse_url(url: &str) -> Result<(String, u16), AgentError> {
-    let bad = || AgentError::BadUrl(url.to_owned());
-    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') {
-        return Err(bad());
-    }
-    let uri: http::uri::Authority = authority.parse().map_err(|_| bad())?;
-    let host = uri
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let has_port = authority
-        .rsplit_once(']')
-        .map_or(authority, |(_, rest)| rest)
-        .contains(':');
-    let port = match (has_port, uri.port_u16()) {
-        (false, _) => 443,
-        (true, Some(p)) if p > 0 => p,
-        (true, _) => return Err(bad()),
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok((host, port))
+    https_host_port(url).ok_or_else(|| AgentError::BadUrl(url.to_owned()))
 }
 
 /// Longest wait for a dial, TLS handshake and upgrade to finish: a path that
@@ -121,7 +98,7 @@ impl Drop for Serving {
 }
 
 /// The primary tunnel's URL and the regions known, for the standby.
-type Primary = tokio::sync::watch::Sender<Option<(String, Vec<regions::Candidate>)>>;
+type Primary = tokio::sync::watch::Sender<Option<(String, Vec<Candidate>)>>;
 
 /// Keeps a second tunnel (`--standby`) to the nearest region other than
 /// the primary's, so the apps stay reachable through it the moment the
@@ -132,7 +109,7 @@ async fn standby(
     cfg: &AgentConfig,
     tls: Arc<rustls::ClientConfig>,
     up: Arc<Upstream>,
-    mut primary: tokio::sync::watch::Receiver<Option<(String, Vec<regions::Candidate>)>>,
+    mut primary: tokio::sync::watch::Receiver<Option<(String, Vec<Candidate>)>>,
 ) {
     let mut attempt = 0u32;
     loop {
@@ -178,6 +155,7 @@ async fn standby(
             io,
             for_tunnel(&up, edge),
             steering.clone(),
+            scan::listening_ports_for,
         ))));
         loop {
             let task = serving.0.as_mut().expect("not detached");
@@ -206,7 +184,7 @@ async fn standby(
 /// What the agent's main loop carries from one tunnel to the next.
 struct RunState {
     /// The regions the last edge listed.
-    known: Option<Vec<regions::Candidate>>,
+    known: Option<Vec<Candidate>>,
     /// The tunnel being left, still serving until the next one is up.
     retiring: Option<(Arc<tunnel::agent::Steering>, Serving)>,
     /// Where the primary tunnel is, for the standby.
@@ -273,6 +251,7 @@ async fn connect_once(
         io,
         for_tunnel(&up, edge),
         steering.clone(),
+        scan::listening_ports_for,
     ))));
     let moving = |serving| Ended::Moving {
         from: url.to_owned(),
@@ -324,13 +303,13 @@ async fn connect_once(
 /// time a TLS handshake took (`None`: no answer).
 async fn measure(
     cfg: &AgentConfig,
-    mut candidates: Vec<regions::Candidate>,
+    mut candidates: Vec<Candidate>,
     tls: Arc<rustls::ClientConfig>,
-) -> Vec<(regions::Candidate, Option<Duration>)> {
+) -> Vec<(Candidate, Option<Duration>)> {
     candidates.insert(
         0,
-        regions::Candidate {
-            name: regions::CONTROL.into(),
+        Candidate {
+            name: CONTROL.into(),
             url: cfg.url.clone(),
         },
     );
@@ -356,7 +335,7 @@ fn for_tunnel(up: &Arc<Upstream>, edge: Option<std::net::SocketAddr>) -> Arc<Ups
 /// edge's address as dialed.
 type Opened = (
     hyper::upgrade::Upgraded,
-    Option<Vec<regions::Candidate>>,
+    Option<Vec<Candidate>>,
     Option<std::net::SocketAddr>,
 );
 
@@ -410,9 +389,9 @@ async fn open_tunnel(
     }
     let listed = res
         .headers()
-        .get(regions::REGIONS_HEADER)
+        .get(REGIONS_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(regions::from_header);
+        .map(from_header);
     Ok((hyper::upgrade::on(&mut res).await?, listed, edge))
 }
 
@@ -431,7 +410,7 @@ pub fn backoff(attempt: u32) -> Duration {
 async fn targets(
     cfg: &AgentConfig,
     tls: Arc<rustls::ClientConfig>,
-    known: &mut Option<Vec<regions::Candidate>>,
+    known: &mut Option<Vec<Candidate>>,
 ) -> Vec<String> {
     if cfg.region.is_some() && known.is_none() {
         match regions::fetch(&cfg.url, cfg.token.expose(), tls.clone()).await {

@@ -7,56 +7,18 @@
 //! handshake and is skipped, which is the fail-over. When control cannot be
 //! asked, the last list it gave is used.
 
-use serde::Deserialize;
+use crate::protocol::regions::{Candidate, AGENT_REGIONS};
+use crate::protocol::API_ROOT;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A place to dial.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
-pub struct Candidate {
-    /// The region's name; `control` for the control plane's own edge.
-    pub name: String,
-    /// `https://host[:port]`
-    pub url: String,
-}
-
-/// The name the control plane's own edge goes by.
-pub const CONTROL: &str = "control";
-
-/// The header on the tunnel's `101` answer that lists the healthy regions
-/// (`name=url, name=url`), so an agent learns them with no extra request.
-pub const REGIONS_HEADER: &str = "berth-regions";
-
-/// Formats [`REGIONS_HEADER`].
-pub fn to_header(regions: &[Candidate]) -> String {
-    regions
-        .iter()
-        .map(|c| format!("{}={}", c.name, c.url))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Parses [`REGIONS_HEADER`]; entries that are not `name=https://...` are skipped.
-pub fn from_header(value: &str) -> Vec<Candidate> {
-    value
-        .split(',')
-        .filter_map(|e| {
-            let (name, url) = e.trim().split_once('=')?;
-            (!name.is_empty() && super::parse_url(url).is_ok()).then(|| Candidate {
-                name: name.to_owned(),
-                url: url.to_owned(),
-            })
-        })
-        .collect()
-}
-
 /// How often a connected agent measures the regions again.
-pub const REMEASURE_EVERY: Duration = Duration::from_secs(120);
+pub(crate) const REMEASURE_EVERY: Duration = Duration::from_secs(120);
 
 /// Whether to leave the current edge (handshake `here`, `None` if it did
 /// not answer) for one that answered in `best`: only when clearly nearer
 /// (25% and 2 ms faster), so that noise does not make agents flap.
-pub fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
+pub(crate) fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
     match here {
         None => true,
         Some(here) => best.mul_f64(1.25) + Duration::from_millis(2) < here,
@@ -64,12 +26,15 @@ pub fn worth_moving(here: Option<Duration>, best: Duration) -> bool {
 }
 
 /// How long a handshake may take to count as reachable.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The candidates in the order to try them: with `pin`, only that one
 /// (reachable or not: pinning is a promise about where data flows);
 /// otherwise every reachable one, fastest first (ties keep list order).
-pub fn order(measured: Vec<(Candidate, Option<Duration>)>, pin: Option<&str>) -> Vec<Candidate> {
+pub(crate) fn order(
+    measured: Vec<(Candidate, Option<Duration>)>,
+    pin: Option<&str>,
+) -> Vec<Candidate> {
     if let Some(pin) = pin {
         return measured
             .into_iter()
@@ -87,7 +52,7 @@ pub fn order(measured: Vec<(Candidate, Option<Duration>)>, pin: Option<&str>) ->
 
 /// Times a TCP connect and TLS handshake to `url`; `None` if it fails or
 /// takes longer than [`PROBE_TIMEOUT`].
-pub async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration> {
+pub(crate) async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration> {
     let (host, port) = super::parse_url(url).ok()?;
     let started = Instant::now();
     let stream = tokio::time::timeout(PROBE_TIMEOUT, crate::tls::client::connect(&host, port, tls))
@@ -100,7 +65,7 @@ pub async fn probe(url: &str, tls: Arc<rustls::ClientConfig>) -> Option<Duration
 
 /// Asks control at `url` for the healthy regions. `Ok(None)`: the server
 /// keeps no region list (an edge, or an older control): dial `url` itself.
-pub async fn fetch(
+pub(crate) async fn fetch(
     url: &str,
     token: &str,
     tls: Arc<rustls::ClientConfig>,
@@ -113,7 +78,7 @@ pub async fn fetch(
             format!("{host}:{port}")
         };
         let req = http::Request::builder()
-            .uri("/api/v1/agent/regions")
+            .uri(format!("{API_ROOT}{AGENT_REGIONS}"))
             .header(http::header::HOST, authority)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Default::default())
@@ -137,13 +102,7 @@ pub async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(name: &str) -> Candidate {
-        Candidate {
-            name: name.into(),
-            url: format!("https://{name}.example.com"),
-        }
-    }
+    use crate::protocol::regions::tests::c;
 
     #[test]
     fn agents_move_only_for_a_clearly_nearer_region() {
@@ -154,23 +113,6 @@ mod tests {
         assert!(!worth_moving(Some(ms(3)), ms(1)), "under the 2 ms floor");
         assert!(worth_moving(Some(ms(100)), ms(70)));
         assert!(!worth_moving(Some(ms(100)), ms(80)));
-    }
-
-    #[test]
-    fn the_header_round_trips_and_skips_junk() {
-        let list = vec![c("eu"), c("us")];
-        assert_eq!(from_header(&to_header(&list)), list);
-        assert_eq!(from_header(""), vec![]);
-        assert_eq!(
-            from_header("eu=https://eu.example.com, bad, x=http://x, =https://y, us=https://us.example.com:8443"),
-            vec![
-                c("eu"),
-                Candidate {
-                    name: "us".into(),
-                    url: "https://us.example.com:8443".into()
-                }
-            ]
-        );
     }
 
     #[test]

@@ -15,64 +15,33 @@
 //! `0A` is `TCP_LISTEN`. The tables belong to the agent's network namespace,
 //! which is the one its upstream dials go to.
 
-use serde::{Deserialize, Serialize};
+use crate::tunnel::protocol::{Family, ListeningPort};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// The kernel's IPv4 table.
-pub const PROC_NET_TCP: &str = "/proc/net/tcp";
+pub(crate) const PROC_NET_TCP: &str = "/proc/net/tcp";
 /// The kernel's IPv6 table (absent when IPv6 is disabled).
-pub const PROC_NET_TCP6: &str = "/proc/net/tcp6";
+pub(crate) const PROC_NET_TCP6: &str = "/proc/net/tcp6";
 /// `TCP_LISTEN` in the tables' `st` column.
 const LISTEN: &str = "0A";
 
 /// One listening socket, as the table shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The bound address, as written: an IPv4-mapped IPv6 address
     /// (`::ffff:127.0.0.1`) stays IPv6 here; [`merge`] maps it to IPv4.
     pub addr: IpAddr,
     pub port: u16,
 }
 
-/// An address family a port is listening on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-/// One listening port, merged over all its sockets and both tables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListeningPort {
-    pub port: u16,
-    /// Every socket on the port is bound to a loopback address (127.0.0.0/8,
-    /// `::1`): nothing outside the workspace can reach it directly.
-    pub loopback_only: bool,
-    /// The agent's upstream dial reaches the port: some socket is bound to one
-    /// of the upstream hosts or to its family's wildcard. A socket bound only
-    /// to another specific address (a LAN address, `127.0.0.2`) is not.
-    pub reachable: bool,
-    /// The families of the bound addresses, sorted (`"ipv4"`, `"ipv6"`); an
-    /// IPv4-mapped address counts as IPv4.
-    pub families: Vec<Family>,
-    /// The bound addresses, sorted and deduplicated (IPv4-mapped ones as IPv4).
-    pub addresses: Vec<IpAddr>,
-}
-
-/// The hosts the agent's default upstream dials, in order.
-pub const DEFAULT_UPSTREAM_HOSTS: [IpAddr; 2] = [
-    IpAddr::V4(Ipv4Addr::LOCALHOST),
-    IpAddr::V6(Ipv6Addr::LOCALHOST),
-];
-
 /// Parses one table (`v6`: the `tcp6` format) and keeps its listening
 /// sockets. Lines that are not well-formed socket lines (the header, blank or
 /// truncated lines, bad hex, the wrong address width) are skipped.
-pub fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
+#[cfg(test)]
+fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
     text.lines().filter_map(|l| parse_line(l, v6)).collect()
 }
 
@@ -140,7 +109,7 @@ fn reaches(host: IpAddr, bound: IpAddr) -> bool {
 
 /// Merges listeners by port, sorted by port; `hosts` are the upstream's dial
 /// addresses, for [`ListeningPort::reachable`].
-pub fn merge(
+pub(crate) fn merge(
     listeners: impl IntoIterator<Item = Listener>,
     hosts: &[IpAddr],
 ) -> Vec<ListeningPort> {
@@ -185,7 +154,7 @@ fn read_table(path: &Path, v6: bool) -> std::io::Result<Vec<Listener>> {
 /// The listening TCP ports, with reachability for a dial to any of `hosts`.
 /// A missing `tcp6` table (IPv6 disabled) is fine; a missing `tcp` table (not
 /// Linux, no `/proc`) is an error. Blocking: call it off the async runtime.
-pub fn listening_ports_for(hosts: &[IpAddr]) -> std::io::Result<Vec<ListeningPort>> {
+pub(crate) fn listening_ports_for(hosts: &[IpAddr]) -> std::io::Result<Vec<ListeningPort>> {
     let mut listeners = read_table(Path::new(PROC_NET_TCP), false)?;
     match read_table(Path::new(PROC_NET_TCP6), true) {
         Ok(v6) => listeners.extend(v6),
@@ -197,13 +166,15 @@ pub fn listening_ports_for(hosts: &[IpAddr]) -> std::io::Result<Vec<ListeningPor
 
 /// The listening TCP ports, with reachability for the agent's default
 /// upstream (127.0.0.1, then ::1). Blocking: call it off the async runtime.
-pub fn listening_ports() -> std::io::Result<Vec<ListeningPort>> {
-    listening_ports_for(&DEFAULT_UPSTREAM_HOSTS)
+#[cfg(test)]
+fn listening_ports() -> std::io::Result<Vec<ListeningPort>> {
+    listening_ports_for(&crate::tunnel::agent::DEFAULT_UPSTREAM_HOSTS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tunnel::agent::DEFAULT_UPSTREAM_HOSTS;
 
     fn v4(s: &str) -> IpAddr {
         IpAddr::V4(s.parse().unwrap())

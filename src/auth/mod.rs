@@ -12,5 +12,6 @@ pub mod password;
 pub mod signin;
 pub mod token;
 
+pub use crate::secret::Secret;
 pub use decide::{authorize, Decision, LinkGrant, ShareLevel, Target, Visitor};
-pub use token::{Secret, TokenHash, TokenKind};
+pub use token::{TokenHash, TokenKind};

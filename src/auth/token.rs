@@ -4,6 +4,7 @@
 //! without a lookup. Only the SHA-256 of a token is ever stored: tokens are
 //! high-entropy, so a fast hash is enough (no salt or stretching needed).
 
+use crate::secret::Secret;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -45,27 +46,6 @@ impl TokenKind {
         ]
         .into_iter()
         .find(|k| token.starts_with(k.prefix()))
-    }
-}
-
-/// A secret string whose `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; call only where it must leave the process.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(****)")
     }
 }
 
@@ -117,7 +97,7 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 pub fn generate(kind: TokenKind) -> Secret {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    Secret(format!("{}{}", kind.prefix(), base62(&bytes)))
+    Secret::new(format!("{}{}", kind.prefix(), base62(&bytes)))
 }
 
 /// Random bytes as base62 (big-endian number), used for tokens.

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file name inside the configuration directory.
-pub const FILE_NAME: &str = "credentials.toml";
+pub(crate) const FILE_NAME: &str = "credentials.toml";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +23,7 @@ struct Saved {
 
 /// The configuration directory from these environment values
 /// (`BERTH_CONFIG_DIR`, `XDG_CONFIG_HOME`, `HOME`); empty values count as unset.
-pub fn config_dir_from(
+pub(crate) fn config_dir_from(
     berth_config_dir: Option<&str>,
     xdg_config_home: Option<&str>,
     home: Option<&str>,
@@ -44,7 +44,7 @@ pub fn config_dir_from(
 }
 
 /// The credentials file for this process's environment.
-pub fn default_path() -> Result<PathBuf, ClientError> {
+pub(crate) fn default_path() -> Result<PathBuf, ClientError> {
     let var = |k: &str| std::env::var(k).ok();
     Ok(config_dir_from(
         var("BERTH_CONFIG_DIR").as_deref(),
@@ -55,7 +55,7 @@ pub fn default_path() -> Result<PathBuf, ClientError> {
 }
 
 /// Reads a saved session; `Ok(None)` when there is no file.
-pub fn load(path: &Path) -> Result<Option<Session>, ClientError> {
+pub(crate) fn load(path: &Path) -> Result<Option<Session>, ClientError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -82,7 +82,7 @@ pub fn load(path: &Path) -> Result<Option<Session>, ClientError> {
 
 /// Writes `session` to `path` (mode 0600, replacing any old file
 /// atomically), creating its directory with mode 0700 if needed.
-pub fn save(path: &Path, session: &Session) -> Result<(), ClientError> {
+pub(crate) fn save(path: &Path, session: &Session) -> Result<(), ClientError> {
     let fail = |what: &str, p: &Path, e: std::io::Error| {
         ClientError::Usage(format!("cannot {what} {}: {e}", p.display()))
     };

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// Parses a duration such as `90s`, `30m`, `2h`, `1d`, `1h30m` or a bare
 /// number of seconds into seconds (at least 1).
-pub fn parse_ttl(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_ttl(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration; use e.g. 90s, 30m, 2h or 1d".into());
@@ -59,7 +59,7 @@ pub fn parse_ttl(s: &str) -> Result<u64, String> {
 }
 
 /// Left-aligned columns separated by two spaces, no trailing spaces.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let cols = headers.len();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -101,7 +101,7 @@ fn cell(v: &Value) -> String {
 }
 
 /// The `berth ports` table from a `GET .../ports` answer.
-pub fn ports_table(answer: &Value) -> String {
+pub(crate) fn ports_table(answer: &Value) -> String {
     let empty = vec![];
     let ports = answer["ports"].as_array().unwrap_or(&empty);
     let rows: Vec<Vec<String>> = ports
@@ -139,7 +139,7 @@ pub fn ports_table(answer: &Value) -> String {
 }
 
 /// What a share level means, for `berth share`.
-pub fn level_meaning(level: &str) -> &'static str {
+pub(crate) fn level_meaning(level: &str) -> &'static str {
     match level {
         "owner" => "you and site admins only",
         "organization" => "members of your organization",
@@ -152,7 +152,7 @@ pub fn level_meaning(level: &str) -> &'static str {
 /// Seconds since the Unix epoch of an RFC 3339 time such as
 /// `2025-01-02T03:04:05Z`, `2025-01-02T03:04:05.123+02:00` or
 /// `2025-01-02 03:04:05` (taken as UTC); `None` if it is not one.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() < 19 || !s.is_char_boundary(19) {
@@ -205,7 +205,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 }
 
 /// A share link's state: `revoked`, `used up`, `expired` or `active`.
-pub fn link_status(link: &Value, now: i64) -> &'static str {
+pub(crate) fn link_status(link: &Value, now: i64) -> &'static str {
     if link["revoked"].as_bool() == Some(true) {
         return "revoked";
     }
@@ -221,7 +221,7 @@ pub fn link_status(link: &Value, now: i64) -> &'static str {
 }
 
 /// `berth regions`: one row per region with its health.
-pub fn regions_table(answer: &Value) -> String {
+pub(crate) fn regions_table(answer: &Value) -> String {
     let empty = vec![];
     let rows: Vec<Vec<String>> = answer
         .as_array()
@@ -260,7 +260,7 @@ pub fn regions_table(answer: &Value) -> String {
 
 /// The `berth link ls` table from a `GET /share-links` answer (a list, or an
 /// object with a `links` list).
-pub fn links_table(answer: &Value, now: i64) -> String {
+pub(crate) fn links_table(answer: &Value, now: i64) -> String {
     let empty = vec![];
     let links = answer
         .as_array()
@@ -304,7 +304,7 @@ pub fn links_table(answer: &Value, now: i64) -> String {
 }
 
 /// What `berth link create` prints for a `POST /share-links` answer.
-pub fn link_created(answer: &Value, port: u16, max_uses: Option<u64>) -> String {
+pub(crate) fn link_created(answer: &Value, port: u16, max_uses: Option<u64>) -> String {
     let uses = match max_uses {
         Some(1) => ", 1 use".to_owned(),
         Some(n) => format!(", up to {n} uses"),

@@ -31,7 +31,7 @@ pub struct Session {
 
 /// The parts of a control-plane URL that a request needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Host name or IP literal (brackets kept for IPv6).
     pub host: String,
     pub port: u16,
@@ -42,7 +42,7 @@ pub struct Endpoint {
 }
 
 /// Checks and splits a control-plane URL: `https://host[:port][/prefix]`.
-pub fn parse_url(url: &str) -> Result<Endpoint, ClientError> {
+pub(crate) fn parse_url(url: &str) -> Result<Endpoint, ClientError> {
     let bad = |why: &str| ClientError::Usage(format!("{url:?} is not a berth URL: {why}"));
     let uri: Uri = url
         .parse()

@@ -7,9 +7,9 @@
 //! such as not being signed in.
 
 mod commands;
-pub mod credentials;
-pub mod format;
-pub mod http;
+mod credentials;
+mod format;
+mod http;
 
 pub use http::Session;
 

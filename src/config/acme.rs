@@ -1,7 +1,7 @@
 //! `tls.mode = "acme"`: the `[tls.acme]` and `[tls.acme.dns]` sections,
 //! resolved into [`AcmeSettings`] and checked, every error naming its key.
 
-use super::{defaults, secs, AcmeSection, ConfigError};
+use super::{defaults, secs, AcmeDnsSection, AcmeSection, ConfigError, Problems};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,14 +44,56 @@ pub enum DnsSettings {
         /// "hmac-sha256", "hmac-sha384" or "hmac-sha512".
         algorithm: String,
         /// The TSIG secret, base64 (checked to decode).
-        secret: crate::auth::Secret,
+        secret: crate::secret::Secret,
     },
 }
 
-/// Checks `[tls.acme]` and `[tls.acme.dns]`.
+/// Checks `[tls.acme]` and `[tls.acme.dns]`, reporting every problem.
 pub(super) fn settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
-    let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
-    let directory = a.directory.ok_or_else(|| {
+    let mut p = Problems::default();
+    let directory = p.take(directory(a.directory));
+    let renew_before = p.take(match a.renew_before_days {
+        None => Ok(defaults::ACME_RENEW_BEFORE),
+        Some(d) if d.is_finite() && d > 0.0 && d < 3650.0 => {
+            Ok(Duration::from_secs_f64(d * 86_400.0))
+        }
+        Some(d) => Err(invalid(
+            "tls.acme.renew_before_days",
+            format!("{d} is not a positive number of days below 3650"),
+        )),
+    });
+    let mut d = a.dns.unwrap_or_default();
+    let mut resolvers = Vec::new();
+    for r in d.resolvers.take().unwrap_or_default() {
+        resolvers.extend(p.take(addr("tls.acme.dns.resolvers", &r)));
+    }
+    let propagation_timeout = p.take(secs(
+        "tls.acme.dns.propagation_timeout_secs",
+        d.propagation_timeout_secs,
+        defaults::ACME_PROPAGATION_TIMEOUT,
+    ));
+    let dns = p.take(dns(d));
+    let settings = (|| {
+        Some(AcmeSettings {
+            directory: directory?,
+            email: a.email,
+            ca_file: a.ca_file,
+            renew_before: renew_before?,
+            dns: dns?,
+            resolvers,
+            propagation_timeout: propagation_timeout?,
+        })
+    })();
+    p.finish(settings)
+}
+
+fn invalid(key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { key, message }
+}
+
+/// `tls.acme.directory`: required, https.
+fn directory(directory: Option<String>) -> Result<String, ConfigError> {
+    let directory = directory.ok_or_else(|| {
         invalid(
             "tls.acme.directory",
             "is required when tls.mode = \"acme\", e.g. https://acme-staging-v02.api.letsencrypt.org/directory (staging first)".into(),
@@ -63,33 +105,18 @@ pub(super) fn settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
             format!("{directory:?} is not an https:// URL"),
         ));
     }
-    let renew_before = match a.renew_before_days {
-        None => defaults::ACME_RENEW_BEFORE,
-        Some(d) if d.is_finite() && d > 0.0 && d < 3650.0 => Duration::from_secs_f64(d * 86_400.0),
-        Some(d) => {
-            return Err(invalid(
-                "tls.acme.renew_before_days",
-                format!("{d} is not a positive number of days below 3650"),
-            ))
-        }
-    };
-    let d = a.dns.unwrap_or_default();
-    let addr = |key: &'static str, s: &str| -> Result<SocketAddr, ConfigError> {
-        s.parse()
-            .map_err(|_| invalid(key, format!("{s:?} is not an IP:PORT such as 127.0.0.1:53")))
-    };
-    let resolvers = d
-        .resolvers
-        .unwrap_or_default()
-        .iter()
-        .map(|r| addr("tls.acme.dns.resolvers", r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let propagation_timeout = secs(
-        "tls.acme.dns.propagation_timeout_secs",
-        d.propagation_timeout_secs,
-        defaults::ACME_PROPAGATION_TIMEOUT,
-    )?;
-    let dns = match d.provider.as_deref() {
+    Ok(directory)
+}
+
+/// An `IP:PORT` setting.
+fn addr(key: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| invalid(key, format!("{s:?} is not an IP:PORT such as 127.0.0.1:53")))
+}
+
+/// `[tls.acme.dns]`'s provider and what it needs.
+fn dns(d: AcmeDnsSection) -> Result<DnsSettings, ConfigError> {
+    Ok(match d.provider.as_deref() {
         Some("exec") => DnsSettings::Exec {
             command: d.command.ok_or_else(|| {
                 invalid(
@@ -147,7 +174,7 @@ pub(super) fn settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
                 zone,
                 key_name,
                 algorithm,
-                secret: crate::auth::Secret::new(b64.trim()),
+                secret: crate::secret::Secret::new(b64.trim()),
             }
         }
         Some(other) => {
@@ -162,14 +189,5 @@ pub(super) fn settings(a: AcmeSection) -> Result<AcmeSettings, ConfigError> {
                 "is required when tls.mode = \"acme\": \"rfc2136\" or \"exec\"".into(),
             ))
         }
-    };
-    Ok(AcmeSettings {
-        directory,
-        email: a.email,
-        ca_file: a.ca_file,
-        renew_before,
-        dns,
-        resolvers,
-        propagation_timeout,
     })
 }

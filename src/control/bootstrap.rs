@@ -20,17 +20,17 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// The bootstrap admin's user name.
-pub const ADMIN_USER: &str = "admin";
+pub(crate) const ADMIN_USER: &str = "admin";
 /// The bootstrap admin's e-mail.
-pub const ADMIN_EMAIL: &str = "admin@berth.localhost";
+pub(crate) const ADMIN_EMAIL: &str = "admin@berth.localhost";
 /// File in the data directory holding the admin's API token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// File in the data directory holding the dev agent's token.
 pub const DEV_AGENT_TOKEN_FILE: &str = "dev-agent-token";
 /// The `berth dev` workspace and agent names.
-pub const DEV_WORKSPACE: &str = "dev";
+pub(crate) const DEV_WORKSPACE: &str = "dev";
 /// The `berth dev` agent name.
-pub const DEV_AGENT: &str = "main";
+pub(crate) const DEV_AGENT: &str = "main";
 
 /// What [`bootstrap`] did, for the start-up banner.
 #[derive(Debug)]

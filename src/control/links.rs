@@ -2,11 +2,12 @@
 //! they expire, run out of uses, or are revoked. Owners and site admins make
 //! them; their creator, the workspace owner and site admins revoke them.
 
+use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::shares::agent_of;
-use super::{ControlState, DEFAULT_LINK_TTL_SECS};
+use super::ControlState;
 use crate::catalog::Change;
+use crate::config::DEFAULT_LINK_TTL_SECS;
 use crate::store::{LinkRow, StoreError};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +20,7 @@ use time::OffsetDateTime;
 /// `POST /share-links` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateLink {
+pub(crate) struct CreateLink {
     user: String,
     workspace: String,
     agent: String,
@@ -32,7 +33,7 @@ pub struct CreateLink {
 
 /// `POST /share-links` answer; the URL with its token is shown only here.
 #[derive(Serialize)]
-pub struct CreatedLink {
+pub(crate) struct CreatedLink {
     id: String,
     url: String,
     expires_at: String,
@@ -41,7 +42,7 @@ pub struct CreatedLink {
 
 /// A link as listed (without its token, which berth does not keep).
 #[derive(Serialize, Debug)]
-pub struct LinkJson {
+pub(crate) struct LinkJson {
     id: String,
     url: String,
     user: String,
@@ -92,7 +93,7 @@ fn link_json(st: &ControlState, row: LinkRow, now: i64) -> LinkJson {
 }
 
 /// Makes a share link.
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<ControlState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateLink>,
@@ -140,7 +141,7 @@ pub async fn create(
 }
 
 /// The caller's links (all of them for site admins).
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<ControlState>,
     caller: Caller,
 ) -> Result<Json<Vec<LinkJson>>, ApiError> {
@@ -153,7 +154,7 @@ pub async fn list(
 }
 
 /// Revokes a link: every visitor who redeemed it is cut off at once.
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
@@ -177,7 +178,7 @@ pub async fn revoke(
 /// Redeems a share-link token (one use counted in the store) and records
 /// `link.redeemed` in the audit log with the visitor's address and, for a
 /// regional edge, its region. `None` when the link is not live.
-pub async fn redeem_and_audit(
+pub(crate) async fn redeem_and_audit(
     store: &crate::store::Store,
     hash: &crate::auth::TokenHash,
     now: i64,

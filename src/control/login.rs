@@ -43,7 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// 12 MB for 100,000 names of the longest kind). Past it, idle keys
 /// are dropped; if none are idle, new keys are refused (fail closed) until
 /// some are.
-pub const MAX_KEYS: usize = 100_000;
+pub(crate) const MAX_KEYS: usize = 100_000;
 /// How long a refused-because-full attempt is told to wait.
 const FULL_WAIT: Duration = Duration::from_secs(60);
 /// At most this often is a full map swept for idle keys on the request path.
@@ -57,7 +57,7 @@ const MAX_REFUSED_SOURCES: usize = 256;
 /// The longest a sign-in waits in the queue for a hash slot.
 const HASH_WAIT: Duration = Duration::from_secs(10);
 /// How often [`upkeep`] runs.
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a sign-in attempt did not succeed.
 #[derive(Debug)]
@@ -333,7 +333,7 @@ impl LoginGuard {
 }
 
 /// Runs [`LoginGuard::upkeep`] every [`UPKEEP_EVERY`] until aborted.
-pub async fn upkeep(st: ControlState) {
+pub(crate) async fn upkeep(st: ControlState) {
     let mut tick = tokio::time::interval(UPKEEP_EVERY);
     tick.tick().await;
     loop {
@@ -428,7 +428,7 @@ impl RefusedLog {
 /// The key a source address is limited under: an IPv4 address (IPv4-mapped
 /// IPv6 included) as is, an IPv6 address by its /64 (one host usually has
 /// a whole /64 to pick addresses from).
-pub fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -440,7 +440,7 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
 
 /// The key a user name is limited under: trimmed, lower case, at most
 /// [`NAME_CHARS`] characters, so spellings of one name share a limit.
-pub fn name_key(name: &str) -> String {
+pub(crate) fn name_key(name: &str) -> String {
     name.trim()
         .chars()
         .take(NAME_CHARS)

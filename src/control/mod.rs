@@ -12,13 +12,16 @@
 //! not JSON and bodies over [`BODY_LIMIT`]. A workspace the caller may not see
 //! answers 404, exactly like one that does not exist.
 
+mod access;
 mod bootstrap;
+mod edges;
 mod error;
 mod extract;
-pub mod links;
-pub mod login;
+pub(crate) mod holders;
+pub(crate) mod links;
+pub(crate) mod login;
 mod oidc;
-pub mod regions;
+pub(crate) mod regions;
 mod shares;
 mod signin;
 mod users;
@@ -36,11 +39,15 @@ pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use oidc::OidcClient;
 
-use crate::agent::scan::ListeningPort;
 use crate::catalog::{Catalog, Change};
+use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
+use crate::protocol::regions::AGENT_REGIONS;
+use crate::protocol::{edge_api, API_ROOT};
 use crate::store::Store;
-use axum::extract::DefaultBodyLimit;
+use crate::tunnel::protocol::ListeningPort;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::middleware::{self, Next};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
@@ -103,9 +110,22 @@ pub struct ControlState {
 
 tokio::task_local! {
     /// The address of the client whose request the control plane is
-    /// handling; set by the front door around each request, read by
-    /// [`ControlState::audit`].
-    pub static CLIENT_ADDR: std::net::IpAddr;
+    /// handling, for [`ControlState::audit`]; set around each request from
+    /// the `ConnectInfo` the front door puts in its extensions.
+    static CLIENT_ADDR: std::net::IpAddr;
+}
+
+/// Runs the rest of the request with [`CLIENT_ADDR`] set, when the front
+/// door said who the client is.
+async fn with_client_addr(req: axum::extract::Request, next: Next) -> axum::response::Response {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match addr {
+        Some(ip) => CLIENT_ADDR.scope(ip, next.run(req)).await,
+        None => next.run(req).await,
+    }
 }
 
 /// The client address of the request being handled, when the front door
@@ -160,29 +180,6 @@ impl ControlState {
         }
     }
 }
-
-/// Limits on sharing, from `[sharing]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SharingPolicy {
-    /// The widest share level owners may choose (`sharing.max_level`).
-    pub max_level: crate::auth::ShareLevel,
-    /// The longest a share link may live (`sharing.max_link_ttl_secs`).
-    pub max_link_ttl_secs: i64,
-}
-
-impl Default for SharingPolicy {
-    fn default() -> Self {
-        SharingPolicy {
-            max_level: crate::auth::ShareLevel::Public,
-            max_link_ttl_secs: DEFAULT_MAX_LINK_TTL_SECS,
-        }
-    }
-}
-
-/// Share links live 24 h unless the request says otherwise.
-pub const DEFAULT_LINK_TTL_SECS: i64 = 24 * 3600;
-/// ...and at most 30 days unless `sharing.max_link_ttl_secs` says otherwise.
-pub const DEFAULT_MAX_LINK_TTL_SECS: i64 = 30 * 24 * 3600;
 
 /// How to build app URLs for responses: `https://{label}{wildcard_suffix}[:port]`.
 ///
@@ -257,13 +254,13 @@ pub fn router(state: ControlState) -> Router {
         .route("/audit", get(users::audit))
         .route("/regions", post(regions::create).get(regions::list))
         .route("/regions/{name}", delete(regions::delete))
-        .route("/edge/hello", get(regions::hello))
-        .route("/edge/heartbeat", post(regions::heartbeat))
-        .route("/edge/watch", get(regions::watch))
-        .route("/edge/redeem", post(regions::redeem))
-        .route("/edge/exchange", post(regions::exchange))
-        .route("/edge/certificate", get(regions::certificate))
-        .route("/agent/regions", get(regions::for_agent))
+        .route(edge_api::HELLO, get(edges::hello))
+        .route(edge_api::HEARTBEAT, post(edges::heartbeat))
+        .route(edge_api::WATCH, get(edges::watch))
+        .route(edge_api::REDEEM, post(edges::redeem))
+        .route(edge_api::EXCHANGE, post(edges::exchange))
+        .route(edge_api::CERTIFICATE, get(edges::certificate))
+        .route(AGENT_REGIONS, get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -275,7 +272,7 @@ pub fn router(state: ControlState) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
-        .nest("/api/v1", api)
+        .nest(API_ROOT, api)
         .route("/", get(signin::home))
         .route("/signin", get(signin::show).post(signin::submit))
         .route("/signin/continue", post(signin::proceed))
@@ -283,7 +280,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
         .with_state(state)
-        .layer(axum::middleware::map_response(page_headers))
+        .layer(middleware::map_response(page_headers))
+        .layer(middleware::from_fn(with_client_addr))
 }
 
 /// How long browsers keep to HTTPS for the control host once told

@@ -15,7 +15,7 @@ use crate::auth::oidc::{
 };
 use crate::catalog::{Change, User};
 use crate::config::OidcConfig;
-use crate::edge::pages::escape_html;
+use crate::html::escape_html;
 use crate::store::{NewUser, Role};
 use crate::tls::client::{client_config, fetch};
 use axum::extract::{Query, State};
@@ -278,7 +278,7 @@ fn now_unix() -> i64 {
 
 /// `?return_to=https://{app-host}/path&state=...` (or the same as a form).
 #[derive(Deserialize)]
-pub struct StartQuery {
+pub(crate) struct StartQuery {
     #[serde(default)]
     return_to: Option<String>,
     #[serde(default)]
@@ -320,13 +320,13 @@ fn unavailable(why: &str) -> Response {
 
 /// `GET /signin/oidc`: off to the provider. Any page may link here, so
 /// the visitor is asked before the sign-in ends on another user's app.
-pub async fn start(State(st): State<ControlState>, Query(q): Query<StartQuery>) -> Response {
+pub(crate) async fn start(State(st): State<ControlState>, Query(q): Query<StartQuery>) -> Response {
     begin(&st, q, false).await
 }
 
 /// `POST /signin/oidc`: the sign-in page's button (Origin checked), so the
 /// visitor chose to sign in for the app they are going to.
-pub async fn start_from_page(
+pub(crate) async fn start_from_page(
     State(st): State<ControlState>,
     headers: HeaderMap,
     Form(q): Form<StartQuery>,
@@ -389,7 +389,7 @@ fn append_cookie(h: &mut HeaderMap, name: &str, value: &str, max_age: i64) {
 
 /// The provider's redirect back.
 #[derive(Deserialize)]
-pub struct CallbackQuery {
+pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
@@ -418,7 +418,7 @@ fn start_again(status: StatusCode, title: &str, why: &str) -> Response {
 }
 
 /// `GET /signin/oidc/callback`: the provider sends the browser back here.
-pub async fn callback(
+pub(crate) async fn callback(
     State(st): State<ControlState>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,

@@ -2,14 +2,14 @@
 //! Owners and site admins manage both; everyone else gets the same 404 as for
 //! a workspace that does not exist.
 
+use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::workspaces::visible;
 use super::{validate, ControlState};
 use crate::auth::ShareLevel;
 use crate::catalog::{App, Change, Cors, Protocol, Share};
 use crate::host::is_port_like;
-use crate::store::{AgentRow, StoreError, WorkspaceRow};
+use crate::store::{AgentRow, WorkspaceRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 /// `PUT .../share` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutShare {
+pub(crate) struct PutShare {
     level: ShareLevel,
     #[serde(default)]
     protocol: Protocol,
@@ -31,7 +31,7 @@ pub struct PutShare {
 /// `PUT .../apps/{app}` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PutApp {
+pub(crate) struct PutApp {
     port: u16,
     #[serde(default)]
     protocol: Protocol,
@@ -39,7 +39,7 @@ pub struct PutApp {
 
 /// A share as the API shows it.
 #[derive(Serialize, Debug)]
-pub struct ShareJson {
+pub(crate) struct ShareJson {
     port: u16,
     level: ShareLevel,
     protocol: Protocol,
@@ -49,7 +49,7 @@ pub struct ShareJson {
 
 /// An app as the API shows it.
 #[derive(Serialize, Debug)]
-pub struct AppJson {
+pub(crate) struct AppJson {
     name: String,
     port: u16,
     protocol: Protocol,
@@ -58,7 +58,7 @@ pub struct AppJson {
 
 /// One port in `GET .../ports`.
 #[derive(Serialize, Debug)]
-pub struct PortJson {
+pub(crate) struct PortJson {
     port: u16,
     /// The agent reports something listening on it.
     listening: bool,
@@ -78,7 +78,7 @@ pub struct PortJson {
 
 /// `GET .../ports` answer.
 #[derive(Serialize, Debug)]
-pub struct PortsJson {
+pub(crate) struct PortsJson {
     agent: String,
     connected: bool,
     /// Why `ports` lacks what is listening, when it does.
@@ -89,7 +89,7 @@ pub struct PortsJson {
 
 /// The agent's listening ports, and every shared or named port, each with
 /// its share level and URLs.
-pub async fn list_ports(
+pub(crate) async fn list_ports(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, workspace, agent)): ApiPath<(String, String, String)>,
@@ -167,24 +167,6 @@ pub async fn list_ports(
     }))
 }
 
-/// The workspace and agent named by a path, if the caller may manage them.
-pub(super) async fn agent_of(
-    st: &ControlState,
-    caller: &Caller,
-    user: &str,
-    workspace: &str,
-    agent: &str,
-) -> Result<(WorkspaceRow, AgentRow), ApiError> {
-    let ws = visible(st, caller, user, workspace).await?;
-    match st.store.agent_by_name(ws.id, agent).await {
-        Ok(a) => Ok((ws, a)),
-        Err(StoreError::NotFound(_)) => Err(ApiError::not_found(format!(
-            "workspace {user}/{workspace} has no agent named {agent}"
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn check_port(port: u16) -> Result<(), ApiError> {
     if port == 0 {
         return Err(ApiError::invalid_field("port", "must be 1-65535"));
@@ -199,7 +181,7 @@ fn port_label(port: u16, agent: &AgentRow, ws: &WorkspaceRow) -> String {
 }
 
 /// Sets who may reach a port.
-pub async fn put_share(
+pub(crate) async fn put_share(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, workspace, agent, port)): ApiPath<(String, String, String, u16)>,
@@ -241,7 +223,7 @@ pub async fn put_share(
 }
 
 /// Puts a port back to `owner`.
-pub async fn delete_share(
+pub(crate) async fn delete_share(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, workspace, agent, port)): ApiPath<(String, String, String, u16)>,
@@ -260,7 +242,7 @@ pub async fn delete_share(
 }
 
 /// Names a port: `{app}--{agent}--{workspace}--{user}`.
-pub async fn put_app(
+pub(crate) async fn put_app(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, workspace, agent, app)): ApiPath<(String, String, String, String)>,

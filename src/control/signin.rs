@@ -9,7 +9,7 @@ use super::ControlState;
 use crate::auth::cookie::{self, Purpose, SESSION_COOKIE};
 use crate::auth::Visitor;
 use crate::catalog::{Change, Session};
-use crate::edge::pages::escape_html;
+use crate::html::escape_html;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,14 +19,14 @@ use serde::Deserialize;
 /// `?return_to=https://{app-host}/path&state=...`: where to go after
 /// signing in, and the sign-in state the app host's edge gave the browser.
 #[derive(Deserialize)]
-pub struct SigninQuery {
+pub(crate) struct SigninQuery {
     return_to: Option<String>,
     state: Option<String>,
 }
 
 /// The sign-in form's fields.
 #[derive(Deserialize)]
-pub struct SigninForm {
+pub(crate) struct SigninForm {
     username: String,
     password: String,
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct SigninForm {
 
 /// The consent form's fields (see [`consent`]).
 #[derive(Deserialize)]
-pub struct ContinueForm {
+pub(crate) struct ContinueForm {
     #[serde(default)]
     return_to: Option<String>,
     #[serde(default)]
@@ -54,7 +54,7 @@ pub(super) struct Back<'a> {
 }
 
 impl<'a> Back<'a> {
-    pub fn new(return_to: Option<&'a str>, state: Option<&'a str>) -> Self {
+    pub(crate) fn new(return_to: Option<&'a str>, state: Option<&'a str>) -> Self {
         Back {
             return_to: return_to.filter(|r| !r.is_empty()),
             state: state.filter(|s| !s.is_empty()),
@@ -62,7 +62,7 @@ impl<'a> Back<'a> {
     }
 
     /// The query string that carries this on (`return_to=...&state=...`).
-    pub fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         let mut q: Vec<(&str, &str)> = Vec::new();
         if let Some(r) = self.return_to {
             q.push(("return_to", r));
@@ -90,7 +90,7 @@ impl<'a> Back<'a> {
 
     /// Refuses a return that is not an app on this berth, or a state that
     /// is not one an edge makes, with the page that says so.
-    pub async fn check(&self, st: &ControlState) -> Result<(), Response> {
+    pub(crate) async fn check(&self, st: &ControlState) -> Result<(), Response> {
         if let Some(r) = self.return_to {
             if st.return_target(r).await.is_none() {
                 return Err(bad_return_to());
@@ -117,7 +117,7 @@ fn now_unix() -> i64 {
 /// The browser's session on the control host, if it has a live one. Every
 /// copy of `__Host-berth_session` is checked; one that fails never decides,
 /// and two different live sessions count as none (see [`cookie::decide`]).
-pub fn session_of(st: &ControlState, headers: &HeaderMap) -> Option<(Visitor, Session)> {
+pub(crate) fn session_of(st: &ControlState, headers: &HeaderMap) -> Option<(Visitor, Session)> {
     let now = now_unix();
     let values = cookie::copies(headers, SESSION_COOKIE);
     let id = cookie::decide(&values, |value| {
@@ -270,7 +270,7 @@ pub(super) fn bad_return_to() -> Response {
 }
 
 /// `GET /signin`
-pub async fn show(
+pub(crate) async fn show(
     State(st): State<ControlState>,
     headers: HeaderMap,
     Query(q): Query<SigninQuery>,
@@ -286,7 +286,7 @@ pub async fn show(
 }
 
 /// `POST /signin/continue`: the visitor said yes to [`consent`].
-pub async fn proceed(
+pub(crate) async fn proceed(
     State(st): State<ControlState>,
     headers: HeaderMap,
     Form(f): Form<ContinueForm>,
@@ -350,7 +350,7 @@ fn busy() -> Response {
 }
 
 /// `POST /signin`
-pub async fn submit(
+pub(crate) async fn submit(
     State(st): State<ControlState>,
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
@@ -432,7 +432,7 @@ pub(super) async fn start_session(
 }
 
 /// `POST /signout`: ends the session everywhere (app-host cookies included).
-pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+pub(crate) async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Response {
     if cross_site(&st, &headers) {
         return forbidden_cross_site();
     }
@@ -456,7 +456,7 @@ pub async fn signout(State(st): State<ControlState>, headers: HeaderMap) -> Resp
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// `GET /`: the dashboard, or the sign-in form.
-pub async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
+pub(crate) async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
     if session_of(&st, &headers).is_none() {
         return see_other("/signin");
     }

@@ -14,20 +14,20 @@ use serde::{Deserialize, Serialize};
 /// `POST /login` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     username: String,
     password: String,
 }
 
 /// `POST /login` answer: a new API token.
 #[derive(Serialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     token: String,
 }
 
 /// `GET /me` answer.
 #[derive(Serialize)]
-pub struct MeResponse {
+pub(crate) struct MeResponse {
     username: String,
     email: String,
     role: Role,
@@ -37,7 +37,7 @@ pub struct MeResponse {
 /// `POST /users` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateUser {
+pub(crate) struct CreateUser {
     username: String,
     email: String,
     password: String,
@@ -48,7 +48,7 @@ pub struct CreateUser {
 
 /// A user as the API shows it (never the password hash).
 #[derive(Serialize, Debug)]
-pub struct UserJson {
+pub(crate) struct UserJson {
     username: String,
     email: String,
     role: Role,
@@ -70,7 +70,7 @@ impl From<UserRow> for UserJson {
 
 /// Exchanges a user name and password for a new API token (limited per
 /// source and user name, see [`super::login`]).
-pub async fn login(
+pub(crate) async fn login(
     State(st): State<ControlState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
@@ -96,7 +96,7 @@ pub async fn login(
 }
 
 /// The caller.
-pub async fn me(Caller(u): Caller) -> Json<MeResponse> {
+pub(crate) async fn me(Caller(u): Caller) -> Json<MeResponse> {
     Json(MeResponse {
         username: u.username,
         email: u.email,
@@ -106,7 +106,7 @@ pub async fn me(Caller(u): Caller) -> Json<MeResponse> {
 }
 
 /// Creates a user (admins only).
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<ControlState>,
     Admin(caller): Admin,
     ApiJson(req): ApiJson<CreateUser>,
@@ -142,7 +142,7 @@ pub async fn create(
 }
 
 /// Every user (admins only).
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<ControlState>,
     _admin: Admin,
 ) -> Result<Json<Vec<UserJson>>, ApiError> {
@@ -154,7 +154,7 @@ pub async fn list(
 /// `"organization": null` clears it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateUser {
+pub(crate) struct UpdateUser {
     #[serde(default)]
     role: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -168,7 +168,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 /// Changes a user's role or organization (admins only; not one's own role).
 /// The edge sees the change at once: organization shares follow it.
-pub async fn update(
+pub(crate) async fn update(
     State(st): State<ControlState>,
     Admin(caller): Admin,
     ApiPath(username): ApiPath<String>,
@@ -211,7 +211,7 @@ pub async fn update(
 
 /// Deletes a user with their tokens, workspaces and agents (admins only; not
 /// oneself, so that a deployment keeps an admin who can undo mistakes).
-pub async fn delete(
+pub(crate) async fn delete(
     State(st): State<ControlState>,
     Admin(caller): Admin,
     ApiPath(username): ApiPath<String>,
@@ -229,7 +229,7 @@ pub async fn delete(
 }
 
 /// The audit log, newest first (admins only): `?limit=N`, 1 to 1,000, default 200.
-pub async fn audit(
+pub(crate) async fn audit(
     State(st): State<ControlState>,
     _admin: Admin,
     axum::extract::RawQuery(query): axum::extract::RawQuery,

@@ -4,13 +4,13 @@ use super::error::ApiError;
 use crate::host::{port_label_len, validate_name};
 
 /// Shortest password accepted.
-pub const MIN_PASSWORD: usize = 8;
+pub(crate) const MIN_PASSWORD: usize = 8;
 /// Longest password accepted (argon2 cost does not depend on it, but a bound
 /// keeps bodies honest).
-pub const MAX_PASSWORD: usize = 1024;
+pub(crate) const MAX_PASSWORD: usize = 1024;
 
 /// A user, workspace or agent name: `[a-z0-9-]`, no `--`, no edge `-`.
-pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn name(field: &str, value: &str) -> Result<(), ApiError> {
     validate_name(value).map_err(|e| ApiError::invalid_field(field, e))
 }
 
@@ -18,7 +18,7 @@ pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
 /// would not fit in `budget` characters. Parts not yet known are passed as
 /// one-character placeholders, the shortest they can be; `value` is the
 /// field's own part, for the hint on how long it may be.
-pub fn label_fits(
+pub(crate) fn label_fits(
     field: &str,
     value: &str,
     (agent, workspace, user): (&str, &str, &str),
@@ -41,12 +41,12 @@ pub fn label_fits(
 
 /// An e-mail address: a plain ASCII `local@domain` (see
 /// [`crate::auth::email`]); it reaches apps in `X-Berth-Email`.
-pub fn email(value: &str) -> Result<(), ApiError> {
+pub(crate) fn email(value: &str) -> Result<(), ApiError> {
     crate::auth::email::check(value).map_err(|e| ApiError::invalid_field("email", e))
 }
 
 /// A password: 8 to 1024 characters.
-pub fn password(value: &str) -> Result<(), ApiError> {
+pub(crate) fn password(value: &str) -> Result<(), ApiError> {
     let n = value.chars().count();
     if n < MIN_PASSWORD {
         return Err(ApiError::invalid_field(
@@ -64,7 +64,7 @@ pub fn password(value: &str) -> Result<(), ApiError> {
 }
 
 /// An organization: 1 to 100 printable characters without surrounding spaces.
-pub fn organization(value: &str) -> Result<(), ApiError> {
+pub(crate) fn organization(value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.chars().count() > 100 {
         return Err(ApiError::invalid_field(
             "organization",

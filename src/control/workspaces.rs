@@ -2,6 +2,7 @@
 //! workspaces; site admins see and manage all. Anything else is a 404 that
 //! reads exactly like a workspace that does not exist.
 
+use super::access::visible;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::{validate, ControlState};
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 /// `POST /workspaces` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateWorkspace {
+pub(crate) struct CreateWorkspace {
     name: String,
     /// Defaults to the caller; only admins may name someone else.
     #[serde(default)]
@@ -27,13 +28,13 @@ pub struct CreateWorkspace {
 /// `POST .../agents` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateAgent {
+pub(crate) struct CreateAgent {
     name: String,
 }
 
 /// A workspace as the API shows it.
 #[derive(Serialize, Debug)]
-pub struct WorkspaceJson {
+pub(crate) struct WorkspaceJson {
     owner: String,
     name: String,
     created_at: String,
@@ -42,7 +43,7 @@ pub struct WorkspaceJson {
 
 /// An agent as the API shows it.
 #[derive(Serialize, Debug)]
-pub struct AgentJson {
+pub(crate) struct AgentJson {
     name: String,
     connected: bool,
     created_at: String,
@@ -52,7 +53,7 @@ pub struct AgentJson {
 
 /// `POST .../agents` answer; the token is shown only here.
 #[derive(Serialize)]
-pub struct CreatedAgent {
+pub(crate) struct CreatedAgent {
     name: String,
     agent_token: String,
     url_template: String,
@@ -82,24 +83,8 @@ fn workspace_json(st: &ControlState, ws: WorkspaceRow, agents: Vec<AgentRow>) ->
     }
 }
 
-/// The workspace `user/name` if the caller may manage it; otherwise the same
-/// 404 as for one that does not exist.
-pub(super) async fn visible(
-    st: &ControlState,
-    caller: &Caller,
-    user: &str,
-    name: &str,
-) -> Result<WorkspaceRow, ApiError> {
-    let hidden = || ApiError::not_found(format!("workspace {user}/{name} not found, or not yours"));
-    match st.store.workspace_by_name(user, name).await {
-        Ok(ws) if caller.may_manage(ws.owner_id) => Ok(ws),
-        Ok(_) | Err(StoreError::NotFound(_)) => Err(hidden()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Creates a workspace for the caller, or (admins) for `owner`.
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<ControlState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateWorkspace>,
@@ -143,7 +128,7 @@ pub async fn create(
 }
 
 /// The workspaces the caller may see (own; all for admins), with their agents.
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<ControlState>,
     caller: Caller,
 ) -> Result<Json<Vec<WorkspaceJson>>, ApiError> {
@@ -164,7 +149,7 @@ pub async fn list(
 }
 
 /// Deletes a workspace and its agents (owner or admin).
-pub async fn delete(
+pub(crate) async fn delete(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, name)): ApiPath<(String, String)>,
@@ -182,7 +167,7 @@ pub async fn delete(
 }
 
 /// Creates an agent; its token is in this answer and nowhere else.
-pub async fn create_agent(
+pub(crate) async fn create_agent(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, name)): ApiPath<(String, String)>,
@@ -215,7 +200,7 @@ pub async fn create_agent(
 }
 
 /// A workspace's agents, each with whether its tunnel is up.
-pub async fn list_agents(
+pub(crate) async fn list_agents(
     State(st): State<ControlState>,
     caller: Caller,
     ApiPath((user, name)): ApiPath<(String, String)>,

@@ -19,7 +19,7 @@ pin_project_lite::pin_project! {
 
 impl<B> Counted<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, counter: Counter) -> Self {
+    pub(crate) fn new(inner: B, counter: Counter) -> Self {
         Counted { inner, counter }
     }
 }
@@ -62,7 +62,7 @@ pin_project_lite::pin_project! {
 
 impl<B> Scrubbed<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B) -> Self {
+    pub(crate) fn new(inner: B) -> Self {
         Scrubbed { inner }
     }
 }

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 /// The way a pooled connection reaches its agent: this server's tunnel of
 /// one generation, or the relay to another holder (by its number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     Tunnel(u64),
     Relay(u32),
 }
@@ -32,7 +32,7 @@ pub enum Via {
 /// The authority that routes a pooled request: agent, way, port
 /// (`a17-g3-p3000` through tunnel generation 3, `a17-r2-p3000` through
 /// holder 2).
-pub fn authority(agent_id: i64, via: Via, port: u16) -> String {
+pub(crate) fn authority(agent_id: i64, via: Via, port: u16) -> String {
     match via {
         Via::Tunnel(generation) => format!("a{agent_id}-g{generation}-p{port}"),
         Via::Relay(holder) => format!("a{agent_id}-r{holder}-p{port}"),
@@ -53,7 +53,7 @@ fn parse_authority(host: &str) -> Option<(i64, Via, u16)> {
 
 /// Opens tunnel streams for the pooled client.
 #[derive(Clone)]
-pub struct TunnelConnector {
+pub(crate) struct TunnelConnector {
     tunnels: Arc<Tunnels>,
     relay: Arc<Relay>,
     app_tls: Arc<rustls::ClientConfig>,
@@ -61,7 +61,7 @@ pub struct TunnelConnector {
 
 impl TunnelConnector {
     /// `app_tls` is used for `{port}s` hosts (the app's own HTTPS).
-    pub fn new(
+    pub(crate) fn new(
         tunnels: Arc<Tunnels>,
         relay: Arc<Relay>,
         app_tls: Arc<rustls::ClientConfig>,
@@ -75,7 +75,7 @@ impl TunnelConnector {
 }
 
 /// A stream to an app: plain, or TLS to the app's own HTTPS port.
-pub enum AppStream {
+pub(crate) enum AppStream {
     /// Plain HTTP over the tunnel stream.
     Plain(Upgraded),
     /// HTTPS to the app over the tunnel stream.
@@ -144,7 +144,7 @@ impl Write for AppStream {
 
 /// Connect failures, kept typed so the proxy can tell them apart.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// The URI was not one the proxy builds.
     #[error("internal: not a tunnel authority: {0}")]
     BadAuthority(String),

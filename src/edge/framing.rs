@@ -15,7 +15,7 @@ use std::fmt;
 
 /// Why a request cannot be forwarded to an app as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// `OPTIONS *` (asterisk-form): a question about the server as a whole.
     Asterisk,
     /// A path that does not start with `/` (an HTTP/2 `:path` such as `?x`).
@@ -52,7 +52,7 @@ impl fmt::Display for RequestError {
 /// https://host/path`) into a URI whose path starts with `/`, and the edge
 /// routes by that URI's authority when there is one (HTTP/2 `:authority`,
 /// HTTP/1.1 absolute-form), else by `Host`.
-pub fn check_request(
+pub(crate) fn check_request(
     version: Version,
     method: &Method,
     uri: &Uri,
@@ -90,7 +90,7 @@ pub fn check_request(
 /// hyper has already refused requests whose lengths disagree or do not parse;
 /// anything that still does not parse is removed, and the pooled client then
 /// frames the body from its actual size.
-pub fn canonical_content_length(headers: &mut HeaderMap) {
+pub(crate) fn canonical_content_length(headers: &mut HeaderMap) {
     let parsed: Option<u64> = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -107,11 +107,11 @@ pub fn canonical_content_length(headers: &mut HeaderMap) {
 /// mismatch, a reset stream): the client's fault, answered with 400 rather
 /// than blamed on the app.
 #[derive(Debug)]
-pub struct ClientBodyError(pub Box<dyn std::error::Error + Send + Sync>);
+pub(crate) struct ClientBodyError(pub Box<dyn std::error::Error + Send + Sync>);
 
 impl ClientBodyError {
     /// Wraps the error the client's body stream gave.
-    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub(crate) fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ClientBodyError(e.into())
     }
 }
@@ -142,7 +142,9 @@ impl std::error::Error for ClientBodyError {
 /// failed exchange with the app was the client's doing, `None` when the
 /// tunnel, the app or berth failed (the connector's error types tell those
 /// apart).
-pub fn client_fault<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+pub(crate) fn client_fault<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a ClientBodyError> {
     let mut source = Some(err);
     while let Some(e) = source {
         if let Some(client) = e.downcast_ref::<ClientBodyError>() {

@@ -6,27 +6,27 @@
 //! accepts agent tunnels, and every host under the wildcard goes through
 //! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
 
-pub mod body;
-pub mod connector;
+mod body;
+mod connector;
 pub mod cors;
-pub mod framing;
+mod framing;
 pub mod headers;
 pub mod hops;
 pub mod pages;
-pub mod paths;
+mod paths;
 pub mod proxy;
-pub mod regional;
-pub mod relay;
+pub(crate) mod relay;
 pub mod revocation;
-pub mod server;
-pub mod signin;
+pub(crate) mod server;
+mod signin;
 pub mod streams;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
 use crate::catalog::{Catalog, Link, Session};
-use crate::config::Limits;
+use crate::config::{Limits, ServerConfig};
 use crate::host::Wildcard;
+use crate::protocol::edge_api::Exchange;
 use crate::telemetry::EdgeMetrics;
 use crate::tunnel::{self, edge::Tunnels};
 use axum::body::Body;
@@ -35,7 +35,9 @@ use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +82,10 @@ pub struct Peers {
     pub relay: Arc<relay::Relay>,
 }
 
+/// A [`ControlCalls`] answer: later, and `None` when control says no (or
+/// cannot be asked).
+pub type ControlAnswer<T> = futures_util::future::BoxFuture<'static, Option<T>>;
+
 /// What an edge asks of the control plane: in-process for the built-in edge,
 /// over HTTPS for a regional one.
 pub trait ControlCalls: Send + Sync + 'static {
@@ -87,33 +93,22 @@ pub trait ControlCalls: Send + Sync + 'static {
     /// seconds), for a visitor at `source` (for the audit log): counts one
     /// use and returns the link, or `None` when it does not exist, has
     /// expired, was revoked or is used up.
-    fn redeem(
-        &self,
-        hash: TokenHash,
-        now: i64,
-        source: std::net::IpAddr,
-    ) -> futures_util::future::BoxFuture<'static, Option<Link>>;
+    fn redeem(&self, hash: TokenHash, now: i64, source: std::net::IpAddr) -> ControlAnswer<Link>;
 
-    /// Exchanges a one-time sign-in code minted for `host` and the sign-in
-    /// `state` of the browser presenting it for the session it stands for;
-    /// `None` if unknown, used, expired, or for another host or browser.
-    fn take_code(
-        &self,
-        code: String,
-        host: String,
-        state: String,
-        now: i64,
-    ) -> futures_util::future::BoxFuture<'static, Option<Session>>;
+    /// Exchanges a one-time sign-in code minted for its host and the
+    /// sign-in state of the browser presenting it for the session it stands
+    /// for; `None` if unknown, used, expired, or for another host or browser.
+    fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session>;
 }
 
 impl Edge {
-    /// An edge over `catalog` and `tunnels`. Starts the task that closes
-    /// revoked connections, so call it within a tokio runtime.
+    /// An edge over `catalog` and `tunnels`, serving `cfg.wildcard` within
+    /// `cfg.limits`. Starts the task that closes revoked connections, so
+    /// call it within a tokio runtime.
     pub fn new(
         catalog: Arc<Catalog>,
         tunnels: Arc<Tunnels>,
-        wildcard: Wildcard,
-        limits: Limits,
+        cfg: &ServerConfig,
         metrics: EdgeMetrics,
         signin: Arc<SignIn>,
         Peers { control, relay }: Peers,
@@ -136,10 +131,10 @@ impl Edge {
         Edge {
             catalog,
             tunnels,
-            wildcard,
-            streams: streams::AgentStreams::new(limits.max_streams_per_agent),
+            wildcard: cfg.wildcard.clone(),
+            streams: streams::AgentStreams::new(cfg.limits.max_streams_per_agent),
             mark: hops::Mark::random(),
-            limits,
+            limits: cfg.limits.clone(),
             metrics,
             signin,
             control,
@@ -160,12 +155,44 @@ pub struct Frontdoor {
     /// The control plane's API, when this process runs one.
     pub control: Option<axum::Router>,
     /// A regional edge's link to control, for `/readyz`.
-    pub control_state: Option<Arc<regional::ControlState>>,
+    pub control_state: Option<Arc<ControlStatus>>,
     /// The healthy regions, told to every agent when its tunnel opens.
     pub regions: Arc<RegionDirectory>,
     /// Load balancers whose `X-Forwarded-For` names the client
     /// (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Whether a regional edge follows control's watch stream right now, for
+/// `/readyz` and the metric `berth_edge_control_connected`.
+#[derive(Debug, Default)]
+pub struct ControlStatus {
+    connected: AtomicBool,
+    gauge: Gauge,
+}
+
+impl ControlStatus {
+    /// True while the watch stream is following control.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the watch stream is up (logged when it changes).
+    pub fn set(&self, up: bool) {
+        if self.connected.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!("following control's changes");
+            } else {
+                tracing::warn!("control unreachable: serving from what this edge knows");
+            }
+        }
+        self.gauge.set(i64::from(up));
+    }
+
+    /// The gauge that follows [`ControlStatus::connected`], for a registry.
+    pub fn gauge(&self) -> Gauge {
+        self.gauge.clone()
+    }
 }
 
 /// The healthy regions an edge tells its agents about (refreshed by the
@@ -175,8 +202,8 @@ pub struct RegionDirectory(std::sync::RwLock<String>);
 
 impl RegionDirectory {
     /// Replaces the list.
-    pub fn set(&self, regions: &[crate::agent::regions::Candidate]) {
-        *self.0.write().expect("region list lock") = crate::agent::regions::to_header(regions);
+    pub fn set(&self, regions: &[crate::protocol::regions::Candidate]) {
+        *self.0.write().expect("region list lock") = crate::protocol::regions::to_header(regions);
     }
 
     fn header(&self) -> Option<http::HeaderValue> {
@@ -244,9 +271,11 @@ impl Frontdoor {
             _ => match &self.control {
                 Some(router) => {
                     use tower::ServiceExt;
-                    let call =
-                        crate::control::CLIENT_ADDR.scope(peer.ip(), router.clone().oneshot(req));
-                    match call.await {
+                    // Who the client is travels with the request.
+                    let mut req = req;
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    match router.clone().oneshot(req).await {
                         Ok(res) => res,
                         Err(never) => match never {},
                     }
@@ -301,10 +330,35 @@ impl Frontdoor {
             .expect("static response is valid");
         if let Some(regions) = self.regions.header() {
             res.headers_mut()
-                .insert(crate::agent::regions::REGIONS_HEADER, regions);
+                .insert(crate::protocol::regions::REGIONS_HEADER, regions);
         }
         res
     }
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A `303 See Other` to `location`, optionally setting a cookie.
+pub(super) fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(http::header::LOCATION, location)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::REFERRER_POLICY, "no-referrer");
+    if let Some(c) = set_cookie {
+        b = b.header(http::header::SET_COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

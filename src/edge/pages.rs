@@ -3,6 +3,7 @@
 //! page for browsers.
 
 use crate::auth::origin::Refusal;
+use crate::html::escape_html;
 use axum::body::Body;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
@@ -291,22 +292,6 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
                     })
                 })
         })
-}
-
-/// Escapes text for HTML element content and quoted attributes.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "\
@@ -675,13 +660,6 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Open the app again"));
-    }
-
-    #[test]
-    fn escape_html_table() {
-        assert_eq!(escape_html(""), "");
-        assert_eq!(escape_html("plain é"), "plain é");
-        assert_eq!(escape_html("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
     }
 
     #[test]

@@ -15,7 +15,7 @@ const DECODE_ROUNDS: usize = 3;
 /// every escape (a few rounds), reads `\` as `/`, drops empty segments, `.`
 /// and `;parameters`, resolves `..`, and compares case-insensitively. A path
 /// it claims is answered by the edge (404), never by the app.
-pub fn is_edge_path(path: &str) -> bool {
+pub(crate) fn is_edge_path(path: &str) -> bool {
     let mut bytes: Vec<u8> = path.as_bytes().to_vec();
     for _ in 0..DECODE_ROUNDS {
         match percent_decode(&bytes) {
@@ -70,7 +70,7 @@ fn percent_decode(bytes: &[u8]) -> Option<Vec<u8>> {
 /// run of slashes and backslashes becomes one `/`; spaces, control
 /// characters and non-ASCII bytes are percent-encoded (a header value holds
 /// visible ASCII only).
-pub fn same_origin_location(path_and_query: &str) -> Cow<'_, str> {
+pub(crate) fn same_origin_location(path_and_query: &str) -> Cow<'_, str> {
     let rest = path_and_query.trim_start_matches(['/', '\\']);
     let clean = |b: u8| b.is_ascii_graphic();
     if rest.len() + 1 == path_and_query.len()

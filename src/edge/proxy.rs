@@ -8,7 +8,7 @@ use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
 use super::revocation::Admitted;
-use super::{framing, headers, paths, relay, request_host, signin, Edge};
+use super::{framing, headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
 use crate::auth::origin::{self, Credential};
 use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
 use crate::catalog::{Cors, Protocol, Resolved};
@@ -411,14 +411,6 @@ fn check_origin(
     })
 }
 
-/// Seconds since the Unix epoch.
-pub(super) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Redeems `?berth_share=TOKEN`: counts a use, sets the host-only visitor
 /// cookie, and sends the browser to the same URL without the token.
 async fn redeem(
@@ -459,23 +451,6 @@ async fn redeem(
             link.expires_at - now,
         )),
     ))
-}
-
-/// A `303 See Other` to `location`, optionally setting a cookie.
-pub(super) fn see_other(location: &str, set_cookie: Option<String>) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(http::header::LOCATION, location)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .header(http::header::REFERRER_POLICY, "no-referrer");
-    if let Some(c) = set_cookie {
-        b = b.header(http::header::SET_COOKIE, c);
-    }
-    b.body(Body::empty()).unwrap_or_else(|_| {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        r
-    })
 }
 
 /// Where an app host leads, as far as the catalog knows.

@@ -16,9 +16,9 @@
 //! more than the relay: it signs sessions). The visitor was authorized by
 //! the first edge; the holder trusts that decision.
 
-use crate::agent::scan::ListeningPort;
 use crate::auth::cookie::CookieKey;
 use crate::tunnel::edge::{OpenError, PortsError, Tunnels};
+use crate::tunnel::protocol::ListeningPort;
 use crate::tunnel::{
     PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
     PORTS_TIMEOUT, STREAM_WINDOW,
@@ -37,13 +37,13 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Header naming the agent a relayed `CONNECT` is for.
-pub const AGENT_HEADER: &str = "berth-relay-agent";
+pub(crate) const AGENT_HEADER: &str = "berth-relay-agent";
 /// Header naming the port.
-pub const PORT_HEADER: &str = "berth-relay-port";
+pub(crate) const PORT_HEADER: &str = "berth-relay-port";
 /// Header carrying the relay secret.
-pub const AUTH_HEADER: &str = "berth-relay-auth";
+pub(crate) const AUTH_HEADER: &str = "berth-relay-auth";
 /// The path of a relayed request for an agent's listening ports (`GET`).
-pub const PORTS_PATH: &str = "/_berth/relay/ports";
+pub(crate) const PORTS_PATH: &str = "/_berth/relay/ports";
 /// Refusal code when the relay secret is missing or wrong.
 const RELAY_REFUSED: &str = "relay-refused";
 /// Refusal code when the holder has no tunnel of the agent (any more).
@@ -55,7 +55,7 @@ const LINK_PING: Duration = Duration::from_secs(10);
 
 /// Where a request for an agent goes from this server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hop<'a> {
+pub(crate) enum Hop<'a> {
     /// Through this server's own tunnel of that generation.
     Local(u64),
     /// Through the holder at this relay URL.
@@ -69,7 +69,7 @@ pub enum Hop<'a> {
 /// a record naming this server without a local tunnel is stale). Newest,
 /// because an agent that moved did so from a holder that died: its record
 /// stays until it expires, while the new one is alive.
-pub fn hop<'a>(local: Option<u64>, holders: &'a [String], me: &str) -> Hop<'a> {
+pub(crate) fn hop<'a>(local: Option<u64>, holders: &'a [String], me: &str) -> Hop<'a> {
     if let Some(generation) = local {
         return Hop::Local(generation);
     }
@@ -289,7 +289,7 @@ fn authority_of(url: &str) -> Option<String> {
 
 /// Whether a request comes from another edge's relay: a stream
 /// (`CONNECT`) or a listening-ports question (`GET` [`PORTS_PATH`]).
-pub fn is_relay<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_relay<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(AGENT_HEADER)
         && (req.method() == Method::CONNECT
             || (req.method() == Method::GET && req.uri().path() == PORTS_PATH))
@@ -300,7 +300,7 @@ pub fn is_relay<B>(req: &Request<B>) -> bool {
 /// that takes nothing for `stall`. Refusals carry the agent's
 /// [`ERROR_HEADER`] code, or `not-here` when this server has no tunnel of
 /// the agent.
-pub async fn accept(
+pub(crate) async fn accept(
     relay: &Relay,
     tunnels: &Tunnels,
     mut req: Request<Incoming>,

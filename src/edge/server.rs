@@ -54,7 +54,7 @@ fn check_open_files(max_connections: usize) {
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     frontdoor: Arc<Frontdoor>,

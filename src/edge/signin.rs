@@ -9,22 +9,22 @@
 //! obtained (and sent this browser to) signs nobody in here.
 
 use super::pages::ErrorPage;
-use super::proxy::see_other;
-use super::Edge;
+use super::{see_other, Edge};
 use crate::auth::cookie::{self, Copies, Purpose};
 use crate::auth::{self, Visitor};
 use crate::catalog::{Change, Link};
+use crate::protocol::edge_api::Exchange;
 use axum::body::Body;
 use http::{HeaderMap, Response};
 
 /// Where the control plane sends a signed-in browser back with a code.
-pub const CALLBACK_PATH: &str = "/_berth/auth/callback";
+pub(crate) const CALLBACK_PATH: &str = "/_berth/auth/callback";
 
 /// The signed-in visitor of `__Host-berth_app` on `host`, with the id of their session
 /// (what an open connection is re-checked against when sessions end): every copy is
 /// verified (signature for this host, expiry, live session); one that fails
 /// never decides, and two different live sessions count as none.
-pub fn app_session(
+pub(crate) fn app_session(
     edge: &Edge,
     headers: &HeaderMap,
     host: &str,
@@ -47,7 +47,7 @@ pub fn app_session(
 /// The share link of `__Host-berth_share` on `host`, verified like
 /// [`app_session`]'s session; [`Copies::Invalid`] tells a visitor whose
 /// link has expired or was revoked from one who never had one.
-pub fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
+pub(crate) fn share_link(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Copies<Link> {
     let values = cookie::copies(headers, cookie::SHARE_COOKIE);
     let found = cookie::decide(&values, |value| {
         let id = edge
@@ -85,7 +85,7 @@ fn state_of(edge: &Edge, headers: &HeaderMap, host: &str, now: i64) -> Option<St
 /// sign-in state rides in the URL and in `__Host-berth_state`; a state
 /// the browser already holds for this host is kept (with a fresh expiry),
 /// so two tabs signing in at once do not undo each other.
-pub fn to_signin(
+pub(crate) fn to_signin(
     edge: &Edge,
     headers: &HeaderMap,
     host: &str,
@@ -109,7 +109,7 @@ pub fn to_signin(
 /// `/_berth/auth/callback?code=...&path=...`: exchanges the one-time code,
 /// with this browser's sign-in state, for a host-only `__Host-berth_app`
 /// cookie that lasts as long as the session.
-pub async fn callback(
+pub(crate) async fn callback(
     edge: &Edge,
     uri: &http::Uri,
     headers: &HeaderMap,
@@ -134,7 +134,7 @@ pub async fn callback(
         retry: path.clone(),
     };
     let cb = query.ok_or_else(refused)?;
-    let now = super::proxy::unix_now();
+    let now = super::unix_now();
     let Some(state) = state_of(edge, headers, host, now) else {
         // Not started in this browser (or too long ago): whoever made the
         // link, its code is not this browser's to use.
@@ -146,7 +146,14 @@ pub async fn callback(
     };
     let session = edge
         .control
-        .take_code(cb.code, host.to_owned(), state, now)
+        .take_code(
+            Exchange {
+                code: cb.code,
+                host: host.to_owned(),
+                state,
+            },
+            now,
+        )
         .await
         .ok_or_else(refused)?;
     // The session may not have reached a regional edge's catalog yet.

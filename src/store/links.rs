@@ -1,7 +1,7 @@
 //! Share links (only token hashes stored; uses counted here) and the shared
 //! secrets servers sign with.
 
-use super::{now, write_err, Store, StoreError};
+use super::{found, now, write_err, Store, StoreError};
 use crate::auth::token::{self, TokenKind};
 use crate::auth::{Secret, TokenHash};
 use crate::catalog::Link;
@@ -80,13 +80,13 @@ impl Store {
 
     /// One link by id.
     pub async fn link(&self, id: &str) -> Result<LinkRow, StoreError> {
-        on_pool!(self, |pool| sqlx::query_as(&format!(
+        let rec = on_pool!(self, |pool| sqlx::query_as(&format!(
             "{LINK_SELECT} WHERE l.id = $1"
         ))
         .bind(id)
         .fetch_optional(pool)
-        .await)?
-        .ok_or_else(|| StoreError::NotFound(format!("no share link {id}")))
+        .await)?;
+        found(rec, || format!("no share link {id}"))
     }
 
     /// Links made by `created_by`, or all (`None`), newest first.

@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A database made for one test; dropped (with its connections) on drop.
-pub struct TestDb {
+pub(crate) struct TestDb {
     /// `postgres://...` for this database.
     pub url: String,
     admin_url: String,
@@ -57,7 +57,7 @@ impl Drop for TestDb {
 
 /// A fresh, empty database, or `None` (after one `SKIPPED` line on stderr)
 /// when no PostgreSQL server is available and none is required.
-pub async fn fresh_database() -> Option<TestDb> {
+pub(crate) async fn fresh_database() -> Option<TestDb> {
     let admin_url = tokio::task::spawn_blocking(|| server().clone())
         .await
         .expect("the server start-up does not panic")

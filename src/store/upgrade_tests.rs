@@ -14,7 +14,7 @@
 
 use super::connect::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 use super::*;
-use crate::auth::ShareLevel;
+use crate::auth::{password, token, Secret, ShareLevel, TokenHash, TokenKind};
 use crate::catalog::{Catalog, Cors, Protocol};
 use crate::store::test_pg;
 use sqlx::migrate::{Migration, MigrationType, Migrator};

@@ -4,11 +4,11 @@
 //! workspace's listening ports it would dial, as JSON. It knows nothing of
 //! HTTP beyond that, nor of users or shares.
 
+use super::protocol::ListeningPort;
 use super::{
     Refusal, AGENT_PING_INTERVAL, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
     MAX_REPORTED_PORTS, MOVE_PATH, PING_TIMEOUT, PORTS_PATH, STREAM_WINDOW,
 };
-use crate::agent::scan::{self, ListeningPort};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Full};
@@ -25,6 +25,26 @@ use tokio::net::TcpStream;
 /// How long a retired tunnel (the agent moved) keeps serving its open
 /// streams before it closes.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(15);
+
+/// The hosts an agent dials by default, in order: apps that bind only one
+/// loopback family (Node's `localhost` is often `::1`) work too.
+pub const DEFAULT_UPSTREAM_HOSTS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
+/// How long the agent tries to reach a workspace port, unless told otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An app that takes none of the bytes waiting for it for this long (an
+/// upload it stopped reading) loses its stream, unless told otherwise: the
+/// same 60 s as the edge's default `limits.client_write_timeout_secs`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lists the ports listening on the given hosts (or their family's wildcard):
+/// the agent's scanner, handed in so the tunnel knows no more of the
+/// workspace than what it is given. Blocking: it is run off the runtime.
+pub type PortScan = fn(&[IpAddr]) -> std::io::Result<Vec<ListeningPort>>;
 
 /// What the agent may dial.
 #[derive(Clone, Debug)]
@@ -48,13 +68,10 @@ pub struct Upstream {
 impl Default for Upstream {
     fn default() -> Self {
         Upstream {
-            hosts: vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ],
+            hosts: DEFAULT_UPSTREAM_HOSTS.to_vec(),
             allow_ports: None,
-            connect_timeout: crate::config::defaults::CONNECT_TIMEOUT,
-            write_timeout: Some(crate::config::defaults::CLIENT_WRITE_TIMEOUT),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             edge: None,
         }
     }
@@ -125,16 +142,18 @@ pub struct Steering {
     pub retire: tokio::sync::Notify,
 }
 
-/// Serves one tunnel connection (already upgraded) until it ends.
+/// Serves one tunnel connection (already upgraded) until it ends; `scan`
+/// answers `GET /ports`.
 pub async fn serve(
     io: Upgraded,
     upstream: Arc<Upstream>,
     steering: Arc<Steering>,
+    scan: PortScan,
 ) -> Result<(), hyper::Error> {
     let steer = steering.clone();
     let service = hyper::service::service_fn(move |req| {
         let (upstream, steer) = (upstream.clone(), steer.clone());
-        async move { Ok::<_, Infallible>(handle(req, upstream, &steer).await) }
+        async move { Ok::<_, Infallible>(handle(req, upstream, &steer, scan).await) }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -209,10 +228,10 @@ pub fn ports_reply(ports: &[ListeningPort], upstream: &Upstream) -> Vec<u8> {
     }
 }
 
-/// Answers `GET /ports`: reads the kernel's tables off the runtime.
-async fn ports(upstream: Arc<Upstream>) -> Response<Body> {
+/// Answers `GET /ports`: runs the scan off the runtime.
+async fn ports(upstream: Arc<Upstream>, scan: PortScan) -> Response<Body> {
     let up = upstream.clone();
-    let scanned = tokio::task::spawn_blocking(move || scan::listening_ports_for(&up.hosts)).await;
+    let scanned = tokio::task::spawn_blocking(move || scan(&up.hosts)).await;
     let error = match scanned {
         Ok(Ok(ports)) => return json(StatusCode::OK, ports_reply(&ports, &upstream)),
         Ok(Err(e)) => format!("cannot read the listening ports: {e}"),
@@ -227,6 +246,7 @@ async fn handle(
     mut req: Request<Incoming>,
     upstream: Arc<Upstream>,
     steering: &Steering,
+    scan: PortScan,
 ) -> Response<Body> {
     if req.method() == http::Method::POST && req.uri().path() == MOVE_PATH {
         if !steering.can_move {
@@ -239,7 +259,7 @@ async fn handle(
     }
     if req.method() == http::Method::GET {
         if req.uri().path() == PORTS_PATH {
-            return ports(upstream).await;
+            return ports(upstream, scan).await;
         }
         return refuse(StatusCode::NOT_FOUND, Refusal::Unreachable);
     }
@@ -280,7 +300,7 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::scan::Family;
+    use crate::tunnel::protocol::Family;
 
     fn port(port: u16, addresses: usize) -> ListeningPort {
         ListeningPort {

@@ -2,11 +2,11 @@
 //! client connection on which the edge opens one `CONNECT` stream per
 //! upstream TCP connection, and asks `GET /ports` for the listening ports.
 
+use super::protocol::ListeningPort;
 use super::{
     PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY, MOVE_PATH,
     PING_INTERVAL, PING_TIMEOUT, PORTS_PATH, PORTS_TIMEOUT, STREAM_WINDOW,
 };
-use crate::agent::scan::ListeningPort;
 use crate::auth::TokenHash;
 use bytes::Bytes;
 use dashmap::DashMap;

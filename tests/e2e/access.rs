@@ -1,7 +1,6 @@
 //! Routing, access decisions, and what the app receives.
 
 use crate::support::{apps, Berth};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,15 +145,9 @@ async fn strangers_get_401_or_404_and_learn_nothing() {
     assert_eq!(res.status(), 401);
 
     // Another user's token: 404, the same as for a workspace that does not exist.
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "bob", "email": "bob@example.com", "password": "hunter2hunter2", "role": "member"})),
-        )
+    berth
+        .add_user("bob", "hunter2hunter2", "member", None)
         .await;
-    assert_eq!(s, 201);
     let res = client
         .post(berth.api_url("/api/v1/login"))
         .json(&json!({"username": "bob", "password": "hunter2hunter2"}))

@@ -427,6 +427,30 @@ async fn config_errors_exit_64_and_name_the_key() {
     assert!(!dir.exists(), "the data dir was created on a config error");
 }
 
+/// A configuration with several mistakes names all of them in one run,
+/// one a line, so the operator fixes them in one go.
+#[tokio::test]
+async fn config_errors_are_reported_all_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = run(berth_cmd()
+        .env("BERTH_SERVER_LISTEN", "nonsense")
+        .env("BERTH_LOG_FORMAT", "xml")
+        .args(["dev", "--admin-listen", "everywhere", "--data-dir"])
+        .arg(&dir))
+    .await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{err}");
+    for key in ["server.listen", "admin.listen", "log.format"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("berth: configuration error: {key}: "))),
+            "{key}: {err}"
+        );
+    }
+    assert!(!dir.exists(), "the data dir was created on a config error");
+}
+
 /// Spawns `berth agent` against `berth` with `extra` flags.
 fn spawn_agent(berth: &Berth, token: &str, extra: &[&str]) -> Child {
     berth_cmd()

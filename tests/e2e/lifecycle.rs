@@ -10,15 +10,7 @@ async fn restart_on_the_same_data_dir_keeps_users_tokens_and_ca() {
     let dir = berth.dir.clone();
     let ca_before = std::fs::read_to_string(&berth.ca_pem).unwrap();
     let token_before = berth.admin_token.clone();
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "carol", "email": "carol@example.com", "password": "carolcarol", "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    berth.add_user("carol", "carolcarol", "member", None).await;
     let tmp = berth.stop().await;
 
     let berth = Berth::start_with(Options {

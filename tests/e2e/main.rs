@@ -1,6 +1,10 @@
 //! End-to-end tests: real berth roles on loopback port 0, real TLS, real
 //! tunnels, real HTTP clients. The only fakes are the apps in `support::apps`.
 
+// The harness shares its helpers between its own modules with `pub`;
+// the unreachable_pub lint is for the library's modules.
+#![allow(unreachable_pub)]
+
 mod support;
 
 mod access;

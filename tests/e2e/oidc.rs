@@ -199,15 +199,14 @@ async fn sign_in_through_a_real_openid_provider() {
     // the configured organization) and lands on the app she was going to.
     let app = apps::start("127.0.0.1:0", "sso").await;
     let port = app.port();
-    let (s, body) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "organization"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "organization"}),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     let (s, body) = berth
         .api(Method::GET, "/api/v1/me", &berth.admin_token, None)
         .await;
@@ -251,15 +250,14 @@ async fn sign_in_through_a_real_openid_provider() {
         .unwrap();
     assert_eq!(res.status(), 404);
     // Shared with every signed-in user, she reaches it as herself.
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "authenticated"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "authenticated"}),
         )
         .await;
-    assert_eq!(s, 200);
     let res = b
         .get(&app_url)
         .header("accept", "text/html")
@@ -301,15 +299,9 @@ async fn sign_in_through_a_real_openid_provider() {
 
     // Carol exists with a password account; the provider spells her address
     // differently (Carol@Example.com). She is matched, not duplicated.
-    let (s, body) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "carol", "email": "carol@example.com", "password": "carol-password", "role": "member"})),
-        )
+    berth
+        .add_user("carol", "carol-password", "member", None)
         .await;
-    assert_eq!(s, 201, "{body}");
     let b3 = browser(&berth);
     let res = sso(&b3, &berth, "carol", Start::Plain).await;
     assert_eq!(res.status(), 303);
@@ -373,15 +365,9 @@ async fn forged_replayed_and_refused_callbacks_sign_nobody_in() {
 
     // The admin (admin@berth.localhost) is not at the provider; give carol
     // an account so a sign-in can succeed.
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "carol", "email": "carol@example.com", "password": "carol-password", "role": "member"})),
-        )
+    berth
+        .add_user("carol", "carol-password", "member", None)
         .await;
-    assert_eq!(s, 201);
 
     // A callback URL is good once, in the browser that started it: the
     // attacker's browser (no __Host-berth_oidc cookie) gets nothing from it, and a

@@ -39,15 +39,14 @@ async fn postgres_store_serves_a_shared_app_and_keeps_it_across_a_restart() {
     let port = app.port();
     let agent = berth.spawn_agent(&agent_token, Default::default());
     berth.wait_agents(1).await;
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/api/agents/vm/ports/{port}/share"),
+    berth
+        .share(
             &admin_token,
-            Some(json!({"level": "public", "protocol": "http"})),
+            "admin/api/vm",
+            port,
+            json!({"level": "public", "protocol": "http"}),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
     let label = format!("{port}--vm--api--admin");
     let fetch_anonymously = |berth: &Berth| {
         let req = berth.client(true).get(berth.app_url(&label, "/hello"));
@@ -149,15 +148,12 @@ async fn two_replicas_on_one_database_follow_each_others_shares_and_revocations(
     assert_eq!(on_b(None).await, 401, "unshared: B asks for credentials");
 
     let share_path = format!("/api/v1/workspaces/admin/api/agents/vm/ports/{port}/share");
-    let (s, body) = a
-        .api(
-            Method::PUT,
-            &share_path,
-            &a.admin_token,
-            Some(json!({"level": "public", "protocol": "http"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{body}");
+    a.share_at(
+        &a.admin_token,
+        &share_path,
+        json!({"level": "public", "protocol": "http"}),
+    )
+    .await;
     let took = within_5s("share set on A, seen on B", 200, || on_b(None)).await;
     eprintln!("share reached replica B in {took:?}");
     let (s, _) = a
@@ -167,15 +163,12 @@ async fn two_replicas_on_one_database_follow_each_others_shares_and_revocations(
     within_5s("share removed on A, seen on B", 401, || on_b(None)).await;
 
     // A link made on A is redeemed on B, then revoked on A.
-    let (s, link) = a
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
+    let link = a
+        .share_link(
             &a.admin_token,
-            Some(json!({"user": "admin", "workspace": "api", "agent": "vm", "port": port})),
+            json!({"user": "admin", "workspace": "api", "agent": "vm", "port": port}),
         )
         .await;
-    assert_eq!(s, 201, "{link}");
     let token = link["url"]
         .as_str()
         .unwrap()

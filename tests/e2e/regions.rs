@@ -5,7 +5,7 @@
 
 use crate::support::{apps, client_for, free_port, run_agent, Berth, Options};
 use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
-use berth::edge::regional::{ControlLink, RegionalEdge};
+use berth::roles::regional::{ControlLink, RegionalEdge};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -132,7 +132,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     };
     let before = serial(&edge.certs);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let renew = |at| berth::edge::regional::renew_if_due(&edge.client, &edge.certs, at);
+    let renew = |at| berth::roles::regional::renew_if_due(&edge.client, &edge.certs, at);
     assert!(!renew(now).await.unwrap(), "a new certificate is not due");
     assert_eq!(serial(&edge.certs), before);
     assert!(
@@ -189,15 +189,9 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
 
     // A share made at control reaches the edge within 5 s; so does unsharing.
     let share = format!("/api/v1/workspaces/admin/api/agents/laptop/ports/{port}/share");
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &admin,
-            Some(json!({"level": "public"})),
-        )
+    berth
+        .share_at(&admin, &share, json!({"level": "public"}))
         .await;
-    assert_eq!(s, 200);
     let took = within(Duration::from_secs(5), "share reaches the edge", || async {
         get(None, None).await.status() == 200
     })
@@ -214,15 +208,12 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
 
     // A share link is redeemed at the edge through control, and its
     // revocation cuts the visitor off within 5 s.
-    let (s, made) = berth
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
+    let made = berth
+        .share_link(
             &admin,
-            Some(json!({"user": "admin", "workspace": "api", "agent": "laptop", "port": port})),
+            json!({"user": "admin", "workspace": "api", "agent": "laptop", "port": port}),
         )
         .await;
-    assert_eq!(s, 201, "{made}");
     let query = made["url"]
         .as_str()
         .unwrap()
@@ -268,15 +259,9 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         )
         .await;
     assert_eq!(s, 201);
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &admin,
-            Some(json!({"level": "authenticated"})),
-        )
+    berth
+        .share_at(&admin, &share, json!({"level": "authenticated"}))
         .await;
-    assert_eq!(s, 200);
     let html = "text/html";
     within(
         Duration::from_secs(5),
@@ -382,15 +367,9 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
     assert!(list[0]["last_heartbeat"].as_str().unwrap().ends_with('Z'));
 
     // Control goes away: the edge keeps serving what it knows, and says so.
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &admin,
-            Some(json!({"level": "public"})),
-        )
+    berth
+        .share_at(&admin, &share, json!({"level": "public"}))
         .await;
-    assert_eq!(s, 200);
     within(Duration::from_secs(5), "share reaches the edge", || async {
         get(None, None).await.status() == 200
     })
@@ -540,15 +519,9 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         "/api/v1/workspaces/admin/api/agents/laptop/ports/{}/share",
         app.port()
     );
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &admin,
-            Some(json!({"level": "public"})),
-        )
+    berth
+        .share_at(&admin, &share, json!({"level": "public"}))
         .await;
-    assert_eq!(s, 200);
     let c = client_for(&berth.ca_pem, true);
     let port = app.port();
     let us_host = format!("us.berth.localhost:{us_port}");
@@ -917,15 +890,9 @@ async fn a_stopping_edge_moves_its_agents_first() {
     .await;
     let port = app.port();
     let share = format!("/api/v1/workspaces/admin/api/agents/laptop/ports/{port}/share");
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &admin,
-            Some(json!({"level": "public"})),
-        )
+    berth
+        .share_at(&admin, &share, json!({"level": "public"}))
         .await;
-    assert_eq!(s, 200);
     let c = client_for(&berth.ca_pem, true);
     let control_host = format!("berth.localhost:{}", berth.addr.port());
     let eu_host = format!("eu.berth.localhost:{eu_port}");

@@ -6,29 +6,7 @@ use serde_json::{json, Value};
 
 /// Creates a member and returns their API token.
 async fn member(berth: &Berth, name: &str, org: Option<&str>) -> String {
-    let mut body = json!({"username": name, "email": format!("{name}@example.com"),
-                          "password": "correct-horse", "role": "member"});
-    if let Some(org) = org {
-        body["organization"] = json!(org);
-    }
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let res = berth
-        .client(true)
-        .post(berth.api_url("/api/v1/login"))
-        .json(&json!({"username": name, "password": "correct-horse"}))
-        .send()
-        .await
-        .unwrap();
-    let b: Value = res.json().await.unwrap();
-    b["token"].as_str().unwrap().to_owned()
+    berth.user_token(name, "correct-horse", "member", org).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,25 +15,9 @@ async fn share_levels_decide_who_gets_through() {
     let alice = member(&berth, "alice", Some("acme")).await;
     let bob = member(&berth, "bob", Some("acme")).await;
     let carol = member(&berth, "carol", Some("globex")).await;
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/workspaces",
-            &alice,
-            Some(json!({"name": "api"})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/workspaces/alice/api/agents",
-            &alice,
-            Some(json!({"name": "main"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let _agent = berth.spawn_agent(b["agent_token"].as_str().unwrap(), Default::default());
+    berth.add_workspace(&alice, "alice", "api").await;
+    let token = berth.add_agent(&alice, "alice", "api", "main").await;
+    let _agent = berth.spawn_agent(&token, Default::default());
     berth.wait_agents(2).await;
     let app = apps::start("127.0.0.1:0", "alices-app").await;
     let port = app.port();
@@ -81,15 +43,13 @@ async fn share_levels_decide_who_gets_through() {
     ];
     for (level, want) in cases {
         if let Some(level) = level {
-            let (s, b) = berth
-                .api(
-                    Method::PUT,
-                    &share_path,
+            let b = berth
+                .share_at(
                     &alice,
-                    Some(json!({"level": level, "protocol": "http"})),
+                    &share_path,
+                    json!({"level": level, "protocol": "http"}),
                 )
                 .await;
-            assert_eq!(s, 200, "{b}");
             assert_eq!(b["level"], level);
         }
         let got = [
@@ -186,15 +146,9 @@ async fn share_levels_decide_who_gets_through() {
     assert_eq!(s, 422, "an app name that looks like a port is refused");
 
     // The ports list shows what listens, with share level and URLs.
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &share_path,
-            &alice,
-            Some(json!({"level": "organization"})),
-        )
+    berth
+        .share_at(&alice, &share_path, json!({"level": "organization"}))
         .await;
-    assert_eq!(s, 200, "{b}");
     let (s, list) = berth
         .api(
             Method::GET,
@@ -246,18 +200,7 @@ async fn share_links_open_one_port_until_revoked_expired_or_used_up() {
             body["max_uses"] = json!(m);
         }
         let berth = &berth;
-        async move {
-            let (s, b) = berth
-                .api(
-                    Method::POST,
-                    "/api/v1/share-links",
-                    &berth.admin_token,
-                    Some(body),
-                )
-                .await;
-            assert_eq!(s, 201, "{b}");
-            b
-        }
+        async move { berth.share_link(&berth.admin_token, body).await }
     };
     let link = new_link(None, None).await;
     let url = link["url"].as_str().unwrap().to_owned();
@@ -474,15 +417,13 @@ async fn a_passthru_share_lets_the_app_answer_cors() {
     let app = apps::start("127.0.0.1:0", "own-cors").await;
     let port = app.port();
     let share = format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share");
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &share,
+    let b = berth
+        .share_at(
             &berth.admin_token,
-            Some(json!({"level": "owner", "cors": "passthru"})),
+            &share,
+            json!({"level": "owner", "cors": "passthru"}),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
     assert_eq!(b["cors"], "passthru");
     let (s, b) = berth
         .api(
@@ -539,15 +480,9 @@ async fn a_passthru_share_lets_the_app_answer_cors() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
     // Back to the default: the edge answers preflights again.
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &share,
-            &berth.admin_token,
-            Some(json!({"level": "owner"})),
-        )
+    berth
+        .share_at(&berth.admin_token, &share, json!({"level": "owner"}))
         .await;
-    assert_eq!(s, 200);
     let res = client
         .request(Method::OPTIONS, &url)
         .header("origin", origin)
@@ -572,15 +507,12 @@ async fn the_audit_log_records_who_shared_and_revoked() {
         )
         .await;
     assert_eq!(s, 200);
-    let (s, link) = berth
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
+    let link = berth
+        .share_link(
             &berth.admin_token,
-            Some(json!({"user": "admin", "workspace": "dev", "agent": "main", "port": 4000})),
+            json!({"user": "admin", "workspace": "dev", "agent": "main", "port": 4000}),
         )
         .await;
-    assert_eq!(s, 201);
     let id = link["id"].as_str().unwrap();
     // A visitor redeems it (the app need not be up: the cookie comes first).
     let res = berth

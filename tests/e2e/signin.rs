@@ -4,7 +4,6 @@
 
 use crate::support::{apps, Berth};
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 fn location(h: &HeaderMap) -> String {
@@ -32,26 +31,17 @@ fn cookie(h: &HeaderMap, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_in_once_and_lands_on_the_app() {
     let berth = Berth::start().await;
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "bob", "email": "bob@example.com", "password": "bob-password", "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    berth.add_user("bob", "bob-password", "member", None).await;
     let app = apps::start("127.0.0.1:0", "signed").await;
     let port = app.port();
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "authenticated"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "authenticated"}),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
     let c = berth.client(true);
     let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "/page?x=1");
     let html = "text/html,application/xhtml+xml";
@@ -264,15 +254,7 @@ async fn the_dashboard_uses_the_session_and_refuses_cross_site_writes() {
     assert_eq!(res.status(), 303);
     assert_eq!(location(res.headers()), "/signin");
     // The admin's password is only printed once; make a user to sign in as.
-    let (s, _) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": "dora", "email": "dora@example.com", "password": "dora-password", "role": "admin"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    berth.add_user("dora", "dora-password", "admin", None).await;
     let res = c
         .post(berth.api_url("/signin"))
         .header("origin", berth.api_url(""))

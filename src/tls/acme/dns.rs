@@ -454,7 +454,7 @@ mod tests {
             zone: "apps.test".into(),
             key_name: "k".into(),
             algorithm: "hmac-sha256".into(),
-            secret: crate::auth::Secret::new(
+            secret: crate::secret::Secret::new(
                 base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
             ),
         })

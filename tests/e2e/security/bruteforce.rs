@@ -47,15 +47,8 @@ async fn login(berth: &Berth, source: &str, user: &str, password: &str) -> Answe
 }
 
 async fn create_user(berth: &Berth, name: &str) {
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(json!({"username": name, "email": format!("{name}@example.com"), "password": format!("{name}-password"), "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    let password = format!("{name}-password");
+    berth.add_user(name, &password, "member", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

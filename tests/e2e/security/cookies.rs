@@ -117,37 +117,11 @@ impl World {
         let berth = Berth::start().await;
         let mut agents = Vec::new();
         for (user, ws, agent) in [("bob", "bws", "laptop"), ("carol", "cws", "box")] {
-            let (s, b) = berth
-                .api(
-                    Method::POST,
-                    "/api/v1/users",
-                    &berth.admin_token,
-                    Some(
-                        json!({"username": user, "email": format!("{user}@example.com"),
-                        "password": format!("{user}-password"), "role": "member"}),
-                    ),
-                )
-                .await;
-            assert_eq!(s, 201, "{b}");
-            let (s, b) = berth
-                .api(
-                    Method::POST,
-                    "/api/v1/workspaces",
-                    &berth.admin_token,
-                    Some(json!({"name": ws, "owner": user})),
-                )
-                .await;
-            assert_eq!(s, 201, "{b}");
-            let (s, b) = berth
-                .api(
-                    Method::POST,
-                    &format!("/api/v1/workspaces/{user}/{ws}/agents"),
-                    &berth.admin_token,
-                    Some(json!({"name": agent})),
-                )
-                .await;
-            assert_eq!(s, 201, "{b}");
-            let token = b["agent_token"].as_str().unwrap().to_owned();
+            let password = format!("{user}-password");
+            berth.add_user(user, &password, "member", None).await;
+            let admin = &berth.admin_token;
+            berth.add_workspace(admin, user, ws).await;
+            let token = berth.add_agent(admin, user, ws, agent).await;
             agents.push(berth.spawn_agent(&token, Default::default()));
         }
         berth.wait_agents(3).await;

@@ -43,25 +43,9 @@ impl Bob {
     async fn start() -> Bob {
         let berth = Berth::start().await;
         let token = member(&berth, "bob").await;
-        let (s, b) = berth
-            .api(
-                Method::POST,
-                "/api/v1/workspaces",
-                &token,
-                Some(json!({"name": "web"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        let (s, b) = berth
-            .api(
-                Method::POST,
-                "/api/v1/workspaces/bob/web/agents",
-                &token,
-                Some(json!({"name": "main"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        let agent = berth.spawn_agent(b["agent_token"].as_str().unwrap(), Default::default());
+        berth.add_workspace(&token, "bob", "web").await;
+        let agent_token = berth.add_agent(&token, "bob", "web", "main").await;
+        let agent = berth.spawn_agent(&agent_token, Default::default());
         berth.wait_agents(2).await;
         let app = apps::start("127.0.0.1:0", "bobs-app").await;
         let port = app.port();
@@ -94,29 +78,9 @@ impl Bob {
 
 /// Creates a member with password `{name}-password`; returns an API token.
 async fn member(berth: &Berth, name: &str) -> String {
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(
-                json!({"username": name, "email": format!("{name}@example.com"),
-                        "password": format!("{name}-password"), "role": "member"}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let b: Value = berth
-        .client(true)
-        .post(berth.api_url("/api/v1/login"))
-        .json(&json!({"username": name, "password": format!("{name}-password")}))
-        .send()
+    berth
+        .user_token(name, &format!("{name}-password"), "member", None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    b["token"].as_str().unwrap().to_owned()
 }
 
 /// Signs `user` in the way a browser does; returns the app cookie as
@@ -517,16 +481,13 @@ async fn websockets_from_another_owners_app_are_refused_over_http1_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_link_cookie_is_a_berth_cookie_too() {
     let bob = Bob::start().await;
-    let (s, link) = bob
+    let link = bob
         .berth
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
+        .share_link(
             &bob.token,
-            Some(json!({"user": "bob", "workspace": "web", "agent": "main", "port": bob.port})),
+            json!({"user": "bob", "workspace": "web", "agent": "main", "port": bob.port}),
         )
         .await;
-    assert_eq!(s, 201, "{link}");
     let c = bob.berth.client(true);
     let res = c.get(link["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(res.status(), 303);
@@ -673,15 +634,14 @@ async fn h2c_upgrades_never_reach_the_app() {
         }
     })
     .await;
-    let (s, _) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "public"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "public"}),
         )
         .await;
-    assert_eq!(s, 200);
     let host = format!("{port}--main--dev--admin.berth.localhost");
     for upgrade in ["h2c", "H2C", "h2c, foo"] {
         let res = raw_exchange(
@@ -715,15 +675,12 @@ async fn h2c_upgrades_never_reach_the_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_link_redirects_stay_on_the_app_host() {
     let berth = Berth::start().await;
-    let (s, link) = berth
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
+    let link = berth
+        .share_link(
             &berth.admin_token,
-            Some(json!({"user": "admin", "workspace": "dev", "agent": "main", "port": 4000})),
+            json!({"user": "admin", "workspace": "dev", "agent": "main", "port": 4000}),
         )
         .await;
-    assert_eq!(s, 201, "{link}");
     let url = link["url"].as_str().unwrap();
     let token = url.split("berth_share=").nth(1).unwrap();
     let host = "4000--main--dev--admin.berth.localhost";
@@ -849,15 +806,14 @@ async fn a_passthru_share_passes_only_genuine_preflights() {
     let berth = Berth::start().await;
     let app = apps::start("127.0.0.1:0", "passthru").await;
     let port = app.port();
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "owner", "cors": "passthru"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "owner", "cors": "passthru"}),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
     let origin = "https://app.example.org";
     for http1 in [true, false] {
         let c = berth.client(http1);

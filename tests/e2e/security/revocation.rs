@@ -210,15 +210,7 @@ fn set_cookie(h: &HeaderMap, name: &str) -> String {
 /// Makes a share link with `body` at control and redeems it at `t`;
 /// returns its id and the visitor cookie.
 async fn new_link(berth: &Berth, t: &Target, body: Value) -> (String, String) {
-    let (s, made) = berth
-        .api(
-            Method::POST,
-            "/api/v1/share-links",
-            &berth.admin_token,
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, 201, "{made}");
+    let made = berth.share_link(&berth.admin_token, body).await;
     let query = made["url"]
         .as_str()
         .unwrap()
@@ -252,40 +244,14 @@ async fn revoke_link(berth: &Berth, id: &str) {
 
 /// Sets the share of `port` on the admin's agent `agent` in `workspace`.
 async fn share(berth: &Berth, workspace: &str, agent: &str, port: u16, level: &str) {
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/{workspace}/agents/{agent}/ports/{port}/share"),
-            &berth.admin_token,
-            Some(json!({"level": level})),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
+    let agent = format!("admin/{workspace}/{agent}");
+    let level = json!({"level": level});
+    berth.share(&berth.admin_token, &agent, port, level).await;
 }
 
 /// Creates a user (`role` member or admin) and returns their API token.
 async fn user(berth: &Berth, name: &str, role: &str) -> String {
-    let (s, b) = berth
-        .api(
-            Method::POST,
-            "/api/v1/users",
-            &berth.admin_token,
-            Some(
-                json!({"username": name, "email": format!("{name}@example.com"),
-                        "password": "correct-horse", "role": role}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let res = berth
-        .client(true)
-        .post(berth.api_url("/api/v1/login"))
-        .json(&json!({"username": name, "password": "correct-horse"}))
-        .send()
-        .await
-        .unwrap();
-    let b: Value = res.json().await.unwrap();
-    b["token"].as_str().unwrap().to_owned()
+    berth.user_token(name, "correct-horse", role, None).await
 }
 
 /// Signs `name` in with the browser flow for the app at `t`; returns the
@@ -470,28 +436,12 @@ async fn deleting_a_workspace_or_its_owner_closes_every_websocket_into_it() {
     let berth = Berth::start().await;
     let alice = user(&berth, "alice", "member").await;
     for ws in ["api", "web"] {
-        let (s, b) = berth
-            .api(
-                Method::POST,
-                "/api/v1/workspaces",
-                &alice,
-                Some(json!({"name": ws})),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
+        berth.add_workspace(&alice, "alice", ws).await;
     }
     let mut agents = Vec::new();
     for ws in ["api", "web"] {
-        let (s, b) = berth
-            .api(
-                Method::POST,
-                &format!("/api/v1/workspaces/alice/{ws}/agents"),
-                &alice,
-                Some(json!({"name": "main"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        agents.push(berth.spawn_agent(b["agent_token"].as_str().unwrap(), Default::default()));
+        let token = berth.add_agent(&alice, "alice", ws, "main").await;
+        agents.push(berth.spawn_agent(&token, Default::default()));
     }
     berth.wait_agents(3).await;
     let app = apps::start("127.0.0.1:0", "ws").await;
@@ -634,15 +584,14 @@ async fn websockets_that_stay_allowed_survive_unrelated_changes() {
         .await;
     assert_eq!(s, 204);
     // Changing the share without lowering it is no reason either.
-    let (s, b) = berth
-        .api(
-            Method::PUT,
-            &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+    berth
+        .share(
             &berth.admin_token,
-            Some(json!({"level": "public", "cors": "passthru"})),
+            "admin/dev/main",
+            port,
+            json!({"level": "public", "cors": "passthru"}),
         )
         .await;
-    assert_eq!(s, 200, "{b}");
     // Past several expiry ticks.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, ws) in sockets.iter_mut().enumerate() {
@@ -755,7 +704,7 @@ async fn start_edge(
     token: &str,
     port: u16,
     dir: &std::path::Path,
-) -> berth::edge::regional::RegionalEdge {
+) -> berth::roles::regional::RegionalEdge {
     use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
     let cfg = ServerConfig::resolve(
         FileConfig::default(),
@@ -770,12 +719,12 @@ async fn start_edge(
         RoleDefaults::EDGE,
     )
     .unwrap();
-    let link = berth::edge::regional::ControlLink {
+    let link = berth::roles::regional::ControlLink {
         url: berth.api_url(""),
         token: berth::auth::Secret::new(token),
         ca_file: Some(berth.ca_pem.clone()),
     };
-    berth::edge::regional::RegionalEdge::build(cfg, link, Duration::from_secs(10))
+    berth::roles::regional::RegionalEdge::build(cfg, link, Duration::from_secs(10))
         .await
         .unwrap()
 }

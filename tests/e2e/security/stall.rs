@@ -538,15 +538,14 @@ async fn a_port_that_leads_back_to_the_edge_gets_508_quickly() {
     let berth = Berth::start().await;
     let front = Relay::start(0, berth.addr).await;
     for port in [berth.addr.port(), front.addr.port()] {
-        let (s, body) = berth
-            .api(
-                reqwest::Method::PUT,
-                &format!("/api/v1/workspaces/admin/dev/agents/main/ports/{port}/share"),
+        berth
+            .share(
                 &berth.admin_token,
-                Some(json!({"level": "public"})),
+                "admin/dev/main",
+                port,
+                json!({"level": "public"}),
             )
             .await;
-        assert_eq!(s, 200, "{body}");
     }
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     // `{port}s`: HTTPS to the "app", which is the edge itself.

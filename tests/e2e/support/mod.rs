@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod raw;
 pub mod recorder;
 pub mod relay;
+pub mod setup;
 
 use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
 use berth::roles::Server;
@@ -195,25 +196,9 @@ impl Berth {
     /// Creates workspace `workspace` (if needed) and agent `agent` in it for
     /// the admin; returns the agent token.
     pub async fn create_agent(&self, workspace: &str, agent: &str) -> String {
-        let (s, _) = self
-            .api(
-                reqwest::Method::POST,
-                "/api/v1/workspaces",
-                &self.admin_token,
-                Some(serde_json::json!({"name": workspace})),
-            )
-            .await;
-        assert!(s == 201 || s == 409, "workspace {workspace}: {s}");
-        let (s, body) = self
-            .api(
-                reqwest::Method::POST,
-                &format!("/api/v1/workspaces/admin/{workspace}/agents"),
-                &self.admin_token,
-                Some(serde_json::json!({"name": agent})),
-            )
-            .await;
-        assert_eq!(s, 201, "{body}");
-        body["agent_token"].as_str().unwrap().to_owned()
+        let admin = &self.admin_token;
+        self.try_add_workspace(admin, "admin", workspace).await;
+        self.add_agent(admin, "admin", workspace, agent).await
     }
 
     /// An agent's settings for `token`, dialing `berth.localhost:{port}` (this

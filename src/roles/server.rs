@@ -1,21 +1,20 @@
-//! Server roles composed from the parts: `berth control` is the control
-//! plane's API plus its built-in edge on one TLS listener; `berth dev` adds an
-//! in-process agent for this machine's loopback ports.
-//!
-//! Each role goes build (bind sockets, load state; report addresses) then
-//! run (serve until shutdown, then drain), so tests can start one on port 0.
+//! `berth dev` and `berth control`: the control plane's API plus its
+//! built-in edge on one TLS listener; `dev` adds an in-process agent for
+//! this machine's loopback ports.
 
+use super::{bind, create_private_dir, leaf_names, spawn_sweeper, Serving, StartError, Stop};
 use crate::agent::{self, AgentConfig};
 use crate::auth::cookie::CookieKey;
 use crate::auth::signin::{Codes, SignIn, SESSION_TTL_SECS};
-use crate::auth::Secret;
 use crate::auth::TokenHash;
 use crate::catalog::Link;
 use crate::catalog::{Catalog, Session};
 use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
 use crate::edge::relay::Relay;
-use crate::edge::{self, ControlCalls, Edge, Frontdoor};
+use crate::edge::{self, ControlAnswer, ControlCalls, Edge, Frontdoor};
+use crate::protocol::edge_api::Exchange;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
 use crate::tls::{self, SwappableCert};
@@ -25,43 +24,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// How often the region list told to agents is read again.
 const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
-/// How often live tunnels are checked against the catalog.
-const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A failure to start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("tls.mode = \"acme\": {0}")]
-    Acme(tls::acme::AcmeError),
-    #[error("bootstrap: {0}")]
-    Bootstrap(String),
-    #[error("{0}")]
-    Control(String),
-    #[error("cannot listen on {addr}: {source} (is another berth running? choose another with --listen)")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on {addr} for metrics: {source} (choose another with --admin-listen, or \"off\")")]
-    AdminListen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
 /// The name of the cookie-signing key in the store's secrets.
 const COOKIE_KEY: &str = "cookie-signing-key";
 
@@ -74,12 +39,7 @@ struct LocalControl {
 }
 
 impl ControlCalls for LocalControl {
-    fn redeem(
-        &self,
-        hash: TokenHash,
-        now: i64,
-        source: std::net::IpAddr,
-    ) -> futures_util::future::BoxFuture<'static, Option<Link>> {
+    fn redeem(&self, hash: TokenHash, now: i64, source: std::net::IpAddr) -> ControlAnswer<Link> {
         let store = self.store.clone();
         Box::pin(async move {
             control::links::redeem_and_audit(&store, &hash, now, &source.to_string(), None)
@@ -91,17 +51,11 @@ impl ControlCalls for LocalControl {
         })
     }
 
-    fn take_code(
-        &self,
-        code: String,
-        host: String,
-        state: String,
-        now: i64,
-    ) -> futures_util::future::BoxFuture<'static, Option<Session>> {
+    fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session> {
         let session = self
             .signin
             .codes
-            .take(&code, &host, &state, now)
+            .take(&code.code, &code.host, &code.state, now)
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })
@@ -127,7 +81,7 @@ impl Presence for LocalPresence {
         agent_id: i64,
     ) -> futures_util::future::BoxFuture<
         'static,
-        Result<Vec<crate::agent::scan::ListeningPort>, String>,
+        Result<Vec<crate::tunnel::protocol::ListeningPort>, String>,
     > {
         let (tunnels, relay) = (self.tunnels.clone(), self.relay.clone());
         let holders = self.catalog.tunnels_at(agent_id);
@@ -145,11 +99,7 @@ impl Presence for LocalPresence {
 /// A built server, bound and ready to run.
 pub struct Server {
     cfg: ServerConfig,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    frontdoor: Arc<Frontdoor>,
-    registry: Arc<Registry>,
-    admin: Option<TcpListener>,
+    serving: Serving,
     /// The admin listener's address (`/metrics`), if it runs.
     pub admin_addr: Option<SocketAddr>,
     /// The public address actually bound.
@@ -174,26 +124,6 @@ pub struct Server {
     store: Store,
     /// The ACME manager (`tls.mode = "acme"`), started by [`Server::run`].
     acme: Option<Arc<tls::acme::Manager>>,
-}
-
-/// Names a self-signed leaf must cover: the base domain and the wildcard.
-pub(crate) fn leaf_names(cfg: &ServerConfig) -> Vec<String> {
-    cert_names(&cfg.base_domain, cfg.wildcard.as_str())
-}
-
-/// A host and a wildcard as certificate names: `*--apps.example.com` hosts
-/// are one label under `example.com`, so that form needs `*.example.com`.
-pub(crate) fn cert_names(host: &str, wildcard: &str) -> Vec<String> {
-    let wildcard_san = match wildcard.strip_prefix("*--") {
-        Some(rest) => match rest.split_once('.') {
-            Some((_, parent)) => format!("*.{parent}"),
-            None => wildcard.to_owned(),
-        },
-        None => wildcard.to_owned(),
-    };
-    let mut names = vec![host.to_owned(), wildcard_san];
-    names.dedup();
-    names
 }
 
 impl Server {
@@ -271,8 +201,7 @@ impl Server {
         let edge = Arc::new(Edge::new(
             catalog.clone(),
             tunnels.clone(),
-            cfg.wildcard.clone(),
-            cfg.limits.clone(),
+            &cfg,
             metrics,
             signin.clone(),
             edge::Peers {
@@ -324,11 +253,7 @@ impl Server {
         });
         Ok(Server {
             state,
-            listener,
-            tls: tls_config,
-            frontdoor,
-            registry: Arc::new(registry),
-            admin,
+            serving: Serving::new(listener, admin, tls_config, frontdoor, registry),
             admin_addr,
             local_addr,
             dev_agent_token: boot.dev_agent_token,
@@ -358,19 +283,10 @@ impl Server {
     /// also runs the local agent against this very listener, through a real
     /// TLS tunnel like any other agent.
     pub async fn run(
-        mut self,
+        self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        if let Some(listener) = self.admin.take() {
-            telemetry::serve_admin(listener, self.registry.clone(), stopped());
-        }
+        let stop = Stop::after(shutdown);
         if let Some(token) = self.dev_agent_token.clone() {
             let cfg = AgentConfig {
                 url: format!(
@@ -384,22 +300,18 @@ impl Server {
                 upstream: Default::default(),
                 // It serves this machine's ports through this very process:
                 // never moved to a regional edge.
-                region: Some(agent::regions::CONTROL.into()),
+                region: Some(crate::protocol::regions::CONTROL.into()),
                 standby: false,
             };
-            let stop = stopped();
+            let stop = stop.begun();
             tokio::spawn(async move {
                 if let Err(e) = agent::run(cfg, stop).await {
                     tracing::error!(error = %e, "local agent stopped");
                 }
             });
         }
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
         if let Some(acme) = self.acme.clone() {
-            tokio::spawn(acme.run(stopped()));
+            tokio::spawn(acme.run(stop.begun()));
         }
         if let TlsMode::Files {
             cert_file,
@@ -411,19 +323,19 @@ impl Server {
                 key_file.clone(),
                 self.certs.clone(),
                 tls::files::WATCH_INTERVAL,
-                stopped(),
+                stop.begun(),
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
-        let tracker = tokio::spawn(control::regions::track_local_tunnels(
+        let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
             self.tunnels.clone(),
             self.cfg.relay_url(),
         ));
         // The healthy regions, told to agents as their tunnels open.
-        let (store, directory) = (self.store.clone(), self.frontdoor.regions.clone());
+        let (store, directory) = (self.store.clone(), self.serving.frontdoor.regions.clone());
         let regions_task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REGIONS_REFRESH);
             loop {
@@ -438,15 +350,7 @@ impl Server {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
         let follower = tokio::spawn(async move { store.follow_changes(&catalog).await });
         let tunnels = self.tunnels.clone();
-        let edge = self.frontdoor.edge.clone();
-        edge::server::serve(
-            self.listener,
-            self.tls,
-            self.frontdoor,
-            self.cfg.limits.clone(),
-            move_agents_then(stopped(), edge, &self.cfg.limits),
-        )
-        .await;
+        self.serving.serve(&stop).await;
         follower.abort();
         regions_task.abort();
         sweeper.abort();
@@ -459,7 +363,7 @@ impl Server {
         // records expire.
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),
-            control::regions::forget_holder(&self.state, &self.cfg.relay_url()),
+            control::holders::forget_holder(&self.state, &self.cfg.relay_url()),
         )
         .await;
         login_upkeep.abort();
@@ -472,36 +376,6 @@ impl Server {
             Err(_) => tracing::warn!("closing the database took over 5 s; left it"),
         }
         Ok(())
-    }
-}
-
-/// The most a stopping server waits for its agents to move elsewhere
-/// before it stops accepting and drains (also bounded by the drain grace).
-const MOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Resolves when `stopped` has and the agents connected here were asked to
-/// move to another region and have done so (or [`MOVE_WAIT`] passed): the
-/// server keeps accepting and serving meanwhile, so no request finds an
-/// agent gone. Then the server stops accepting and drains.
-pub(crate) async fn move_agents_then(
-    stopped: impl Future<Output = ()>,
-    edge: Arc<Edge>,
-    limits: &crate::config::Limits,
-) {
-    let limit = MOVE_WAIT.min(limits.shutdown_grace);
-    stopped.await;
-    if edge.tunnels.is_empty() {
-        return;
-    }
-    let started = std::time::Instant::now();
-    // Moved: connected to another holder (as control reports it).
-    let elsewhere = |agent_id| {
-        let holders = edge.catalog.tunnels_at(agent_id);
-        edge::relay::hop(None, &holders, &edge.relay.me) != edge::relay::Hop::Offline
-    };
-    let (asked, left) = edge.tunnels.move_all(limit, elsewhere).await;
-    if asked > 0 {
-        tracing::info!(agents = asked, moved = left, took = ?started.elapsed(), "asked the agents to move to another region");
     }
 }
 
@@ -519,7 +393,7 @@ async fn open_store(cfg: &ServerConfig) -> Result<Store, StartError> {
             let store = Store::connect(url.expose(), cfg.database_pool).await?;
             refuse(
                 store.user_count().await? == 0,
-                &crate::store::redact_url(url.expose()),
+                &crate::config::redact_url(url.expose()),
             )?;
             store
         }
@@ -534,73 +408,4 @@ async fn open_store(cfg: &ServerConfig) -> Result<Store, StartError> {
         }
     };
     Ok(store)
-}
-
-/// Binds the public listener and, if configured, the admin listener (a busy
-/// default admin port is a warning, an explicitly chosen one an error).
-pub(crate) async fn bind(
-    cfg: &ServerConfig,
-) -> Result<
-    (
-        TcpListener,
-        SocketAddr,
-        Option<TcpListener>,
-        Option<SocketAddr>,
-    ),
-    StartError,
-> {
-    let listen_err = |source| StartError::Listen {
-        addr: cfg.listen,
-        source,
-    };
-    let listener = TcpListener::bind(cfg.listen).await.map_err(listen_err)?;
-    let local_addr = listener.local_addr().map_err(listen_err)?;
-    let admin = match cfg.admin_listen {
-        None => None,
-        Some(addr) => match TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(source) if cfg.admin_listen_explicit => {
-                return Err(StartError::AdminListen { addr, source })
-            }
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "admin listener (metrics) not started: the default port is busy; set --admin-listen");
-                None
-            }
-        },
-    };
-    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
-    Ok((listener, local_addr, admin, admin_addr))
-}
-
-/// Closes, every [`SWEEP_INTERVAL`], the tunnels of agents that were deleted
-/// (or whose token was rotated) since they connected.
-pub(crate) fn spawn_sweeper(
-    tunnels: Arc<Tunnels>,
-    catalog: Arc<Catalog>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-        loop {
-            tick.tick().await;
-            tunnels.sweep(|id, token| catalog.agent(id).is_some_and(|a| a.token_hash == *token));
-        }
-    })
-}
-
-/// Creates `dir` (mode 0700 on Unix) if it does not exist.
-pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir {
-        path: dir.to_owned(),
-        source,
-    };
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    Ok(())
 }

@@ -1,0 +1,59 @@
+//! `[sharing]`: what owners may share, and for how long.
+
+use super::schema::SharingSection;
+use super::{ConfigError, Problems};
+use crate::auth::ShareLevel;
+
+/// Limits on sharing, from `[sharing]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharingPolicy {
+    /// The widest share level owners may choose (`sharing.max_level`).
+    pub max_level: ShareLevel,
+    /// The longest a share link may live (`sharing.max_link_ttl_secs`).
+    pub max_link_ttl_secs: i64,
+}
+
+impl Default for SharingPolicy {
+    fn default() -> Self {
+        SharingPolicy {
+            max_level: ShareLevel::Public,
+            max_link_ttl_secs: DEFAULT_MAX_LINK_TTL_SECS,
+        }
+    }
+}
+
+impl SharingPolicy {
+    /// Checks `[sharing]`.
+    pub(super) fn resolve(s: SharingSection) -> Result<SharingPolicy, ConfigError> {
+        let mut p = Problems::default();
+        let max_level = p.take(match s.max_level.as_deref() {
+            None => Ok(ShareLevel::Public),
+            Some(l) => ShareLevel::parse(l).ok_or_else(|| ConfigError::Invalid {
+                key: "sharing.max_level",
+                message: format!(
+                    "{l:?} is not one of \"owner\", \"organization\", \"authenticated\", \"public\""
+                ),
+            }),
+        });
+        let max_link_ttl_secs = p.take(match s.max_link_ttl_secs {
+            None => Ok(DEFAULT_MAX_LINK_TTL_SECS),
+            Some(n) if (1..=10 * 365 * 24 * 3600).contains(&n) => Ok(n),
+            Some(n) => Err(ConfigError::Invalid {
+                key: "sharing.max_link_ttl_secs",
+                message: format!("{n} is not between 1 and 315360000 (ten years)"),
+            }),
+        });
+        let policy = (|| {
+            Some(SharingPolicy {
+                max_level: max_level?,
+                max_link_ttl_secs: max_link_ttl_secs?,
+            })
+        })();
+        p.finish(policy)
+    }
+}
+
+/// Share links live 24 h unless the request says otherwise.
+pub const DEFAULT_LINK_TTL_SECS: i64 = 24 * 3600;
+/// ...and at most 30 days unless `sharing.max_link_ttl_secs` says otherwise.
+pub const DEFAULT_MAX_LINK_TTL_SECS: i64 = 30 * 24 * 3600;
