@@ -246,3 +246,111 @@ async fn github_refuses_outsiders_and_unverified_primary_addresses() {
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     assert_eq!(me(&b, &berth).await.as_deref(), Some("dave"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sign_in_lands_on_an_app_at_a_regional_edge() {
+    use crate::regions::{start_edge, within};
+    use crate::support::{client_for, free_port, run_agent};
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let (berth, gh) = with_github(&tmp, |_| {}, true).await;
+    let admin = berth.admin_token.clone();
+    let edge_port = free_port();
+    let (s, created) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(json!({
+                "name": "eu",
+                "url": format!("https://eu.berth.localhost:{edge_port}"),
+                "wildcard": "*.eu.berth.localhost",
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let token = created["region_token"].as_str().unwrap().to_owned();
+    let edge_dir = tempfile::tempdir().unwrap();
+    let (edge, _stop_edge, stopped) =
+        start_edge(&berth, "eu", &token, edge_port, edge_dir.path()).await;
+    let (control, tunnels) = (edge.control.clone(), edge.tunnels.clone());
+    let _edge_task = tokio::spawn(edge.run(async {
+        let _ = stopped.await;
+    }));
+    within(Duration::from_secs(5), "edge follows control", || {
+        let c = control.clone();
+        async move { c.connected() }
+    })
+    .await;
+    let agent_token = berth.create_agent("api", "laptop").await;
+    let app = apps::start("127.0.0.1:0", "eu-app").await;
+    let _agent = run_agent(berth::agent::AgentConfig {
+        url: format!("https://eu.berth.localhost:{edge_port}"),
+        ..berth.agent_config(&agent_token, edge_port)
+    });
+    within(Duration::from_secs(10), "agent on the edge", || {
+        let t = tunnels.clone();
+        async move { t.len() == 1 }
+    })
+    .await;
+    let port = app.port();
+    berth
+        .share_at(
+            &admin,
+            &format!("/api/v1/workspaces/admin/api/agents/laptop/ports/{port}/share"),
+            json!({"level": "authenticated"}),
+        )
+        .await;
+    let url = format!("https://{port}--laptop--api--admin.eu.berth.localhost:{edge_port}/hello");
+    let probe = client_for(&berth.ca_pem, true);
+    within(Duration::from_secs(5), "share reaches the edge", || async {
+        let res = probe
+            .get(&url)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        res.status() == 303
+    })
+    .await;
+
+    // Alice opens the app at the edge, is sent to control, signs in with
+    // GitHub there, and comes back to the edge with a code for its host.
+    gh.add(Account::new("alice", 1, "alice@example.com").in_org("acme"));
+    let b = browser(&berth);
+    let res = b
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let signin = location(&res);
+    assert!(
+        signin.starts_with(&berth.api_url("/signin?return_to=")),
+        "{signin}"
+    );
+    let state = state_of(&signin);
+    let (res, _) = sign_in(&b, &berth, &gh, "alice", Some((&url, &state))).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let back = location(&res);
+    let edge_origin = format!("https://{port}--laptop--api--admin.eu.berth.localhost:{edge_port}");
+    assert!(
+        back.starts_with(&format!("{edge_origin}/_berth/auth/callback?code=")),
+        "{back}"
+    );
+    let res = b.get(&back).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[LOCATION], "/hello");
+    let res = b
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["app"], "eu-app");
+    assert_eq!(seen["headers"]["x-berth-user"], "alice");
+    assert_eq!(seen["headers"]["x-berth-email"], "alice@example.com");
+}
