@@ -229,6 +229,9 @@ async fn finish(
             return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal);
         }
     };
+    // The person's teams as `org/team-slug` (in the organizations berth
+    // knows): what berth's groups take as memberships once they exist.
+    tracing::debug!(login = %admitted.login, teams = ?admitted.teams, "GitHub sign-in admitted");
     let accounts = Accounts {
         method: "github",
         create_users: gh.cfg.create_users,
