@@ -354,3 +354,72 @@ async fn github_sign_in_lands_on_an_app_at_a_regional_edge() {
     assert_eq!(seen["headers"]["x-berth-user"], "alice");
     assert_eq!(seen["headers"]["x-berth-email"], "alice@example.com");
 }
+
+/// Installs tests/browser's npm packages (playwright-core) once.
+fn browser_npm_ci() -> std::path::PathBuf {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    DONE.get_or_init(|| {
+        if dir.join("node_modules/playwright-core").exists() {
+            return;
+        }
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("this test needs Node.js and npm: {e}"))
+            .success();
+        assert!(ok, "npm ci in {} failed", dir.display());
+    });
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sign_in_in_chromium() {
+    let dir = browser_npm_ci();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "this test needs Chromium and certutil (apt-get install chromium libnss3-tools)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (berth, gh) = with_github(&tmp, |_| {}, false).await;
+    gh.add(Account::new("alice", 1, "alice@example.com").in_org("acme"));
+    let app = apps::start("127.0.0.1:0", "chromium").await;
+    let port = app.port();
+    berth
+        .share(
+            &berth.admin_token,
+            "admin/dev/main",
+            port,
+            json!({"level": "authenticated"}),
+        )
+        .await;
+    let app_url = berth.app_url(&format!("{port}--main--dev--admin"), "/hello");
+    let out = tokio::process::Command::new("node")
+        .arg(dir.join("github_signin.mjs"))
+        .env("CHROMIUM", &chromium)
+        .env("CA_PEM", &berth.ca_pem)
+        .env("APP_URL", &app_url)
+        .env("GITHUB_URL", gh.url())
+        .env("GITHUB_LOGIN", "alice")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), out)
+        .await
+        .expect("the Chromium run finishes within 90 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let landing: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(landing["url"], app_url, "{landing}");
+    assert_eq!(landing["status"], 200, "{landing}");
+    let seen: Value = serde_json::from_str(landing["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["headers"]["x-berth-user"], "alice");
+    assert_eq!(seen["headers"]["x-berth-email"], "alice@example.com");
+    assert_eq!(gh.pkce_verified(), 1);
+}
