@@ -372,7 +372,18 @@ async fn named_users_and_groups_get_through_every_edge_and_lose_it_within_second
         .await;
     assert!(a.to_string().contains("\"groups\":[\"platform\"]"), "{a}");
 
-    // Taken out of the group: out within 5 s on every edge.
+    // Taken out of the group: out within 5 s on every edge, and her open
+    // WebSocket at the regional edge is closed.
+    use crate::security::revocation::{closes_within, echoes, ws_h1, Cred, Target};
+    let regional = Target {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], w.edge_port)),
+        ca: b.ca_pem.clone(),
+        host: format!("{}--eu--api--alice.eu.berth.localhost", w.port),
+    };
+    let mut carols = ws_h1(&regional, Cred::Token(&carol)).await;
+    let mut alices = ws_h1(&regional, Cred::Token(&w.alice)).await;
+    echoes(&mut carols, "carol, through the group").await;
+    let since = Instant::now();
     let (s, g) = b
         .api(
             Method::DELETE,
@@ -386,6 +397,9 @@ async fn named_users_and_groups_get_through_every_edge_and_lose_it_within_second
         .reaches("carol, removed from the group", Some(&carol), 404)
         .await;
     println!("a removal from a group reached both edges in {took:?}");
+    let closed = closes_within(&mut carols, since, "carol's WebSocket, out of the group").await;
+    println!("her WebSocket at the regional edge closed {closed:?} after the removal");
+    echoes(&mut alices, "the owner's socket stays").await;
 
     // A deleted user's name on a new account gets nothing of the old one's.
     let (s, _) = b
