@@ -47,6 +47,12 @@ const KEYS: &[(&str, &str)] = &[
     ("oidc", "create_users"),
     ("oidc", "ca_file"),
     ("oidc", "label"),
+    ("activity", "webhook_url"),
+    ("activity", "webhook_secret"),
+    ("activity", "idle_after"),
+    ("wake", "webhook_url"),
+    ("wake", "webhook_secret"),
+    ("wake", "cooldown_secs"),
 ];
 
 /// Keys whose environment value is a comma-separated list.

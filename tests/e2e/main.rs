@@ -9,6 +9,7 @@ mod support;
 
 mod access;
 mod acme;
+mod activity;
 mod agents;
 mod cli;
 mod client;

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod browser;
 pub mod delay;
 pub mod h2raw;
+pub mod hooks;
 pub mod idp;
 pub mod netns;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
