@@ -25,3 +25,4 @@ mod security;
 mod sharing;
 mod signin;
 mod streaming;
+mod wake;
