@@ -6,8 +6,8 @@
 use super::layers::Overrides;
 use super::schema::{FileConfig, LimitsSection, TlsSection};
 use super::{
-    database, defaults, secs, AcmeSettings, ConfigError, LoginLimits, OidcConfig, PoolSettings,
-    Problems, SharingPolicy,
+    database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
+    PoolSettings, Problems, SharingPolicy,
 };
 use super::{ActivityConfig, WakeConfig};
 use crate::host::Wildcard;
@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub activity: ActivityConfig,
     /// Wake on visit, when `wake.webhook_url` is set.
     pub wake: Option<WakeConfig>,
+    /// GitHub sign-in, when `github.client_id` is set.
+    pub github: Option<GithubConfig>,
 }
 
 /// Role defaults that differ between `dev` and `control`.
@@ -200,6 +202,7 @@ impl ServerConfig {
         let oidc = p.take(OidcConfig::resolve(file.oidc));
         let activity = p.take(ActivityConfig::resolve(file.activity));
         let wake = p.take(WakeConfig::resolve(file.wake));
+        let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
                 listen: listen?,
@@ -221,6 +224,7 @@ impl ServerConfig {
                 oidc: oidc?,
                 activity: activity?,
                 wake: wake?,
+                github: github?,
             })
         })();
         p.finish(resolved)
