@@ -10,6 +10,7 @@ use berth::roles::regional::{ControlLink, RegionalEdge};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "activity-secret-0123456789";
@@ -48,6 +49,66 @@ fn port_entry(body: &Value, agent: &str, port: u16) -> Option<Value> {
         .cloned()
 }
 
+/// Creates region `name` at control and runs a regional `berth edge` for
+/// it on loopback (`*.{name}.berth.localhost`); returns its port, its
+/// tunnels, the sender that stops it and its data dir.
+pub(crate) async fn start_region(
+    berth: &Berth,
+    name: &str,
+) -> (
+    u16,
+    Arc<berth::tunnel::edge::Tunnels>,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
+    let edge_port = free_port();
+    let (s, region) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &berth.admin_token,
+            Some(
+                json!({"name": name, "url": format!("https://{name}.berth.localhost:{edge_port}"),
+                        "wildcard": format!("*.{name}.berth.localhost")}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{region}");
+    let edge_dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig::resolve(
+        FileConfig::default(),
+        Overrides {
+            listen: Some(format!("127.0.0.1:{edge_port}")),
+            data_dir: Some(edge_dir.path().join(name)),
+            admin_listen: Some("off".into()),
+            base_domain: Some(format!("{name}.berth.localhost")),
+            wildcard: Some(format!("*.{name}.berth.localhost")),
+            ..Default::default()
+        },
+        RoleDefaults::EDGE,
+    )
+    .unwrap();
+    let link = ControlLink {
+        url: berth.api_url(""),
+        token: berth::auth::Secret::new(region["region_token"].as_str().unwrap()),
+        ca_file: Some(berth.ca_pem.clone()),
+    };
+    let edge = RegionalEdge::build(cfg, link, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (tunnels, control) = (edge.tunnels.clone(), edge.control.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(edge.run(async {
+        let _ = stopped.await;
+    }));
+    within(Duration::from_secs(10), "the edge follows control", || {
+        let c = control.clone();
+        async move { c.connected() }
+    })
+    .await;
+    (edge_port, tunnels, stop, edge_dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ports_served_through_every_edge_count_and_an_idle_workspace_is_reported_once() {
     let hook = Receiver::start(1, None).await;
@@ -71,46 +132,7 @@ async fn ports_served_through_every_edge_count_and_an_idle_workspace_is_reported
     let laptop_token = berth.create_agent("ws", "laptop").await;
     let _main = run_agent(berth.agent_config(&main_token, berth.addr.port()));
 
-    let edge_port = free_port();
-    let (s, region) = berth
-        .api(
-            Method::POST,
-            "/api/v1/regions",
-            &admin,
-            Some(
-                json!({"name": "eu", "url": format!("https://eu.berth.localhost:{edge_port}"),
-                        "wildcard": "*.eu.berth.localhost"}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 201, "{region}");
-    let edge_dir = tempfile::tempdir().unwrap();
-    let cfg = ServerConfig::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some(format!("127.0.0.1:{edge_port}")),
-            data_dir: Some(edge_dir.path().join("eu")),
-            admin_listen: Some("off".into()),
-            base_domain: Some("eu.berth.localhost".into()),
-            wildcard: Some("*.eu.berth.localhost".into()),
-            ..Default::default()
-        },
-        RoleDefaults::EDGE,
-    )
-    .unwrap();
-    let link = ControlLink {
-        url: berth.api_url(""),
-        token: berth::auth::Secret::new(region["region_token"].as_str().unwrap()),
-        ca_file: Some(berth.ca_pem.clone()),
-    };
-    let edge = RegionalEdge::build(cfg, link, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let edge_tunnels = edge.tunnels.clone();
-    let (_stop_edge, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge.run(async {
-        let _ = stopped.await;
-    }));
+    let (edge_port, edge_tunnels, _stop_edge, _edge_dir) = start_region(&berth, "eu").await;
     let _laptop = run_agent(berth::agent::AgentConfig {
         url: format!("https://eu.berth.localhost:{edge_port}"),
         ..berth.agent_config(&laptop_token, edge_port)

@@ -180,3 +180,56 @@ async fn a_visit_to_an_offline_workspace_wakes_it_once_and_the_app_opens_once_it
         format!("admin/ws/main:{}", app.port()).as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visit_through_a_regional_edge_asks_control_which_calls_once_for_all_edges() {
+    let hook = Receiver::start(0, None).await;
+    let control_addr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
+    let berth = Berth::start_with(Options {
+        listen: Some(control_addr),
+        no_dev_agent: true,
+        config: Some(format!(
+            "[wake]\nwebhook_url = \"{}\"\nwebhook_secret = \"{SECRET}\"\n",
+            hook.url("/wake")
+        )),
+        ..Default::default()
+    })
+    .await;
+    let admin = berth.admin_token.clone();
+    berth.create_agent("ws", "main").await;
+    let (edge_port, _tunnels, _stop, _dir) = crate::activity::start_region(&berth, "eu").await;
+    let c = berth.client(true);
+    let label = "3000--main--ws--admin";
+    let via_edge = format!("https://{label}.eu.berth.localhost:{edge_port}/");
+    let via_control = berth.app_url(label, "/");
+
+    // The regional edge learned from control that wake is on, and asks it.
+    let res = c.get(&via_edge).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    let calls = hook.wait_accepted(1, Duration::from_secs(10)).await;
+    assert!(signed(&calls[0], SECRET));
+    assert_eq!(calls[0].body["workspace"], "ws");
+    assert_eq!(calls[0].body["requested_by"]["user"], "admin");
+
+    // More visits, through both edges: control has called already.
+    for url in [&via_edge, &via_control, &via_edge, &via_control] {
+        let res = c.get(url).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(res.status(), 503);
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let res = c.get(&via_edge).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hook.calls().len(), 1, "{:?}", hook.calls());
+    let (_, audit) = berth.api(Method::GET, "/api/v1/audit", &admin, None).await;
+    let woken = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "workspace.woken")
+        .count();
+    assert_eq!(woken, 1, "{audit}");
+}
