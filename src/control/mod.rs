@@ -13,6 +13,7 @@
 //! answers 404, exactly like one that does not exist.
 
 mod access;
+pub mod activity;
 mod bootstrap;
 mod edges;
 mod error;
@@ -29,6 +30,8 @@ pub(crate) mod shares;
 mod signin;
 mod users;
 mod validate;
+pub mod wake;
+pub mod webhook;
 mod workspaces;
 
 #[cfg(test)]
@@ -112,6 +115,8 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// Calls the wake webhook, when `[wake]` is set.
+    pub waker: Option<Arc<wake::Waker>>,
 }
 
 tokio::task_local! {
@@ -241,6 +246,10 @@ pub fn router(state: ControlState) -> Router {
         )
         .route("/workspaces/{user}/{workspace}", delete(workspaces::delete))
         .route(
+            "/workspaces/{user}/{workspace}/activity",
+            get(activity::show),
+        )
+        .route(
             "/workspaces/{user}/{workspace}/agents",
             post(workspaces::create_agent).get(workspaces::list_agents),
         )
@@ -277,6 +286,8 @@ pub fn router(state: ControlState) -> Router {
         .route(edge_api::REDEEM, post(edges::redeem))
         .route(edge_api::EXCHANGE, post(edges::exchange))
         .route(edge_api::CERTIFICATE, get(edges::certificate))
+        .route(edge_api::ACTIVITY, post(activity::report))
+        .route(edge_api::WAKE, post(wake::from_edge))
         .route(AGENT_REGIONS, get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
