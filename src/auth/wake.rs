@@ -33,6 +33,7 @@ mod tests {
             email: String::new(),
             admin,
             organization: org.map(Into::into),
+            group_ids: vec![],
         }
     }
 
@@ -51,6 +52,8 @@ mod tests {
             owner_id: 1,
             owner_org: Some("acme"),
             level,
+            users: &[],
+            groups: &[],
         }
     }
 

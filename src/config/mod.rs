@@ -39,7 +39,9 @@ pub use schema::{
     AcmeDnsSection, AcmeSection, ActivitySection, AdminSection, FileConfig, GithubSection,
     LimitsSection, LogSection, OidcSection, ServerSection, SharingSection, TlsSection, WakeSection,
 };
-pub use sharing::{SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
+pub use sharing::{
+    SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS, MAX_SHARE_TTL_SECS,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -65,6 +65,9 @@ pub struct OidcSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
     pub label: Option<String>,
+    /// The ID token claim listing the user's groups (e.g. "groups"); at
+    /// each sign-in it sets their provider-given berth group memberships.
+    pub groups_claim: Option<String>,
 }
 
 /// `[github]`: sign-in with GitHub or GitHub Enterprise (off unless
@@ -108,6 +111,9 @@ pub struct SharingSection {
     pub max_level: Option<String>,
     /// The longest a share link may live, in seconds (default 30 days).
     pub max_link_ttl_secs: Option<i64>,
+    /// The longest a `public` or `authenticated` share may last, in seconds
+    /// (default: no limit).
+    pub max_share_ttl_secs: Option<i64>,
 }
 
 /// `[server]`

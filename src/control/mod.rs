@@ -20,12 +20,13 @@ mod error;
 mod extract;
 mod federated;
 mod github;
+mod groups;
 pub(crate) mod holders;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
 pub(crate) mod regions;
-mod shares;
+pub(crate) mod shares;
 mod signin;
 mod users;
 mod validate;
@@ -263,6 +264,17 @@ pub fn router(state: ControlState) -> Router {
         .route(
             "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
             put(shares::put_app),
+        )
+        .route("/groups", post(groups::create).get(groups::list))
+        .route(
+            "/groups/{group}",
+            get(groups::show)
+                .patch(groups::rename)
+                .delete(groups::delete),
+        )
+        .route(
+            "/groups/{group}/members/{user}",
+            put(groups::add_member).delete(groups::remove_member),
         )
         .route("/share-links", post(links::create).get(links::list))
         .route("/audit", get(users::audit))

@@ -73,17 +73,20 @@ impl Waker {
             agent_id: l.agent_id,
             port: l.port,
         });
-        let level = self
-            .catalog
-            .share(agent.id, req.port)
-            .map(|s| s.level)
-            .unwrap_or_default();
+        let share = self.catalog.share(agent.id, req.port);
+        let (level, users, groups) =
+            share
+                .as_ref()
+                .map(|s| s.audience(now))
+                .unwrap_or((auth::ShareLevel::Owner, &[], &[]));
         let target = auth::Target {
             agent_id: agent.id,
             port: req.port,
             owner_id: owner.id,
             owner_org: owner.organization.as_deref(),
             level,
+            users,
+            groups,
         };
         if !may_wake(visitor.as_ref(), grant.as_ref(), Some(&target)) {
             return no;

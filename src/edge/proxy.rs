@@ -141,13 +141,17 @@ async fn forward(
     let owner_org = access
         .and_then(|(owner_id, ..)| edge.catalog.user(owner_id))
         .and_then(|u| u.organization);
-    let access = access.map(|(owner_id, agent_id, port, level)| auth::Target {
-        agent_id,
-        port,
-        owner_id,
-        owner_org: owner_org.as_deref(),
-        level,
-    });
+    let access = access.map(
+        |(owner_id, agent_id, port, (level, users, groups))| auth::Target {
+            agent_id,
+            port,
+            owner_id,
+            owner_org: owner_org.as_deref(),
+            level,
+            users,
+            groups,
+        },
+    );
     let decision = if preflight {
         // Only a passthru share gets here: its owner lets the app answer.
         Decision::Allow
@@ -476,7 +480,8 @@ enum Route {
         agent_id: i64,
         port: u16,
         tls: bool,
-        level: ShareLevel,
+        /// The share's level and who it names, as of this request.
+        audience: (ShareLevel, Vec<i64>, Vec<i64>),
         cors: Cors,
     },
     /// The short form named a workspace with several agents.
@@ -489,16 +494,18 @@ impl Route {
     /// What the decision needs: owner, agent, port and share level. A
     /// workspace-wide answer (the list of agents) is the owner's business, and
     /// no link matches it (agent 0 does not exist).
-    fn access(&self) -> Option<(i64, i64, u16, ShareLevel)> {
+    fn access(&self) -> Option<(i64, i64, u16, crate::catalog::Audience<'_>)> {
         match self {
             Route::Port {
                 owner_id,
                 agent_id,
                 port,
-                level,
+                audience: (level, users, groups),
                 ..
-            } => Some((*owner_id, *agent_id, *port, *level)),
-            Route::Ambiguous { owner_id, .. } => Some((*owner_id, 0, 0, ShareLevel::Owner)),
+            } => Some((*owner_id, *agent_id, *port, (*level, users, groups))),
+            Route::Ambiguous { owner_id, .. } => {
+                Some((*owner_id, 0, 0, (ShareLevel::Owner, &[], &[])))
+            }
             Route::Nothing => None,
         }
     }
@@ -542,7 +549,13 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
         agent_id,
         port,
         tls: target.tls || protocol == Protocol::Https,
-        level: share.as_ref().map(|s| s.level).unwrap_or_default(),
+        audience: share
+            .as_ref()
+            .map(|s| {
+                let (level, users, groups) = s.audience(unix_now());
+                (level, users.to_vec(), groups.to_vec())
+            })
+            .unwrap_or_default(),
         cors: share.map(|s| s.cors).unwrap_or_default(),
     }
 }

@@ -393,6 +393,7 @@ impl Server {
             self.last_activity.clone(),
         ));
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
+        let share_ends = tokio::spawn(control::shares::end_expired(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -434,6 +435,7 @@ impl Server {
         )
         .await;
         login_upkeep.abort();
+        share_ends.abort();
         self.state.login.upkeep(&self.state).await;
         // Last: SQLite's write-ahead log goes into berth.db, so the file
         // alone is the whole database.

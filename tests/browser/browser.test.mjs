@@ -681,6 +681,15 @@ async function main() {
       } finally {
         await anon.context.close();
       }
+      // A share that ends, from the same row: organization for an hour.
+      await row.locator('select.ends').selectOption('3600');
+      await row.locator('select.level').selectOption('organization');
+      await page.waitForFunction(
+        (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now organization, for 1h`),
+        app.port,
+        { timeout: 10_000 },
+      );
+      await row.locator('select.ends').selectOption('');
       // Back to private from the dashboard.
       await row.locator('select.level').selectOption('owner');
       await page.waitForFunction(

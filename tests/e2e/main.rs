@@ -11,6 +11,7 @@ mod access;
 mod acme;
 mod activity;
 mod agents;
+mod audience;
 mod cli;
 mod client;
 mod deadagent;

@@ -8,7 +8,7 @@ mod cookies;
 mod csrf;
 mod dev_process;
 mod github_signin;
-mod revocation;
+pub(crate) mod revocation;
 mod smuggling;
 mod stall;
 mod wake;
