@@ -47,6 +47,10 @@ const KEYS: &[(&str, &str)] = &[
     ("oidc", "create_users"),
     ("oidc", "ca_file"),
     ("oidc", "label"),
+    ("jwt", "enabled"),
+    ("jwt", "ttl_secs"),
+    ("jwt", "rotation_secs"),
+    ("jwt", "grace_secs"),
 ];
 
 /// Keys whose environment value is a comma-separated list.

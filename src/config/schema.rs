@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub log: LogSection,
     pub sharing: SharingSection,
     pub oidc: OidcSection,
+    pub jwt: JwtSection,
 }
 
 /// `[oidc]`: sign-in through an OpenID Connect provider (off unless
@@ -38,6 +39,20 @@ pub struct OidcSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
     pub label: Option<String>,
+}
+
+/// `[jwt]`: the signed identity apps receive (`Berth-Jwt-Assertion`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtSection {
+    /// Send `Berth-Jwt-Assertion` to apps (default true).
+    pub enabled: Option<bool>,
+    /// How long an assertion is valid, in seconds (default 300).
+    pub ttl_secs: Option<i64>,
+    /// A new signing key this often, in seconds (default 7 days).
+    pub rotation_secs: Option<i64>,
+    /// How long a replaced key stays published, in seconds (default 1 day).
+    pub grace_secs: Option<i64>,
 }
 
 /// `[sharing]`

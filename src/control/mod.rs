@@ -24,6 +24,7 @@ mod oidc;
 pub(crate) mod regions;
 mod shares;
 mod signin;
+pub(crate) mod signing;
 mod users;
 mod validate;
 mod workspaces;
@@ -106,6 +107,9 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// The keys identity assertions are signed with (shared with the
+    /// built-in edge; sent to regional edges on the watch stream).
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 tokio::task_local! {

@@ -12,6 +12,7 @@ pub mod cors;
 mod framing;
 pub mod headers;
 pub mod hops;
+mod identity;
 pub mod pages;
 mod paths;
 pub mod proxy;
@@ -70,6 +71,9 @@ pub struct Edge {
     /// Open WebSockets and long responses, closed when their access is
     /// revoked.
     pub revocation: Arc<revocation::Registry>,
+    /// The keys `Berth-Jwt-Assertion` is signed with (control's, replaced
+    /// as they rotate).
+    pub identity: Arc<crate::auth::jwt::Identity>,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -140,6 +144,7 @@ impl Edge {
             control,
             relay,
             revocation,
+            identity: Arc::default(),
             client,
             _revocation_watcher: watcher,
         }
@@ -256,6 +261,7 @@ impl Frontdoor {
         match req.uri().path() {
             tunnel::CONNECT_PATH => self.accept_agent(req),
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            crate::auth::jwt::JWKS_PATH => identity::jwks(&self.edge),
             // Ready while it can serve, even from cache (a load balancer must
             // not drop an edge because control is away); the body says which.
             "/readyz" => {

@@ -269,6 +269,7 @@ async fn forward(
             upgrade,
         },
     );
+    super::identity::assert(edge, &mut parts.headers, visitor.as_ref(), &bare, now);
     framing::canonical_content_length(&mut parts.headers);
     edge.mark.stamp(&mut parts.headers);
     let path = parts

@@ -59,6 +59,8 @@ pub struct RegionalEdge {
     pub catalog: Arc<Catalog>,
     /// Whether it is following control right now.
     pub control: Arc<ControlStatus>,
+    /// The identity keyring, from the watch stream.
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 impl RegionalEdge {
@@ -154,6 +156,7 @@ impl RegionalEdge {
                 relay,
             },
         ));
+        let identity = edge.identity.clone();
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -178,6 +181,7 @@ impl RegionalEdge {
             tunnels,
             catalog,
             control,
+            identity,
         })
     }
 
@@ -188,6 +192,7 @@ impl RegionalEdge {
             self.client.clone(),
             self.catalog.clone(),
             self.control.clone(),
+            self.identity.clone(),
         ));
         let heart = tokio::spawn(follow::beat(
             self.client.clone(),
