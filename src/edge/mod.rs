@@ -15,6 +15,7 @@ pub mod hops;
 mod identity;
 pub mod pages;
 mod paths;
+mod program_links;
 pub mod proxy;
 pub(crate) mod relay;
 pub mod revocation;
@@ -74,6 +75,8 @@ pub struct Edge {
     /// The keys `Berth-Jwt-Assertion` is signed with (control's, replaced
     /// as they rotate).
     pub identity: Arc<crate::auth::jwt::Identity>,
+    /// Share links redeemed for programs (`Berth-Token: berth_link_...`).
+    program_links: program_links::ProgramLinks,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -145,6 +148,7 @@ impl Edge {
             relay,
             revocation,
             identity: Arc::default(),
+            program_links: Default::default(),
             client,
             _revocation_watcher: watcher,
         }

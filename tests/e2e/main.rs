@@ -20,6 +20,7 @@ mod multiregion;
 mod oidc;
 mod ports;
 mod postgres;
+mod program_links;
 mod regions;
 mod security;
 mod sharing;
