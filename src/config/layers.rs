@@ -38,6 +38,8 @@ const KEYS: &[(&str, &str)] = &[
     ("log", "format"),
     ("sharing", "max_level"),
     ("sharing", "max_link_ttl_secs"),
+    ("sharing", "public_rate_limit"),
+    ("sharing", "public_rate_burst"),
     ("oidc", "issuer"),
     ("oidc", "client_id"),
     ("oidc", "client_secret"),

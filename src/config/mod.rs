@@ -36,7 +36,7 @@ pub use schema::{
     AcmeDnsSection, AcmeSection, AdminSection, FileConfig, JwtSection, LimitsSection, LogSection,
     OidcSection, ServerSection, SharingSection, TlsSection,
 };
-pub use sharing::{SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
+pub use sharing::{PublicRate, SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -64,6 +64,11 @@ pub struct SharingSection {
     pub max_level: Option<String>,
     /// The longest a share link may live, in seconds (default 30 days).
     pub max_link_ttl_secs: Option<i64>,
+    /// Requests a minute one address may send to public shares and share
+    /// links (default: off).
+    pub public_rate_limit: Option<u32>,
+    /// How many of those may come at once (default: `public_rate_limit`).
+    pub public_rate_burst: Option<u32>,
 }
 
 /// `[server]`

@@ -17,6 +17,7 @@ pub mod pages;
 mod paths;
 mod program_links;
 pub mod proxy;
+mod public_limit;
 pub(crate) mod relay;
 pub mod revocation;
 pub(crate) mod server;
@@ -77,6 +78,8 @@ pub struct Edge {
     pub identity: Arc<crate::auth::jwt::Identity>,
     /// Share links redeemed for programs (`Berth-Token: berth_link_...`).
     program_links: program_links::ProgramLinks,
+    /// `sharing.public_rate_limit`, per source address.
+    public_limit: public_limit::PublicLimit,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -135,6 +138,10 @@ impl Edge {
             metrics.tracked_connections.clone(),
             metrics.revoked_connections.clone(),
         );
+        let public_limit = public_limit::PublicLimit::new(
+            cfg.sharing.public_rate,
+            metrics.public_rate_limited.clone(),
+        );
         Edge {
             catalog,
             tunnels,
@@ -149,6 +156,7 @@ impl Edge {
             revocation,
             identity: Arc::default(),
             program_links: Default::default(),
+            public_limit,
             client,
             _revocation_watcher: watcher,
         }

@@ -7,6 +7,7 @@ use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
+use super::public_limit::Kind;
 use super::revocation::Admitted;
 use super::{framing, headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
 use crate::auth::origin::{self, Credential};
@@ -85,11 +86,11 @@ async fn forward(
     // A share link sent by a program instead of an API token (counted once
     // per client address: `program_links`); it never reaches the app either.
     let program_link = match token.filter(|t| TokenKind::of(t) == Some(TokenKind::Link)) {
-        Some(t) => Some(edge.program_links.admit(edge, t, peer.ip(), now).await.ok_or_else(|| {
-            ErrorPage::Unauthenticated {
-                reason: "This share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
-            }
-        })?),
+        Some(t) => {
+            edge.public_limit.check(peer.ip(), Kind::Link)?;
+            let link = edge.program_links.admit(edge, t, peer.ip(), now).await;
+            Some(link.ok_or_else(link_refused)?)
+        }
         None => None,
     };
     let token = token.filter(|_| program_link.is_none());
@@ -117,6 +118,7 @@ async fn forward(
 
     // A share link being redeemed: set the cookie, drop the token from the URL.
     if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
+        edge.public_limit.check(peer.ip(), Kind::Link)?;
         return redeem(edge, &route, link_token, &bare, req.uri(), now, peer.ip()).await;
     }
 
@@ -220,6 +222,9 @@ async fn forward(
             && link_grant.is_some()
             && auth::authorize(visitor.as_ref(), None, access.as_ref()) != Decision::Allow,
     );
+    if credential == Credential::Anonymous {
+        edge.public_limit.check(peer.ip(), Kind::Public)?;
+    }
     check_origin(&req, upgrade, credential, &app)?;
     let (agent_id, port, tls) = match route {
         Route::Port {
@@ -466,6 +471,13 @@ async fn redeem(
             link.expires_at - now,
         )),
     ))
+}
+
+/// A program's share link that opens nothing (any more).
+fn link_refused() -> ErrorPage {
+    ErrorPage::Unauthenticated {
+        reason: "This share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
+    }
 }
 
 /// Where an app host leads, as far as the catalog knows.

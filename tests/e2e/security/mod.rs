@@ -8,6 +8,7 @@ mod cookies;
 mod csrf;
 mod dev_process;
 mod jwt;
+mod public_rate;
 mod revocation;
 mod smuggling;
 mod stall;
