@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub activity: ActivityConfig,
     /// Wake on visit, when `wake.webhook_url` is set.
     pub wake: Option<WakeConfig>,
+    /// The identity assertions apps receive, and their keys' rotation.
+    pub jwt: super::JwtPolicy,
     /// GitHub sign-in, when `github.client_id` is set.
     pub github: Option<GithubConfig>,
 }
@@ -202,6 +204,7 @@ impl ServerConfig {
         let oidc = p.take(OidcConfig::resolve(file.oidc));
         let activity = p.take(ActivityConfig::resolve(file.activity));
         let wake = p.take(WakeConfig::resolve(file.wake));
+        let jwt = p.take(super::JwtPolicy::resolve(file.jwt));
         let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
@@ -224,6 +227,7 @@ impl ServerConfig {
                 oidc: oidc?,
                 activity: activity?,
                 wake: wake?,
+                jwt: jwt?,
                 github: github?,
             })
         })();

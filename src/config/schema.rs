@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub log: LogSection,
     pub sharing: SharingSection,
     pub oidc: OidcSection,
+    pub jwt: JwtSection,
     pub github: GithubSection,
     pub activity: ActivitySection,
     pub wake: WakeSection,
@@ -70,6 +71,20 @@ pub struct OidcSection {
     pub groups_claim: Option<String>,
 }
 
+/// `[jwt]`: the signed identity apps receive (`Berth-Jwt-Assertion`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtSection {
+    /// Send `Berth-Jwt-Assertion` to apps (default true).
+    pub enabled: Option<bool>,
+    /// How long an assertion is valid, in seconds (default 300).
+    pub ttl_secs: Option<i64>,
+    /// A new signing key this often, in seconds (default 7 days).
+    pub rotation_secs: Option<i64>,
+    /// How long a replaced key stays published, in seconds (default 1 day).
+    pub grace_secs: Option<i64>,
+}
+
 /// `[github]`: sign-in with GitHub or GitHub Enterprise (off unless
 /// `client_id` is set).
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +129,11 @@ pub struct SharingSection {
     /// The longest a `public` or `authenticated` share may last, in seconds
     /// (default: no limit).
     pub max_share_ttl_secs: Option<i64>,
+    /// Requests a minute one address may send to public shares and share
+    /// links (default: off).
+    pub public_rate_limit: Option<u32>,
+    /// How many of those may come at once (default: `public_rate_limit`).
+    pub public_rate_burst: Option<u32>,
 }
 
 /// `[server]`

@@ -233,6 +233,14 @@ fn invalid_values_name_their_key() {
             "limits.password_hash_queue",
         ),
         ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
+        ("[sharing]\npublic_rate_limit = 0", "sharing.public_rate_limit"),
+        (
+            "[sharing]\npublic_rate_limit = 10\npublic_rate_burst = 0",
+            "sharing.public_rate_burst",
+        ),
+        ("[sharing]\npublic_rate_burst = 10", "sharing.public_rate_burst"),
+        ("[jwt]\nttl_secs = 5", "jwt.ttl_secs"),
+        ("[jwt]\nttl_secs = 600\ngrace_secs = 300", "jwt.grace_secs"),
         ("[oidc]\nclient_id = \"b\"", "oidc.issuer"),
         (
             "[oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"b\"\nclient_secret = \"s\"",

@@ -13,7 +13,7 @@ use crate::auth::{token, TokenHash, TokenKind};
 use crate::catalog::{Link, Session};
 use crate::host::Wildcard;
 use crate::protocol::edge_api::{
-    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, WATCH_PING_EVERY,
+    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, WatchQuery, WATCH_PING_EVERY,
 };
 use crate::store::RegionRow;
 use axum::body::Body;
@@ -102,10 +102,19 @@ pub(crate) async fn heartbeat(
 pub(crate) async fn watch(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
+    axum::extract::Query(query): axum::extract::Query<WatchQuery>,
 ) -> Result<Response, ApiError> {
     // Subscribe before reading the snapshot: a change committed meanwhile is
     // then sent twice at worst, and applying a change twice is harmless.
     let mut feed = st.catalog.subscribe();
+    // The identity keyring, now and at every rotation, for an edge that asks.
+    let mut keys = (query.identity.as_deref() == Some("1")).then(|| st.identity.subscribe());
+    let keyring =
+        |k: &mut tokio::sync::watch::Receiver<std::sync::Arc<crate::auth::jwt::Keyring>>| {
+            WatchLine::Identity {
+                keyring: (**k.borrow_and_update()).clone(),
+            }
+        };
     let snapshot = st.store.snapshot().await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     tracing::info!(region = %region.name, "edge watching");
@@ -116,6 +125,11 @@ pub(crate) async fn watch(
         };
         if !send(WatchLine::Reset).await {
             return;
+        }
+        if let Some(k) = keys.as_mut() {
+            if !send(keyring(k)).await {
+                return;
+            }
         }
         for change in snapshot {
             if !send(WatchLine::Change { change }).await {
@@ -134,6 +148,12 @@ pub(crate) async fn watch(
                     Err(_) => return,
                 },
                 _ = ping.tick() => WatchLine::Ping,
+                Some(l) = async {
+                    match keys.as_mut() {
+                        Some(k) => k.changed().await.ok().map(|()| keyring(k)),
+                        None => std::future::pending().await,
+                    }
+                } => l,
             };
             if !send(l).await {
                 return;

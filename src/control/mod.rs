@@ -28,6 +28,7 @@ mod oidc;
 pub(crate) mod regions;
 pub(crate) mod shares;
 mod signin;
+pub(crate) mod signing;
 mod users;
 mod validate;
 pub mod wake;
@@ -117,6 +118,9 @@ pub struct ControlState {
     pub login: Arc<login::LoginGuard>,
     /// Calls the wake webhook, when `[wake]` is set.
     pub waker: Option<Arc<wake::Waker>>,
+    /// The keys identity assertions are signed with (shared with the
+    /// built-in edge; sent to regional edges on the watch stream).
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 tokio::task_local! {

@@ -13,9 +13,12 @@ pub mod cors;
 mod framing;
 pub mod headers;
 pub mod hops;
+mod identity;
 pub mod pages;
 mod paths;
+mod program_links;
 pub mod proxy;
+mod public_limit;
 pub(crate) mod relay;
 pub mod revocation;
 pub(crate) mod server;
@@ -76,6 +79,13 @@ pub struct Edge {
     pub activity: Arc<activity::Activity>,
     /// Wake on visit: on when control calls a wake webhook.
     pub wake: wake::Wake,
+    /// The keys `Berth-Jwt-Assertion` is signed with (control's, replaced
+    /// as they rotate).
+    pub identity: Arc<crate::auth::jwt::Identity>,
+    /// Share links redeemed for programs (`Berth-Token: berth_link_...`).
+    program_links: program_links::ProgramLinks,
+    /// `sharing.public_rate_limit`, per source address.
+    public_limit: public_limit::PublicLimit,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -142,6 +152,10 @@ impl Edge {
             metrics.tracked_connections.clone(),
             metrics.revoked_connections.clone(),
         );
+        let public_limit = public_limit::PublicLimit::new(
+            cfg.sharing.public_rate,
+            metrics.public_rate_limited.clone(),
+        );
         Edge {
             catalog,
             tunnels,
@@ -156,6 +170,9 @@ impl Edge {
             revocation,
             activity: Default::default(),
             wake: Default::default(),
+            identity: Arc::default(),
+            program_links: Default::default(),
+            public_limit,
             client,
             _revocation_watcher: watcher,
         }
@@ -281,6 +298,7 @@ impl Frontdoor {
         match req.uri().path() {
             tunnel::CONNECT_PATH => self.accept_agent(req),
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            crate::auth::jwt::JWKS_PATH => identity::jwks(&self.edge),
             // Ready while it can serve, even from cache (a load balancer must
             // not drop an edge because control is away); the body says which.
             "/readyz" => {

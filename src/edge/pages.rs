@@ -45,6 +45,9 @@ pub enum ErrorPage {
     AgentBusy { limit: usize },
     /// 508: the port leads back to berth, so the request would loop.
     Loop { port: u16 },
+    /// 429 with `Retry-After`: this address sent more requests to public
+    /// shares or share links than `sharing.public_rate_limit` allows.
+    RateLimited { retry_after_secs: u64 },
 }
 
 /// `Retry-After` on a 503 for a busy agent, in seconds.
@@ -76,6 +79,7 @@ impl ErrorPage {
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ErrorPage::AgentBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ErrorPage::Loop { .. } => StatusCode::LOOP_DETECTED,
+            ErrorPage::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -95,6 +99,7 @@ impl ErrorPage {
             ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
             ErrorPage::AgentBusy { .. } => "agent_busy",
             ErrorPage::Loop { .. } => "loop_detected",
+            ErrorPage::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -228,6 +233,16 @@ impl ErrorPage {
                     ),
                 )
             }
+            ErrorPage::RateLimited { retry_after_secs } => (
+                "Too many requests",
+                "Your address sent more requests to this shared app than berth lets one \
+                 address send (sharing.public_rate_limit)."
+                    .to_string(),
+                Some(format!(
+                    "Try again in {retry_after_secs} s; a signed-in user or an API token is \
+                     not limited this way."
+                )),
+            ),
             ErrorPage::AgentBusy { limit } => (
                 "Too many requests in flight",
                 format!(
@@ -365,6 +380,9 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     }
     if matches!(page, ErrorPage::AgentBusy { .. }) {
         headers.insert(http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
+    }
+    if let ErrorPage::RateLimited { retry_after_secs } = page {
+        headers.insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
     }
     response
 }

@@ -7,10 +7,11 @@ use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
 use super::pages::{self, ErrorPage};
+use super::public_limit::Kind;
 use super::revocation::Admitted;
 use super::{framing, headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
 use crate::auth::origin::{self, Credential};
-use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash};
+use crate::auth::{self, cookie, Decision, ShareLevel, TokenHash, TokenKind};
 use crate::catalog::{Cors, Protocol, Resolved};
 use crate::host::{self, Service};
 use crate::telemetry::DirectionLabel;
@@ -82,6 +83,17 @@ async fn forward(
     // a share link's cookie for this very host.
     let token = headers::api_token(req.headers());
     let now = unix_now();
+    // A share link sent by a program instead of an API token (counted once
+    // per client address: `program_links`); it never reaches the app either.
+    let program_link = match token.filter(|t| TokenKind::of(t) == Some(TokenKind::Link)) {
+        Some(t) => {
+            edge.public_limit.check(peer.ip(), Kind::Link)?;
+            let link = edge.program_links.admit(edge, t, peer.ip(), now).await;
+            Some(link.ok_or_else(link_refused)?)
+        }
+        None => None,
+    };
+    let token = token.filter(|_| program_link.is_none());
     let bare = super::bare_host(&host_header).to_owned();
     let token_hash = token.map(TokenHash::of);
     let mut session_id = None;
@@ -94,7 +106,8 @@ async fn forward(
     };
     let share_cookie = signin::share_link(edge, req.headers(), &bare, now);
     let has_share_cookie = share_cookie.is_present();
-    let link = share_cookie.ok();
+    let by_program = program_link.is_some();
+    let link = program_link.or(share_cookie.ok());
     let link_grant = link.as_ref().map(|l| auth::LinkGrant {
         agent_id: l.agent_id,
         port: l.port,
@@ -105,6 +118,7 @@ async fn forward(
 
     // A share link being redeemed: set the cookie, drop the token from the URL.
     if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
+        edge.public_limit.check(peer.ip(), Kind::Link)?;
         return redeem(edge, &route, link_token, &bare, req.uri(), now, peer.ip()).await;
     }
 
@@ -204,12 +218,17 @@ async fn forward(
         Decision::NotFound => return Err(ErrorPage::NotFound),
     }
     // Admitted; but a cookie's authority does not extend to other origins.
+    // A link in a header is a program's credential, like an API token.
     let credential = Credential::of(
-        token.is_some() && visitor.is_some(),
+        (token.is_some() && visitor.is_some()) || by_program,
         token.is_none() && visitor.is_some(),
-        link_grant.is_some()
+        !by_program
+            && link_grant.is_some()
             && auth::authorize(visitor.as_ref(), None, access.as_ref()) != Decision::Allow,
     );
+    if credential == Credential::Anonymous {
+        edge.public_limit.check(peer.ip(), Kind::Public)?;
+    }
     check_origin(&req, upgrade, credential, &app)?;
     let (agent_id, port, tls) = match route {
         Route::Port {
@@ -288,6 +307,7 @@ async fn forward(
             upgrade,
         },
     );
+    super::identity::assert(edge, &mut parts.headers, visitor.as_ref(), &bare, now);
     framing::canonical_content_length(&mut parts.headers);
     edge.mark.stamp(&mut parts.headers);
     let path = parts
@@ -470,6 +490,13 @@ async fn redeem(
             link.expires_at - now,
         )),
     ))
+}
+
+/// A program's share link that opens nothing (any more).
+fn link_refused() -> ErrorPage {
+    ErrorPage::Unauthenticated {
+        reason: "This share link has expired, was revoked, or has been used up: ask the owner for a new one".into(),
+    }
 }
 
 /// Where an app host leads, as far as the catalog knows.

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `GET` [`HELLO`] | | [`Hello`] |
 //! | `POST` [`HEARTBEAT`] every [`HEARTBEAT_EVERY`] | [`Heartbeat`] | `204` |
-//! | `GET` [`WATCH`] | | [`WatchLine`]s, one JSON object a line |
+//! | `GET` [`WATCH`] (`?identity=1`: with the keyring) | | [`WatchLine`]s, one JSON object a line |
 //! | `POST` [`REDEEM`] | [`Redeem`] | the [`Link`](crate::catalog::Link), or `404` |
 //! | `POST` [`EXCHANGE`] | [`Exchange`] | the [`Session`](crate::catalog::Session), or `404` |
 //! | `GET` [`CERTIFICATE`] | | [`EdgeCertificate`], or `503` while it is ordered |
@@ -25,6 +25,10 @@ pub const HELLO: &str = "/edge/hello";
 pub const HEARTBEAT: &str = "/edge/heartbeat";
 /// The catalog, as a snapshot and then every change.
 pub const WATCH: &str = "/edge/watch";
+/// The watch, asking also for the identity keyring ([`WatchLine::Identity`]):
+/// an edge that does not ask (one older than assertions) is never sent a
+/// line it cannot read.
+pub const WATCH_WITH_IDENTITY: &str = "/edge/watch?identity=1";
 /// Share-link redemption (control counts the uses).
 pub const REDEEM: &str = "/edge/redeem";
 /// Sign-in code exchange.
@@ -88,6 +92,18 @@ pub enum WatchLine {
     Ready,
     /// Keep-alive.
     Ping,
+    /// The keyring the edge signs identity assertions with, at the start and
+    /// whenever it rotates (only when the watch asked for it). It carries
+    /// private keys: it travels only on this authenticated stream.
+    Identity { keyring: crate::auth::jwt::Keyring },
+}
+
+/// `GET /edge/watch` query.
+#[derive(Deserialize, Serialize, Debug, Default)]
+pub struct WatchQuery {
+    /// `1`: send [`WatchLine::Identity`] lines.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 impl WatchLine {

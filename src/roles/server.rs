@@ -278,12 +278,22 @@ impl Server {
                 relay,
             }),
             sharing: cfg.sharing,
+            identity: edge.identity.clone(),
             signin,
             app_urls: AppUrls {
                 wildcard_suffix,
                 port: cfg.url_port(),
             },
         };
+        // The first keys before the first request: assertions from the start.
+        control::signing::rotate_once(
+            &store,
+            &state.identity,
+            &cfg.jwt,
+            &cfg.base_url(),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+        .await?;
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -394,6 +404,11 @@ impl Server {
         ));
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
         let share_ends = tokio::spawn(control::shares::end_expired(self.state.clone()));
+        let keys = tokio::spawn(control::signing::keep_keys(
+            self.state.clone(),
+            self.cfg.jwt,
+            self.cfg.base_url(),
+        ));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -418,6 +433,7 @@ impl Server {
         let tunnels = self.tunnels.clone();
         self.serving.serve(&stop).await;
         follower.abort();
+        keys.abort();
         regions_task.abort();
         sweeper.abort();
         tracker.abort();

@@ -207,6 +207,7 @@ mod notify;
 mod regions;
 mod sessions;
 mod shares;
+mod signing_keys;
 mod snapshot;
 mod tunnels;
 mod users;

@@ -1,8 +1,9 @@
 //! What keeps a regional edge current while it runs: the watch stream
-//! (control's catalog into this edge's), and the heartbeat (this edge's
+//! (control's catalog into this edge's, and the identity keyring), and the heartbeat (this edge's
 //! tunnels into control's records).
 
 use super::client::{ControlClient, MAX_ANSWER};
+use crate::auth::jwt::Identity;
 use crate::catalog::{Catalog, Change};
 use crate::edge::activity::Activity;
 use crate::edge::ControlStatus;
@@ -27,10 +28,11 @@ pub(super) async fn follow(
     client: ControlClient,
     catalog: Arc<Catalog>,
     state: Arc<ControlStatus>,
+    identity: Arc<Identity>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match watch_once(&client, &catalog, &state).await {
+        match watch_once(&client, &catalog, &state, &identity).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => tracing::debug!(error = %e, "watch stream ended"),
         }
@@ -44,10 +46,11 @@ async fn watch_once(
     client: &ControlClient,
     catalog: &Catalog,
     state: &ControlStatus,
+    identity: &Identity,
 ) -> Result<(), String> {
     let (status, mut body) = tokio::time::timeout(
         WATCH_START,
-        client.send(http::Method::GET, edge_api::WATCH, None),
+        client.send(http::Method::GET, edge_api::WATCH_WITH_IDENTITY, None),
     )
     .await
     .map_err(|_| "control did not answer the watch in time".to_owned())??;
@@ -88,6 +91,7 @@ async fn watch_once(
                     state.set(true);
                 }
                 WatchLine::Ping => {}
+                WatchLine::Identity { keyring } => identity.set(keyring),
             }
         }
     }

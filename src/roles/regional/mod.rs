@@ -61,6 +61,8 @@ pub struct RegionalEdge {
     pub control: Arc<ControlStatus>,
     /// When its ports last served a request, reported to control.
     activity: Arc<crate::edge::activity::Activity>,
+    /// The identity keyring, from the watch stream.
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 impl RegionalEdge {
@@ -160,6 +162,7 @@ impl RegionalEdge {
             .with_wake(hello.wake),
         );
         let activity = edge.activity.clone();
+        let identity = edge.identity.clone();
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -185,6 +188,7 @@ impl RegionalEdge {
             catalog,
             control,
             activity,
+            identity,
         })
     }
 
@@ -195,6 +199,7 @@ impl RegionalEdge {
             self.client.clone(),
             self.catalog.clone(),
             self.control.clone(),
+            self.identity.clone(),
         ));
         let heart = tokio::spawn(follow::beat(
             self.client.clone(),

@@ -8,6 +8,8 @@ mod cookies;
 mod csrf;
 mod dev_process;
 mod github_signin;
+mod jwt;
+mod public_rate;
 pub(crate) mod revocation;
 mod smuggling;
 mod stall;

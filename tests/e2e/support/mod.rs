@@ -73,6 +73,8 @@ pub struct Options {
     pub trusted_proxies: Vec<String>,
     /// A config file's text (e.g. `[limits]` keys), read as `--config` would.
     pub config: Option<String>,
+    /// `[jwt]`, unchecked (a rotation of seconds, for the rotation tests).
+    pub jwt: Option<berth::config::JwtPolicy>,
 }
 
 impl Berth {
@@ -114,6 +116,9 @@ impl Berth {
             cfg.limits = l;
         }
         cfg.oidc = opts.oidc;
+        if let Some(jwt) = opts.jwt {
+            cfg.jwt = jwt;
+        }
         cfg.github = opts.github;
         cfg.trusted_proxies = opts
             .trusted_proxies
