@@ -101,8 +101,11 @@ pub(crate) async fn create(
     if req.port == 0 {
         return Err(ApiError::invalid_field("port", "must be 1-65535"));
     }
-    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_LINK_TTL_SECS);
     let max_ttl = st.sharing.max_link_ttl_secs;
+    // Without a ttl, the default, cut to what the policy allows.
+    let ttl = req
+        .ttl_seconds
+        .unwrap_or(DEFAULT_LINK_TTL_SECS.min(max_ttl));
     if ttl < 1 || ttl > max_ttl {
         return Err(ApiError::invalid_field(
             "ttl_seconds",

@@ -13,6 +13,7 @@
 //! answers 404, exactly like one that does not exist.
 
 mod access;
+mod account;
 mod bootstrap;
 mod edges;
 mod error;
@@ -227,6 +228,7 @@ pub fn router(state: ControlState) -> Router {
     let api = Router::new()
         .route("/login", post(users::login))
         .route("/me", get(users::me))
+        .route("/me/password", put(account::change_password))
         .route("/users", post(users::create).get(users::list))
         .route("/users/{user}", delete(users::delete).patch(users::update))
         .route(

@@ -196,6 +196,17 @@ pub(crate) async fn put_share(
             req.level.as_str()
         )));
     }
+    if req.level == ShareLevel::Organization {
+        let owner = st.store.user_by_name(&ws.owner).await?;
+        if owner.organization.is_none() {
+            return Err(ApiError::conflict(format!(
+                "{} has no organization, so level \"organization\" would let nobody but the \
+                 owner in; an admin sets one with PATCH /api/v1/users/{} {{\"organization\": \
+                 \"...\"}}, or choose \"authenticated\"",
+                ws.owner, ws.owner
+            )));
+        }
+    }
     let share = Share {
         agent_id: agent.id,
         port,

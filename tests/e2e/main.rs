@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod multiregion;
 mod oidc;
+mod onboarding;
 mod ports;
 mod postgres;
 mod regions;
