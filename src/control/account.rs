@@ -5,13 +5,14 @@
 use super::error::ApiError;
 use super::extract::{ApiJson, Caller};
 use super::login::Refusal;
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 /// `PUT /me/password` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangePassword {
     current_password: String,
@@ -20,6 +21,11 @@ pub(crate) struct ChangePassword {
 
 /// Replaces the caller's password after checking the current one; API
 /// tokens already issued keep working.
+#[utoipa::path(put, path = "/me/password", tag = "account",
+    summary = "Change one's own password (the current one is checked, rate-limited like sign-in)",
+    request_body = ChangePassword,
+    responses((status = 204, description = "Changed"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "The current password is wrong", body = ErrorBody), (status = 429, description = "Too many attempts", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn change_password(
     State(st): State<ControlState>,
     caller: Caller,

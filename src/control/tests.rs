@@ -22,14 +22,14 @@ impl Presence for TestPresence {
     }
 }
 
-struct Harness {
+pub(crate) struct Harness {
     state: ControlState,
     presence: Arc<TestPresence>,
     admin: String,
 }
 
 impl Harness {
-    async fn new() -> Harness {
+    pub(crate) async fn new() -> Harness {
         let store = Store::open_memory().await.unwrap();
         let catalog = Arc::new(Catalog::new());
         let presence = Arc::new(TestPresence::default());
@@ -99,7 +99,7 @@ impl Harness {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
