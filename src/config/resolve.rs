@@ -6,8 +6,8 @@
 use super::layers::Overrides;
 use super::schema::{FileConfig, LimitsSection, TlsSection};
 use super::{
-    database, defaults, secs, AcmeSettings, ConfigError, LoginLimits, OidcConfig, PoolSettings,
-    Problems, SharingPolicy,
+    database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
+    PoolSettings, Problems, SharingPolicy,
 };
 use crate::host::Wildcard;
 use crate::secret::Secret;
@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    /// GitHub sign-in, when `github.client_id` is set.
+    pub github: Option<GithubConfig>,
 }
 
 /// Role defaults that differ between `dev` and `control`.
@@ -193,6 +195,7 @@ impl ServerConfig {
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
+        let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
                 listen: listen?,
@@ -212,6 +215,7 @@ impl ServerConfig {
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,
+                github: github?,
             })
         })();
         p.finish(resolved)

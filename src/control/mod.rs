@@ -18,6 +18,8 @@ mod bootstrap;
 mod edges;
 mod error;
 mod extract;
+mod federated;
+mod github;
 pub(crate) mod holders;
 pub(crate) mod links;
 pub(crate) mod login;
@@ -39,6 +41,7 @@ pub use bootstrap::{
 };
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
+pub use github::GithubClient;
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
@@ -102,6 +105,8 @@ pub struct ControlState {
     pub signin: Arc<crate::auth::signin::SignIn>,
     /// Sign-in through an OpenID Connect provider, when `[oidc]` is set.
     pub oidc: Option<Arc<OidcClient>>,
+    /// Sign-in with GitHub, when `[github]` is set.
+    pub github: Option<Arc<GithubClient>>,
     /// The local CA (`tls.mode = "self-signed"`), which also signs regional
     /// edges' certificates so one `ca.pem` covers the deployment.
     pub local_ca: Option<Arc<crate::tls::LocalCa>>,
@@ -278,6 +283,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/signout", post(signin::signout))
         .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
+        .route(
+            "/signin/github",
+            get(github::start).post(github::start_from_page),
+        )
+        .route("/signin/github/callback", get(github::callback))
         .with_state(state)
         .layer(middleware::map_response(page_headers))
         .layer(middleware::from_fn(with_client_addr))
