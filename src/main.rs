@@ -171,7 +171,7 @@ fn print_banner(server: &Server, dev: bool) {
     if let Some(ca) = &server.ca_path {
         let _ = writeln!(
             out,
-            "  local CA           {}   (trust it in your browser, or pass --cacert to curl)",
+            "  local CA           {}   (`berth trust` installs it for browsers; curl: --cacert)",
             ca.display()
         );
     }

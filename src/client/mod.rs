@@ -78,6 +78,31 @@ pub enum Command {
     /// Change your password; admins list, create and delete users.
     #[command(alias = "user")]
     Users(UsersArgs),
+    /// Install the local CA (berth dev's .berth/ca.pem) into this machine's
+    /// browsers (NSS databases, via certutil) and system store, like mkcert -install
+    Trust(TrustArgs),
+}
+
+/// `berth trust`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth trust --data-dir .berth\n  \
+    berth trust --ca-file ca.pem --no-system\n  \
+    berth trust --uninstall --data-dir .berth")]
+pub struct TrustArgs {
+    /// The CA certificate (PEM) [default: DIR/ca.pem with --data-dir, else the one
+    /// `berth login` saved, else .berth/ca.pem]
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// berth dev's data directory, whose ca.pem to trust
+    #[arg(long, value_name = "DIR", conflicts_with = "ca_file")]
+    pub data_dir: Option<PathBuf>,
+    /// Remove it again
+    #[arg(long)]
+    pub uninstall: bool,
+    /// Leave the system store alone (only the browsers' NSS databases)
+    #[arg(long)]
+    pub no_system: bool,
 }
 
 /// `berth use`.

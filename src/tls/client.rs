@@ -36,7 +36,7 @@ pub fn unknown_issuer_hint(error: &str) -> Option<&'static str> {
         "the server's certificate comes from a CA this machine does not trust. Pass \
          --ca-file with the server's CA certificate (berth dev and berth control's self-signed \
          mode keep it as ca.pem in the data directory, e.g. .berth/ca.pem; BERTH_CA_FILE works \
-         too), set SSL_CERT_FILE, or add that CA to this machine's trust store",
+         too), set SSL_CERT_FILE, or install that CA on this machine with `berth trust`",
     )
 }
 
@@ -351,7 +351,7 @@ mod tests {
             let hint = super::unknown_issuer_hint(error);
             assert_eq!(hint.is_some(), hinted, "{error}");
             if let Some(h) = hint {
-                assert!(h.contains("--ca-file") && h.contains("ca.pem"), "{h}");
+                assert!(h.contains("--ca-file") && h.contains("berth trust"), "{h}");
             }
         }
     }

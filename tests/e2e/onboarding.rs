@@ -521,3 +521,84 @@ async fn an_agent_without_the_ca_says_once_to_pass_ca_file() {
     assert!(failures >= 2, "it kept retrying: {log}");
     assert_eq!(hints, 1, "the hint comes exactly once: {log}");
 }
+
+/// `berth trust` puts the CA into a browser's NSS database (a temporary
+/// HOME's `~/.pki/nssdb`, as Chromium keeps it) and takes it out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_installs_the_ca_into_nss_and_uninstalls_it() {
+    if std::process::Command::new("certutil")
+        .arg("-H")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: certutil not installed (apt-get install libnss3-tools)");
+        return;
+    }
+    let berth = Berth::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let made = std::process::Command::new("certutil")
+        .args(["-N", "--empty-password", "-d", &db])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let listed = || {
+        let o = std::process::Command::new("certutil")
+            .args(["-L", "-d", &db])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let trust = |extra: &'static [&'static str]| {
+        let mut cmd = berth_cmd();
+        cmd.env("HOME", home.path())
+            .env("BERTH_CONFIG_DIR", home.path().join("cfg"))
+            .arg("trust")
+            .arg("--ca-file")
+            .arg(&berth.ca_pem)
+            .arg("--no-system")
+            .args(extra);
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), cmd.output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert!(!listed().contains("berth local CA"));
+    let o = trust(&[]).await;
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains(&format!("ok     NSS database {}", nssdb.display())),
+        "{}",
+        out(&o)
+    );
+    let after = listed();
+    let line = after
+        .lines()
+        .find(|l| l.starts_with("berth local CA"))
+        .unwrap_or_else(|| panic!("not in the NSS database: {after}"));
+    assert!(
+        line.trim_end().ends_with("C,,"),
+        "trusted for TLS servers: {line}"
+    );
+    // Again: still one entry.
+    assert_exit(&trust(&[]).await, 0);
+    assert_eq!(listed().matches("berth local CA").count(), 1);
+
+    let o = trust(&["--uninstall"]).await;
+    assert_exit(&o, 0);
+    assert!(out(&o).starts_with("Removed"), "{}", out(&o));
+    assert!(!listed().contains("berth local CA"), "{}", listed());
+
+    let o = cli(
+        home.path(),
+        &["trust", "--ca-file", "/nonexistent/ca.pem", "--no-system"],
+        "",
+    )
+    .await;
+    assert_exit(&o, EXIT_USAGE);
+    assert!(err(&o).contains("cannot read the CA"), "{}", err(&o));
+}

@@ -9,6 +9,7 @@ mod ports;
 mod regions;
 mod share;
 mod target;
+mod trust;
 mod users;
 mod workspaces;
 
@@ -35,6 +36,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
         Command::Workspaces(w) => workspaces::workspaces(w).await,
         Command::Agents(g) => workspaces::agents(g).await,
         Command::Users(u) => users::users(u).await,
+        Command::Trust(a) => trust::trust(a).await,
     }
 }
 
