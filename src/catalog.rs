@@ -485,7 +485,7 @@ impl Catalog {
     }
 
     /// A user as the access decision sees them.
-    fn visitor(&self, user_id: i64) -> Option<Visitor> {
+    pub fn visitor(&self, user_id: i64) -> Option<Visitor> {
         let u = self.users.get(&user_id)?;
         Some(Visitor {
             user_id: u.id,

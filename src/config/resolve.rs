@@ -9,6 +9,7 @@ use super::{
     database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
     PoolSettings, Problems, SharingPolicy,
 };
+use super::{ActivityConfig, WakeConfig};
 use crate::host::Wildcard;
 use crate::secret::Secret;
 use std::net::SocketAddr;
@@ -103,6 +104,10 @@ pub struct ServerConfig {
     pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    /// Activity tracking and the idle webhook (`[activity]`).
+    pub activity: ActivityConfig,
+    /// Wake on visit, when `wake.webhook_url` is set.
+    pub wake: Option<WakeConfig>,
     /// GitHub sign-in, when `github.client_id` is set.
     pub github: Option<GithubConfig>,
 }
@@ -195,6 +200,8 @@ impl ServerConfig {
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
+        let activity = p.take(ActivityConfig::resolve(file.activity));
+        let wake = p.take(WakeConfig::resolve(file.wake));
         let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
@@ -215,6 +222,8 @@ impl ServerConfig {
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,
+                activity: activity?,
+                wake: wake?,
                 github: github?,
             })
         })();

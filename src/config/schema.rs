@@ -16,6 +16,32 @@ pub struct FileConfig {
     pub sharing: SharingSection,
     pub oidc: OidcSection,
     pub github: GithubSection,
+    pub activity: ActivitySection,
+    pub wake: WakeSection,
+}
+
+/// `[activity]`: the idle webhook (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivitySection {
+    /// Called once when a workspace has been idle `idle_after`.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// Seconds without a request or open WebSocket that count as idle (default 1800).
+    pub idle_after: Option<i64>,
+}
+
+/// `[wake]`: wake on visit (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WakeSection {
+    /// Called when an allowed visitor reaches an offline workspace.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// The least seconds between two calls for one workspace (default 60).
+    pub cooldown_secs: Option<i64>,
 }
 
 /// `[oidc]`: sign-in through an OpenID Connect provider (off unless

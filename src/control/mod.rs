@@ -14,6 +14,7 @@
 
 mod access;
 mod account;
+pub mod activity;
 mod bootstrap;
 mod edges;
 mod error;
@@ -30,6 +31,8 @@ mod shares;
 mod signin;
 mod users;
 mod validate;
+pub mod wake;
+pub mod webhook;
 mod workspaces;
 
 #[cfg(test)]
@@ -115,6 +118,8 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// Calls the wake webhook, when `[wake]` is set.
+    pub waker: Option<Arc<wake::Waker>>,
 }
 
 tokio::task_local! {
@@ -243,6 +248,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
         .routes(routes!(users::delete, users::update))
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::delete))
+        .routes(routes!(activity::show))
         .routes(routes!(workspaces::create_agent, workspaces::list_agents))
         .routes(routes!(shares::list_ports))
         .routes(routes!(shares::put_share, shares::delete_share))
@@ -258,6 +264,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
         .routes(routes!(edges::redeem))
         .routes(routes!(edges::exchange))
         .routes(routes!(edges::certificate))
+        .routes(routes!(activity::report))
+        .routes(routes!(wake::from_edge))
         .routes(routes!(regions::for_agent))
 }
 

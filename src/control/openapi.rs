@@ -109,6 +109,8 @@ mod tests {
             edge_api::REDEEM,
             edge_api::EXCHANGE,
             edge_api::CERTIFICATE,
+            edge_api::ACTIVITY,
+            edge_api::WAKE,
             AGENT_REGIONS,
         ] {
             assert!(paths.contains_key(&format!("{API_ROOT}{p}")), "{p}");

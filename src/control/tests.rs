@@ -45,6 +45,7 @@ impl Harness {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            waker: None,
         };
         let mut h = Harness {
             state,
@@ -780,6 +781,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            waker: None,
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

@@ -218,6 +218,18 @@ async fn forward(
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
     edge.mark.check(req.headers(), port)?;
+    let visit = super::wake::Visit {
+        agent_id,
+        port,
+        visitor: visitor.as_ref(),
+        link: link.as_ref(),
+        target: access.as_ref(),
+        workspace: &target.workspace,
+        source: peer.ip(),
+    };
+    if let Some(res) = super::wake::visit(edge, &req, &visit).await {
+        return Ok(res);
+    }
     // What let it through, to take the same decision again while an
     // upgraded connection or a long response stays open.
     let admitted = Admitted::new(
@@ -251,6 +263,9 @@ async fn forward(
             });
         }
     };
+
+    // Active while it lasts (a WebSocket: while it is open).
+    let active = edge.activity.begin(agent_id, port);
 
     // Phase 5: forward. An HTTP/1.1 WebSocket upgrade passes through as it
     // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
@@ -330,7 +345,7 @@ async fn forward(
         let stall = Some(edge.limits.client_write_timeout);
         let hold = edge.revocation.hold(admitted);
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _active) = (permit, active);
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };

@@ -198,6 +198,7 @@ macro_rules! store_test {
 }
 
 mod acme;
+mod activity;
 mod audit;
 mod connect;
 mod links;
@@ -234,6 +235,7 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 }
 
 pub use acme::AcmeCertRow;
+pub use activity::{PortActivity, WorkspaceActivity};
 pub use audit::AuditRow;
 pub use connect::schema_version;
 pub use links::LinkRow;

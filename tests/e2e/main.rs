@@ -9,6 +9,7 @@ mod support;
 
 mod access;
 mod acme;
+mod activity;
 mod agents;
 mod cli;
 mod client;
@@ -26,3 +27,4 @@ mod security;
 mod sharing;
 mod signin;
 mod streaming;
+mod wake;

@@ -11,3 +11,4 @@ mod github_signin;
 mod revocation;
 mod smuggling;
 mod stall;
+mod wake;
