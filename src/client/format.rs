@@ -320,6 +320,85 @@ pub(crate) fn link_status(link: &Value, now: i64) -> &'static str {
     }
 }
 
+/// `berth workspaces`: one row per workspace, with its agents and whether each is connected.
+pub(crate) fn workspaces_table(answer: &Value) -> String {
+    let empty = vec![];
+    let list = answer.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "No workspaces yet. Create one with `berth workspaces create NAME`.\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|w| {
+            let agents: Vec<String> = w["agents"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|a| {
+                    let state = if a["connected"] == true { "up" } else { "down" };
+                    format!("{} ({state})", cell(&a["name"]))
+                })
+                .collect();
+            vec![
+                cell(&w["owner"]),
+                cell(&w["name"]),
+                if agents.is_empty() {
+                    "-".into()
+                } else {
+                    agents.join(", ")
+                },
+                cell(&w["created_at"]),
+            ]
+        })
+        .collect();
+    table(&["OWNER", "WORKSPACE", "AGENTS", "CREATED"], &rows)
+}
+
+/// `berth agents`: one row per agent.
+pub(crate) fn agents_table(answer: &Value) -> String {
+    let empty = vec![];
+    let list = answer.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "No agents yet. Create one with `berth agents create NAME`.\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                cell(&a["name"]),
+                if a["connected"] == true {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+                .to_owned(),
+                cell(&a["url_template"]),
+            ]
+        })
+        .collect();
+    table(&["AGENT", "STATE", "URLS"], &rows)
+}
+
+/// `berth users`: one row per user.
+pub(crate) fn users_table(answer: &Value) -> String {
+    let empty = vec![];
+    let rows: Vec<Vec<String>> = answer
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|u| {
+            vec![
+                cell(&u["username"]),
+                cell(&u["role"]),
+                cell(&u["email"]),
+                cell(&u["organization"]),
+                cell(&u["created_at"]),
+            ]
+        })
+        .collect();
+    table(&["USER", "ROLE", "EMAIL", "ORGANIZATION", "CREATED"], &rows)
+}
+
 /// `berth regions`: one row per region with its health.
 pub(crate) fn regions_table(answer: &Value) -> String {
     let empty = vec![];

@@ -9,6 +9,7 @@ use super::access::visible;
 use super::edges::EdgeCaller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
+use super::openapi::ErrorBody;
 use super::webhook::Webhooks;
 use super::ControlState;
 use crate::config::ActivityConfig;
@@ -53,6 +54,10 @@ pub(crate) async fn record(st: &ControlState, seen: &[PortSeen]) -> Result<(), S
 }
 
 /// `POST /edge/activity`: a regional edge's report.
+#[utoipa::path(post, path = "/edge/activity", tag = "internal",
+    summary = "For regional edges: which ports were used since the last report",
+    responses((status = 204, description = "Recorded"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn report(
     State(st): State<ControlState>,
     EdgeCaller(_region): EdgeCaller,
@@ -90,6 +95,11 @@ pub(crate) struct ActivityJson {
 }
 
 /// `GET /workspaces/{user}/{workspace}/activity`: owner and admins only.
+#[utoipa::path(get, path = "/workspaces/{user}/{workspace}/activity", tag = "workspaces",
+    summary = "When each port of the workspace was last used (owner and site admins)",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name")),
+    responses((status = 200, description = "Activity per port"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn show(
     State(st): State<ControlState>,
     caller: Caller,

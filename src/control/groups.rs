@@ -4,6 +4,7 @@
 //! to the edges as one [`Change::Group`] with the group whole.
 
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use super::extract::{Admin, ApiJson, ApiPath};
 use super::{validate, ControlState};
 use crate::catalog::Change;
@@ -15,7 +16,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 /// `POST /groups` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateGroup {
     name: String,
@@ -25,7 +26,7 @@ pub(crate) struct CreateGroup {
 }
 
 /// `PATCH /groups/{group}` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateGroup {
     name: String,
@@ -87,6 +88,11 @@ async fn publish(st: &ControlState, id: i64) -> Result<GroupRow, ApiError> {
 }
 
 /// Creates a group (with members, if given).
+#[utoipa::path(post, path = "/groups", tag = "groups",
+    summary = "Create a group, with members if given (site admins)",
+    request_body = CreateGroup,
+    responses((status = 201, description = "The group with its members"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 422, description = "A field is invalid or a member does not exist; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -109,6 +115,10 @@ pub(crate) async fn create(
 }
 
 /// Every group with its members.
+#[utoipa::path(get, path = "/groups", tag = "groups",
+    summary = "Every group with its members (site admins)",
+    responses((status = 200, description = "Groups"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody)),
+)]
 pub(crate) async fn list(
     State(st): State<ControlState>,
     _admin: Admin,
@@ -118,6 +128,11 @@ pub(crate) async fn list(
 }
 
 /// One group with its members.
+#[utoipa::path(get, path = "/groups/{group}", tag = "groups",
+    summary = "One group with its members (site admins)",
+    params(("group" = String, Path, description = "The group name")),
+    responses((status = 200, description = "The group"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such group", body = ErrorBody)),
+)]
 pub(crate) async fn show(
     State(st): State<ControlState>,
     _admin: Admin,
@@ -128,6 +143,12 @@ pub(crate) async fn show(
 
 /// Renames a group: the shares that name it keep it (by id), and a new
 /// group given the old name gets none of them.
+#[utoipa::path(patch, path = "/groups/{group}", tag = "groups",
+    summary = "Rename a group; shares that name it keep it (site admins)",
+    request_body = UpdateGroup,
+    params(("group" = String, Path, description = "The group name")),
+    responses((status = 200, description = "The renamed group"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such group", body = ErrorBody), (status = 409, description = "The new name is taken", body = ErrorBody), (status = 422, description = "The name is invalid", body = ErrorBody)),
+)]
 pub(crate) async fn rename(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -148,6 +169,11 @@ pub(crate) async fn rename(
 }
 
 /// Deletes a group: it drops out of every share that named it.
+#[utoipa::path(delete, path = "/groups/{group}", tag = "groups",
+    summary = "Delete a group; it drops out of every share that named it (site admins)",
+    params(("group" = String, Path, description = "The group name")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such group", body = ErrorBody)),
+)]
 pub(crate) async fn delete(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -162,6 +188,11 @@ pub(crate) async fn delete(
 
 /// Puts a user in a group (as an admin's choice: the sign-in provider's
 /// claim no longer takes them out).
+#[utoipa::path(put, path = "/groups/{group}/members/{user}", tag = "groups",
+    summary = "Put a user in a group (site admins)",
+    params(("group" = String, Path, description = "The group name"), ("user" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The group with its members"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such group or user", body = ErrorBody)),
+)]
 pub(crate) async fn add_member(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -185,6 +216,11 @@ pub(crate) async fn add_member(
 
 /// Takes a user out of a group; the edges stop letting them through where
 /// only the group did, open connections included, within seconds.
+#[utoipa::path(delete, path = "/groups/{group}/members/{user}", tag = "groups",
+    summary = "Take a user out of a group (site admins)",
+    params(("group" = String, Path, description = "The group name"), ("user" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The group with its members"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such group or user", body = ErrorBody)),
+)]
 pub(crate) async fn remove_member(
     State(st): State<ControlState>,
     Admin(caller): Admin,

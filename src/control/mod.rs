@@ -13,6 +13,7 @@
 //! answers 404, exactly like one that does not exist.
 
 mod access;
+mod account;
 pub mod activity;
 mod bootstrap;
 mod edges;
@@ -25,6 +26,7 @@ pub(crate) mod holders;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
+mod openapi;
 pub(crate) mod regions;
 pub(crate) mod shares;
 mod signin;
@@ -36,7 +38,7 @@ pub mod webhook;
 mod workspaces;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use bootstrap::{
     bootstrap, deployment_files, refuse_over_leftovers, Bootstrap, BootstrapError,
@@ -50,15 +52,17 @@ pub use oidc::OidcClient;
 use crate::catalog::{Catalog, Change};
 use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
-use crate::protocol::regions::AGENT_REGIONS;
-use crate::protocol::{edge_api, API_ROOT};
+use crate::protocol::API_ROOT;
 use crate::store::Store;
 use crate::tunnel::protocol::ListeningPort;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::middleware::{self, Next};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body the API accepts (64 KiB); larger ones get a JSON 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -236,64 +240,48 @@ impl AppUrls {
     }
 }
 
+/// The `/api/v1` routes (paths relative to it), each from its handler's
+/// `#[utoipa::path]`: the router and the OpenAPI document
+/// ([`openapi::document`]) both come from this one list.
+pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openapi::serve))
+        .routes(routes!(users::login))
+        .routes(routes!(users::me))
+        .routes(routes!(account::change_password))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::delete, users::update))
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::delete))
+        .routes(routes!(activity::show))
+        .routes(routes!(workspaces::create_agent, workspaces::list_agents))
+        .routes(routes!(shares::list_ports))
+        .routes(routes!(shares::put_share, shares::delete_share))
+        .routes(routes!(shares::put_app))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::show, groups::rename, groups::delete))
+        .routes(routes!(groups::add_member, groups::remove_member))
+        .routes(routes!(links::create, links::list))
+        .routes(routes!(links::revoke))
+        .routes(routes!(users::audit))
+        .routes(routes!(regions::create, regions::list))
+        .routes(routes!(regions::delete))
+        .routes(routes!(edges::hello))
+        .routes(routes!(edges::heartbeat))
+        .routes(routes!(edges::watch))
+        .routes(routes!(edges::redeem))
+        .routes(routes!(edges::exchange))
+        .routes(routes!(edges::certificate))
+        .routes(routes!(activity::report))
+        .routes(routes!(wake::from_edge))
+        .routes(routes!(regions::for_agent))
+}
+
 /// The `/api/v1` routes, with their state. Has no fallback of its own outside
 /// `/api/v1`, so it merges with other routers (dashboard, health).
 pub fn router(state: ControlState) -> Router {
-    let api = Router::new()
-        .route("/login", post(users::login))
-        .route("/me", get(users::me))
-        .route("/users", post(users::create).get(users::list))
-        .route("/users/{user}", delete(users::delete).patch(users::update))
-        .route(
-            "/workspaces",
-            post(workspaces::create).get(workspaces::list),
-        )
-        .route("/workspaces/{user}/{workspace}", delete(workspaces::delete))
-        .route(
-            "/workspaces/{user}/{workspace}/activity",
-            get(activity::show),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents",
-            post(workspaces::create_agent).get(workspaces::list_agents),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/ports",
-            get(shares::list_ports),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share",
-            put(shares::put_share).delete(shares::delete_share),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
-            put(shares::put_app),
-        )
-        .route("/groups", post(groups::create).get(groups::list))
-        .route(
-            "/groups/{group}",
-            get(groups::show)
-                .patch(groups::rename)
-                .delete(groups::delete),
-        )
-        .route(
-            "/groups/{group}/members/{user}",
-            put(groups::add_member).delete(groups::remove_member),
-        )
-        .route("/share-links", post(links::create).get(links::list))
-        .route("/audit", get(users::audit))
-        .route("/regions", post(regions::create).get(regions::list))
-        .route("/regions/{name}", delete(regions::delete))
-        .route(edge_api::HELLO, get(edges::hello))
-        .route(edge_api::HEARTBEAT, post(edges::heartbeat))
-        .route(edge_api::WATCH, get(edges::watch))
-        .route(edge_api::REDEEM, post(edges::redeem))
-        .route(edge_api::EXCHANGE, post(edges::exchange))
-        .route(edge_api::CERTIFICATE, get(edges::certificate))
-        .route(edge_api::ACTIVITY, post(activity::report))
-        .route(edge_api::WAKE, post(wake::from_edge))
-        .route(AGENT_REGIONS, get(regions::for_agent))
-        .route("/share-links/{id}", delete(links::revoke))
+    let (api, _doc) = api_routes().split_for_parts();
+    let api = api
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -6,6 +6,7 @@ use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::links::{now_unix, rfc3339};
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use crate::auth::ShareLevel;
 use crate::catalog::{App, Change, Cors, Protocol, Share};
@@ -19,14 +20,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `PUT .../share` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutShare {
+    /// `"owner"`, `"organization"`, `"authenticated"` or `"public"`.
+    #[schema(value_type = String)]
     level: ShareLevel,
+    /// `"http"` (default) or `"https"`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     protocol: Protocol,
     /// `"berth"` (default) or `"passthru"`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     cors: Cors,
     /// Users who get through whatever the level, by name.
     #[serde(default)]
@@ -45,11 +51,13 @@ pub(crate) struct PutShare {
 pub(crate) const MAX_NAMED: usize = 100;
 
 /// `PUT .../apps/{app}` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutApp {
     port: u16,
+    /// `"http"` (default) or `"https"`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     protocol: Protocol,
 }
 
@@ -121,6 +129,11 @@ pub(crate) struct PortsJson {
 
 /// The agent's listening ports, and every shared or named port, each with
 /// its share level and URLs.
+#[utoipa::path(get, path = "/workspaces/{user}/{workspace}/agents/{agent}/ports", tag = "sharing",
+    summary = "What the agent reports listening, and every shared or named port, with levels and URLs",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name"), ("agent" = String, Path, description = "The agent name")),
+    responses((status = 200, description = "agent, connected, warning, ports"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn list_ports(
     State(st): State<ControlState>,
     caller: Caller,
@@ -365,6 +378,12 @@ fn where_is(st: &ControlState, agent_id: i64) -> Option<(String, String, String)
 }
 
 /// Sets who may reach a port.
+#[utoipa::path(put, path = "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share", tag = "sharing",
+    summary = "Set who may open a port: owner, organization, authenticated or public",
+    request_body = PutShare,
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name"), ("agent" = String, Path, description = "The agent name"), ("port" = u16, Path, description = "The port, 1-65535")),
+    responses((status = 200, description = "The share with its URL"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Above sharing.max_level", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 409, description = "Level organization while the owner has no organization", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn put_share(
     State(st): State<ControlState>,
     caller: Caller,
@@ -384,6 +403,17 @@ pub(crate) async fn put_share(
     let (users, groups) = named(&st, &req, owner_org.as_deref()).await?;
     let ttl = share_ttl(&st.sharing, req.level, req.ttl_seconds)?;
     let now = now_unix();
+    if req.level == ShareLevel::Organization {
+        let owner = st.store.user_by_name(&ws.owner).await?;
+        if owner.organization.is_none() {
+            return Err(ApiError::conflict(format!(
+                "{} has no organization, so level \"organization\" would let nobody but the \
+                 owner in; an admin sets one with PATCH /api/v1/users/{} {{\"organization\": \
+                 \"...\"}}, or choose \"authenticated\"",
+                ws.owner, ws.owner
+            )));
+        }
+    }
     let share = Share {
         agent_id: agent.id,
         port,
@@ -431,6 +461,11 @@ pub(crate) async fn put_share(
 }
 
 /// Puts a port back to `owner`.
+#[utoipa::path(delete, path = "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share", tag = "sharing",
+    summary = "Make a port private again (owner level)",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name"), ("agent" = String, Path, description = "The agent name"), ("port" = u16, Path, description = "The port, 1-65535")),
+    responses((status = 204, description = "Private again"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn delete_share(
     State(st): State<ControlState>,
     caller: Caller,
@@ -450,6 +485,12 @@ pub(crate) async fn delete_share(
 }
 
 /// Names a port: `{app}--{agent}--{workspace}--{user}`.
+#[utoipa::path(put, path = "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}", tag = "sharing",
+    summary = "Name a port: {app}--{agent}--{workspace}--{user}",
+    request_body = PutApp,
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name"), ("agent" = String, Path, description = "The agent name"), ("app" = String, Path, description = "The app name")),
+    responses((status = 200, description = "The app with its URL"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn put_app(
     State(st): State<ControlState>,
     caller: Caller,

@@ -9,6 +9,7 @@
 use super::edges::EdgeCaller;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::openapi::ErrorBody;
 use super::webhook::Webhooks;
 use super::ControlState;
 use crate::auth::{self, wake::may_wake, LinkGrant};
@@ -138,6 +139,10 @@ impl Waker {
 }
 
 /// `POST /edge/wake`: a regional edge's visitor reached an offline agent.
+#[utoipa::path(post, path = "/edge/wake", tag = "internal",
+    summary = "For regional edges: a visitor reached an offline agent; call the wake webhook",
+    responses((status = 200, description = "Whether a wake was asked for"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn from_edge(
     State(st): State<ControlState>,
     EdgeCaller(_region): EdgeCaller,

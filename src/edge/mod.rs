@@ -357,6 +357,7 @@ impl Frontdoor {
                 serde_json::json!({"error": "invalid_token", "message": "the agent token is missing, malformed, or unknown"}),
             );
         };
+        let serving = self.serving(&agent);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let tunnels = self.edge.tunnels.clone();
         tokio::spawn(async move {
@@ -375,7 +376,24 @@ impl Frontdoor {
             res.headers_mut()
                 .insert(crate::protocol::regions::REGIONS_HEADER, regions);
         }
+        if let Some(v) = serving {
+            res.headers_mut().insert(crate::protocol::SERVING_HEADER, v);
+        }
         res
+    }
+
+    /// The [`crate::protocol::SERVING_HEADER`] for `agent`, when the
+    /// catalog knows its workspace and owner.
+    fn serving(&self, agent: &crate::catalog::Agent) -> Option<http::HeaderValue> {
+        let catalog = &self.edge.catalog;
+        let ws = catalog.workspace(agent.workspace_id)?;
+        let owner = catalog.user(ws.owner_id)?.username;
+        let host = self
+            .edge
+            .wildcard
+            .host_for(&format!("{{port}}--{}--{}--{owner}", agent.name, ws.name));
+        let value = crate::protocol::serving(&owner, &ws.name, &agent.name, &host);
+        http::HeaderValue::from_str(&value).ok()
     }
 }
 

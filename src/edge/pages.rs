@@ -60,6 +60,10 @@ struct Text {
     hint: Option<String>,
 }
 
+/// How often the "workspace offline" page reloads itself (seconds): an
+/// agent reconnects within a few seconds of starting.
+const OFFLINE_RETRY_SECS: u32 = 5;
+
 impl ErrorPage {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -164,9 +168,10 @@ impl ErrorPage {
                 format!(
                     "The agent '{agent}' of workspace '{workspace}' is not connected to berth."
                 ),
-                Some(
-                    "Start the workspace, or run `berth agent` inside it, then reload.".to_string(),
-                ),
+                Some(format!(
+                    "Start the workspace, or run `berth agent` inside it; this page retries \
+                     every {OFFLINE_RETRY_SECS} seconds."
+                )),
             ),
             ErrorPage::PortClosed { port } => (
                 "Nothing on this port",
@@ -323,10 +328,13 @@ main{background:#161b22;border-color:#30363d}.hint{color:#c9d1d9}.code{color:#8b
 
 fn html_page(page: &ErrorPage) -> String {
     let text = page.text();
-    let refresh = if matches!(page, ErrorPage::PortClosed { .. }) {
-        "<meta http-equiv=\"refresh\" content=\"2\">\n"
-    } else {
-        ""
+    // Pages about something the developer is fixing reload by themselves.
+    let refresh = match page {
+        ErrorPage::PortClosed { .. } => "<meta http-equiv=\"refresh\" content=\"2\">\n".to_owned(),
+        ErrorPage::AgentOffline { .. } => {
+            format!("<meta http-equiv=\"refresh\" content=\"{OFFLINE_RETRY_SECS}\">\n")
+        }
+        _ => String::new(),
     };
     let hint = match (page, text.hint) {
         (ErrorPage::SigninAgain { retry, .. }, _) => format!(
@@ -604,8 +612,21 @@ mod tests {
                 assert!(!body.contains("http://") && !body.contains("https://"));
             }
             assert!(!body.contains("<script"), "no JS needed");
-            let refreshes = body.contains("http-equiv=\"refresh\" content=\"2\"");
-            assert_eq!(refreshes, matches!(page, ErrorPage::PortClosed { .. }));
+            let refresh = match page {
+                ErrorPage::PortClosed { .. } => Some("2"),
+                ErrorPage::AgentOffline { .. } => Some("5"),
+                _ => None,
+            };
+            for secs in ["2", "5"] {
+                let found = body.contains(&format!("http-equiv=\"refresh\" content=\"{secs}\""));
+                assert_eq!(found, refresh == Some(secs), "{code}: refresh {secs}");
+            }
+            if let Some(secs) = refresh {
+                assert!(
+                    body.contains(&format!("retries every {secs} seconds")),
+                    "{body}"
+                );
+            }
         }
     }
 

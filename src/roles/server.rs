@@ -142,7 +142,22 @@ impl Server {
     /// Creates the data dir, loads TLS and the store, bootstraps the admin
     /// (and, for `dev`, the local workspace), and binds the listener.
     pub async fn build(cfg: ServerConfig, dev: bool) -> Result<Server, StartError> {
+        Self::build_announcing(cfg, dev, &|_| {}).await
+    }
+
+    /// [`Server::build`], calling `announce` with the admin's password the
+    /// moment the first run has made it, before anything else can fail
+    /// (`berth dev` prints it there, so a failed start never loses it).
+    pub async fn build_announcing(
+        cfg: ServerConfig,
+        dev: bool,
+        announce: &(dyn Fn(&str) + Sync),
+    ) -> Result<Server, StartError> {
         create_private_dir(&cfg.data_dir)?;
+        // Bound first: a busy port fails the start before a first run
+        // makes anything (the database, the CA, the admin whose password
+        // is shown only once), so the next start is still the first run.
+        let (listener, local_addr, admin, admin_addr) = bind(&cfg).await?;
         // Before anything is created: a lost database must not become a
         // new deployment over the old one's tokens and CA.
         let store = open_store(&cfg).await?;
@@ -180,11 +195,9 @@ impl Server {
         };
         // Bootstrap fills the catalog from the store's snapshot.
         let catalog = Arc::new(Catalog::new());
-        let boot = control::bootstrap(&store, &catalog, &cfg.data_dir, dev)
+        let boot = control::bootstrap(&store, &catalog, &cfg.data_dir, dev, announce)
             .await
             .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-
-        let (listener, local_addr, admin, admin_addr) = bind(&cfg).await?;
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {
             cfg.listen = local_addr;

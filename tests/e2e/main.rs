@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod multiregion;
 mod oidc;
+mod onboarding;
 mod ports;
 mod postgres;
 mod program_links;

@@ -200,6 +200,16 @@ async fn sign_in_through_a_real_openid_provider() {
     // the configured organization) and lands on the app she was going to.
     let app = apps::start("127.0.0.1:0", "sso").await;
     let port = app.port();
+    // Level organization needs an owner in one (berth refuses it otherwise).
+    let (s, body) = berth
+        .api(
+            Method::PATCH,
+            "/api/v1/users/admin",
+            &berth.admin_token,
+            Some(json!({"organization": "staff"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
     berth
         .share(
             &berth.admin_token,

@@ -2,6 +2,7 @@
 //! dispatch and what they share (the saved session, API errors, output).
 
 mod groups;
+mod current;
 mod link;
 mod login;
 mod open;
@@ -9,6 +10,9 @@ mod ports;
 mod regions;
 mod share;
 mod target;
+mod trust;
+mod users;
+mod workspaces;
 
 use super::credentials;
 use super::http::Session;
@@ -30,6 +34,11 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
         },
         Command::Regions(r) => regions::regions(r).await,
         Command::Groups(g) => groups::groups(g).await,
+        Command::Use(a) => current::use_(a).await,
+        Command::Workspaces(w) => workspaces::workspaces(w).await,
+        Command::Agents(g) => workspaces::agents(g).await,
+        Command::Users(u) => users::users(u).await,
+        Command::Trust(a) => trust::trust(a).await,
     }
 }
 

@@ -35,6 +35,10 @@ pub(super) async fn share(a: ShareArgs) -> Result<(), ClientError> {
     let answer = s
         .expect_ok(Method::PUT, &t.share_path(a.port), Some(&body))
         .await?;
+    if a.json {
+        super::print_json(&answer);
+        return Ok(());
+    }
     let level = answer["level"].as_str().unwrap_or(a.level.as_str());
     println!(
         "Port {} is shared with level {level} ({}){}:",
@@ -61,6 +65,10 @@ pub(super) async fn unshare(a: UnshareArgs) -> Result<(), ClientError> {
     let t = resolve_target(&s, &a.target).await?;
     s.expect_ok(Method::DELETE, &t.share_path(a.port), None)
         .await?;
-    println!("Port {} is private again (owner only).", a.port);
+    if a.json {
+        super::print_json(&json!({"port": a.port, "level": "owner"}));
+    } else {
+        println!("Port {} is private again (owner only).", a.port);
+    }
     Ok(())
 }

@@ -80,9 +80,17 @@ impl RegionalEdge {
                 Ok(h) => break h,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, "cannot reach control yet; retrying");
+                    crate::tls::client::explain_once(&e.to_string());
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => return Err(StartError::Control(e)),
+                Err(e) => {
+                    let hint = crate::tls::client::unknown_issuer_hint(&e.to_string());
+                    let msg = match hint {
+                        Some(h) => format!("{e}: {h}"),
+                        None => e.to_string(),
+                    };
+                    return Err(StartError::Control(msg));
+                }
             }
         };
         if hello.wildcard != cfg.wildcard.as_str() {
