@@ -6,6 +6,7 @@
 pub mod cookie;
 pub mod decide;
 pub mod email;
+pub mod inspect;
 pub mod oidc;
 pub mod origin;
 pub mod password;

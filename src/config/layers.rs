@@ -47,6 +47,11 @@ const KEYS: &[(&str, &str)] = &[
     ("oidc", "create_users"),
     ("oidc", "ca_file"),
     ("oidc", "label"),
+    ("inspector", "enabled"),
+    ("inspector", "body_bytes"),
+    ("inspector", "max_entries_per_port"),
+    ("inspector", "max_bytes_per_port"),
+    ("inspector", "max_bytes_per_edge"),
 ];
 
 /// Keys whose environment value is a comma-separated list.

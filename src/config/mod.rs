@@ -15,6 +15,7 @@
 
 mod acme;
 mod database;
+mod inspector;
 mod layers;
 mod login;
 mod oidc;
@@ -26,6 +27,7 @@ mod tests;
 
 pub use acme::{AcmeSettings, DnsSettings};
 pub use database::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use inspector::InspectorConfig;
 pub use layers::Overrides;
 pub use login::LoginLimits;
 pub use oidc::OidcConfig;

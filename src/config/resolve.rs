@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    /// The request inspector (`[inspector]`).
+    pub inspector: super::InspectorConfig,
 }
 
 /// Role defaults that differ between `dev` and `control`.
@@ -193,6 +195,7 @@ impl ServerConfig {
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
+        let inspector = p.take(super::InspectorConfig::resolve(file.inspector));
         let resolved = (|| {
             Some(ServerConfig {
                 listen: listen?,
@@ -212,6 +215,7 @@ impl ServerConfig {
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,
+                inspector: inspector?,
             })
         })();
         p.finish(resolved)

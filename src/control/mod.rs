@@ -18,6 +18,7 @@ mod edges;
 mod error;
 mod extract;
 pub(crate) mod holders;
+pub(crate) mod inspect;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
@@ -37,6 +38,7 @@ pub use bootstrap::{
 };
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
+pub use inspect::{Inspection, NoInspection};
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
@@ -106,6 +108,8 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// The request inspector's records, gathered from the edges.
+    pub inspection: Arc<dyn Inspection>,
 }
 
 tokio::task_local! {
@@ -245,6 +249,18 @@ pub fn router(state: ControlState) -> Router {
         .route(
             "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share",
             put(shares::put_share).delete(shares::delete_share),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/requests",
+            get(inspect::list),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/requests/{id}",
+            get(inspect::get_one),
+        )
+        .route(
+            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/requests/{id}/replay",
+            post(inspect::replay),
         )
         .route(
             "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",

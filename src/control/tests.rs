@@ -44,6 +44,7 @@ impl Harness {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
         };
         let mut h = Harness {
             state,
@@ -774,6 +775,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

@@ -12,6 +12,7 @@ pub mod cors;
 mod framing;
 pub mod headers;
 pub mod hops;
+pub mod inspect;
 pub mod pages;
 mod paths;
 pub mod proxy;
@@ -70,6 +71,8 @@ pub struct Edge {
     /// Open WebSockets and long responses, closed when their access is
     /// revoked.
     pub revocation: Arc<revocation::Registry>,
+    /// The exchanges this edge served, for the request inspector.
+    pub inspector: Arc<inspect::Inspector>,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -140,6 +143,7 @@ impl Edge {
             control,
             relay,
             revocation,
+            inspector: inspect::Inspector::new(cfg.inspector),
             client,
             _revocation_watcher: watcher,
         }

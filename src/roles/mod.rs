@@ -10,6 +10,7 @@
 //! Each kind goes build (bind sockets, load state; report addresses) then
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
+mod inspect;
 pub mod regional;
 mod server;
 

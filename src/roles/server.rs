@@ -237,6 +237,7 @@ impl Server {
                 relay,
             }),
             sharing: cfg.sharing,
+            inspection: Arc::new(super::inspect::EdgeInspection { edge: edge.clone() }),
             signin,
             app_urls: AppUrls {
                 wildcard_suffix,

@@ -13,6 +13,7 @@ mod agents;
 mod cli;
 mod client;
 mod deadagent;
+mod inspect;
 mod lifecycle;
 mod limits;
 mod multiregion;
