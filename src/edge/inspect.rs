@@ -18,7 +18,9 @@ use super::pages::{self, ErrorPage};
 use super::Edge;
 use crate::auth::Visitor;
 use crate::config::InspectorConfig;
-use crate::protocol::inspect::{CapturedBody, Exchange, Kind, Replay, ReplayRefused};
+use crate::protocol::inspect::{
+    CapturedBody, Exchange, Held, Kind, Replay, ReplayRefused, RELAY_PATH,
+};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -529,6 +531,46 @@ impl http_body::Body for Tee {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The answer to another server asking, over the relay link, for what this
+/// edge recorded for one port (`GET` [`RELAY_PATH`] with the relay's agent
+/// and port headers and secret); `None` for any other request.
+pub(super) fn relay_answer<B>(edge: &Edge, req: &Request<B>) -> Option<Response<Body>> {
+    if req.method() != http::Method::GET || req.uri().path() != RELAY_PATH {
+        return None;
+    }
+    let number = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let status = |s: StatusCode| {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = s;
+        res
+    };
+    if req.version() != http::Version::HTTP_2 || !edge.relay.authorized(req) {
+        return Some(status(StatusCode::FORBIDDEN));
+    }
+    let (Some(agent_id), Some(port)) = (
+        number(super::relay::AGENT_HEADER),
+        number(super::relay::PORT_HEADER).and_then(|p| u16::try_from(p).ok()),
+    ) else {
+        return Some(status(StatusCode::BAD_REQUEST));
+    };
+    let held = Held {
+        exchanges: edge.inspector.list(agent_id, port),
+    };
+    let mut res = Response::new(Body::from(
+        serde_json::to_vec(&held).expect("exchanges serialize"),
+    ));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Some(res)
 }
 
 /// Sends `original` again to its port, changed by `edits`, as `owner`

@@ -242,6 +242,9 @@ fn bare_host(host: &str) -> &str {
 impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(res) = inspect::relay_answer(&self.edge, &req) {
+            return res;
+        }
         if relay::is_relay(&req) {
             let stall = Some(self.edge.limits.client_write_timeout);
             return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;

@@ -237,7 +237,10 @@ impl Server {
                 relay,
             }),
             sharing: cfg.sharing,
-            inspection: Arc::new(super::inspect::EdgeInspection { edge: edge.clone() }),
+            inspection: Arc::new(super::inspect::EdgeInspection {
+                edge: edge.clone(),
+                store: store.clone(),
+            }),
             signin,
             app_urls: AppUrls {
                 wildcard_suffix,

@@ -454,3 +454,124 @@ async fn replay_sends_the_request_again_as_its_owner() {
         );
     }
 }
+
+/// A request served by a regional edge is kept there; control's API
+/// gathers it (with its own edge's) over the relay link, and replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_gathers_the_exchanges_a_regional_edge_served() {
+    use crate::support::{client_for, free_port};
+    let berth = Berth::start().await;
+    let admin = berth.admin_token.clone();
+    let eu_port = free_port();
+    let (s, r) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(
+                json!({"name": "eu", "url": format!("https://eu.berth.localhost:{eu_port}"),
+                        "wildcard": "*.eu.berth.localhost"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let dir = tempfile::tempdir().unwrap();
+    let region_token = r["region_token"].as_str().unwrap().to_owned();
+    let (eu, stop_eu, eu_rx) =
+        crate::regions::start_edge(&berth, "eu", &region_token, eu_port, dir.path()).await;
+    let eu_catalog = eu.catalog.clone();
+    let eu_task = tokio::spawn(eu.run(async {
+        let _ = eu_rx.await;
+    }));
+    // The dev agent is on control's edge; eu relays to it.
+    let app = apps::start("127.0.0.1:0", "far").await;
+    let port = app.port();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while eu_catalog.tunnels_at(1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "eu never learnt where the agent is"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = client_for(&berth.ca_pem, false);
+    let res = c
+        .post(format!(
+            "https://{port}--main--dev--admin.eu.berth.localhost:{eu_port}/upload?via=eu"
+        ))
+        .bearer_auth(&admin)
+        .body("from europe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let res = c
+        .get(berth.app_url(&format!("{port}--main--dev--admin"), "/via-control"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    res.bytes().await.unwrap();
+
+    // Regions are asked once they sent a heartbeat.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let list = loop {
+        let list = wait_requests(&berth, port, 2).await;
+        if list.len() >= 2 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list[0]["url"].as_str().unwrap().ends_with("/via-control"));
+    let far = &list[1];
+    assert!(
+        far["url"].as_str().unwrap().contains(".eu.berth.localhost"),
+        "{far}"
+    );
+    assert_eq!(far["request_body"]["data"], "from europe");
+    assert!(!serde_json::to_string(&list).unwrap().contains(&admin));
+    // By id, and replayed (from control, through the tunnel).
+    let id = far["id"].as_str().unwrap();
+    let (s, one) = berth
+        .api(
+            Method::GET,
+            &requests_path(port, &format!("/{id}")),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(&one, far);
+    let (s, again) = berth
+        .api(
+            Method::POST,
+            &requests_path(port, &format!("/{id}/replay")),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{again}");
+    assert_eq!(again["status"], 200);
+    assert_eq!(again["request_bytes"], 11);
+
+    // The regional edge hands its records only to a caller with the relay
+    // secret (derived from the deployment's cookie key).
+    for secret in [None, Some("0".repeat(64))] {
+        let mut req = c
+            .get(format!(
+                "https://eu.berth.localhost:{eu_port}/_berth/relay/inspect"
+            ))
+            .header("berth-relay-agent", "1")
+            .header("berth-relay-port", port.to_string());
+        if let Some(s) = &secret {
+            req = req.header("berth-relay-auth", s);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{secret:?}");
+        assert!(!res.text().await.unwrap().contains("from europe"));
+    }
+    let _ = stop_eu.send(());
+    let _ = eu_task.await;
+}

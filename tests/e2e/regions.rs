@@ -28,7 +28,7 @@ where
 /// A regional edge for `region` (already created at control, token given),
 /// serving `*.{region}.berth.localhost` on `port`; stops when the sender
 /// is used or dropped.
-async fn start_edge(
+pub(crate) async fn start_edge(
     berth: &Berth,
     region: &str,
     token: &str,
