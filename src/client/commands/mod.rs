@@ -1,6 +1,7 @@
 //! What each client command does: one module per command, and here the
 //! dispatch and what they share (the saved session, API errors, output).
 
+mod inspect;
 mod link;
 mod login;
 mod open;
@@ -28,6 +29,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             LinkCommand::Rm(a) => link::rm(a).await,
         },
         Command::Regions(r) => regions::regions(r).await,
+        Command::Inspect(a) => inspect::inspect(a).await,
     }
 }
 
