@@ -411,9 +411,14 @@ pub fn admit(
 /// into a valid name part (`[a-z0-9-]`, no `--`, at most `max_len`), with
 /// `-2`, `-3`, ... appended while `taken` says the name exists.
 pub fn username_for(email: &str, max_len: usize, taken: impl Fn(&str) -> bool) -> String {
-    let local = email.split('@').next().unwrap_or("");
+    username_from(email.split('@').next().unwrap_or(""), max_len, taken)
+}
+
+/// [`username_for`] from a wanted name (such as a GitHub login) rather
+/// than an address: made valid the same way, suffixed while taken.
+pub fn username_from(wanted: &str, max_len: usize, taken: impl Fn(&str) -> bool) -> String {
     let mut base = String::new();
-    for c in local.chars() {
+    for c in wanted.chars() {
         let c = c.to_ascii_lowercase();
         let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
             c
@@ -683,6 +688,9 @@ mod tests {
         assert_eq!(username_for("é@x", 40, free), "user");
         let taken = |n: &str| n == "alice" || n == "alice-2";
         assert_eq!(username_for("alice@x", 40, taken), "alice-3");
+        assert_eq!(username_from("Octo-Cat", 40, free), "octo-cat");
+        assert_eq!(username_from("alice", 40, taken), "alice-3");
+        assert_eq!(username_from("8080", 40, free), "user-8080");
         let long = "a".repeat(100) + "@x";
         let name = username_for(&long, 20, |n| n.len() == 16);
         assert_eq!(name.len(), 18);

@@ -52,10 +52,26 @@ const KEYS: &[(&str, &str)] = &[
     ("inspector", "max_entries_per_port"),
     ("inspector", "max_bytes_per_port"),
     ("inspector", "max_bytes_per_edge"),
+    ("github", "client_id"),
+    ("github", "client_secret"),
+    ("github", "client_secret_file"),
+    ("github", "url"),
+    ("github", "api_url"),
+    ("github", "allowed_organizations"),
+    ("github", "allowed_teams"),
+    ("github", "organization"),
+    ("github", "create_users"),
+    ("github", "ca_file"),
+    ("github", "label"),
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains"), ("server", "trusted_proxies")];
+const LIST_KEYS: &[(&str, &str)] = &[
+    ("oidc", "allowed_domains"),
+    ("server", "trusted_proxies"),
+    ("github", "allowed_organizations"),
+    ("github", "allowed_teams"),
+];
 
 /// Variables that belong to the command line, not to the file's keys.
 const CLI_VARS: &[&str] = &[
@@ -100,7 +116,7 @@ impl FileConfig {
                 .find(|(s, k)| rest.eq_ignore_ascii_case(&format!("{s}_{k}")))
             else {
                 let known = [
-                    "SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_", "OIDC_",
+                    "SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_", "OIDC_", "GITHUB_",
                 ];
                 if known.iter().any(|p| rest.starts_with(p)) {
                     return Err(ConfigError::Env {

@@ -6,8 +6,8 @@
 use super::layers::Overrides;
 use super::schema::{FileConfig, LimitsSection, TlsSection};
 use super::{
-    database, defaults, secs, AcmeSettings, ConfigError, LoginLimits, OidcConfig, PoolSettings,
-    Problems, SharingPolicy,
+    database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
+    PoolSettings, Problems, SharingPolicy,
 };
 use crate::host::Wildcard;
 use crate::secret::Secret;
@@ -105,6 +105,8 @@ pub struct ServerConfig {
     pub oidc: Option<OidcConfig>,
     /// The request inspector (`[inspector]`).
     pub inspector: super::InspectorConfig,
+    /// GitHub sign-in, when `github.client_id` is set.
+    pub github: Option<GithubConfig>,
 }
 
 /// Role defaults that differ between `dev` and `control`.
@@ -196,6 +198,7 @@ impl ServerConfig {
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
         let inspector = p.take(super::InspectorConfig::resolve(file.inspector));
+        let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
                 listen: listen?,
@@ -216,6 +219,7 @@ impl ServerConfig {
                 sharing: sharing?,
                 oidc: oidc?,
                 inspector: inspector?,
+                github: github?,
             })
         })();
         p.finish(resolved)

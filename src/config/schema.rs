@@ -16,6 +16,7 @@ pub struct FileConfig {
     pub sharing: SharingSection,
     pub oidc: OidcSection,
     pub inspector: InspectorSection,
+    pub github: GithubSection,
 }
 
 /// `[inspector]`: the request inspector's recording and its bounds.
@@ -54,6 +55,38 @@ pub struct OidcSection {
     /// PEM file of CAs to trust for the provider (default: SSL_CERT_FILE or the system store).
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
+    pub label: Option<String>,
+}
+
+/// `[github]`: sign-in with GitHub or GitHub Enterprise (off unless
+/// `client_id` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubSection {
+    /// The OAuth app's client id.
+    pub client_id: Option<String>,
+    /// The OAuth app's client secret (prefer `client_secret_file` or
+    /// `BERTH_GITHUB_CLIENT_SECRET`).
+    pub client_secret: Option<String>,
+    /// A file holding the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// GitHub's web address (default https://github.com; GitHub Enterprise
+    /// Server: https://github.example.com).
+    pub url: Option<String>,
+    /// GitHub's REST API (default https://api.github.com, or `{url}/api/v3`
+    /// when `url` is set).
+    pub api_url: Option<String>,
+    /// Organizations whose members may sign in.
+    pub allowed_organizations: Option<Vec<String>>,
+    /// Teams (`org/team-slug`) whose members may sign in.
+    pub allowed_teams: Option<Vec<String>>,
+    /// Organization given to users created at their first sign-in.
+    pub organization: Option<String>,
+    /// Create a user at first sign-in when no user has the address (default true).
+    pub create_users: Option<bool>,
+    /// PEM file of CAs to trust for GitHub (default: SSL_CERT_FILE or the system store).
+    pub ca_file: Option<PathBuf>,
+    /// The sign-in button's text (default "Sign in with GitHub").
     pub label: Option<String>,
 }
 

@@ -17,6 +17,8 @@ mod bootstrap;
 mod edges;
 mod error;
 mod extract;
+mod federated;
+mod github;
 pub(crate) mod holders;
 pub(crate) mod inspect;
 pub(crate) mod links;
@@ -38,6 +40,7 @@ pub use bootstrap::{
 };
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
+pub use github::GithubClient;
 pub use inspect::{Inspection, NoInspection};
 pub use oidc::OidcClient;
 
@@ -100,6 +103,8 @@ pub struct ControlState {
     pub signin: Arc<crate::auth::signin::SignIn>,
     /// Sign-in through an OpenID Connect provider, when `[oidc]` is set.
     pub oidc: Option<Arc<OidcClient>>,
+    /// Sign-in with GitHub, when `[github]` is set.
+    pub github: Option<Arc<GithubClient>>,
     /// The local CA (`tls.mode = "self-signed"`), which also signs regional
     /// edges' certificates so one `ca.pem` covers the deployment.
     pub local_ca: Option<Arc<crate::tls::LocalCa>>,
@@ -295,6 +300,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/signout", post(signin::signout))
         .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
+        .route(
+            "/signin/github",
+            get(github::start).post(github::start_from_page),
+        )
+        .route("/signin/github/callback", get(github::callback))
         .with_state(state)
         .layer(middleware::map_response(page_headers))
         .layer(middleware::from_fn(with_client_addr))

@@ -218,9 +218,14 @@ impl Server {
             Some(o) => Some(Arc::new(control::OidcClient::new(o, &cfg.base_url())?)),
             None => None,
         };
+        let github = match cfg.github.clone() {
+            Some(g) => Some(Arc::new(control::GithubClient::new(g, &cfg.base_url())?)),
+            None => None,
+        };
         let state = ControlState {
             login,
             oidc,
+            github,
             local_ca,
             region_certs: match &cfg.tls {
                 TlsMode::Acme(settings) => Some(Arc::new(tls::acme::regions::RegionCerts::new(

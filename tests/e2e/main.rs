@@ -13,6 +13,7 @@ mod agents;
 mod cli;
 mod client;
 mod deadagent;
+mod github;
 mod inspect;
 mod lifecycle;
 mod limits;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Polls `f` every 50 ms until it is true, for at most `limit`; returns how long it took.
-async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+pub(crate) async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

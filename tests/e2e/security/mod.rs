@@ -7,6 +7,7 @@ mod bruteforce;
 mod cookies;
 mod csrf;
 mod dev_process;
+mod github_signin;
 mod inspector;
 mod revocation;
 mod smuggling;

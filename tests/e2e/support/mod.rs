@@ -4,6 +4,7 @@ pub mod acme;
 pub mod apps;
 pub mod browser;
 pub mod delay;
+pub mod github;
 pub mod h2raw;
 pub mod idp;
 pub mod netns;
@@ -63,6 +64,8 @@ pub struct Options {
     pub no_dev_agent: bool,
     /// Sign-in through an OpenID provider.
     pub oidc: Option<berth::config::OidcConfig>,
+    /// Sign-in with GitHub (a stand-in: [`github`]).
+    pub github: Option<berth::config::GithubConfig>,
     /// `server.database_url`; default: SQLite in the data dir.
     pub database_url: Option<String>,
     /// `server.trusted_proxies`.
@@ -110,6 +113,7 @@ impl Berth {
             cfg.limits = l;
         }
         cfg.oidc = opts.oidc;
+        cfg.github = opts.github;
         cfg.trusted_proxies = opts
             .trusted_proxies
             .iter()
