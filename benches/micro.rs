@@ -213,6 +213,7 @@ fn catalog(n: usize) -> Catalog {
             level: ShareLevel::Organization,
             protocol: Default::default(),
             cors: Default::default(),
+            inspect: true,
         }));
     }
     c

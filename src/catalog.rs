@@ -106,6 +106,15 @@ pub struct Share {
     pub level: ShareLevel,
     pub protocol: Protocol,
     pub cors: Cors,
+    /// The edges record this port's requests for the inspector (absent
+    /// from older senders: on).
+    #[serde(default = "crate::catalog::on")]
+    pub inspect: bool,
+}
+
+/// `true`, for fields that default to on.
+pub(crate) fn on() -> bool {
+    true
 }
 
 /// A name the owner gave to one port of one agent.
@@ -752,6 +761,7 @@ mod tests {
             level: ShareLevel::Public,
             protocol: Protocol::Http,
             cors: Cors::Passthru,
+            inspect: true,
         }));
         c.apply(Change::App(App {
             agent_id: 100,

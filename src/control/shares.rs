@@ -26,6 +26,9 @@ pub(crate) struct PutShare {
     /// `"berth"` (default) or `"passthru"`.
     #[serde(default)]
     cors: Cors,
+    /// Record the port's requests for the inspector (default true).
+    #[serde(default = "crate::catalog::on")]
+    inspect: bool,
 }
 
 /// `PUT .../apps/{app}` body.
@@ -44,6 +47,7 @@ pub(crate) struct ShareJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    inspect: bool,
     url: String,
 }
 
@@ -67,6 +71,8 @@ pub(crate) struct PortJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    /// The edges record its requests for the inspector.
+    inspect: bool,
     url: String,
     /// The same app through each healthy region's edge, by region name (the
     /// dashboard offers the one nearest to the browser).
@@ -130,6 +136,7 @@ pub(crate) async fn list_ports(
             level: share.map(|s| s.level).unwrap_or_default(),
             protocol,
             cors: share.map(|s| s.cors).unwrap_or_default(),
+            inspect: share.is_none_or(|s| s.inspect),
             url: st.app_urls.url(&port_label(port, &agent, &ws)),
             region_urls: regions
                 .iter()
@@ -202,6 +209,7 @@ pub(crate) async fn put_share(
         level: req.level,
         protocol: req.protocol,
         cors: req.cors,
+        inspect: req.inspect,
     };
     st.store.put_share(&share).await?;
     st.apply(Change::Share(share.clone())).await;
@@ -218,6 +226,7 @@ pub(crate) async fn put_share(
         level: share.level,
         protocol: share.protocol,
         cors: share.cors,
+        inspect: share.inspect,
         url: st.app_urls.url(&port_label(port, &agent, &ws)),
     }))
 }

@@ -263,7 +263,7 @@ pub struct Tap {
 
 impl Tap {
     /// Starts recording an admitted request to `port` of `agent_id`, unless
-    /// recording is off for this edge.
+    /// recording is off for this edge or for the port's share.
     pub(super) fn start<B>(
         edge: &Edge,
         agent_id: i64,
@@ -273,7 +273,12 @@ impl Tap {
         host: &str,
     ) -> Option<Tap> {
         let inspector = &edge.inspector;
-        if !inspector.cfg.enabled {
+        if !inspector.cfg.enabled
+            || edge
+                .catalog
+                .share(agent_id, port)
+                .is_some_and(|s| !s.inspect)
+        {
             return None;
         }
         let path = req

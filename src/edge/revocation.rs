@@ -703,6 +703,7 @@ mod tests {
             level,
             protocol: Protocol::Http,
             cors: Cors::Berth,
+            inspect: true,
         })
     }
 

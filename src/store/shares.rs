@@ -11,6 +11,7 @@ struct ShareRecord {
     level: String,
     protocol: String,
     cors: String,
+    inspect: bool,
 }
 
 impl TryFrom<ShareRecord> for Share {
@@ -23,6 +24,7 @@ impl TryFrom<ShareRecord> for Share {
             protocol: Protocol::parse(&r.protocol)
                 .ok_or_else(|| corrupt("shares.protocol", &r.protocol))?,
             cors: Cors::parse(&r.cors).ok_or_else(|| corrupt("shares.cors", &r.cors))?,
+            inspect: r.inspect,
         })
     }
 }
@@ -61,16 +63,19 @@ fn corrupt(column: &str, value: &str) -> StoreError {
 impl Store {
     /// Sets how a port is shared (insert or update).
     pub async fn put_share(&self, share: &Share) -> Result<(), StoreError> {
-        let sql = "INSERT INTO shares (agent_id, port, level, protocol, cors, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6) \
+        let sql =
+            "INSERT INTO shares (agent_id, port, level, protocol, cors, inspect, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7) \
             ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
-            protocol = excluded.protocol, cors = excluded.cors, updated_at = excluded.updated_at";
+            protocol = excluded.protocol, cors = excluded.cors, inspect = excluded.inspect, \
+            updated_at = excluded.updated_at";
         on_pool!(self, |pool| sqlx::query(sql)
             .bind(share.agent_id)
             .bind(i64::from(share.port))
             .bind(share.level.as_str())
             .bind(share.protocol.as_str())
             .bind(share.cors.as_str())
+            .bind(share.inspect)
             .bind(now())
             .execute(pool)
             .await
@@ -95,7 +100,7 @@ impl Store {
     /// The shares of one agent, by port.
     pub async fn list_shares(&self, agent_id: i64) -> Result<Vec<Share>, StoreError> {
         let sql =
-            "SELECT agent_id, port, level, protocol, cors FROM shares WHERE agent_id = $1 ORDER BY port";
+            "SELECT agent_id, port, level, protocol, cors, inspect FROM shares WHERE agent_id = $1 ORDER BY port";
         let recs: Vec<ShareRecord> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(agent_id)
             .fetch_all(pool)
@@ -136,7 +141,7 @@ impl Store {
     /// Every share and app, for the catalog snapshot.
     pub(super) async fn all_shares_and_apps(&self) -> Result<(Vec<Share>, Vec<App>), StoreError> {
         let shares: Vec<ShareRecord> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT agent_id, port, level, protocol, cors FROM shares"
+            "SELECT agent_id, port, level, protocol, cors, inspect FROM shares"
         )
         .fetch_all(pool)
         .await)?;
@@ -170,11 +175,13 @@ mod tests {
                 level: ShareLevel::Organization,
                 protocol: Protocol::Http,
                 cors: Cors::Berth,
+                inspect: true,
             };
             store.put_share(&share).await.unwrap();
             share.level = ShareLevel::Public;
             share.protocol = Protocol::Https;
             share.cors = Cors::Passthru;
+            share.inspect = false;
             store.put_share(&share).await.unwrap();
             assert_eq!(
                 store.list_shares(agent_id).await.unwrap(),

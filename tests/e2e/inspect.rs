@@ -575,3 +575,64 @@ async fn control_gathers_the_exchanges_a_regional_edge_served() {
     let _ = stop_eu.send(());
     let _ = eu_task.await;
 }
+
+/// A share can turn recording off for its port (`"inspect": false`), and on
+/// again; the ports list says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_turns_recording_off_for_its_port() {
+    let berth = Berth::start().await;
+    let app = apps::start("127.0.0.1:0", "quiet").await;
+    let port = app.port();
+    let client = berth.client(true);
+    let label = format!("{port}--main--dev--admin");
+    let visit = |path: &'static str| {
+        let req = client
+            .get(berth.app_url(&label, path))
+            .bearer_auth(&berth.admin_token);
+        async move { req.send().await.unwrap().bytes().await.unwrap() }
+    };
+    let b = berth
+        .share(
+            &berth.admin_token,
+            "admin/dev/main",
+            port,
+            json!({"level": "owner", "inspect": false}),
+        )
+        .await;
+    assert_eq!(b["inspect"], false, "{b}");
+    let (_, ports) = berth
+        .api(
+            Method::GET,
+            "/api/v1/workspaces/admin/dev/agents/main/ports",
+            &berth.admin_token,
+            None,
+        )
+        .await;
+    let listed = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == port)
+        .unwrap()
+        .clone();
+    assert_eq!(listed["inspect"], false, "{listed}");
+    visit("/unrecorded").await;
+    berth
+        .share(
+            &berth.admin_token,
+            "admin/dev/main",
+            port,
+            json!({"level": "owner"}),
+        )
+        .await;
+    visit("/recorded").await;
+    let list = wait_requests(&berth, port, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let list = if list.is_empty() {
+        list
+    } else {
+        wait_requests(&berth, port, 1).await
+    };
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(list[0]["url"].as_str().unwrap().ends_with("/recorded"));
+}
