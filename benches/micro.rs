@@ -92,6 +92,7 @@ fn decide(c: &mut Criterion) {
         email: "alice@example.com".into(),
         admin: false,
         organization: Some("acme".into()),
+        group_ids: vec![],
     };
     let colleague = Visitor {
         user_id: 2,
@@ -99,6 +100,7 @@ fn decide(c: &mut Criterion) {
         email: "bob@example.com".into(),
         admin: false,
         organization: Some("acme".into()),
+        group_ids: vec![],
     };
     let target = |level| Target {
         agent_id: 7,
@@ -106,6 +108,8 @@ fn decide(c: &mut Criterion) {
         owner_id: 1,
         owner_org: Some("acme"),
         level,
+        users: &[],
+        groups: &[],
     };
     let owner_only = target(ShareLevel::Owner);
     let org = target(ShareLevel::Organization);
@@ -214,6 +218,9 @@ fn catalog(n: usize) -> Catalog {
             protocol: Default::default(),
             cors: Default::default(),
             inspect: true,
+            users: vec![],
+            groups: vec![],
+            expires_at: None,
         }));
     }
     c

@@ -13,6 +13,8 @@ pub mod origin;
 pub mod password;
 pub mod signin;
 pub mod token;
+pub mod wake;
+pub mod webhook;
 
 pub use crate::secret::Secret;
 pub use decide::{authorize, Decision, LinkGrant, ShareLevel, Target, Visitor};

@@ -222,6 +222,24 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Every other claim, for `oidc.groups_claim` ([`IdClaims::groups`]).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl IdClaims {
+    /// The group names in claim `claim`: a list of strings (other entries
+    /// skipped) or one string; nothing when the claim is absent or neither.
+    pub fn groups(&self, claim: &str) -> Vec<String> {
+        match self.other.get(claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Some providers send `"email_verified": "true"`; anything else but a
@@ -447,6 +465,27 @@ pub fn username_from(wanted: &str, max_len: usize, taken: impl Fn(&str) -> bool)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn groups_claim_reads_a_list_or_one_name_and_nothing_else() {
+        let claims = |extra: serde_json::Value| -> super::IdClaims {
+            let mut v = serde_json::json!({"sub": "s", "aud": "berth"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        let c = claims(
+            serde_json::json!({"groups": ["eng", 7, "Platform Team", null], "roles": "ops"}),
+        );
+        assert_eq!(c.groups("groups"), ["eng", "Platform Team"]);
+        assert_eq!(c.groups("roles"), ["ops"]);
+        assert!(c.groups("missing").is_empty());
+        let c = claims(serde_json::json!({"groups": {"eng": true}}));
+        assert!(c.groups("groups").is_empty(), "an object names no groups");
+        // The claims berth reads itself are not groups.
+        assert!(c.groups("sub").is_empty());
+    }
+
     use super::*;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;

@@ -68,6 +68,9 @@ pub enum Command {
     Regions(RegionsArgs),
     /// Show a port's recent requests, then new ones as they arrive.
     Inspect(InspectArgs),
+    /// List berth groups and their members; admins create, rename and delete
+    /// them and add and remove members (shares may name groups).
+    Groups(GroupsArgs),
 }
 
 /// `berth inspect`.
@@ -91,6 +94,69 @@ pub struct InspectArgs {
     pub json: bool,
     #[command(flatten)]
     pub target: Target,
+}
+
+/// `berth groups`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth groups\n  \
+    berth groups create eng --member bob --member carol\n  \
+    berth groups add eng dave\n  \
+    berth groups remove eng carol\n  \
+    berth groups rename eng platform\n  \
+    berth groups rm platform")]
+pub struct GroupsArgs {
+    #[command(subcommand)]
+    pub command: Option<GroupsCommand>,
+    /// Print the API's JSON answer instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The `berth groups` subcommands (none: list).
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// Create a group, with members if given
+    Create {
+        /// The group's name, e.g. eng
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// A member, by user name (repeat for more)
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Show one group and its members
+    Show {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Rename a group: shares that name it keep it
+    Rename {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "NEW_NAME")]
+        new_name: String,
+    },
+    /// Add users to a group
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "USER", required = true)]
+        users: Vec<String>,
+    },
+    /// Take users out of a group: they lose what only the group gave them
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "USER", required = true)]
+        users: Vec<String>,
+    },
+    /// Delete a group: it drops out of every share that named it
+    #[command(alias = "delete")]
+    Rm {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 /// `berth regions`.
@@ -242,6 +308,18 @@ pub struct ShareArgs {
     /// [default: berth]
     #[arg(long, value_enum, value_name = "WHO")]
     pub cors: Option<CorsMode>,
+    /// Also let this user in, whatever the level (repeat for more; `--user`
+    /// names the workspace's owner, as in every port command)
+    #[arg(long = "with-user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Also let this group's members in, whatever the level (repeat for more)
+    #[arg(long = "group", visible_alias = "with-group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// End the share after this long (90s, 30m, 2h, 1d, 1h30m, or seconds):
+    /// then only you again [default: never, or the deployment's
+    /// sharing.max_share_ttl_secs for public and authenticated]
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_ttl)]
+    pub ttl: Option<u64>,
     #[command(flatten)]
     pub target: Target,
 }

@@ -9,6 +9,7 @@ use super::{
     database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
     PoolSettings, Problems, SharingPolicy,
 };
+use super::{ActivityConfig, WakeConfig};
 use crate::host::Wildcard;
 use crate::secret::Secret;
 use std::net::SocketAddr;
@@ -105,6 +106,10 @@ pub struct ServerConfig {
     pub oidc: Option<OidcConfig>,
     /// The request inspector (`[inspector]`).
     pub inspector: super::InspectorConfig,
+    /// Activity tracking and the idle webhook (`[activity]`).
+    pub activity: ActivityConfig,
+    /// Wake on visit, when `wake.webhook_url` is set.
+    pub wake: Option<WakeConfig>,
     /// GitHub sign-in, when `github.client_id` is set.
     pub github: Option<GithubConfig>,
 }
@@ -198,6 +203,8 @@ impl ServerConfig {
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
         let inspector = p.take(super::InspectorConfig::resolve(file.inspector));
+        let activity = p.take(ActivityConfig::resolve(file.activity));
+        let wake = p.take(WakeConfig::resolve(file.wake));
         let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
@@ -219,6 +226,8 @@ impl ServerConfig {
                 sharing: sharing?,
                 oidc: oidc?,
                 inspector: inspector?,
+                activity: activity?,
+                wake: wake?,
                 github: github?,
             })
         })();

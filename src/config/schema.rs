@@ -17,6 +17,32 @@ pub struct FileConfig {
     pub oidc: OidcSection,
     pub inspector: InspectorSection,
     pub github: GithubSection,
+    pub activity: ActivitySection,
+    pub wake: WakeSection,
+}
+
+/// `[activity]`: the idle webhook (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivitySection {
+    /// Called once when a workspace has been idle `idle_after`.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// Seconds without a request or open WebSocket that count as idle (default 1800).
+    pub idle_after: Option<i64>,
+}
+
+/// `[wake]`: wake on visit (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WakeSection {
+    /// Called when an allowed visitor reaches an offline workspace.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// The least seconds between two calls for one workspace (default 60).
+    pub cooldown_secs: Option<i64>,
 }
 
 /// `[inspector]`: the request inspector's recording and its bounds.
@@ -56,6 +82,9 @@ pub struct OidcSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
     pub label: Option<String>,
+    /// The ID token claim listing the user's groups (e.g. "groups"); at
+    /// each sign-in it sets their provider-given berth group memberships.
+    pub groups_claim: Option<String>,
 }
 
 /// `[github]`: sign-in with GitHub or GitHub Enterprise (off unless
@@ -99,6 +128,9 @@ pub struct SharingSection {
     pub max_level: Option<String>,
     /// The longest a share link may live, in seconds (default 30 days).
     pub max_link_ttl_secs: Option<i64>,
+    /// The longest a `public` or `authenticated` share may last, in seconds
+    /// (default: no limit).
+    pub max_share_ttl_secs: Option<i64>,
 }
 
 /// `[server]`

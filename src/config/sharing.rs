@@ -11,6 +11,9 @@ pub struct SharingPolicy {
     pub max_level: ShareLevel,
     /// The longest a share link may live (`sharing.max_link_ttl_secs`).
     pub max_link_ttl_secs: i64,
+    /// The longest a `public` or `authenticated` share may last
+    /// (`sharing.max_share_ttl_secs`); `None`: as long as its owner likes.
+    pub max_share_ttl_secs: Option<i64>,
 }
 
 impl Default for SharingPolicy {
@@ -18,6 +21,7 @@ impl Default for SharingPolicy {
         SharingPolicy {
             max_level: ShareLevel::Public,
             max_link_ttl_secs: DEFAULT_MAX_LINK_TTL_SECS,
+            max_share_ttl_secs: None,
         }
     }
 }
@@ -43,15 +47,28 @@ impl SharingPolicy {
                 message: format!("{n} is not between 1 and 315360000 (ten years)"),
             }),
         });
+        let max_share_ttl_secs = p.take(match s.max_share_ttl_secs {
+            None => Ok(None),
+            Some(n) if (1..=MAX_SHARE_TTL_SECS).contains(&n) => Ok(Some(n)),
+            Some(n) => Err(ConfigError::Invalid {
+                key: "sharing.max_share_ttl_secs",
+                message: format!("{n} is not between 1 and {MAX_SHARE_TTL_SECS} (ten years)"),
+            }),
+        });
         let policy = (|| {
             Some(SharingPolicy {
                 max_level: max_level?,
                 max_link_ttl_secs: max_link_ttl_secs?,
+                max_share_ttl_secs: max_share_ttl_secs?,
             })
         })();
         p.finish(policy)
     }
 }
+
+/// The longest `ttl_seconds` a share (or `sharing.max_share_ttl_secs`) may
+/// give: ten years.
+pub const MAX_SHARE_TTL_SECS: i64 = 10 * 365 * 24 * 3600;
 
 /// Share links live 24 h unless the request says otherwise.
 pub const DEFAULT_LINK_TTL_SECS: i64 = 24 * 3600;

@@ -439,8 +439,8 @@ fn every_problem_is_reported_in_one_run() {
                 [tls]\nmode = \"files\"\n\
                 [limits]\nmax_connections = 0\nshutdown_grace_secs = -1\n\
                 [log]\nformat = \"xml\"\n\
-                [sharing]\nmax_level = \"world\"\nmax_link_ttl_secs = 0\n\
-                [oidc]\nissuer = \"http://idp\"\n";
+                [sharing]\nmax_level = \"world\"\nmax_link_ttl_secs = 0\nmax_share_ttl_secs = 0\n\
+                [oidc]\nissuer = \"http://idp\"\ngroups_claim = \" groups\"\n";
     let e = ServerConfig::resolve(
         load(text, &[]).unwrap(),
         Overrides::default(),
@@ -464,9 +464,11 @@ fn every_problem_is_reported_in_one_run() {
             "log.format",
             "sharing.max_level",
             "sharing.max_link_ttl_secs",
+            "sharing.max_share_ttl_secs",
             "oidc.issuer",
             "oidc.client_id",
             "oidc.client_secret",
+            "oidc.groups_claim",
         ]
     );
     // One a line, in that order.

@@ -67,6 +67,7 @@ pub(crate) async fn hello(
         wildcard: region.wildcard,
         cookie_key: hex::encode(st.signin.key.expose_bytes()),
         signin_url: st.signin.base_url.clone(),
+        wake: st.waker.is_some(),
     })
 }
 

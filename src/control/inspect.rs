@@ -284,6 +284,7 @@ pub(crate) async fn replay(
         email: owner.email.clone(),
         admin: owner.admin,
         organization: owner.organization.clone(),
+        group_ids: st.catalog.group_ids_of(owner.id),
     };
     let what = format!("{}/{}/{}:{port} {id}", path.0, path.1, path.2);
     match st.inspection.replay(original, edits, owner).await {

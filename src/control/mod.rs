@@ -13,22 +13,26 @@
 //! answers 404, exactly like one that does not exist.
 
 mod access;
+pub mod activity;
 mod bootstrap;
 mod edges;
 mod error;
 mod extract;
 mod federated;
 mod github;
+mod groups;
 pub(crate) mod holders;
 pub(crate) mod inspect;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
 pub(crate) mod regions;
-mod shares;
+pub(crate) mod shares;
 mod signin;
 mod users;
 mod validate;
+pub mod wake;
+pub mod webhook;
 mod workspaces;
 
 #[cfg(test)]
@@ -115,6 +119,8 @@ pub struct ControlState {
     pub login: Arc<login::LoginGuard>,
     /// The request inspector's records, gathered from the edges.
     pub inspection: Arc<dyn Inspection>,
+    /// Calls the wake webhook, when `[wake]` is set.
+    pub waker: Option<Arc<wake::Waker>>,
 }
 
 tokio::task_local! {
@@ -244,6 +250,10 @@ pub fn router(state: ControlState) -> Router {
         )
         .route("/workspaces/{user}/{workspace}", delete(workspaces::delete))
         .route(
+            "/workspaces/{user}/{workspace}/activity",
+            get(activity::show),
+        )
+        .route(
             "/workspaces/{user}/{workspace}/agents",
             post(workspaces::create_agent).get(workspaces::list_agents),
         )
@@ -271,6 +281,17 @@ pub fn router(state: ControlState) -> Router {
             "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
             put(shares::put_app),
         )
+        .route("/groups", post(groups::create).get(groups::list))
+        .route(
+            "/groups/{group}",
+            get(groups::show)
+                .patch(groups::rename)
+                .delete(groups::delete),
+        )
+        .route(
+            "/groups/{group}/members/{user}",
+            put(groups::add_member).delete(groups::remove_member),
+        )
         .route("/share-links", post(links::create).get(links::list))
         .route("/audit", get(users::audit))
         .route("/regions", post(regions::create).get(regions::list))
@@ -281,6 +302,8 @@ pub fn router(state: ControlState) -> Router {
         .route(edge_api::REDEEM, post(edges::redeem))
         .route(edge_api::EXCHANGE, post(edges::exchange))
         .route(edge_api::CERTIFICATE, get(edges::certificate))
+        .route(edge_api::ACTIVITY, post(activity::report))
+        .route(edge_api::WAKE, post(wake::from_edge))
         .route(AGENT_REGIONS, get(regions::for_agent))
         .route("/share-links/{id}", delete(links::revoke))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })

@@ -334,7 +334,18 @@ async fn finish(
         wanted_name: None,
     };
     match user_for(st, &email, &accounts).await {
-        Ok(user) => sign_in(st, headers, &user, "oidc").await,
+        Ok(user) => {
+            if let Some(claim) = &oidc.cfg.groups_claim {
+                let names = claims.groups(claim);
+                if let Err(e) =
+                    super::groups::sync_from_claim(st, user.id, &user.username, &names).await
+                {
+                    tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
+                    return unavailable("your group memberships could not be stored; try again");
+                }
+            }
+            sign_in(st, headers, &user, "oidc").await
+        }
         Err(res) => res,
     }
 }

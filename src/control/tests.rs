@@ -46,6 +46,7 @@ impl Harness {
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
             inspection: Arc::new(crate::control::NoInspection),
+            waker: None,
         };
         let mut h = Harness {
             state,
@@ -778,6 +779,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
             inspection: Arc::new(crate::control::NoInspection),
+            waker: None,
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),

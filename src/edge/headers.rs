@@ -407,6 +407,7 @@ mod tests {
 
     fn visitor() -> Visitor {
         Visitor {
+            group_ids: vec![],
             user_id: 1,
             username: "alice".into(),
             email: "alice@example.com".into(),

@@ -6,6 +6,7 @@
 //! accepts agent tunnels, and every host under the wildcard goes through
 //! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
 
+pub mod activity;
 mod body;
 mod connector;
 pub mod cors;
@@ -21,13 +22,14 @@ pub mod revocation;
 pub(crate) mod server;
 mod signin;
 pub mod streams;
+pub mod wake;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
 use crate::catalog::{Catalog, Link, Session};
 use crate::config::{Limits, ServerConfig};
 use crate::host::Wildcard;
-use crate::protocol::edge_api::Exchange;
+use crate::protocol::edge_api::{Exchange, WakeAnswer, WakeRequest};
 use crate::telemetry::EdgeMetrics;
 use crate::tunnel::{self, edge::Tunnels};
 use axum::body::Body;
@@ -73,6 +75,10 @@ pub struct Edge {
     pub revocation: Arc<revocation::Registry>,
     /// The exchanges this edge served, for the request inspector.
     pub inspector: Arc<inspect::Inspector>,
+    /// When each port last served a request, for control.
+    pub activity: Arc<activity::Activity>,
+    /// Wake on visit: on when control calls a wake webhook.
+    pub wake: wake::Wake,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -102,6 +108,14 @@ pub trait ControlCalls: Send + Sync + 'static {
     /// sign-in state of the browser presenting it for the session it stands
     /// for; `None` if unknown, used, expired, or for another host or browser.
     fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session>;
+
+    /// Someone who may wake it visited an app of an offline agent: control
+    /// may call the wake webhook (it checks the visitor again and
+    /// de-duplicates). `None` when control cannot be asked.
+    fn wake(&self, visit: WakeRequest) -> ControlAnswer<WakeAnswer> {
+        let _ = visit;
+        Box::pin(async { None })
+    }
 }
 
 impl Edge {
@@ -144,9 +158,20 @@ impl Edge {
             relay,
             revocation,
             inspector: inspect::Inspector::new(cfg.inspector),
+            activity: Default::default(),
+            wake: Default::default(),
             client,
             _revocation_watcher: watcher,
         }
+    }
+}
+
+impl Edge {
+    /// The same edge, waking offline workspaces on visits when `on`
+    /// (control calls a wake webhook).
+    pub fn with_wake(mut self, on: bool) -> Self {
+        self.wake = wake::Wake::new(on);
+        self
     }
 }
 

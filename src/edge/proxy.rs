@@ -141,13 +141,17 @@ async fn forward(
     let owner_org = access
         .and_then(|(owner_id, ..)| edge.catalog.user(owner_id))
         .and_then(|u| u.organization);
-    let access = access.map(|(owner_id, agent_id, port, level)| auth::Target {
-        agent_id,
-        port,
-        owner_id,
-        owner_org: owner_org.as_deref(),
-        level,
-    });
+    let access = access.map(
+        |(owner_id, agent_id, port, (level, users, groups))| auth::Target {
+            agent_id,
+            port,
+            owner_id,
+            owner_org: owner_org.as_deref(),
+            level,
+            users,
+            groups,
+        },
+    );
     let decision = if preflight {
         // Only a passthru share gets here: its owner lets the app answer.
         Decision::Allow
@@ -219,6 +223,18 @@ async fn forward(
     };
     edge.mark.check(req.headers(), port)?;
     *tap = super::inspect::Tap::start(edge, agent_id, port, tls, &req, &host_header);
+    let visit = super::wake::Visit {
+        agent_id,
+        port,
+        visitor: visitor.as_ref(),
+        link: link.as_ref(),
+        target: access.as_ref(),
+        workspace: &target.workspace,
+        source: peer.ip(),
+    };
+    if let Some(res) = super::wake::visit(edge, &req, &visit).await {
+        return Ok(res);
+    }
     // What let it through, to take the same decision again while an
     // upgraded connection or a long response stays open.
     let admitted = Admitted::new(
@@ -252,6 +268,9 @@ async fn forward(
             });
         }
     };
+
+    // Active while it lasts (a WebSocket: while it is open).
+    let active = edge.activity.begin(agent_id, port);
 
     // Phase 5: forward. An HTTP/1.1 WebSocket upgrade passes through as it
     // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an
@@ -333,7 +352,7 @@ async fn forward(
         let hold = edge.revocation.hold(admitted);
         let seen = super::inspect::upgraded(tap.take(), &res);
         tokio::spawn(async move {
-            let (_permit, _seen) = (permit, seen);
+            let (_permit, _active, _seen) = (permit, active, seen);
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };
@@ -464,7 +483,8 @@ enum Route {
         agent_id: i64,
         port: u16,
         tls: bool,
-        level: ShareLevel,
+        /// The share's level and who it names, as of this request.
+        audience: (ShareLevel, Vec<i64>, Vec<i64>),
         cors: Cors,
     },
     /// The short form named a workspace with several agents.
@@ -477,16 +497,18 @@ impl Route {
     /// What the decision needs: owner, agent, port and share level. A
     /// workspace-wide answer (the list of agents) is the owner's business, and
     /// no link matches it (agent 0 does not exist).
-    fn access(&self) -> Option<(i64, i64, u16, ShareLevel)> {
+    fn access(&self) -> Option<(i64, i64, u16, crate::catalog::Audience<'_>)> {
         match self {
             Route::Port {
                 owner_id,
                 agent_id,
                 port,
-                level,
+                audience: (level, users, groups),
                 ..
-            } => Some((*owner_id, *agent_id, *port, *level)),
-            Route::Ambiguous { owner_id, .. } => Some((*owner_id, 0, 0, ShareLevel::Owner)),
+            } => Some((*owner_id, *agent_id, *port, (*level, users, groups))),
+            Route::Ambiguous { owner_id, .. } => {
+                Some((*owner_id, 0, 0, (ShareLevel::Owner, &[], &[])))
+            }
             Route::Nothing => None,
         }
     }
@@ -530,7 +552,13 @@ fn route(edge: &Edge, target: &host::AppTarget) -> Route {
         agent_id,
         port,
         tls: target.tls || protocol == Protocol::Https,
-        level: share.as_ref().map(|s| s.level).unwrap_or_default(),
+        audience: share
+            .as_ref()
+            .map(|s| {
+                let (level, users, groups) = s.audience(unix_now());
+                (level, users.to_vec(), groups.to_vec())
+            })
+            .unwrap_or_default(),
         cors: share.map(|s| s.cors).unwrap_or_default(),
     }
 }

@@ -13,7 +13,7 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
 use crate::edge::relay::Relay;
 use crate::edge::{self, ControlAnswer, ControlCalls, Edge, Frontdoor};
-use crate::protocol::edge_api::Exchange;
+use crate::protocol::edge_api::{Exchange, WakeAnswer, WakeRequest};
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 /// How often the region list told to agents is read again.
 const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the built-in edge's activity goes into the store.
+const LOCAL_ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The name of the cookie-signing key in the store's secrets.
 const COOKIE_KEY: &str = "cookie-signing-key";
 
@@ -36,6 +38,7 @@ struct LocalControl {
     store: Store,
     signin: Arc<SignIn>,
     catalog: Arc<Catalog>,
+    waker: Option<Arc<control::wake::Waker>>,
 }
 
 impl ControlCalls for LocalControl {
@@ -59,6 +62,11 @@ impl ControlCalls for LocalControl {
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })
+    }
+
+    fn wake(&self, visit: WakeRequest) -> ControlAnswer<WakeAnswer> {
+        let waker = self.waker.clone();
+        Box::pin(async move { Some(waker?.wake(&visit).await) })
     }
 }
 
@@ -124,6 +132,10 @@ pub struct Server {
     store: Store,
     /// The ACME manager (`tls.mode = "acme"`), started by [`Server::run`].
     acme: Option<Arc<tls::acme::Manager>>,
+    /// `berth_workspace_last_activity_seconds`, kept by the idle watcher.
+    last_activity: control::activity::LastActivity,
+    /// The client webhooks are called with, when one is configured.
+    webhooks: Option<control::webhook::Webhooks>,
 }
 
 impl Server {
@@ -192,27 +204,50 @@ impl Server {
         let login = Arc::new(control::login::LoginGuard::new(cfg.login));
         login.register(&mut registry);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
+        let last_activity = control::activity::LastActivity::default();
+        registry.register(
+            "berth_workspace_last_activity_seconds",
+            "When each workspace last served a request or held an open WebSocket (unix seconds)",
+            last_activity.clone(),
+        );
         // Other edges' certificates come from this CA in self-signed mode.
         let relay = Arc::new(Relay::new(
             cfg.relay_url(),
             &signin.key,
             tls::client::client_config(ca_path.as_deref(), &[b"h2"])?,
         ));
-        let edge = Arc::new(Edge::new(
-            catalog.clone(),
-            tunnels.clone(),
-            &cfg,
-            metrics,
-            signin.clone(),
-            edge::Peers {
-                control: Arc::new(LocalControl {
-                    store: store.clone(),
-                    signin: signin.clone(),
-                    catalog: catalog.clone(),
-                }),
-                relay: relay.clone(),
-            },
-        ));
+        let webhooks = match (&cfg.activity.webhook, &cfg.wake) {
+            (None, None) => None,
+            _ => Some(control::webhook::Webhooks::new().map_err(StartError::Control)?),
+        };
+        let waker = match (&cfg.wake, &webhooks) {
+            (Some(wake), Some(hooks)) => Some(Arc::new(control::wake::Waker::new(
+                store.clone(),
+                catalog.clone(),
+                wake.clone(),
+                hooks.clone(),
+            ))),
+            _ => None,
+        };
+        let edge = Arc::new(
+            Edge::new(
+                catalog.clone(),
+                tunnels.clone(),
+                &cfg,
+                metrics,
+                signin.clone(),
+                edge::Peers {
+                    control: Arc::new(LocalControl {
+                        store: store.clone(),
+                        signin: signin.clone(),
+                        catalog: catalog.clone(),
+                        waker: waker.clone(),
+                    }),
+                    relay: relay.clone(),
+                },
+            )
+            .with_wake(waker.is_some()),
+        );
         let wildcard_suffix = cfg.wildcard.host_for("");
         let oidc = match cfg.oidc.clone() {
             Some(o) => Some(Arc::new(control::OidcClient::new(o, &cfg.base_url())?)),
@@ -223,6 +258,7 @@ impl Server {
             None => None,
         };
         let state = ControlState {
+            waker,
             login,
             oidc,
             github,
@@ -274,6 +310,8 @@ impl Server {
             catalog,
             store,
             acme,
+            last_activity,
+            webhooks,
             cfg,
         })
     }
@@ -336,7 +374,30 @@ impl Server {
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        // The built-in edge's activity into the store, and the idle watcher.
+        let (state, activity) = (
+            self.state.clone(),
+            self.serving.frontdoor.edge.activity.clone(),
+        );
+        let reporter = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOCAL_ACTIVITY_EVERY);
+            loop {
+                tick.tick().await;
+                let pending = activity.pending();
+                match control::activity::record(&state, &pending).await {
+                    Ok(()) => activity.acknowledge(&pending),
+                    Err(e) => tracing::warn!(error = %e, "cannot record activity"),
+                }
+            }
+        });
+        let idle_watcher = tokio::spawn(control::activity::watch(
+            self.state.clone(),
+            self.cfg.activity.clone(),
+            self.webhooks.clone(),
+            self.last_activity.clone(),
+        ));
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
+        let share_ends = tokio::spawn(control::shares::end_expired(self.state.clone()));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -364,6 +425,8 @@ impl Server {
         regions_task.abort();
         sweeper.abort();
         tracker.abort();
+        reporter.abort();
+        idle_watcher.abort();
         if let Some(certs) = &self.state.region_certs {
             certs.shutdown();
         }
@@ -376,6 +439,7 @@ impl Server {
         )
         .await;
         login_upkeep.abort();
+        share_ends.abort();
         self.state.login.upkeep(&self.state).await;
         // Last: SQLite's write-ahead log goes into berth.db, so the file
         // alone is the whole database.

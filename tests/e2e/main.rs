@@ -9,7 +9,9 @@ mod support;
 
 mod access;
 mod acme;
+mod activity;
 mod agents;
+mod audience;
 mod cli;
 mod client;
 mod deadagent;
@@ -26,3 +28,4 @@ mod security;
 mod sharing;
 mod signin;
 mod streaming;
+mod wake;

@@ -147,6 +147,7 @@ async fn with_provider(
         create_users: true,
         ca_file: Some(dir.join("ca.pem")),
         label: "SSO".into(),
+        groups_claim: None,
     };
     tweak(&mut oidc);
     let berth = Berth::start_with(Options {

@@ -1,6 +1,7 @@
 //! What each client command does: one module per command, and here the
 //! dispatch and what they share (the saved session, API errors, output).
 
+mod groups;
 mod inspect;
 mod link;
 mod login;
@@ -30,6 +31,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
         },
         Command::Regions(r) => regions::regions(r).await,
         Command::Inspect(a) => inspect::inspect(a).await,
+        Command::Groups(g) => groups::groups(g).await,
     }
 }
 

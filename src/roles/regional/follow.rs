@@ -4,8 +4,11 @@
 
 use super::client::{ControlClient, MAX_ANSWER};
 use crate::catalog::{Catalog, Change};
+use crate::edge::activity::Activity;
 use crate::edge::ControlStatus;
-use crate::protocol::edge_api::{self, Heartbeat, WatchLine, HEARTBEAT_EVERY};
+use crate::protocol::edge_api::{
+    self, ActivityReport, Heartbeat, WatchLine, HEARTBEAT_EVERY, MAX_ACTIVITY_REPORT,
+};
 use crate::tunnel::edge::Tunnels;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -132,5 +135,32 @@ pub(super) async fn send_beat(
         .await
     {
         tracing::debug!(error = %e, "heartbeat not delivered");
+    }
+}
+
+/// Tells control, every [`HEARTBEAT_EVERY`], when this edge's ports last
+/// served a request; what control did not take is sent again next time.
+pub(super) async fn report_activity(client: ControlClient, activity: Arc<Activity>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pending = activity.pending();
+        for chunk in pending.chunks(MAX_ACTIVITY_REPORT) {
+            let body = serde_json::to_value(ActivityReport {
+                ports: chunk.to_vec(),
+            })
+            .expect("JSON serializes");
+            match client
+                .call::<()>(http::Method::POST, edge_api::ACTIVITY, Some(body))
+                .await
+            {
+                Ok(_) => activity.acknowledge(chunk),
+                Err(e) => {
+                    tracing::debug!(error = %e, "activity report failed; sent again later");
+                    break;
+                }
+            }
+        }
     }
 }

@@ -59,6 +59,8 @@ pub struct RegionalEdge {
     pub catalog: Arc<Catalog>,
     /// Whether it is following control right now.
     pub control: Arc<ControlStatus>,
+    /// When its ports last served a request, reported to control.
+    activity: Arc<crate::edge::activity::Activity>,
 }
 
 impl RegionalEdge {
@@ -143,17 +145,21 @@ impl RegionalEdge {
             &signin.key,
             client_config(client.ca_file(), &[b"h2"])?,
         ));
-        let edge = Arc::new(Edge::new(
-            catalog.clone(),
-            tunnels.clone(),
-            &cfg,
-            metrics,
-            signin,
-            crate::edge::Peers {
-                control: Arc::new(RemoteControl(client.clone())),
-                relay,
-            },
-        ));
+        let edge = Arc::new(
+            Edge::new(
+                catalog.clone(),
+                tunnels.clone(),
+                &cfg,
+                metrics,
+                signin,
+                crate::edge::Peers {
+                    control: Arc::new(RemoteControl(client.clone())),
+                    relay,
+                },
+            )
+            .with_wake(hello.wake),
+        );
+        let activity = edge.activity.clone();
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -178,6 +184,7 @@ impl RegionalEdge {
             tunnels,
             catalog,
             control,
+            activity,
         })
     }
 
@@ -194,6 +201,10 @@ impl RegionalEdge {
             self.tunnels.clone(),
             self.cfg.relay_url.clone(),
         ));
+        let reporter = tokio::spawn(follow::report_activity(
+            self.client.clone(),
+            self.activity.clone(),
+        ));
         let sweeper = super::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned).then(|| {
             tokio::spawn(certs::renew_certificates(
@@ -205,6 +216,7 @@ impl RegionalEdge {
         self.serving.serve(&stop).await;
         follower.abort();
         heart.abort();
+        reporter.abort();
         sweeper.abort();
         if let Some(r) = renewer {
             r.abort();

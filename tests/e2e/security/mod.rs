@@ -9,6 +9,7 @@ mod csrf;
 mod dev_process;
 mod github_signin;
 mod inspector;
-mod revocation;
+pub(crate) mod revocation;
 mod smuggling;
 mod stall;
+mod wake;

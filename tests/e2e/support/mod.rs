@@ -6,6 +6,7 @@ pub mod browser;
 pub mod delay;
 pub mod github;
 pub mod h2raw;
+pub mod hooks;
 pub mod idp;
 pub mod netns;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
