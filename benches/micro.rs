@@ -240,6 +240,7 @@ fn catalog(n: usize) -> Catalog {
             level: ShareLevel::Organization,
             protocol: Default::default(),
             cors: Default::default(),
+            inspect: true,
             users: vec![],
             groups: vec![],
             expires_at: None,

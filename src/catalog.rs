@@ -117,6 +117,15 @@ pub struct Share {
     /// the port is `owner` again (its protocol and CORS stay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The edges record this port's requests for the inspector (absent
+    /// from older senders: on).
+    #[serde(default = "crate::catalog::on")]
+    pub inspect: bool,
+}
+
+/// `true`, for fields that default to on.
+pub(crate) fn on() -> bool {
+    true
 }
 
 /// Who a share lets in: its level, and the users and groups it names.
@@ -857,6 +866,7 @@ mod tests {
             level: ShareLevel::Public,
             protocol: Protocol::Http,
             cors: Cors::Passthru,
+            inspect: true,
             users: vec![],
             groups: vec![],
             expires_at: None,
@@ -910,6 +920,7 @@ mod tests {
             users: vec![2],
             groups: vec![7],
             expires_at: Some(1_000),
+            inspect: true,
         }));
         let groups_of_bob = || c.visitor_for_token(&TokenHash::of("t2")).unwrap().group_ids;
         assert_eq!(groups_of_bob(), vec![7]);

@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod decide;
 pub mod email;
 pub mod github;
+pub mod inspect;
 pub mod jwt;
 pub mod oidc;
 pub mod origin;

@@ -66,6 +66,8 @@ pub enum Command {
     Link(LinkArgs),
     /// List regions with their health; admins create and delete them.
     Regions(RegionsArgs),
+    /// Show a port's recent requests, then new ones as they arrive.
+    Inspect(InspectArgs),
     /// List berth groups and their members; admins create, rename and delete
     /// them and add and remove members (shares may name groups).
     Groups(GroupsArgs),
@@ -84,6 +86,29 @@ pub enum Command {
     /// Install the local CA (berth dev's .berth/ca.pem) into this machine's
     /// browsers (NSS databases, via certutil) and system store, like mkcert -install
     Trust(TrustArgs),
+}
+
+/// `berth inspect`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth inspect 3000\n  \
+    berth inspect 3000 --json | jq .status\n  \
+    berth inspect 3000 -n 50 --no-follow")]
+pub struct InspectArgs {
+    /// The port whose requests to show
+    #[arg(value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// How many recent requests to show first
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(0..=10000))]
+    pub lines: u16,
+    /// Print the recent requests and stop, instead of following new ones
+    #[arg(long)]
+    pub no_follow: bool,
+    /// One JSON object a line (each request as the API returns it)
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// `berth groups`.

@@ -104,6 +104,8 @@ pub struct ServerConfig {
     pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    /// The request inspector (`[inspector]`).
+    pub inspector: super::InspectorConfig,
     /// Activity tracking and the idle webhook (`[activity]`).
     pub activity: ActivityConfig,
     /// Wake on visit, when `wake.webhook_url` is set.
@@ -202,6 +204,7 @@ impl ServerConfig {
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
+        let inspector = p.take(super::InspectorConfig::resolve(file.inspector));
         let activity = p.take(ActivityConfig::resolve(file.activity));
         let wake = p.take(WakeConfig::resolve(file.wake));
         let jwt = p.take(super::JwtPolicy::resolve(file.jwt));
@@ -225,6 +228,7 @@ impl ServerConfig {
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,
+                inspector: inspector?,
                 activity: activity?,
                 wake: wake?,
                 jwt: jwt?,

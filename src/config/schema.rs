@@ -16,6 +16,7 @@ pub struct FileConfig {
     pub sharing: SharingSection,
     pub oidc: OidcSection,
     pub jwt: JwtSection,
+    pub inspector: InspectorSection,
     pub github: GithubSection,
     pub activity: ActivitySection,
     pub wake: WakeSection,
@@ -43,6 +44,22 @@ pub struct WakeSection {
     pub webhook_secret: Option<String>,
     /// The least seconds between two calls for one workspace (default 60).
     pub cooldown_secs: Option<i64>,
+}
+
+/// `[inspector]`: the request inspector's recording and its bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectorSection {
+    /// Record exchanges for the inspector (default true).
+    pub enabled: Option<bool>,
+    /// Bytes kept of each body; 0 keeps none (default 4096).
+    pub body_bytes: Option<i64>,
+    /// Exchanges kept per agent port (default 100).
+    pub max_entries_per_port: Option<i64>,
+    /// Bytes kept per agent port (default 1 MiB).
+    pub max_bytes_per_port: Option<i64>,
+    /// Bytes kept per edge (default 64 MiB).
+    pub max_bytes_per_edge: Option<i64>,
 }
 
 /// `[oidc]`: sign-in through an OpenID Connect provider (off unless

@@ -4,8 +4,8 @@
 //! to the edges as one [`Change::Group`] with the group whole.
 
 use super::error::ApiError;
-use super::openapi::ErrorBody;
 use super::extract::{Admin, ApiJson, ApiPath};
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use crate::catalog::Change;
 use crate::store::{GroupRow, MemberSource, StoreError};

@@ -23,6 +23,7 @@ mod federated;
 mod github;
 mod groups;
 pub(crate) mod holders;
+pub(crate) mod inspect;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
@@ -47,6 +48,7 @@ pub use bootstrap::{
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use github::GithubClient;
+pub use inspect::{Inspection, NoInspection};
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
@@ -120,6 +122,8 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// The request inspector's records, gathered from the edges.
+    pub inspection: Arc<dyn Inspection>,
     /// Calls the wake webhook, when `[wake]` is set.
     pub waker: Option<Arc<wake::Waker>>,
     /// The keys identity assertions are signed with (shared with the
@@ -258,6 +262,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
         .routes(routes!(shares::list_ports))
         .routes(routes!(shares::put_share, shares::delete_share))
         .routes(routes!(shares::put_app))
+        .routes(routes!(inspect::list))
+        .routes(routes!(inspect::get_one))
+        .routes(routes!(inspect::replay))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::show, groups::rename, groups::delete))
         .routes(routes!(groups::add_member, groups::remove_member))

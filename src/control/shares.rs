@@ -34,6 +34,9 @@ pub(crate) struct PutShare {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     cors: Cors,
+    /// Record the port's requests for the inspector (default true).
+    #[serde(default = "crate::catalog::on")]
+    inspect: bool,
     /// Users who get through whatever the level, by name.
     #[serde(default)]
     users: Vec<String>,
@@ -68,6 +71,7 @@ pub(crate) struct ShareJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    inspect: bool,
     /// Users named, by name.
     users: Vec<String>,
     /// Groups named, by name.
@@ -99,6 +103,8 @@ pub(crate) struct PortJson {
     level: ShareLevel,
     protocol: Protocol,
     cors: Cors,
+    /// The edges record its requests for the inspector.
+    inspect: bool,
     /// Users the share names, by name.
     users: Vec<String>,
     /// Groups the share names, by name.
@@ -177,6 +183,7 @@ pub(crate) async fn list_ports(
             level: live.map(|s| s.level).unwrap_or_default(),
             protocol,
             cors: share.map(|s| s.cors).unwrap_or_default(),
+            inspect: share.is_none_or(|s| s.inspect),
             users: live.map(|s| user_names(&st, &s.users)).unwrap_or_default(),
             groups: live
                 .map(|s| group_names(&st, &s.groups))
@@ -420,6 +427,7 @@ pub(crate) async fn put_share(
         level: req.level,
         protocol: req.protocol,
         cors: req.cors,
+        inspect: req.inspect,
         users,
         groups,
         expires_at: ttl.map(|t| now + t),
@@ -452,6 +460,7 @@ pub(crate) async fn put_share(
         level: share.level,
         protocol: share.protocol,
         cors: share.cors,
+        inspect: share.inspect,
         users: user_list,
         groups: group_list,
         expires_at: share.expires_at.map(rfc3339),

@@ -45,6 +45,7 @@ impl Harness {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
             waker: None,
             identity: Default::default(),
         };
@@ -782,6 +783,7 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
             waker: None,
             identity: Default::default(),
         },

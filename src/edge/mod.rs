@@ -14,6 +14,7 @@ mod framing;
 pub mod headers;
 pub mod hops;
 mod identity;
+pub mod inspect;
 pub mod pages;
 mod paths;
 mod program_links;
@@ -75,6 +76,8 @@ pub struct Edge {
     /// Open WebSockets and long responses, closed when their access is
     /// revoked.
     pub revocation: Arc<revocation::Registry>,
+    /// The exchanges this edge served, for the request inspector.
+    pub inspector: Arc<inspect::Inspector>,
     /// When each port last served a request, for control.
     pub activity: Arc<activity::Activity>,
     /// Wake on visit: on when control calls a wake webhook.
@@ -168,6 +171,7 @@ impl Edge {
             control,
             relay,
             revocation,
+            inspector: inspect::Inspector::new(cfg.inspector),
             activity: Default::default(),
             wake: Default::default(),
             identity: Arc::default(),
@@ -280,6 +284,9 @@ fn bare_host(host: &str) -> &str {
 impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(res) = inspect::relay_answer(&self.edge, &req) {
+            return res;
+        }
         if relay::is_relay(&req) {
             let stall = Some(self.edge.limits.client_write_timeout);
             return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;

@@ -33,10 +33,9 @@ pub async fn proxy(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Res
     let host_log = request_host(&req).unwrap_or("").to_owned();
     let path_log = req.uri().path().to_owned();
     let html = pages::wants_html(req.headers());
-    let res = match forward(edge, req, peer).await {
-        Ok(res) => res,
-        Err(page) => pages::render(&page, html),
-    };
+    let mut tap = None;
+    let answer = forward(edge, req, peer, &mut tap).await;
+    let res = super::inspect::finish(tap, answer, html);
     edge.metrics.count(res.status());
     tracing::info!(
         target: "berth::access",
@@ -55,6 +54,7 @@ async fn forward(
     edge: &Edge,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    tap: &mut Option<super::inspect::Tap>,
 ) -> Result<Response<Body>, ErrorPage> {
     // Phase 1: which app does the host name?
     let host_header = request_host(&req)
@@ -241,6 +241,7 @@ async fn forward(
         Route::Nothing => return Err(ErrorPage::NotFound),
     };
     edge.mark.check(req.headers(), port)?;
+    *tap = super::inspect::Tap::start(edge, agent_id, port, tls, &req, &host_header);
     let visit = super::wake::Visit {
         agent_id,
         port,
@@ -340,7 +341,8 @@ async fn forward(
             .get_or_create(&DirectionLabel { direction: "in" })
             .clone(),
     );
-    let up_req = Request::from_parts(parts, Body::new(Scrubbed::new(body_in)));
+    let body_in = super::inspect::tee(tap.as_ref(), Body::new(Scrubbed::new(body_in)));
+    let up_req = Request::from_parts(parts, body_in);
 
     let permit = edge.streams.acquire(agent_id)?;
     let sent = Instant::now();
@@ -368,8 +370,9 @@ async fn forward(
         let upstream_upgrade = hyper::upgrade::on(&mut res);
         let stall = Some(edge.limits.client_write_timeout);
         let hold = edge.revocation.hold(admitted);
+        let seen = super::inspect::upgraded(tap.take(), &res);
         tokio::spawn(async move {
-            let (_permit, _active) = (permit, active);
+            let (_permit, _active, _seen) = (permit, active, seen);
             let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
                 return;
             };

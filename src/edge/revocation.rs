@@ -727,6 +727,7 @@ mod tests {
             level,
             protocol: Protocol::Http,
             cors: Cors::Berth,
+            inspect: true,
             users: vec![],
             groups: vec![],
             expires_at: None,

@@ -5,6 +5,7 @@
 //! [`crate::tunnel::protocol`], since only the tunnel's two ends speak it.
 
 pub mod edge_api;
+pub mod inspect;
 pub mod regions;
 
 /// Where the control plane's HTTP API lives; the API paths in these modules

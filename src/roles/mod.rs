@@ -11,6 +11,7 @@
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
 mod admin;
+mod inspect;
 pub mod regional;
 mod server;
 

@@ -292,6 +292,10 @@ impl Server {
             }),
             sharing: cfg.sharing,
             identity: edge.identity.clone(),
+            inspection: Arc::new(super::inspect::EdgeInspection {
+                edge: edge.clone(),
+                store: store.clone(),
+            }),
             signin,
             app_urls: AppUrls {
                 wildcard_suffix,

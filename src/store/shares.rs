@@ -11,11 +11,12 @@ struct ShareRecord {
     level: String,
     protocol: String,
     cors: String,
+    inspect: bool,
     expires_at: Option<i64>,
 }
 
 /// The columns of a [`ShareRecord`].
-const SHARE_COLUMNS: &str = "agent_id, port, level, protocol, cors, expires_at";
+const SHARE_COLUMNS: &str = "agent_id, port, level, protocol, cors, expires_at, inspect";
 
 impl TryFrom<ShareRecord> for Share {
     type Error = StoreError;
@@ -27,6 +28,7 @@ impl TryFrom<ShareRecord> for Share {
             protocol: Protocol::parse(&r.protocol)
                 .ok_or_else(|| corrupt("shares.protocol", &r.protocol))?,
             cors: Cors::parse(&r.cors).ok_or_else(|| corrupt("shares.cors", &r.cors))?,
+            inspect: r.inspect,
             users: vec![],
             groups: vec![],
             expires_at: r.expires_at,
@@ -70,11 +72,12 @@ impl Store {
     /// groups it names (replacing those it named), in one transaction.
     pub async fn put_share(&self, share: &Share) -> Result<(), StoreError> {
         let sql =
-            "INSERT INTO shares (agent_id, port, level, protocol, cors, expires_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO shares (agent_id, port, level, protocol, cors, expires_at, updated_at, inspect) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
             ON CONFLICT (agent_id, port) DO UPDATE SET level = excluded.level, \
             protocol = excluded.protocol, cors = excluded.cors, \
-            expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+            expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+            inspect = excluded.inspect";
         let port = i64::from(share.port);
         on_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
@@ -86,6 +89,7 @@ impl Store {
                 .bind(share.cors.as_str())
                 .bind(share.expires_at)
                 .bind(now())
+                .bind(share.inspect)
                 .execute(&mut *tx)
                 .await?;
             for table in ["share_users", "share_groups"] {
@@ -292,6 +296,7 @@ mod tests {
                 level: ShareLevel::Organization,
                 protocol: Protocol::Http,
                 cors: Cors::Berth,
+                inspect: true,
                 users: vec![],
                 groups: vec![],
                 expires_at: None,
@@ -300,6 +305,7 @@ mod tests {
             share.level = ShareLevel::Public;
             share.protocol = Protocol::Https;
             share.cors = Cors::Passthru;
+            share.inspect = false;
             store.put_share(&share).await.unwrap();
             assert_eq!(
                 store.list_shares(agent_id).await.unwrap(),

@@ -473,3 +473,111 @@ async fn groups_and_shares_naming_people_from_the_cli() {
         .await;
     assert_eq!(list, json!([]));
 }
+
+/// `berth inspect PORT`: the recent requests, then new ones live, as lines
+/// or JSON lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_tails_a_ports_requests() {
+    use tokio::io::AsyncBufReadExt;
+    let berth = Berth::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--token",
+            &berth.admin_token,
+            "--ca-file",
+            ca,
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let app = apps::start("127.0.0.1:0", "tailed").await;
+    let port = app.port().to_string();
+    let client = client_for(&berth.ca_pem, true);
+    let get = |path: &'static str| {
+        let req = client
+            .get(berth.app_url(&format!("{port}--main--dev--admin"), path))
+            .bearer_auth(&berth.admin_token);
+        async move { req.send().await.unwrap().bytes().await.unwrap() }
+    };
+    get("/before").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The recent ones, and stop.
+    let o = cli(dir, &["inspect", &port, "-w", "dev", "--no-follow"], "").await;
+    assert_exit(&o, 0);
+    let text = out(&o);
+    assert!(
+        text.contains("GET") && text.contains("200") && text.contains("/before"),
+        "{text}"
+    );
+
+    // Live, as JSON lines.
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("BERTH_CONFIG_DIR", dir)
+        .args(["inspect", &port, "--json", "-w", "dev", "-a", "main"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the recent request within 10 s")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first["url"].as_str().unwrap().ends_with("/before"),
+        "{first}"
+    );
+    // The stream is open once the recent ones are printed.
+    get("/live-one").await;
+    let next: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the new request within 10 s")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        next["url"].as_str().unwrap().ends_with("/live-one"),
+        "{next}"
+    );
+    assert_eq!(next["status"], 200);
+    child.kill().await.unwrap();
+
+    // Someone else's port: the API's 404, exit 1.
+    let o = cli(
+        dir,
+        &[
+            "inspect",
+            &port,
+            "-w",
+            "nope",
+            "--user",
+            "admin",
+            "--no-follow",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 1);
+}

@@ -17,6 +17,7 @@ mod client;
 mod deadagent;
 mod github;
 mod identity;
+mod inspect;
 mod lifecycle;
 mod limits;
 mod multiregion;

@@ -1,8 +1,9 @@
 //! What each client command does: one module per command, and here the
 //! dispatch and what they share (the saved session, API errors, output).
 
-mod groups;
 mod current;
+mod groups;
+mod inspect;
 mod link;
 mod login;
 mod open;
@@ -33,6 +34,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             LinkCommand::Rm(a) => link::rm(a).await,
         },
         Command::Regions(r) => regions::regions(r).await,
+        Command::Inspect(a) => inspect::inspect(a).await,
         Command::Groups(g) => groups::groups(g).await,
         Command::Use(a) => current::use_(a).await,
         Command::Workspaces(w) => workspaces::workspaces(w).await,

@@ -8,6 +8,7 @@ mod cookies;
 mod csrf;
 mod dev_process;
 mod github_signin;
+mod inspector;
 mod jwt;
 mod public_rate;
 pub(crate) mod revocation;
