@@ -146,8 +146,8 @@ async fn login_ports_share_unshare_open() {
         .unwrap_or_else(|| panic!("port {port} not listed:\n{table}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
-        cells[1..5],
-        ["yes", "owner", "http", app_url.as_str()],
+        cells[1..6],
+        ["yes", "owner", "-", "http", app_url.as_str()],
         "{row}"
     );
 
