@@ -196,7 +196,7 @@ fn assertion(c: &mut Criterion) {
     };
     let host = "3000--main--dev--alice.berth.example.com";
     c.bench_function("jwt/sign_assertion", |b| {
-        b.iter(|| ring.assert(black_box(&visitor), host, 1_800_000_000))
+        b.iter(|| ring.assert(black_box(&visitor), &[], host, 1_800_000_000))
     });
 }
 

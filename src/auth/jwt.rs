@@ -179,11 +179,22 @@ impl Keyring {
         })
     }
 
-    /// The assertion for `visitor` on app `host` at `now`, or `None`
-    /// without a key.
-    pub fn assert(&self, visitor: &Visitor, host: &str, now: i64) -> Option<String> {
+    /// How long an assertion is valid, in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// The assertion for `visitor` (in the groups named `groups`) on app
+    /// `host` at `now`, or `None` without a key.
+    pub fn assert(
+        &self,
+        visitor: &Visitor,
+        groups: &[String],
+        host: &str,
+        now: i64,
+    ) -> Option<String> {
         let key = self.current()?;
-        let claims = Claims::of(visitor, &self.issuer, host, now, self.ttl_secs);
+        let claims = Claims::of(visitor, groups, &self.issuer, host, now, self.ttl_secs);
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
         match jsonwebtoken::encode(&header, &claims, &key.encoding) {
@@ -210,7 +221,7 @@ pub struct Claims {
     /// The e-mail address (as in `X-Berth-Email`; absent unless plain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// The user's berth groups (none yet: always an empty list).
+    /// The names of the user's berth groups, sorted.
     pub groups: Vec<String>,
     /// The user's organization, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,16 +231,23 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The claims for `visitor` on `host`, issued by `issuer` at `now`,
-    /// valid `ttl_secs`.
-    pub fn of(visitor: &Visitor, issuer: &str, host: &str, now: i64, ttl_secs: i64) -> Claims {
+    /// The claims for `visitor` (in the groups named `groups`) on `host`,
+    /// issued by `issuer` at `now`, valid `ttl_secs`.
+    pub fn of(
+        visitor: &Visitor,
+        groups: &[String],
+        issuer: &str,
+        host: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Claims {
         Claims {
             iss: issuer.to_owned(),
             aud: host.to_ascii_lowercase(),
             sub: visitor.user_id.to_string(),
             name: visitor.username.clone(),
             email: super::email::is_plain(&visitor.email).then(|| visitor.email.clone()),
-            groups: Vec::new(),
+            groups: groups.to_vec(),
             organization: visitor.organization.clone(),
             iat: now,
             exp: now + ttl_secs,
@@ -334,13 +352,16 @@ mod tests {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let ring = ring(vec![SigningKey::generate(now).unwrap()]);
         let host = "3000--main--api--alice.apps.example.com";
-        let t = ring.assert(&alice(), &host.to_uppercase(), now).unwrap();
+        let groups = ["eng".to_string(), "ops".to_string()];
+        let t = ring
+            .assert(&alice(), &groups, &host.to_uppercase(), now)
+            .unwrap();
         let c = verify(&t, &ring.jwks(), host).unwrap();
         assert_eq!(c.sub, "7");
         assert_eq!(c.name, "alice");
         assert_eq!(c.email.as_deref(), Some("alice@example.com"));
         assert_eq!(c.organization.as_deref(), Some("acme"));
-        assert_eq!(c.groups, Vec::<String>::new());
+        assert_eq!(c.groups, ["eng", "ops"]);
         assert_eq!(c.exp - c.iat, 300);
         // Replayed to another app, it fails.
         let e = verify(
@@ -357,7 +378,7 @@ mod tests {
         );
         let mut forged_ring = forger.clone();
         forged_ring.keys[0].kid = ring.keys[0].kid.clone();
-        let forged = forged_ring.assert(&alice(), host, now).unwrap();
+        let forged = forged_ring.assert(&alice(), &[], host, now).unwrap();
         assert!(verify(&forged, &ring.jwks(), host).is_err());
         // A changed payload breaks the signature.
         let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
@@ -373,7 +394,7 @@ mod tests {
         );
         assert!(verify(&none, &ring.jwks(), host).is_err());
         // Expired, it fails.
-        let old = ring.assert(&alice(), host, now - 1000).unwrap();
+        let old = ring.assert(&alice(), &[], host, now - 1000).unwrap();
         assert!(verify(&old, &ring.jwks(), host)
             .unwrap_err()
             .contains("Expired"));
@@ -400,7 +421,7 @@ mod tests {
         let r = ring(vec![old.clone(), new.clone()]);
         assert_eq!(r.current().unwrap().kid(), new.kid());
         assert_eq!(r.jwks()["keys"].as_array().unwrap().len(), 2);
-        assert!(Keyring::default().assert(&alice(), "h", 1).is_none());
+        assert!(Keyring::default().assert(&alice(), &[], "h", 1).is_none());
     }
 
     #[test]

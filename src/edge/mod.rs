@@ -85,6 +85,8 @@ pub struct Edge {
     /// The keys `Berth-Jwt-Assertion` is signed with (control's, replaced
     /// as they rotate).
     pub identity: Arc<crate::auth::jwt::Identity>,
+    /// Assertions recently signed, reused while fresh.
+    assertions: identity::Assertions,
     /// Share links redeemed for programs (`Berth-Token: berth_link_...`).
     program_links: program_links::ProgramLinks,
     /// `sharing.public_rate_limit`, per source address.
@@ -175,6 +177,7 @@ impl Edge {
             activity: Default::default(),
             wake: Default::default(),
             identity: Arc::default(),
+            assertions: Default::default(),
             program_links: Default::default(),
             public_limit,
             client,

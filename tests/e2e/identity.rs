@@ -201,6 +201,20 @@ async fn an_app_verifies_the_assertion_from_the_local_and_a_regional_edge() {
     assert!(anonymous["headers"].get("berth-jwt-assertion").is_none());
     assert!(anonymous["headers"].get("x-berth-user").is_none());
 
+    // Groups: bob's next assertion names the group he was just put in
+    // (not the one signed a moment ago, before he was in it).
+    let made = c
+        .post(berth.api_url("/api/v1/groups"))
+        .bearer_auth(&berth.admin_token)
+        .json(&json!({"name": "eng", "members": ["bob", "admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+    let t = assertion(&c, &url, &bob).await.unwrap();
+    let claims = verify(&t, &control_keys, &iss, &host).unwrap();
+    assert_eq!(claims["groups"], json!(["eng"]));
+
     // Through a regional edge: the same issuer and key, and the edge
     // publishes the same set on its own host.
     let region = Region::start(&berth).await;
@@ -213,6 +227,11 @@ async fn an_app_verifies_the_assertion_from_the_local_and_a_regional_edge() {
         .expect("an assertion at the regional edge");
     let claims = verify(&t, &control_keys, &iss, &eu_host).unwrap();
     assert_eq!(claims["name"], "admin");
+    assert_eq!(
+        claims["groups"],
+        json!(["eng"]),
+        "groups reach the regional edge"
+    );
     let edge_keys = jwks(&edge_c, &region.base()).await;
     verify(&t, &edge_keys, &iss, &eu_host).unwrap();
     assert_eq!(kid(&t), control_keys.keys[0].common.key_id.clone().unwrap());
