@@ -86,6 +86,65 @@ pub enum Command {
     /// Install the local CA (berth dev's .berth/ca.pem) into this machine's
     /// browsers (NSS databases, via certutil) and system store, like mkcert -install
     Trust(TrustArgs),
+    /// Forward local TCP ports to a workspace's ports through the edge
+    /// (databases, caches, anything that is not HTTP), with the port's own access rule
+    #[command(name = "port-forward")]
+    PortForward(PortForwardArgs),
+}
+
+/// `berth port-forward`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    berth port-forward api --tcp 5432\n  \
+    berth port-forward api/laptop --tcp 15432:5432 --tcp 6379\n  \
+    berth port-forward --tcp 0:5432        (any free local port; the line printed names it)\n\n\
+Access is checked before listening: no access exits 1 with the edge's answer.\n\
+A closed port is reported for each connection, which is then closed.")]
+pub struct PortForwardArgs {
+    /// WORKSPACE or WORKSPACE/AGENT [default: the current one (berth use), else your only workspace]
+    #[arg(value_name = "WORKSPACE[/AGENT]")]
+    pub target: Option<String>,
+    /// A forward: LOCAL:REMOTE, or PORT for the same port on both sides (repeat for more;
+    /// LOCAL 0 picks a free port)
+    #[arg(long = "tcp", value_name = "[LOCAL:]REMOTE", required = true, value_parser = parse_forward)]
+    pub tcp: Vec<Forward>,
+    /// The local address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Owner of the workspace [default: you; site admins may name anyone]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// One `--tcp LOCAL:REMOTE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The local port (0: any free one).
+    pub local: u16,
+    /// The workspace port.
+    pub remote: u16,
+}
+
+/// Parses `--tcp`: `PORT` (both sides) or `LOCAL:REMOTE`; REMOTE is 1-65535.
+pub fn parse_forward(spec: &str) -> Result<Forward, String> {
+    let port = |s: &str, what: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?} is not a {what} port number (0-65535)"))
+    };
+    let (local, remote) = match spec.split_once(':') {
+        Some((l, r)) => (port(l, "local")?, port(r, "remote")?),
+        None => {
+            let p = port(spec, "")?;
+            (p, p)
+        }
+    };
+    if remote == 0 {
+        return Err(format!(
+            "{spec:?}: the workspace port must be 1-65535 (write LOCAL:REMOTE or PORT)"
+        ));
+    }
+    Ok(Forward { local, remote })
 }
 
 /// `berth inspect`.
@@ -682,6 +741,36 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn port_forward_arguments() {
+        let f = |local, remote| Forward { local, remote };
+        assert_eq!(parse_forward("5432"), Ok(f(5432, 5432)));
+        assert_eq!(parse_forward("15432:5432"), Ok(f(15432, 5432)));
+        assert_eq!(parse_forward("0:5432"), Ok(f(0, 5432)));
+        for bad in [
+            "", "0", "5432:0", "x", "1:2:3", "70000", "1:70000", ":5432", "-1",
+        ] {
+            assert!(parse_forward(bad).is_err(), "{bad:?}");
+        }
+        let Ok(Command::PortForward(a)) = parse(&[
+            "port-forward",
+            "api/vm",
+            "--tcp",
+            "5432",
+            "--tcp",
+            "8080:80",
+        ]) else {
+            panic!("port-forward parses")
+        };
+        assert_eq!(a.target.as_deref(), Some("api/vm"));
+        assert_eq!(a.tcp, vec![f(5432, 5432), f(8080, 80)]);
+        assert_eq!(a.bind.to_string(), "127.0.0.1");
+        assert!(
+            parse(&["port-forward", "api"]).is_err(),
+            "--tcp is required"
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(crate) struct MeResponse {
     email: String,
     role: Role,
     organization: Option<String>,
+    /// An app host's URL with `{label}` to fill in (`PORT--AGENT--WS--USER`),
+    /// so a client can reach a port shared with it (`berth port-forward`).
+    app_url: String,
 }
 
 /// `POST /users` body.
@@ -104,14 +107,15 @@ pub(crate) async fn login(
 /// The caller.
 #[utoipa::path(get, path = "/me", tag = "account",
     summary = "Who the token belongs to",
-    responses((status = 200, description = "username, email, role, organization"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+    responses((status = 200, description = "username, email, role, organization, app_url"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
 )]
-pub(crate) async fn me(Caller(u): Caller) -> Json<MeResponse> {
+pub(crate) async fn me(State(st): State<ControlState>, Caller(u): Caller) -> Json<MeResponse> {
     Json(MeResponse {
         username: u.username,
         email: u.email,
         role: if u.admin { Role::Admin } else { Role::Member },
         organization: u.organization,
+        app_url: st.app_urls.url("{label}"),
     })
 }
 

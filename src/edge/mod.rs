@@ -25,6 +25,7 @@ pub mod revocation;
 pub(crate) mod server;
 mod signin;
 pub mod streams;
+mod tcp;
 pub mod wake;
 
 use crate::auth::signin::SignIn;

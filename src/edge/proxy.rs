@@ -290,6 +290,18 @@ async fn forward(
 
     // Active while it lasts (a WebSocket: while it is open).
     let active = edge.activity.begin(agent_id, port);
+    // `berth port-forward`: a raw TCP stream instead of an HTTP exchange.
+    if super::tcp::wanted(&req) {
+        let a = super::tcp::Admission {
+            credential,
+            agent_id,
+            via,
+            port,
+            admitted,
+            active,
+        };
+        return super::tcp::forward(edge, req, a).await;
+    }
 
     // Phase 5: forward. An HTTP/1.1 WebSocket upgrade passes through as it
     // is; a WebSocket over HTTP/2 (RFC 8441 extended CONNECT) becomes an

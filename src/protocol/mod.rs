@@ -7,6 +7,7 @@
 pub mod edge_api;
 pub mod inspect;
 pub mod regions;
+pub mod tcp;
 
 /// Where the control plane's HTTP API lives; the API paths in these modules
 /// follow it.

@@ -23,6 +23,7 @@ mod limits;
 mod multiregion;
 mod oidc;
 mod onboarding;
+mod port_forward;
 mod ports;
 mod postgres;
 mod program_links;

@@ -7,6 +7,7 @@ mod inspect;
 mod link;
 mod login;
 mod open;
+mod port_forward;
 mod ports;
 mod regions;
 mod share;
@@ -41,6 +42,7 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
         Command::Agents(g) => workspaces::agents(g).await,
         Command::Users(u) => users::users(u).await,
         Command::Trust(a) => trust::trust(a).await,
+        Command::PortForward(a) => port_forward::port_forward(a).await,
     }
 }
 
