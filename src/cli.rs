@@ -221,6 +221,10 @@ pub(crate) struct AgentArgs {
     /// Only these ports may be reached, e.g. "3000,8000-8100" [default: all]
     #[arg(long, value_name = "PORTS", value_parser = parse_ports)]
     pub(crate) allow_ports: Option<BTreeSet<u16>>,
+    /// List only these ports (the dashboard, `berth ports`), e.g. "3000-3999,5432"
+    /// [default: every listening port]; --allow-ports decides what may be reached
+    #[arg(long, value_name = "PORTS", value_parser = parse_ports)]
+    pub(crate) ports: Option<BTreeSet<u16>>,
     /// Dial only this region's edges ("control" for the control plane's own);
     /// without it, the fastest healthy region, moving on when it fails
     #[arg(long, value_name = "NAME")]
@@ -256,31 +260,7 @@ impl TlsArgs {
 
 /// Parses "3000,8000-8100" into a set of ports.
 pub(crate) fn parse_ports(s: &str) -> Result<BTreeSet<u16>, String> {
-    let mut set = BTreeSet::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let port = |p: &str| -> Result<u16, String> {
-            match p.trim().parse::<u16>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{p:?} is not a port (1-65535)")),
-            }
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (port(a)?, port(b)?);
-                if a > b {
-                    return Err(format!("{part:?}: the range is backwards"));
-                }
-                set.extend(a..=b);
-            }
-            None => {
-                set.insert(port(part)?);
-            }
-        }
-    }
-    if set.is_empty() {
-        return Err("no ports given".into());
-    }
-    Ok(set)
+    berth::config::parse_ports(s)
 }
 
 #[cfg(test)]

@@ -293,6 +293,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         upstream.hosts = a.upstream_hosts;
     }
     upstream.allow_ports = a.allow_ports;
+    upstream.list_ports = a.ports;
     let cfg = AgentConfig {
         url: a.url,
         token: Secret::new(token),

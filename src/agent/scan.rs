@@ -16,7 +16,7 @@
 //! which is the one its upstream dials go to.
 
 use crate::tunnel::protocol::{Family, ListeningPort};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -45,7 +45,24 @@ fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
     text.lines().filter_map(|l| parse_line(l, v6)).collect()
 }
 
+#[cfg(test)]
 fn parse_line(line: &str, v6: bool) -> Option<Listener> {
+    parse_socket(line, v6).map(|(l, _)| l)
+}
+
+/// [`parse_line`] with the socket's inode (the tenth column; 0 when the
+/// line is cut short before it), which names the process that holds it.
+fn parse_socket(line: &str, v6: bool) -> Option<(Listener, u64)> {
+    let listener = parse_listener(line, v6)?;
+    let inode = line
+        .split_whitespace()
+        .nth(9)
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    Some((listener, inode))
+}
+
+fn parse_listener(line: &str, v6: bool) -> Option<Listener> {
     let mut fields = line.split_whitespace();
     let slot = fields.next()?;
     // The header's first column is `sl`; socket lines start `N:`.
@@ -133,35 +150,148 @@ pub(crate) fn merge(
                 reachable: addrs.iter().any(|b| hosts.iter().any(|h| reaches(*h, *b))),
                 families: families.into_iter().collect(),
                 addresses: addrs.into_iter().collect(),
+                process: None,
+                command: None,
             }
         })
         .collect()
 }
 
 /// Reads one table line by line (a busy host's table can be megabytes; only
-/// its listeners are kept).
-fn read_table(path: &Path, v6: bool) -> std::io::Result<Vec<Listener>> {
+/// its listeners are kept), with their inodes.
+fn read_table(path: &Path, v6: bool) -> std::io::Result<Vec<(Listener, u64)>> {
     let file = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut out = Vec::new();
     for line in file.lines() {
-        if let Some(l) = parse_line(&line?, v6) {
+        if let Some(l) = parse_socket(&line?, v6) {
             out.push(l);
         }
     }
     Ok(out)
 }
 
-/// The listening TCP ports, with reachability for a dial to any of `hosts`.
+/// The listening TCP ports, with reachability for a dial to any of `hosts`
+/// and the process that listens where `/proc` lets the agent see it.
 /// A missing `tcp6` table (IPv6 disabled) is fine; a missing `tcp` table (not
 /// Linux, no `/proc`) is an error. Blocking: call it off the async runtime.
 pub(crate) fn listening_ports_for(hosts: &[IpAddr]) -> std::io::Result<Vec<ListeningPort>> {
-    let mut listeners = read_table(Path::new(PROC_NET_TCP), false)?;
+    let mut sockets = read_table(Path::new(PROC_NET_TCP), false)?;
     match read_table(Path::new(PROC_NET_TCP6), true) {
-        Ok(v6) => listeners.extend(v6),
+        Ok(v6) => sockets.extend(v6),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    Ok(merge(listeners, hosts))
+    let mut ports = merge(sockets.iter().map(|(l, _)| *l), hosts);
+    let wanted: HashSet<u64> = sockets
+        .iter()
+        .map(|(_, i)| *i)
+        .filter(|i| *i != 0)
+        .collect();
+    let owners = owners(Path::new("/proc"), &wanted);
+    for p in &mut ports {
+        let owner = sockets
+            .iter()
+            .filter(|(l, _)| l.port == p.port)
+            .find_map(|(_, inode)| owners.get(inode));
+        if let Some(o) = owner {
+            p.process = Some(o.name.clone());
+            p.command = o.command.clone();
+        }
+    }
+    Ok(ports)
+}
+
+/// A process holding a listening socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Owner {
+    /// `/proc/PID/comm`, e.g. `node`.
+    name: String,
+    /// `/proc/PID/cmdline` with its NULs as spaces, at most
+    /// [`MAX_COMMAND`] bytes; `None` when empty or unreadable.
+    command: Option<String>,
+}
+
+/// The longest command line reported.
+const MAX_COMMAND: usize = 200;
+
+/// The inode of a `/proc/PID/fd/N` link target `socket:[INODE]`.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// `/proc/PID/cmdline` as one line: arguments joined by spaces, cut at
+/// [`MAX_COMMAND`] bytes on a character boundary.
+fn command_line(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let joined = text
+        .split('\0')
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.is_empty() {
+        return None;
+    }
+    let mut end = joined.len().min(MAX_COMMAND);
+    while !joined.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(joined[..end].to_owned())
+}
+
+/// Which process holds each of the `wanted` socket inodes, looking through
+/// every `proc/PID/fd/` this process may read (others' are skipped: their
+/// ports are listed without a process). Stops once all are found.
+fn owners(proc: &Path, wanted: &HashSet<u64>) -> HashMap<u64, Owner> {
+    let mut found = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        if found.len() == wanted.len() {
+            break;
+        }
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let dir = proc.join(pid);
+        let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+            continue;
+        };
+        let mut mine = Vec::new();
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if let Some(inode) = target.to_str().and_then(socket_inode) {
+                if wanted.contains(&inode) && !found.contains_key(&inode) {
+                    mine.push(inode);
+                }
+            }
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let owner = Owner {
+            name: comm.trim_end_matches('\n').to_owned(),
+            command: std::fs::read(dir.join("cmdline"))
+                .ok()
+                .and_then(|raw| command_line(&raw)),
+        };
+        for inode in mine {
+            found.insert(inode, owner.clone());
+        }
+    }
+    found
 }
 
 /// The listening TCP ports, with reachability for the agent's default
@@ -310,6 +440,103 @@ mod tests {
                 .any(|p| p.port == port && p.addresses.contains(&v4("127.0.0.1"))),
             "port {port} still listening after close"
         );
+    }
+
+    #[test]
+    fn socket_links_and_command_lines() {
+        assert_eq!(socket_inode("socket:[48213]"), Some(48213));
+        for bad in [
+            "socket:[]",
+            "socket:[x]",
+            "pipe:[48213]",
+            "/dev/null",
+            "socket:48213",
+            "socket:[1",
+        ] {
+            assert_eq!(socket_inode(bad), None, "{bad}");
+        }
+        assert_eq!(
+            command_line(b"node\0server.js\0--port\x003000\0"),
+            Some("node server.js --port 3000".into())
+        );
+        assert_eq!(command_line(b""), None, "a kernel thread");
+        assert_eq!(command_line(b"\0\0"), None);
+        let long = "é".repeat(150);
+        let cut = command_line(long.as_bytes()).unwrap();
+        assert!(
+            cut.len() <= MAX_COMMAND && cut.chars().all(|c| c == 'é'),
+            "{cut}"
+        );
+    }
+
+    #[test]
+    fn owners_are_found_through_fd_links() {
+        let proc = tempfile::tempdir().unwrap();
+        let mk = |pid: &str, comm: Option<&str>, cmdline: &[u8], links: &[&str]| {
+            let dir = proc.path().join(pid);
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            if let Some(c) = comm {
+                std::fs::write(dir.join("comm"), format!("{c}\n")).unwrap();
+            }
+            std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+            for (i, l) in links.iter().enumerate() {
+                std::os::unix::fs::symlink(l, dir.join("fd").join(i.to_string())).unwrap();
+            }
+        };
+        mk(
+            "100",
+            Some("node"),
+            b"node\0vite\0",
+            &["/dev/null", "socket:[11]", "pipe:[12]"],
+        );
+        mk(
+            "200",
+            Some("postgres"),
+            b"",
+            &["socket:[22]", "socket:[99]"],
+        );
+        mk("300", None, b"x", &["socket:[33]"]);
+        std::fs::create_dir_all(proc.path().join("self-not-a-pid/fd")).unwrap();
+        std::fs::create_dir_all(proc.path().join("400")).unwrap(); // fd unreadable
+        let wanted: HashSet<u64> = [11, 22, 33, 44].into();
+        let got = owners(proc.path(), &wanted);
+        assert_eq!(
+            got.get(&11),
+            Some(&Owner {
+                name: "node".into(),
+                command: Some("node vite".into())
+            })
+        );
+        assert_eq!(
+            got.get(&22),
+            Some(&Owner {
+                name: "postgres".into(),
+                command: None
+            })
+        );
+        assert_eq!(got.get(&33), None, "no comm: not named");
+        assert_eq!(got.get(&44), None);
+        assert!(!got.contains_key(&99), "not asked for");
+        assert!(owners(&proc.path().join("missing"), &wanted).is_empty());
+    }
+
+    #[test]
+    fn this_process_is_named_for_its_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ports = listening_ports().unwrap();
+        let p = ports.iter().find(|p| p.port == port).unwrap();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(p.process.as_deref(), Some(comm.trim_end()));
+        assert!(p.command.is_some());
+    }
+
+    #[test]
+    fn inodes_are_read_from_the_tenth_column() {
+        let line = "   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 48213 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(parse_socket(line, false).map(|(_, i)| i), Some(48213));
+        let short = "   0: 0100007F:0BB8 00000000:0000 0A";
+        assert_eq!(parse_socket(short, false).map(|(_, i)| i), Some(0));
     }
 
     /// Samples as a little-endian Linux host writes them.

@@ -133,6 +133,7 @@ pub(crate) fn ports_table(answer: &Value) -> String {
                 } else {
                     apps.join(",")
                 },
+                p["process"].as_str().unwrap_or("-").to_owned(),
             ]
         })
         .collect();
@@ -145,6 +146,7 @@ pub(crate) fn ports_table(answer: &Value) -> String {
             "PROTOCOL",
             "URL",
             "APPS",
+            "PROCESS",
         ],
         &rows,
     )
@@ -563,7 +565,7 @@ mod tests {
     #[test]
     fn ports() {
         let answer = json!({"agent": "main", "connected": true, "ports": [
-            {"port": 3000, "listening": true, "reachable": true, "level": "public",
+            {"port": 3000, "listening": true, "reachable": true, "level": "public", "process": "node",
              "expires_in_secs": 7500, "users": ["bob"], "groups": ["eng"], "protocol": "http", "url": "https://3000--main--dev--admin.berth.localhost:8443",
              "apps": [{"name": "web", "port": 3000, "protocol": "http", "url": "x"},
                       {"name": "api", "port": 3000, "protocol": "http", "url": "y"}]},
@@ -574,15 +576,15 @@ mod tests {
              "protocol": "http", "url": "u", "apps": []},
         ]});
         let want = "\
-PORT  LISTENING              LEVEL              ENDS      PROTOCOL  URL                                                   APPS
-3000  yes                    public +bob +@eng  in 2h 5m  http      https://3000--main--dev--admin.berth.localhost:8443   web,api
-8443  no                     owner              -         https     https://8443s--main--dev--admin.berth.localhost:8443  -
-9000  yes (not on loopback)  owner              -         http      u                                                     -
+PORT  LISTENING              LEVEL              ENDS      PROTOCOL  URL                                                   APPS     PROCESS
+3000  yes                    public +bob +@eng  in 2h 5m  http      https://3000--main--dev--admin.berth.localhost:8443   web,api  node
+8443  no                     owner              -         https     https://8443s--main--dev--admin.berth.localhost:8443  -        -
+9000  yes (not on loopback)  owner              -         http      u                                                     -        -
 ";
         assert_eq!(ports_table(&answer), want);
         assert_eq!(
             ports_table(&json!({"ports": []})),
-            "PORT  LISTENING  LEVEL  ENDS  PROTOCOL  URL  APPS\n"
+            "PORT  LISTENING  LEVEL  ENDS  PROTOCOL  URL  APPS  PROCESS\n"
         );
     }
 

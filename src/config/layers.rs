@@ -18,6 +18,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server", "public_port"),
     ("server", "relay_url"),
     ("server", "trusted_proxies"),
+    ("server", "dev_agent_ports"),
     ("tls", "mode"),
     ("tls", "cert_file"),
     ("tls", "key_file"),

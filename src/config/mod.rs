@@ -23,6 +23,7 @@ mod jwt;
 mod layers;
 mod login;
 mod oidc;
+mod ports;
 mod resolve;
 mod schema;
 mod sharing;
@@ -38,6 +39,7 @@ pub use jwt::{JwtPolicy, DEFAULT_JWT_GRACE_SECS, DEFAULT_JWT_ROTATION_SECS, DEFA
 pub use layers::Overrides;
 pub use login::LoginLimits;
 pub use oidc::OidcConfig;
+pub use ports::parse_ports;
 pub use resolve::{Limits, LogFormat, RoleDefaults, ServerConfig, TlsMode};
 pub use schema::{
     AcmeDnsSection, AcmeSection, ActivitySection, AdminSection, FileConfig, GithubSection,

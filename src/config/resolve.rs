@@ -91,6 +91,8 @@ pub struct ServerConfig {
     pub relay_url: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.dev_agent_ports`: the ports `berth dev`'s agent lists.
+    pub dev_agent_ports: Option<std::collections::BTreeSet<u16>>,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
     /// False when `admin_listen` is only the role's default: then a busy port
@@ -186,6 +188,16 @@ impl ServerConfig {
         let relay_url = p.take(relay_url(s.relay_url));
         let trusted_proxies = p.take(trusted_proxies(s.trusted_proxies.unwrap_or_default()));
         let database_pool = p.take(database::pool(s.database_max_connections));
+        let dev_agent_ports = p.take(
+            s.dev_agent_ports
+                .as_deref()
+                .map(super::parse_ports)
+                .transpose()
+                .map_err(|message| ConfigError::Invalid {
+                    key: "server.dev_agent_ports",
+                    message,
+                }),
+        );
         let tls = p.take(tls(
             file.tls,
             TlsFlags {
@@ -220,6 +232,7 @@ impl ServerConfig {
                 public_port: s.public_port,
                 relay_url: relay_url?,
                 trusted_proxies: trusted_proxies?,
+                dev_agent_ports: dev_agent_ports?,
                 tls: tls?,
                 admin_listen: admin_listen?,
                 admin_listen_explicit,

@@ -176,6 +176,9 @@ pub struct ServerSection {
     /// Load balancers in front of this server (addresses or CIDR ranges):
     /// from them, `X-Forwarded-For` names the client. Default: none.
     pub trusted_proxies: Option<Vec<String>>,
+    /// `berth dev`'s agent lists only these ports, e.g. `"3000-3999,5432"`
+    /// (default: every listening port but berth's own).
+    pub dev_agent_ports: Option<String>,
 }
 
 /// `[tls]`

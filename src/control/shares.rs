@@ -120,6 +120,12 @@ pub(crate) struct PortJson {
     region_urls: BTreeMap<String, String>,
     /// Names given to this port.
     apps: Vec<AppJson>,
+    /// The listening process's name (e.g. `node`), where the agent could see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<String>,
+    /// Its command line, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<String>,
 }
 
 /// `GET .../ports` answer.
@@ -196,12 +202,16 @@ pub(crate) async fn list_ports(
                 .map(|(name, urls)| (name.clone(), urls.url(&port_label(port, &agent, &ws))))
                 .collect(),
             apps: vec![],
+            process: None,
+            command: None,
         }
     };
     for l in &listening {
         let p = ports.entry(l.port).or_insert_with(|| blank(l.port));
         p.listening = true;
         p.reachable = l.reachable;
+        p.process.clone_from(&l.process);
+        p.command.clone_from(&l.command);
     }
     for port in shares.keys() {
         ports.entry(*port).or_insert_with(|| blank(*port));

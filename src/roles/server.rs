@@ -367,7 +367,16 @@ impl Server {
                 token,
                 ca_file: self.ca_path.clone(),
                 connect_to: None,
-                upstream: Default::default(),
+                upstream: crate::tunnel::agent::Upstream {
+                    list_ports: self.cfg.dev_agent_ports.clone(),
+                    // Not berth's own listeners: they are no app to share.
+                    hide_ports: [Some(self.local_addr), self.admin_addr]
+                        .into_iter()
+                        .flatten()
+                        .map(|a| a.port())
+                        .collect(),
+                    ..Default::default()
+                },
                 // It serves this machine's ports through this very process:
                 // never moved to a regional edge.
                 region: Some(crate::protocol::regions::CONTROL.into()),

@@ -54,6 +54,10 @@ pub struct Upstream {
     pub hosts: Vec<IpAddr>,
     /// `--allow-ports`: when set, only these ports.
     pub allow_ports: Option<BTreeSet<u16>>,
+    /// `--ports`: when set, only these are listed (`GET /ports`).
+    pub list_ports: Option<BTreeSet<u16>>,
+    /// Never listed: berth's own listeners, for `berth dev`'s agent.
+    pub hide_ports: BTreeSet<u16>,
     /// Give up on a dial after this long.
     pub connect_timeout: Duration,
     /// Drop a stream whose app takes none of the bytes waiting for it (an
@@ -70,6 +74,8 @@ impl Default for Upstream {
         Upstream {
             hosts: DEFAULT_UPSTREAM_HOSTS.to_vec(),
             allow_ports: None,
+            list_ports: None,
+            hide_ports: BTreeSet::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             edge: None,
@@ -78,6 +84,13 @@ impl Default for Upstream {
 }
 
 impl Upstream {
+    /// Whether `GET /ports` shows `port`: not one of berth's own, and in
+    /// `--ports` if that is set.
+    pub fn lists(&self, port: u16) -> bool {
+        !self.hide_ports.contains(&port)
+            && self.list_ports.as_ref().is_none_or(|l| l.contains(&port))
+    }
+
     /// Whether `--allow-ports` (if set) lets the agent dial `port`.
     pub fn allows(&self, port: u16) -> bool {
         port != 0 && self.allow_ports.as_ref().is_none_or(|a| a.contains(&port))
@@ -210,7 +223,7 @@ struct Reply<'a> {
 pub fn ports_reply(ports: &[ListeningPort], upstream: &Upstream) -> Vec<u8> {
     let allowed: Vec<ListeningPort> = ports
         .iter()
-        .filter(|p| upstream.allows(p.port))
+        .filter(|p| upstream.allows(p.port) && upstream.lists(p.port))
         .take(MAX_REPORTED_PORTS + 1)
         .cloned()
         .collect();
@@ -311,6 +324,8 @@ mod tests {
             addresses: (0..addresses)
                 .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16)))
                 .collect(),
+            process: None,
+            command: None,
         }
     }
 
@@ -373,6 +388,34 @@ mod tests {
         assert!(!some.truncated);
         let empty = parse(&ports_reply(&[], &up));
         assert!(empty.ports.is_empty() && !empty.truncated);
+    }
+
+    #[test]
+    fn ports_reply_leaves_out_hidden_and_unlisted_ports() {
+        let ports = [
+            port(22, 1),
+            port(3000, 1),
+            port(3500, 1),
+            port(5432, 1),
+            port(8443, 1),
+        ];
+        let up = Upstream {
+            list_ports: Some((3000..=3999).chain([5432, 8443]).collect()),
+            hide_ports: [8443].into(),
+            ..Upstream::default()
+        };
+        let got = parse(&ports_reply(&ports, &up));
+        assert_eq!(got.ports, [port(3000, 1), port(3500, 1), port(5432, 1)]);
+        let hidden_only = Upstream {
+            hide_ports: [22, 8443].into(),
+            ..Upstream::default()
+        };
+        let got = parse(&ports_reply(&ports, &hidden_only));
+        assert_eq!(got.ports, [port(3000, 1), port(3500, 1), port(5432, 1)]);
+        assert!(
+            up.allows(8443),
+            "hidden from the list, not refused: --allow-ports decides that"
+        );
     }
 
     #[test]

@@ -135,4 +135,11 @@ pub struct ListeningPort {
     pub families: Vec<Family>,
     /// The bound addresses, sorted and deduplicated (IPv4-mapped ones as IPv4).
     pub addresses: Vec<IpAddr>,
+    /// The listening process's name (`/proc/PID/comm`, e.g. `node`), where
+    /// the agent may read it; absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// Its command line (`/proc/PID/cmdline`, at most 200 bytes), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
