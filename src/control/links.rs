@@ -74,8 +74,8 @@ pub(crate) enum LinkStatus {
     Revoked,
 }
 
-/// A link's status: revoked wins over expired, which wins over used up
-/// (the reason a person acted on, then the one that came first in time).
+/// A link's status: revoked wins (a person acted), then used up (uses
+/// happen only before expiry, so that came first), then expired.
 pub(crate) fn status(
     revoked: bool,
     expires_at: i64,
@@ -85,10 +85,10 @@ pub(crate) fn status(
 ) -> LinkStatus {
     if revoked {
         LinkStatus::Revoked
-    } else if expires_at <= now {
-        LinkStatus::Expired
     } else if max_uses.is_some_and(|m| uses >= m) {
         LinkStatus::UsedUp
+    } else if expires_at <= now {
+        LinkStatus::Expired
     } else {
         LinkStatus::Active
     }
@@ -276,7 +276,8 @@ mod tests {
             (false, now + 1, 4, Some(3), UsedUp),
             (false, now + 1, 0, Some(0), UsedUp),
             (false, now, 0, None, Expired),
-            (false, now - 1, 3, Some(3), Expired),
+            (false, now - 1, 3, Some(3), UsedUp),
+            (false, now - 1, 2, Some(3), Expired),
             (false, i64::MIN, 0, None, Expired),
             (true, now + 1, 0, None, Revoked),
             (true, now - 1, 3, Some(3), Revoked),

@@ -331,7 +331,11 @@ mod tests {
                 protocol: Protocol::Http,
             };
             store.put_app(&app).await.unwrap();
-            assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app]);
+            assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app.clone()]);
+            assert!(store.delete_app(agent_id, "docs").await.unwrap());
+            assert!(!store.delete_app(agent_id, "docs").await.unwrap());
+            assert!(store.list_apps(agent_id).await.unwrap().is_empty());
+            store.put_app(&app).await.unwrap();
             let snapshot = store.snapshot().await.unwrap();
             assert!(snapshot
                 .iter()

@@ -109,6 +109,8 @@ export async function runDashboardJourney(h) {
       const sec = page.locator('section[data-agent="bob/laptop/main"]');
       await sec.locator('.state.on').waitFor({ timeout: 20_000 });
       await sec.locator(`tr[data-port="${app.port}"]`).waitFor({ timeout: 10_000 });
+      const said = await page.textContent('#msg');
+      assert(said.includes('Agent bob/laptop/main is connected'), `the page does not say the agent connected: ${said}`);
       return `connected and listed ${Date.now() - t0} ms after the agent started`;
     });
 

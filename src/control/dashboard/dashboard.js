@@ -63,6 +63,8 @@ function endChoices() {
 
 // ------------------------------------------------------ add a machine --
 let myWorkspaces = [];
+// The agent just added ("owner/workspace/agent"), until it connects.
+let pending = null;
 async function addMachine(ev) {
   ev.preventDefault();
   const ws = $("#add-ws").value.trim(), agent = $("#add-agent").value.trim();
@@ -75,6 +77,7 @@ async function addMachine(ev) {
     $("#add-note").textContent = (ca ? `Copy ${ca} to that machine first, or change --ca-file to where it is there. ` : "") +
       `Its ports are then at ${a.url_template}.`;
     $("#add-result").hidden = false;
+    pending = `${me.username}/${ws}/${agent}`;
     say(`Agent ${agent} created in workspace ${me.username}/${ws}; waiting for it to connect.`);
     await refresh();
   } catch (e) { say(e.message); }
@@ -126,6 +129,10 @@ function renderAgent(sec, ctx, connected, answer) {
   const state = sec.querySelector(".state");
   state.className = `state ${connected ? "on" : "off"}`;
   state.textContent = connected ? "connected" : "offline";
+  if (connected && sec.dataset.agent === pending) {
+    pending = null;
+    say(`Agent ${sec.dataset.agent} is connected: its ports are listed below.`);
+  }
   const waiting = sec.querySelector(".waiting");
   const ports = answer.ports || [];
   waiting.textContent = answer.error || (ports.length ? "" : connected
