@@ -79,6 +79,7 @@ export async function runDashboardJourney(h) {
     });
 
     let command = '';
+    let bobAgent = null;
     await test('dashboard journey: bob lands on the empty state and creates a workspace from it', async () => {
       const { page } = bob;
       await page.goto(base + '/');
@@ -104,7 +105,7 @@ export async function runDashboardJourney(h) {
       const { page } = bob;
       assert(command, 'no command from the previous step');
       const [, ...args] = command.split(/\s+/);
-      started(args);
+      bobAgent = started(args);
       const t0 = Date.now();
       const sec = page.locator('section[data-agent="bob/laptop/main"]');
       await sec.locator('.state.on').waitFor({ timeout: 20_000 });
@@ -196,11 +197,15 @@ export async function runDashboardJourney(h) {
       return `"used up" shown ${Date.now() - t0} ms after the visit`;
     });
 
-    await test('dashboard journey: taking the name off closes its URL', async () => {
+    await test('dashboard journey: taking the name off closes its URL; a stopped agent shows offline by itself', async () => {
       await row().locator('.chip[data-app="web"] button.unname').click();
       await row().locator('.chip[data-app="web"]').waitFor({ state: 'detached', timeout: 10_000 });
       const gone = await visit(carol, appUrl);
       assert(gone.status === 404 && !gone.app, `the name still answers: ${JSON.stringify(gone)}`);
+      bobAgent.child.kill('SIGTERM');
+      const t0 = Date.now();
+      await bob.page.locator('section[data-agent="bob/laptop/main"] .state.off').waitFor({ timeout: 15_000 });
+      return `offline shown ${Date.now() - t0} ms after the agent stopped`;
     });
   } finally {
     if (browser) await browser.close().catch(() => {});

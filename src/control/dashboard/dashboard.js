@@ -365,9 +365,12 @@ function nearest(names) {
 }
 
 // -------------------------------------------------------------- start --
-// Ports, agents' connection state and links, again every POLL_MS.
+// Ports, agents' connection state and links, again every POLL_MS while the
+// page is visible (a hidden tab asks nothing; it catches up when shown).
 async function poll() {
-  try { await refresh(); await loadLinks(); } catch (e) { say(e.message); }
+  if (!document.hidden) {
+    try { await refresh(); await loadLinks(); } catch (e) { say(e.message); }
+  }
   setTimeout(poll, POLL_MS);
 }
 async function load() {
