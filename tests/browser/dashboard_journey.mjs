@@ -193,6 +193,7 @@ export async function runDashboardJourney(h) {
       // The table refreshes by itself; the visit used the one use.
       const t0 = Date.now();
       await page.locator('#links tr[data-status="used_up"]', { hasText: 'used up' }).waitFor({ timeout: 15_000 });
+      await page.evaluate(() => document.querySelector('#links-section').scrollIntoView({ block: 'center' }));
       await shot(page, 'dashboard-links');
       return `"used up" shown ${Date.now() - t0} ms after the visit`;
     });
