@@ -565,6 +565,11 @@ impl Catalog {
         self.users.get(&id).map(|u| u.clone())
     }
 
+    /// A user's organization (without copying the rest of the user).
+    pub fn organization_of(&self, id: i64) -> Option<String> {
+        self.users.get(&id)?.organization.clone()
+    }
+
     /// True when a user has this name.
     pub fn has_user_named(&self, username: &str) -> bool {
         self.user_ids.contains_key(username)
