@@ -92,6 +92,7 @@ fn decide(c: &mut Criterion) {
         email: "alice@example.com".into(),
         admin: false,
         organization: Some("acme".into()),
+        group_ids: vec![],
     };
     let colleague = Visitor {
         user_id: 2,
@@ -99,6 +100,7 @@ fn decide(c: &mut Criterion) {
         email: "bob@example.com".into(),
         admin: false,
         organization: Some("acme".into()),
+        group_ids: vec![],
     };
     let target = |level| Target {
         agent_id: 7,
@@ -106,6 +108,8 @@ fn decide(c: &mut Criterion) {
         owner_id: 1,
         owner_org: Some("acme"),
         level,
+        users: &[],
+        groups: &[],
     };
     let owner_only = target(ShareLevel::Owner);
     let org = target(ShareLevel::Organization);
@@ -173,6 +177,29 @@ fn cookies(c: &mut Criterion) {
     });
 }
 
+/// Signing one `Berth-Jwt-Assertion` (ES256), as every request of a
+/// signed-in visitor does.
+fn assertion(c: &mut Criterion) {
+    use berth::auth::jwt::{Keyring, SigningKey};
+    let ring = Keyring::new(
+        "https://berth.example.com".into(),
+        300,
+        vec![SigningKey::generate(1_800_000_000).unwrap()],
+    );
+    let visitor = berth::auth::Visitor {
+        user_id: 7,
+        username: "alice".into(),
+        email: "alice@example.com".into(),
+        admin: false,
+        organization: Some("acme".into()),
+        group_ids: vec![],
+    };
+    let host = "3000--main--dev--alice.berth.example.com";
+    c.bench_function("jwt/sign_assertion", |b| {
+        b.iter(|| ring.assert(black_box(&visitor), &[], host, 1_800_000_000))
+    });
+}
+
 /// Token of user `i` (what their client sends in `Authorization`).
 fn api_token(i: usize) -> String {
     format!("berth_api_{i:043}")
@@ -213,6 +240,10 @@ fn catalog(n: usize) -> Catalog {
             level: ShareLevel::Organization,
             protocol: Default::default(),
             cors: Default::default(),
+            inspect: true,
+            users: vec![],
+            groups: vec![],
+            expires_at: None,
         }));
     }
     c
@@ -319,6 +350,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = host, decide, cookies, route, revocation
+    targets = host, decide, cookies, route, revocation, assertion
 }
 criterion_main!(micro);

@@ -103,9 +103,58 @@ impl Cors {
 pub struct Share {
     pub agent_id: i64,
     pub port: u16,
+    /// The floor: who gets in besides the people named.
     pub level: ShareLevel,
     pub protocol: Protocol,
     pub cors: Cors,
+    /// Users named, by id: they get in whatever the level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<i64>,
+    /// Groups named, by id: their members get in whatever the level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<i64>,
+    /// When the audience (level and names) ends, unix seconds: from then on
+    /// the port is `owner` again (its protocol and CORS stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The edges record this port's requests for the inspector (absent
+    /// from older senders: on).
+    #[serde(default = "crate::catalog::on")]
+    pub inspect: bool,
+}
+
+/// `true`, for fields that default to on.
+pub(crate) fn on() -> bool {
+    true
+}
+
+/// Who a share lets in: its level, and the users and groups it names.
+pub type Audience<'a> = (ShareLevel, &'a [i64], &'a [i64]);
+
+impl Share {
+    /// True while the share's audience lasts at `now` (unix seconds).
+    pub fn live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+
+    /// Who the share lets in at `now`: its level and the users and groups it
+    /// names; once it has ended, `owner` and nobody named.
+    pub fn audience(&self, now: i64) -> Audience<'_> {
+        if self.live(now) {
+            (self.level, &self.users, &self.groups)
+        } else {
+            (ShareLevel::Owner, &[], &[])
+        }
+    }
+}
+
+/// A berth group: users a share can name together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    /// Members' user ids (added by an admin or from the sign-in provider).
+    pub members: Vec<i64>,
 }
 
 /// A name the owner gave to one port of one agent.
@@ -169,6 +218,9 @@ pub enum Change {
     LinkRemoved(String),
     Session(Session),
     SessionRemoved(String),
+    /// A group, new or changed (renamed, members added or removed), whole.
+    Group(Group),
+    GroupRemoved(i64),
     /// The server at `holder` (its relay URL) holds a tunnel of the agent.
     TunnelAt {
         agent_id: i64,
@@ -215,6 +267,10 @@ pub struct Catalog {
     sessions: DashMap<String, Session>,
     /// agent id -> relay URLs of the servers holding one of its tunnels
     tunnels_at: DashMap<i64, Vec<String>>,
+    /// group id -> group
+    groups: DashMap<i64, Group>,
+    /// user id -> ids of the groups they are in
+    user_groups: DashMap<i64, Vec<i64>>,
     /// Every applied change, for watchers (the control plane's stream to
     /// regional edges).
     feed: Feed,
@@ -265,6 +321,13 @@ impl Catalog {
                 }
                 self.api_tokens.retain(|_, uid| *uid != id);
                 self.links.retain(|_, l| l.created_by != id);
+                self.user_groups.remove(&id);
+                for mut g in self.groups.iter_mut() {
+                    g.members.retain(|m| *m != id);
+                }
+                for mut s in self.shares.iter_mut() {
+                    s.users.retain(|u| *u != id);
+                }
                 self.sessions.retain(|_, s| s.user_id != id);
                 let owned: Vec<i64> = self
                     .workspaces
@@ -344,6 +407,23 @@ impl Catalog {
             Change::SessionRemoved(id) => {
                 self.sessions.remove(&id);
             }
+            Change::Group(group) => {
+                self.unindex_group(group.id);
+                for m in &group.members {
+                    let mut of = self.user_groups.entry(*m).or_default();
+                    if !of.contains(&group.id) {
+                        of.push(group.id);
+                    }
+                }
+                self.groups.insert(group.id, group);
+            }
+            Change::GroupRemoved(id) => {
+                self.unindex_group(id);
+                self.groups.remove(&id);
+                for mut s in self.shares.iter_mut() {
+                    s.groups.retain(|g| *g != id);
+                }
+            }
             Change::TunnelAt { agent_id, holder } => {
                 if self.agents.contains_key(&agent_id) {
                     let mut at = self.tunnels_at.entry(agent_id).or_default();
@@ -364,6 +444,19 @@ impl Catalog {
         }
     }
 
+    /// Forgets which users are in group `id` (before it changes or goes).
+    fn unindex_group(&self, id: i64) {
+        let Some(old) = self.groups.get(&id).map(|g| g.members.clone()) else {
+            return;
+        };
+        for m in old {
+            self.user_groups.remove_if_mut(&m, |_, of| {
+                of.retain(|g| *g != id);
+                of.is_empty()
+            });
+        }
+    }
+
     /// Makes the catalog hold exactly what `snapshot` (from
     /// [`crate::store::Store::snapshot`]) holds: applies every change, then
     /// removes whatever the snapshot no longer has. Lookups keep working
@@ -380,6 +473,7 @@ impl Catalog {
         let mut links = HashSet::new();
         let mut sessions = HashSet::new();
         let mut tunnels = HashSet::new();
+        let mut groups = HashSet::new();
         for change in &snapshot {
             match change {
                 Change::User(u) => drop(users.insert(u.id)),
@@ -390,6 +484,7 @@ impl Catalog {
                 Change::App(a) => drop(apps.insert((a.agent_id, a.name.clone()))),
                 Change::Link(l) => drop(links.insert(l.id.clone())),
                 Change::Session(s) => drop(sessions.insert(s.id.clone())),
+                Change::Group(g) => drop(groups.insert(g.id)),
                 Change::TunnelAt { agent_id, holder } => {
                     tunnels.insert((*agent_id, holder.clone()));
                 }
@@ -458,6 +553,13 @@ impl Catalog {
                 .filter(|k| !sessions.contains(k))
                 .map(Change::SessionRemoved),
         );
+        gone.extend(
+            self.groups
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| !groups.contains(k))
+                .map(Change::GroupRemoved),
+        );
         for entry in self.tunnels_at.iter() {
             for holder in entry.value() {
                 if !tunnels.contains(&(*entry.key(), holder.clone())) {
@@ -485,7 +587,7 @@ impl Catalog {
     }
 
     /// A user as the access decision sees them.
-    fn visitor(&self, user_id: i64) -> Option<Visitor> {
+    pub fn visitor(&self, user_id: i64) -> Option<Visitor> {
         let u = self.users.get(&user_id)?;
         Some(Visitor {
             user_id: u.id,
@@ -493,7 +595,21 @@ impl Catalog {
             email: u.email.clone(),
             admin: u.admin,
             organization: u.organization.clone(),
+            group_ids: self.group_ids_of(u.id),
         })
+    }
+
+    /// The ids of the groups a user is in.
+    pub fn group_ids_of(&self, user_id: i64) -> Vec<i64> {
+        self.user_groups
+            .get(&user_id)
+            .map(|g| g.clone())
+            .unwrap_or_default()
+    }
+
+    /// A group by id.
+    pub fn group(&self, id: i64) -> Option<Group> {
+        self.groups.get(&id).map(|g| g.clone())
     }
 
     /// A share link that exists and has not expired at `now` (unix seconds).
@@ -524,14 +640,7 @@ impl Catalog {
             .get(id)
             .filter(|s| s.expires_at > now)?
             .clone();
-        let u = self.users.get(&session.user_id)?;
-        let visitor = Visitor {
-            user_id: u.id,
-            username: u.username.clone(),
-            email: u.email.clone(),
-            admin: u.admin,
-            organization: u.organization.clone(),
-        };
+        let visitor = self.visitor(session.user_id)?;
         Some((visitor, session))
     }
 
@@ -568,6 +677,11 @@ impl Catalog {
     /// A user's organization (without copying the rest of the user).
     pub fn organization_of(&self, id: i64) -> Option<String> {
         self.users.get(&id)?.organization.clone()
+    }
+
+    /// The id of the user with this name.
+    pub fn user_id_by_name(&self, username: &str) -> Option<i64> {
+        self.user_ids.get(username).map(|r| *r)
     }
 
     /// True when a user has this name.
@@ -757,6 +871,10 @@ mod tests {
             level: ShareLevel::Public,
             protocol: Protocol::Http,
             cors: Cors::Passthru,
+            inspect: true,
+            users: vec![],
+            groups: vec![],
+            expires_at: None,
         }));
         c.apply(Change::App(App {
             agent_id: 100,
@@ -773,5 +891,69 @@ mod tests {
         assert!(c.share(100, 3000).is_none());
         c.apply(Change::WorkspaceRemoved(10));
         assert!(c.app(100, "docs").is_none());
+    }
+
+    /// What the edge decides from: a visitor's groups follow group changes,
+    /// and deleting a user or group takes them out of shares and groups.
+    #[test]
+    fn groups_and_named_shares_follow_their_users_and_groups() {
+        let c = seed();
+        let bob = User {
+            id: 2,
+            username: "bob".into(),
+            email: "b@x".into(),
+            admin: false,
+            organization: None,
+        };
+        c.apply(Change::User(bob.clone()));
+        c.apply(Change::ApiToken {
+            hash: TokenHash::of("t2"),
+            user_id: 2,
+        });
+        let eng = |members: Vec<i64>, name: &str| Group {
+            id: 7,
+            name: name.into(),
+            members,
+        };
+        c.apply(Change::Group(eng(vec![1, 2], "eng")));
+        c.apply(Change::Share(Share {
+            agent_id: 100,
+            port: 3000,
+            level: ShareLevel::Owner,
+            protocol: Protocol::Http,
+            cors: Cors::Berth,
+            users: vec![2],
+            groups: vec![7],
+            expires_at: Some(1_000),
+            inspect: true,
+        }));
+        let groups_of_bob = || c.visitor_for_token(&TokenHash::of("t2")).unwrap().group_ids;
+        assert_eq!(groups_of_bob(), vec![7]);
+        // Renamed: same id, same members.
+        c.apply(Change::Group(eng(vec![1, 2], "platform")));
+        assert_eq!(groups_of_bob(), vec![7]);
+        // Bob taken out of the group.
+        c.apply(Change::Group(eng(vec![1], "platform")));
+        assert!(groups_of_bob().is_empty());
+        assert_eq!(c.group_ids_of(1), vec![7]);
+        // The share's audience lasts until its end, then it is `owner`, nobody named.
+        let share = c.share(100, 3000).unwrap();
+        assert_eq!(share.audience(999), (ShareLevel::Owner, &[2][..], &[7][..]));
+        assert_eq!(share.audience(1_000), (ShareLevel::Owner, &[][..], &[][..]));
+        // Deleting bob takes him out of the share; deleting the group too.
+        c.apply(Change::UserRemoved(2));
+        assert!(c.share(100, 3000).unwrap().users.is_empty());
+        c.apply(Change::GroupRemoved(7));
+        assert!(c.share(100, 3000).unwrap().groups.is_empty());
+        assert!(c.group_ids_of(1).is_empty());
+        // A resync without the group forgets it; the change round-trips as JSON.
+        c.apply(Change::Group(eng(vec![1], "eng")));
+        let json = serde_json::to_string(&Change::Group(eng(vec![1], "eng"))).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Change>(&json).unwrap(),
+            Change::Group(eng(vec![1], "eng"))
+        );
+        c.resync(vec![Change::User(c.user(1).unwrap())]);
+        assert!(c.group(7).is_none() && c.group_ids_of(1).is_empty());
     }
 }

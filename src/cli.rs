@@ -37,6 +37,10 @@ pub(crate) enum Command {
     /// Inspect the TLS certificates a server holds.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Recover a deployment on its own machine (works on the data directory
+    /// or database, not through the API).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     #[command(flatten)]
     Client(berth::client::Command),
     /// Print a completion script for SHELL (the Debian package installs them).
@@ -127,6 +131,35 @@ pub(crate) struct CertsStatusArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Print JSON instead of text
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AdminCommand {
+    /// Give a user (admin by default) a new random password and print it;
+    /// for a lost admin password
+    #[command(after_help = "Examples:\n  \
+        berth admin reset-password --data-dir .berth\n  \
+        berth admin reset-password alice --config /etc/berth/control.toml")]
+    ResetPassword(ResetPasswordArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ResetPasswordArgs {
+    /// The user whose password to replace
+    #[arg(value_name = "USER", default_value = "admin")]
+    pub(crate) user: String,
+    /// The server's TOML configuration file
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The server's data directory [default: from --config, else .berth]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The server's database URL, when it is not SQLite in the data directory
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// Print {"user": ..., "password": ...} as JSON
     #[arg(long)]
     pub(crate) json: bool,
 }

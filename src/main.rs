@@ -10,7 +10,10 @@ use berth::config::{FileConfig, LogFormat, Overrides, RoleDefaults, ServerConfig
 use berth::roles::Server;
 use berth::tunnel::agent::Upstream;
 use clap::Parser;
-use cli::{AgentArgs, CertsCommand, CertsStatusArgs, Cli, Command, EdgeArgs, ServerArgs};
+use cli::{
+    AdminCommand, AgentArgs, CertsCommand, CertsStatusArgs, Cli, Command, EdgeArgs,
+    ResetPasswordArgs, ServerArgs,
+};
 use std::process::ExitCode;
 
 /// jemalloc rather than glibc's malloc: in the e2e bench (benches/RESULTS.md,
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             Command::Edge(a) => run_edge(a).await,
             Command::Agent(a) => run_agent(a).await,
             Command::Certs(CertsCommand::Status(a)) => certs_status(a).await,
+            Command::Admin(AdminCommand::ResetPassword(a)) => reset_password(a).await,
             Command::Client(c) => berth::client::run(c).await,
             Command::Completions { shell } => completions(shell),
             Command::Man { dir } => man_pages(&dir),
@@ -85,7 +89,13 @@ async fn run_server(args: ServerArgs, flags: Overrides, role: RoleDefaults, dev:
         Err(code) => return code,
     };
     let _log = berth::telemetry::init_tracing(cfg.log_format);
-    let server = match Server::build(cfg, dev).await {
+    // Printed the moment the admin exists: a start that fails after this
+    // (a busy port, a bad certificate) must not lose the password.
+    let announce = |pw: &str| {
+        println!("berth: created user admin with password {pw}   (shown once: note it now)");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    };
+    let server = match Server::build_announcing(cfg, dev, &announce).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berth: cannot start: {e}");
@@ -161,7 +171,7 @@ fn print_banner(server: &Server, dev: bool) {
     if let Some(ca) = &server.ca_path {
         let _ = writeln!(
             out,
-            "  local CA           {}   (trust it in your browser, or pass --cacert to curl)",
+            "  local CA           {}   (`berth trust` installs it for browsers; curl: --cacert)",
             ca.display()
         );
     }
@@ -188,6 +198,49 @@ fn print_banner(server: &Server, dev: bool) {
     }
     print!("{out}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// `berth admin reset-password`: a new password for a user, set on the
+/// deployment's database directly, printed once.
+async fn reset_password(a: ResetPasswordArgs) -> ExitCode {
+    let role = if a.config.is_some() {
+        RoleDefaults::CONTROL
+    } else {
+        RoleDefaults::DEV
+    };
+    let args = ServerArgs {
+        config: a.config,
+        listen: None,
+        data_dir: a.data_dir,
+        admin_listen: None,
+        log_format: None,
+    };
+    let flags = Overrides {
+        database_url: a.database_url,
+        ..Default::default()
+    };
+    let cfg = match server_config(args, flags, role) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match berth::roles::reset_password(&cfg, &a.user).await {
+        Ok(pw) if a.json => {
+            println!("{}", serde_json::json!({"user": a.user, "password": pw}));
+            ExitCode::SUCCESS
+        }
+        Ok(pw) => {
+            println!(
+                "New password for {}: {pw}   (shown once: note it now)",
+                a.user
+            );
+            println!("Sign in with it, then choose your own: berth users passwd");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: admin reset-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn certs_status(a: CertsStatusArgs) -> ExitCode {

@@ -56,6 +56,14 @@ pub struct DirectionLabel {
     pub direction: &'static str,
 }
 
+/// `kind="public"` (an anonymous request to a public share) or `"link"` (a
+/// share-link redemption, by URL or by a program's header).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// "public" or "link".
+    pub kind: &'static str,
+}
+
 /// The edge's metrics. Cloning shares the underlying values.
 #[derive(Clone)]
 pub struct EdgeMetrics {
@@ -73,6 +81,8 @@ pub struct EdgeMetrics {
     pub tracked_connections: Gauge,
     /// Connections closed because their access was revoked.
     pub revoked_connections: Counter,
+    /// Requests refused by `sharing.public_rate_limit`, by kind.
+    pub public_rate_limited: Family<KindLabel, Counter>,
 }
 
 impl EdgeMetrics {
@@ -96,6 +106,7 @@ impl EdgeMetrics {
             bytes,
             tracked_connections: Gauge::default(),
             revoked_connections: Counter::default(),
+            public_rate_limited: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("berth_edge");
         r.register(
@@ -122,6 +133,11 @@ impl EdgeMetrics {
             "revoked_connections",
             "WebSockets and responses closed because their access was revoked",
             m.revoked_connections.clone(),
+        );
+        r.register(
+            "public_rate_limited",
+            "Requests to public shares (kind public) and share-link redemptions (kind link) refused with 429 by sharing.public_rate_limit",
+            m.public_rate_limited.clone(),
         );
         r.register(
             "agents_connected",

@@ -9,6 +9,7 @@
 //! cargo bench --bench e2e -- --quick     # ~1 s per load, 64 MiB, no peers (CI smoke)
 //! cargo bench --bench e2e -- --builtin   # ignore wrk / h2load even if installed
 //! cargo bench --bench e2e -- --hold      # start origin, berth, agent; print a wrk line; wait
+//! cargo bench --bench e2e -- --inspector-only   # request inspector off / headers / bodies
 //! ```
 //!
 //! It reports numbers; it never passes or fails on them. See benches/README.md.
@@ -18,6 +19,7 @@
 #![allow(unreachable_pub)]
 
 mod idle;
+mod inspector;
 mod load;
 mod net;
 mod origin;
@@ -49,6 +51,8 @@ struct Opts {
     idle_only: bool,
     /// Start the processes, print how to load them, and wait (for profiling)
     hold: bool,
+    /// Run only the inspector on/off comparison
+    inspector_only: bool,
 }
 
 impl Opts {
@@ -61,6 +65,7 @@ impl Opts {
             idle: true,
             idle_only: false,
             hold: false,
+            inspector_only: false,
         };
         let mut peers = None;
         for arg in std::env::args().skip(1) {
@@ -73,11 +78,12 @@ impl Opts {
                 "--no-idle" => o.idle = false,
                 "--idle-only" => o.idle_only = true,
                 "--hold" => o.hold = true,
+                "--inspector-only" => o.inspector_only = true,
                 // cargo bench passes --bench to every bench binary
                 "--bench" => {}
                 "-h" | "--help" => {
                     println!(
-                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only] [--hold]"
+                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only] [--inspector-only] [--hold]"
                     );
                     std::process::exit(0);
                 }
@@ -349,6 +355,21 @@ async fn bench(opts: Opts) -> Result<()> {
         println!();
         print!("{}", idle::table(&idle_rows));
         return Ok(());
+    }
+    if opts.inspector_only {
+        println!();
+        println!(
+            "request inspector, 1 KiB over HTTP/1.1, {} connections:",
+            plan.connections
+        );
+        return inspector::compare(
+            scratch,
+            app_port,
+            plan.connections,
+            plan.warmup,
+            plan.duration,
+        )
+        .await;
     }
     let mut berth = procs::Berth::start(scratch, app_port).await?;
     println!(

@@ -139,6 +139,17 @@ impl Berth {
         app_port: u16,
         admin_port: Option<u16>,
     ) -> Result<Berth> {
+        Berth::start_with_env(dir, app_port, admin_port, &[]).await
+    }
+
+    /// [`Berth::start_with_admin`] with extra environment variables (e.g.
+    /// `BERTH_INSPECTOR_ENABLED=false`).
+    pub async fn start_with_env(
+        dir: &Path,
+        app_port: u16,
+        admin_port: Option<u16>,
+        env: &[(&str, &str)],
+    ) -> Result<Berth> {
         let port = free_port()?;
         let data = dir.join("data");
         let mut cmd = Command::new(berth_exe());
@@ -150,6 +161,7 @@ impl Berth {
             .arg("--admin-listen")
             .arg(admin_port.map_or("off".into(), |p| format!("127.0.0.1:{p}")));
         child_log_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         let mut dev = Proc::spawn("berth dev", cmd, dir.join("berth-dev.log"))?;
 
         let token_path = data.join("admin-token");

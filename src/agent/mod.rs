@@ -387,6 +387,19 @@ async fn open_tunnel(
         }
         other => return Err(AgentError::Unexpected(other)),
     }
+    if let Some((who, host)) = res
+        .headers()
+        .get(crate::protocol::SERVING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+    {
+        let at = if port == 443 {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{port}")
+        };
+        tracing::info!(workspace = %who, urls = %at, "serving workspace {who}: its ports are at {at}");
+    }
     let listed = res
         .headers()
         .get(REGIONS_HEADER)
@@ -415,7 +428,10 @@ async fn targets(
     if cfg.region.is_some() && known.is_none() {
         match regions::fetch(&cfg.url, cfg.token.expose(), tls.clone()).await {
             Ok(list) => *known = Some(list.unwrap_or_default()),
-            Err(e) => tracing::warn!(error = %e, "cannot ask control for the regions"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask control for the regions");
+                crate::tls::client::explain_once(&e.to_string());
+            }
         }
     }
     let Some(candidates) = known
@@ -481,6 +497,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                 }
                 if let Err(e) = &result {
                     tracing::warn!(%url, error = %e, "cannot open a tunnel; trying the next region");
+                    crate::tls::client::explain_once(&e.to_string());
                 }
             }
             if let Ok(Ended::Moving { from, old }) = result {
@@ -498,7 +515,10 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                 Ok(_) => {
                     tracing::warn!(retry_in = ?wait, "tunnel closed by the edge; reconnecting")
                 }
-                Err(e) => tracing::warn!(retry_in = ?wait, error = %e, "tunnel down; reconnecting"),
+                Err(e) => {
+                    tracing::warn!(retry_in = ?wait, error = %e, "tunnel down; reconnecting");
+                    crate::tls::client::explain_once(&e.to_string());
+                }
             }
             tokio::time::sleep(wait).await;
         }

@@ -52,6 +52,9 @@ pub enum Purpose {
     /// `__Host-berth_oidc`: the id is the `state` of an OpenID Connect
     /// sign-in this browser started.
     Oidc,
+    /// `__Host-berth_oidc` too: the id is the `state` of a GitHub sign-in
+    /// this browser started (a state of one never finishes the other).
+    GitHub,
     /// `__Host-berth_state`: the id is the nonce of a sign-in this browser
     /// started on an app host.
     State,
@@ -63,6 +66,7 @@ impl Purpose {
             Purpose::Share => "share",
             Purpose::Session => "session",
             Purpose::Oidc => "oidc",
+            Purpose::GitHub => "github",
             Purpose::State => "state",
         }
     }

@@ -61,6 +61,10 @@ pub struct Visitor {
     pub admin: bool,
     /// The user's organization, for `organization` shares.
     pub organization: Option<String>,
+    /// The berth groups the user is in, by id (a share naming one lets its
+    /// members in; ids, so a renamed group keeps its shares and a new group
+    /// with an old name gets none of them).
+    pub group_ids: Vec<i64>,
 }
 
 /// A redeemed share link: access to one port of one agent.
@@ -83,8 +87,12 @@ pub struct Target<'a> {
     pub owner_id: i64,
     /// The owner's organization.
     pub owner_org: Option<&'a str>,
-    /// How the port is shared.
+    /// How the port is shared: the floor, whoever else is named.
     pub level: ShareLevel,
+    /// Users the share names, by id: they pass whatever the level.
+    pub users: &'a [i64],
+    /// Groups the share names, by id: their members pass whatever the level.
+    pub groups: &'a [i64],
 }
 
 /// The outcome of [`authorize`].
@@ -100,7 +108,11 @@ pub enum Decision {
 
 /// Decides whether `visitor` (a signed-in user) or `link` (a redeemed share
 /// link) may reach `target` (`None` when the host names nothing that exists).
-/// A link opens exactly the port it was made for, whatever its share level.
+/// A link opens exactly the port it was made for, whatever its share level;
+/// a user the share names, or a member of a group it names, passes whatever
+/// the level and whatever their organization (the owner chose them, as they
+/// choose who gets a link). A share that has ended reaches here as `owner`
+/// with nobody named ([`crate::catalog::Share::audience`]).
 pub fn authorize(
     visitor: Option<&Visitor>,
     link: Option<&LinkGrant>,
@@ -121,6 +133,8 @@ pub fn authorize(
     };
     let allowed = v.admin
         || v.user_id == target.owner_id
+        || target.users.contains(&v.user_id)
+        || target.groups.iter().any(|g| v.group_ids.contains(g))
         || match target.level {
             ShareLevel::Owner => false,
             ShareLevel::Organization => {
@@ -148,6 +162,7 @@ mod tests {
             email: format!("u{id}@example.com"),
             admin,
             organization: org.map(Into::into),
+            group_ids: vec![],
         }
     }
 
@@ -201,11 +216,104 @@ mod tests {
                 owner_id: 1,
                 owner_org: Some("acme"),
                 level,
+                users: &[],
+                groups: &[],
             };
             for ((kind, v, l), want) in kinds.iter().zip(row) {
                 assert_eq!(authorize(*v, *l, Some(&target)), want, "{level:?} x {kind}");
             }
         }
+    }
+
+    /// Named users and groups, against what tries to slip past them: the
+    /// same name on a new account (a deleted user), a member taken out of a
+    /// group, a new group carrying a renamed group's old name, users in
+    /// another organization, and nobody signed in.
+    #[test]
+    fn named_users_and_groups_table() {
+        const ENG: i64 = 7; // the group the share names (once called "eng")
+        const NEW_ENG: i64 = 8; // a new group since given the old name "eng"
+        let member_of = |id: i64, org: Option<&str>, groups: &[i64]| Visitor {
+            group_ids: groups.to_vec(),
+            ..visitor(id, false, org)
+        };
+        let bob = member_of(2, Some("acme"), &[]); // named
+        let bob_again = Visitor {
+            username: "u2".into(), // same name as bob, a new account
+            ..member_of(12, Some("acme"), &[])
+        };
+        let carol = member_of(3, Some("globex"), &[ENG]); // in the group, other org
+        let carol_removed = member_of(3, Some("globex"), &[]);
+        let dave = member_of(4, Some("globex"), &[NEW_ENG]); // new group, old name
+        let erin = member_of(5, Some("acme"), &[]); // same org, not named
+        let frank = member_of(6, Some("globex"), &[]); // other org, named
+        let admin = visitor(9, true, None);
+        let kinds: [(&str, Option<&Visitor>); 9] = [
+            ("anonymous", None),
+            ("named user", Some(&bob)),
+            ("deleted user's name, new account", Some(&bob_again)),
+            ("group member, other org", Some(&carol)),
+            ("removed from the group", Some(&carol_removed)),
+            ("in a new group with the old name", Some(&dave)),
+            ("same org, not named", Some(&erin)),
+            ("named, other org", Some(&frank)),
+            ("admin", Some(&admin)),
+        ];
+        const U: Decision = Unauthenticated;
+        const N: Decision = NotFound;
+        const A: Decision = Allow;
+        let named_users = [2, 6];
+        let named_groups = [ENG];
+        type Row<'a> = (ShareLevel, &'a [i64], &'a [i64], [Decision; 9]);
+        #[rustfmt::skip]
+        let table: [Row<'_>; 6] = [
+            //                                       anon named new  grp  out  old-name same-org other-org admin
+            (Owner,         &named_users, &named_groups, [U, A,    N,   A,   N,   N,       N,       A,        A]),
+            (Organization,  &named_users, &named_groups, [U, A,    A,   A,   N,   N,       A,       A,        A]),
+            (Authenticated, &named_users, &named_groups, [U, A,    A,   A,   A,   A,       A,       A,        A]),
+            (Public,        &named_users, &named_groups, [A, A,    A,   A,   A,   A,       A,       A,        A]),
+            // Nobody named (the share ended, or names were dropped).
+            (Owner,         &[],          &[],           [U, N,    N,   N,   N,   N,       N,       N,        A]),
+            (Organization,  &[],          &[ENG],        [U, A,    A,   A,   N,   N,       A,       N,        A]),
+        ];
+        for (level, users, groups, row) in table {
+            let target = Target {
+                agent_id: 10,
+                port: 3000,
+                owner_id: 1,
+                owner_org: Some("acme"),
+                level,
+                users,
+                groups,
+            };
+            for ((kind, v), want) in kinds.iter().zip(row) {
+                assert_eq!(
+                    authorize(*v, None, Some(&target)),
+                    want,
+                    "{level:?} users {users:?} groups {groups:?} x {kind}"
+                );
+            }
+        }
+        // A link to another port does not help a visitor nobody named, and
+        // naming people never opens a target that does not exist.
+        let owner_only = Target {
+            agent_id: 10,
+            port: 3000,
+            owner_id: 1,
+            owner_org: Some("acme"),
+            level: Owner,
+            users: &named_users,
+            groups: &named_groups,
+        };
+        let elsewhere = LinkGrant {
+            agent_id: 10,
+            port: 3001,
+        };
+        assert_eq!(
+            authorize(Some(&erin), Some(&elsewhere), Some(&owner_only)),
+            NotFound
+        );
+        assert_eq!(authorize(Some(&bob), None, None), NotFound);
     }
 
     #[test]
@@ -217,6 +325,8 @@ mod tests {
             owner_id: 1,
             owner_org: None,
             level: Organization,
+            users: &[],
+            groups: &[],
         };
         // Two users without an organization are not in the same one.
         assert_eq!(authorize(Some(&orgless), None, Some(&target)), NotFound);
@@ -230,6 +340,8 @@ mod tests {
             owner_id: 1,
             owner_org: None,
             level: Owner,
+            users: &[],
+            groups: &[],
         };
         let stray = LinkGrant {
             agent_id: 99,

@@ -6,11 +6,16 @@
 pub mod cookie;
 pub mod decide;
 pub mod email;
+pub mod github;
+pub mod inspect;
+pub mod jwt;
 pub mod oidc;
 pub mod origin;
 pub mod password;
 pub mod signin;
 pub mod token;
+pub mod wake;
+pub mod webhook;
 
 pub use crate::secret::Secret;
 pub use decide::{authorize, Decision, LinkGrant, ShareLevel, Target, Visitor};

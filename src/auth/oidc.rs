@@ -222,6 +222,24 @@ pub struct IdClaims {
     pub email_verified: Option<bool>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Every other claim, for `oidc.groups_claim` ([`IdClaims::groups`]).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl IdClaims {
+    /// The group names in claim `claim`: a list of strings (other entries
+    /// skipped) or one string; nothing when the claim is absent or neither.
+    pub fn groups(&self, claim: &str) -> Vec<String> {
+        match self.other.get(claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Some providers send `"email_verified": "true"`; anything else but a
@@ -411,9 +429,14 @@ pub fn admit(
 /// into a valid name part (`[a-z0-9-]`, no `--`, at most `max_len`), with
 /// `-2`, `-3`, ... appended while `taken` says the name exists.
 pub fn username_for(email: &str, max_len: usize, taken: impl Fn(&str) -> bool) -> String {
-    let local = email.split('@').next().unwrap_or("");
+    username_from(email.split('@').next().unwrap_or(""), max_len, taken)
+}
+
+/// [`username_for`] from a wanted name (such as a GitHub login) rather
+/// than an address: made valid the same way, suffixed while taken.
+pub fn username_from(wanted: &str, max_len: usize, taken: impl Fn(&str) -> bool) -> String {
     let mut base = String::new();
-    for c in local.chars() {
+    for c in wanted.chars() {
         let c = c.to_ascii_lowercase();
         let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
             c
@@ -442,6 +465,27 @@ pub fn username_for(email: &str, max_len: usize, taken: impl Fn(&str) -> bool) -
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn groups_claim_reads_a_list_or_one_name_and_nothing_else() {
+        let claims = |extra: serde_json::Value| -> super::IdClaims {
+            let mut v = serde_json::json!({"sub": "s", "aud": "berth"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        let c = claims(
+            serde_json::json!({"groups": ["eng", 7, "Platform Team", null], "roles": "ops"}),
+        );
+        assert_eq!(c.groups("groups"), ["eng", "Platform Team"]);
+        assert_eq!(c.groups("roles"), ["ops"]);
+        assert!(c.groups("missing").is_empty());
+        let c = claims(serde_json::json!({"groups": {"eng": true}}));
+        assert!(c.groups("groups").is_empty(), "an object names no groups");
+        // The claims berth reads itself are not groups.
+        assert!(c.groups("sub").is_empty());
+    }
+
     use super::*;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
@@ -683,6 +727,9 @@ mod tests {
         assert_eq!(username_for("é@x", 40, free), "user");
         let taken = |n: &str| n == "alice" || n == "alice-2";
         assert_eq!(username_for("alice@x", 40, taken), "alice-3");
+        assert_eq!(username_from("Octo-Cat", 40, free), "octo-cat");
+        assert_eq!(username_from("alice", 40, taken), "alice-3");
+        assert_eq!(username_from("8080", 40, free), "user-8080");
         let long = "a".repeat(100) + "@x";
         let name = username_for(&long, 20, |n| n.len() == 16);
         assert_eq!(name.len(), 18);

@@ -1,4 +1,5 @@
 //! The saved sign-in: `credentials.toml` with `url`, `token` and `ca_file`,
+//! and the current `workspace` and `agent` that `berth use` chose,
 //! in `$BERTH_CONFIG_DIR`, else `$XDG_CONFIG_HOME/berth`, else
 //! `~/.config/berth`. The file is mode 0600 and a directory berth creates
 //! for it is mode 0700.
@@ -19,6 +20,10 @@ struct Saved {
     token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workspace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
 }
 
 /// The configuration directory from these environment values
@@ -77,6 +82,8 @@ pub(crate) fn load(path: &Path) -> Result<Option<Session>, ClientError> {
         url: saved.url,
         token: saved.token,
         ca_file: saved.ca_file,
+        workspace: saved.workspace,
+        agent: saved.agent,
     }))
 }
 
@@ -98,6 +105,8 @@ pub(crate) fn save(path: &Path, session: &Session) -> Result<(), ClientError> {
         url: session.url.clone(),
         token: session.token.clone(),
         ca_file: session.ca_file.clone(),
+        workspace: session.workspace.clone(),
+        agent: session.agent.clone(),
     })
     .expect("credentials serialize");
     let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
@@ -143,10 +152,16 @@ mod tests {
             url: "https://berth.localhost:8443".into(),
             token: "berth_api_x".into(),
             ca_file: Some("/tmp/ca \"quoted\".pem".into()),
+            workspace: Some("api".into()),
+            agent: Some("main".into()),
         };
         save(&path, &s).unwrap();
         assert_eq!(load(&path).unwrap(), Some(s.clone()));
-        let s2 = Session { ca_file: None, ..s };
+        let s2 = Session {
+            ca_file: None,
+            agent: None,
+            ..s
+        };
         save(&path, &s2).unwrap();
         assert_eq!(load(&path).unwrap(), Some(s2));
         #[cfg(unix)]

@@ -121,7 +121,11 @@ pub(crate) fn ports_table(answer: &Value) -> String {
             vec![
                 cell(&p["port"]),
                 listening.to_owned(),
-                cell(&p["level"]),
+                level_cell(p),
+                p["expires_in_secs"]
+                    .as_i64()
+                    .map(|s| format!("in {}", remaining(s)))
+                    .unwrap_or_else(|| "-".into()),
                 cell(&p["protocol"]),
                 cell(&p["url"]),
                 if apps.is_empty() {
@@ -133,9 +137,105 @@ pub(crate) fn ports_table(answer: &Value) -> String {
         })
         .collect();
     table(
-        &["PORT", "LISTENING", "LEVEL", "PROTOCOL", "URL", "APPS"],
+        &[
+            "PORT",
+            "LISTENING",
+            "LEVEL",
+            "ENDS",
+            "PROTOCOL",
+            "URL",
+            "APPS",
+        ],
         &rows,
     )
+}
+
+/// ", and users bob, carol and groups eng" for a share naming people; empty
+/// for one that names nobody.
+pub(crate) fn named_suffix(share: &Value) -> String {
+    let names = |k: &str| -> Vec<String> {
+        share[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (users, groups) = (names("users"), names("groups"));
+    let mut parts = Vec::new();
+    if !users.is_empty() {
+        parts.push(format!("users {}", users.join(", ")));
+    }
+    if !groups.is_empty() {
+        parts.push(format!("groups {}", groups.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", and {}", parts.join(" and "))
+    }
+}
+
+/// A share's level with whom it names, for the ports table:
+/// `owner +bob +@eng`.
+fn level_cell(p: &Value) -> String {
+    let mut out = cell(&p["level"]);
+    for (key, mark) in [("users", "+"), ("groups", "+@")] {
+        for name in p[key].as_array().into_iter().flatten() {
+            if let Some(n) = name.as_str() {
+                out.push_str(&format!(" {mark}{n}"));
+            }
+        }
+    }
+    out
+}
+
+/// The `berth groups` table: one line a group, its members by name.
+pub(crate) fn groups_table(answer: &Value) -> String {
+    let rows: Vec<Vec<String>> = answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let members: Vec<String> = g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| match (m["username"].as_str(), m["source"].as_str()) {
+                    (Some(u), Some("oidc")) => format!("{u} (sign-in)"),
+                    (Some(u), _) => u.to_owned(),
+                    _ => "?".into(),
+                })
+                .collect();
+            vec![
+                cell(&g["name"]),
+                members.len().to_string(),
+                if members.is_empty() {
+                    "-".into()
+                } else {
+                    members.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(&["GROUP", "SIZE", "MEMBERS"], &rows)
+}
+
+/// A time left, to the minute (to the second under one): `1d 2h`, `2h 5m`,
+/// `12m`, `40s`; `0s` when it is up.
+pub(crate) fn remaining(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
 }
 
 /// What a share level means, for `berth share`.
@@ -218,6 +318,85 @@ pub(crate) fn link_status(link: &Value, now: i64) -> &'static str {
         Some(t) if t <= now => "expired",
         _ => "active",
     }
+}
+
+/// `berth workspaces`: one row per workspace, with its agents and whether each is connected.
+pub(crate) fn workspaces_table(answer: &Value) -> String {
+    let empty = vec![];
+    let list = answer.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "No workspaces yet. Create one with `berth workspaces create NAME`.\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|w| {
+            let agents: Vec<String> = w["agents"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|a| {
+                    let state = if a["connected"] == true { "up" } else { "down" };
+                    format!("{} ({state})", cell(&a["name"]))
+                })
+                .collect();
+            vec![
+                cell(&w["owner"]),
+                cell(&w["name"]),
+                if agents.is_empty() {
+                    "-".into()
+                } else {
+                    agents.join(", ")
+                },
+                cell(&w["created_at"]),
+            ]
+        })
+        .collect();
+    table(&["OWNER", "WORKSPACE", "AGENTS", "CREATED"], &rows)
+}
+
+/// `berth agents`: one row per agent.
+pub(crate) fn agents_table(answer: &Value) -> String {
+    let empty = vec![];
+    let list = answer.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "No agents yet. Create one with `berth agents create NAME`.\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                cell(&a["name"]),
+                if a["connected"] == true {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+                .to_owned(),
+                cell(&a["url_template"]),
+            ]
+        })
+        .collect();
+    table(&["AGENT", "STATE", "URLS"], &rows)
+}
+
+/// `berth users`: one row per user.
+pub(crate) fn users_table(answer: &Value) -> String {
+    let empty = vec![];
+    let rows: Vec<Vec<String>> = answer
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|u| {
+            vec![
+                cell(&u["username"]),
+                cell(&u["role"]),
+                cell(&u["email"]),
+                cell(&u["organization"]),
+                cell(&u["created_at"]),
+            ]
+        })
+        .collect();
+    table(&["USER", "ROLE", "EMAIL", "ORGANIZATION", "CREATED"], &rows)
 }
 
 /// `berth regions`: one row per region with its health.
@@ -324,6 +503,22 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn remaining_time() {
+        for (secs, want) in [
+            (-5, "0s"),
+            (40, "40s"),
+            (60, "1m"),
+            (754, "12m"),
+            (7200, "2h"),
+            (7500, "2h 5m"),
+            (86_400, "1d"),
+            (93_600, "1d 2h"),
+        ] {
+            assert_eq!(remaining(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
     fn ttl() {
         for (s, want) in [
             ("90s", 90),
@@ -369,7 +564,7 @@ mod tests {
     fn ports() {
         let answer = json!({"agent": "main", "connected": true, "ports": [
             {"port": 3000, "listening": true, "reachable": true, "level": "public",
-             "protocol": "http", "url": "https://3000--main--dev--admin.berth.localhost:8443",
+             "expires_in_secs": 7500, "users": ["bob"], "groups": ["eng"], "protocol": "http", "url": "https://3000--main--dev--admin.berth.localhost:8443",
              "apps": [{"name": "web", "port": 3000, "protocol": "http", "url": "x"},
                       {"name": "api", "port": 3000, "protocol": "http", "url": "y"}]},
             {"port": 8443, "listening": false, "reachable": false, "level": "owner",
@@ -379,15 +574,15 @@ mod tests {
              "protocol": "http", "url": "u", "apps": []},
         ]});
         let want = "\
-PORT  LISTENING              LEVEL   PROTOCOL  URL                                                   APPS
-3000  yes                    public  http      https://3000--main--dev--admin.berth.localhost:8443   web,api
-8443  no                     owner   https     https://8443s--main--dev--admin.berth.localhost:8443  -
-9000  yes (not on loopback)  owner   http      u                                                     -
+PORT  LISTENING              LEVEL              ENDS      PROTOCOL  URL                                                   APPS
+3000  yes                    public +bob +@eng  in 2h 5m  http      https://3000--main--dev--admin.berth.localhost:8443   web,api
+8443  no                     owner              -         https     https://8443s--main--dev--admin.berth.localhost:8443  -
+9000  yes (not on loopback)  owner              -         http      u                                                     -
 ";
         assert_eq!(ports_table(&answer), want);
         assert_eq!(
             ports_table(&json!({"ports": []})),
-            "PORT  LISTENING  LEVEL  PROTOCOL  URL  APPS\n"
+            "PORT  LISTENING  LEVEL  ENDS  PROTOCOL  URL  APPS\n"
         );
     }
 

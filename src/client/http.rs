@@ -27,6 +27,10 @@ pub struct Session {
     pub token: String,
     /// The CA to trust instead of `SSL_CERT_FILE` or the system store.
     pub ca_file: Option<PathBuf>,
+    /// The current workspace (`berth use`), used when no `--workspace` is given.
+    pub workspace: Option<String>,
+    /// The current agent of that workspace (`berth use WORKSPACE/AGENT`).
+    pub agent: Option<String>,
 }
 
 /// The parts of a control-plane URL that a request needs.

@@ -38,6 +38,9 @@ const KEYS: &[(&str, &str)] = &[
     ("log", "format"),
     ("sharing", "max_level"),
     ("sharing", "max_link_ttl_secs"),
+    ("sharing", "max_share_ttl_secs"),
+    ("sharing", "public_rate_limit"),
+    ("sharing", "public_rate_burst"),
     ("oidc", "issuer"),
     ("oidc", "client_id"),
     ("oidc", "client_secret"),
@@ -47,10 +50,42 @@ const KEYS: &[(&str, &str)] = &[
     ("oidc", "create_users"),
     ("oidc", "ca_file"),
     ("oidc", "label"),
+    ("inspector", "enabled"),
+    ("inspector", "body_bytes"),
+    ("inspector", "max_entries_per_port"),
+    ("inspector", "max_bytes_per_port"),
+    ("inspector", "max_bytes_per_edge"),
+    ("oidc", "groups_claim"),
+    ("activity", "webhook_url"),
+    ("activity", "webhook_secret"),
+    ("activity", "idle_after"),
+    ("wake", "webhook_url"),
+    ("wake", "webhook_secret"),
+    ("wake", "cooldown_secs"),
+    ("jwt", "enabled"),
+    ("jwt", "ttl_secs"),
+    ("jwt", "rotation_secs"),
+    ("jwt", "grace_secs"),
+    ("github", "client_id"),
+    ("github", "client_secret"),
+    ("github", "client_secret_file"),
+    ("github", "url"),
+    ("github", "api_url"),
+    ("github", "allowed_organizations"),
+    ("github", "allowed_teams"),
+    ("github", "organization"),
+    ("github", "create_users"),
+    ("github", "ca_file"),
+    ("github", "label"),
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[(&str, &str)] = &[("oidc", "allowed_domains"), ("server", "trusted_proxies")];
+const LIST_KEYS: &[(&str, &str)] = &[
+    ("oidc", "allowed_domains"),
+    ("server", "trusted_proxies"),
+    ("github", "allowed_organizations"),
+    ("github", "allowed_teams"),
+];
 
 /// Variables that belong to the command line, not to the file's keys.
 const CLI_VARS: &[&str] = &[
@@ -95,7 +130,7 @@ impl FileConfig {
                 .find(|(s, k)| rest.eq_ignore_ascii_case(&format!("{s}_{k}")))
             else {
                 let known = [
-                    "SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_", "OIDC_",
+                    "SERVER_", "TLS_", "ADMIN_", "LIMITS_", "LOG_", "SHARING_", "OIDC_", "GITHUB_",
                 ];
                 if known.iter().any(|p| rest.starts_with(p)) {
                     return Err(ConfigError::Env {

@@ -10,11 +10,16 @@
 //!   ([`FileConfig::load`]), and the flags ([`Overrides`]);
 //! - [`resolve`]: the checked [`ServerConfig`] a server role runs with;
 //! - one file per section with more to check: `acme` (`[tls.acme]`),
-//!   `database` (`server.database_*`), `login` (the sign-in limits of
-//!   `[limits]`), `oidc`, `sharing`.
+//!   `database` (`server.database_*`), `github`, `hooks` (`[activity]`,
+//!   `[wake]`), `jwt`, `login` (the sign-in limits of `[limits]`), `oidc`,
+//!   `sharing`.
 
 mod acme;
 mod database;
+mod github;
+mod hooks;
+mod inspector;
+mod jwt;
 mod layers;
 mod login;
 mod oidc;
@@ -26,15 +31,22 @@ mod tests;
 
 pub use acme::{AcmeSettings, DnsSettings};
 pub use database::{redact_url, PoolSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use github::GithubConfig;
+pub use hooks::{ActivityConfig, WakeConfig, Webhook, DEFAULT_IDLE_AFTER, DEFAULT_WAKE_COOLDOWN};
+pub use inspector::InspectorConfig;
+pub use jwt::{JwtPolicy, DEFAULT_JWT_GRACE_SECS, DEFAULT_JWT_ROTATION_SECS, DEFAULT_JWT_TTL_SECS};
 pub use layers::Overrides;
 pub use login::LoginLimits;
 pub use oidc::OidcConfig;
 pub use resolve::{Limits, LogFormat, RoleDefaults, ServerConfig, TlsMode};
 pub use schema::{
-    AcmeDnsSection, AcmeSection, AdminSection, FileConfig, LimitsSection, LogSection, OidcSection,
-    ServerSection, SharingSection, TlsSection,
+    AcmeDnsSection, AcmeSection, ActivitySection, AdminSection, FileConfig, GithubSection,
+    JwtSection, LimitsSection, LogSection, OidcSection, ServerSection, SharingSection, TlsSection,
+    WakeSection,
 };
-pub use sharing::{SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS};
+pub use sharing::{
+    PublicRate, SharingPolicy, DEFAULT_LINK_TTL_SECS, DEFAULT_MAX_LINK_TTL_SECS, MAX_SHARE_TTL_SECS,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

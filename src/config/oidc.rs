@@ -18,6 +18,9 @@ pub struct OidcConfig {
     pub create_users: bool,
     pub ca_file: Option<PathBuf>,
     pub label: String,
+    /// The ID token claim that lists the user's groups (`oidc.groups_claim`);
+    /// `None`: group memberships come from admins only.
+    pub groups_claim: Option<String>,
 }
 
 impl OidcConfig {
@@ -83,8 +86,18 @@ impl OidcConfig {
                 ));
             }
         }
+        let groups_claim = o.groups_claim.filter(|c| !c.is_empty());
+        if let Some(c) = &groups_claim {
+            if c.trim() != c || c.len() > 100 || c.chars().any(char::is_control) {
+                p.note(invalid(
+                    "oidc.groups_claim",
+                    format!("{c:?} is not a claim name such as \"groups\""),
+                ));
+            }
+        }
         let resolved = (|| {
             Some(Some(OidcConfig {
+                groups_claim,
                 issuer,
                 client_id: client_id?,
                 client_secret: Secret::new(client_secret?),

@@ -6,9 +6,10 @@
 use super::layers::Overrides;
 use super::schema::{FileConfig, LimitsSection, TlsSection};
 use super::{
-    database, defaults, secs, AcmeSettings, ConfigError, LoginLimits, OidcConfig, PoolSettings,
-    Problems, SharingPolicy,
+    database, defaults, secs, AcmeSettings, ConfigError, GithubConfig, LoginLimits, OidcConfig,
+    PoolSettings, Problems, SharingPolicy,
 };
+use super::{ActivityConfig, WakeConfig};
 use crate::host::Wildcard;
 use crate::secret::Secret;
 use std::net::SocketAddr;
@@ -103,6 +104,16 @@ pub struct ServerConfig {
     pub sharing: SharingPolicy,
     /// OpenID Connect sign-in, when `oidc.issuer` is set.
     pub oidc: Option<OidcConfig>,
+    /// The request inspector (`[inspector]`).
+    pub inspector: super::InspectorConfig,
+    /// Activity tracking and the idle webhook (`[activity]`).
+    pub activity: ActivityConfig,
+    /// Wake on visit, when `wake.webhook_url` is set.
+    pub wake: Option<WakeConfig>,
+    /// The identity assertions apps receive, and their keys' rotation.
+    pub jwt: super::JwtPolicy,
+    /// GitHub sign-in, when `github.client_id` is set.
+    pub github: Option<GithubConfig>,
 }
 
 /// Role defaults that differ between `dev` and `control`.
@@ -193,6 +204,11 @@ impl ServerConfig {
         let log_format = p.take(LogFormat::parse(flags.log_format.or(file.log.format)));
         let sharing = p.take(SharingPolicy::resolve(file.sharing));
         let oidc = p.take(OidcConfig::resolve(file.oidc));
+        let inspector = p.take(super::InspectorConfig::resolve(file.inspector));
+        let activity = p.take(ActivityConfig::resolve(file.activity));
+        let wake = p.take(WakeConfig::resolve(file.wake));
+        let jwt = p.take(super::JwtPolicy::resolve(file.jwt));
+        let github = p.take(GithubConfig::resolve(file.github));
         let resolved = (|| {
             Some(ServerConfig {
                 listen: listen?,
@@ -212,6 +228,11 @@ impl ServerConfig {
                 log_format: log_format?,
                 sharing: sharing?,
                 oidc: oidc?,
+                inspector: inspector?,
+                activity: activity?,
+                wake: wake?,
+                jwt: jwt?,
+                github: github?,
             })
         })();
         p.finish(resolved)

@@ -15,6 +15,51 @@ pub struct FileConfig {
     pub log: LogSection,
     pub sharing: SharingSection,
     pub oidc: OidcSection,
+    pub jwt: JwtSection,
+    pub inspector: InspectorSection,
+    pub github: GithubSection,
+    pub activity: ActivitySection,
+    pub wake: WakeSection,
+}
+
+/// `[activity]`: the idle webhook (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivitySection {
+    /// Called once when a workspace has been idle `idle_after`.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// Seconds without a request or open WebSocket that count as idle (default 1800).
+    pub idle_after: Option<i64>,
+}
+
+/// `[wake]`: wake on visit (off unless `webhook_url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WakeSection {
+    /// Called when an allowed visitor reaches an offline workspace.
+    pub webhook_url: Option<String>,
+    /// Signs each call (`Berth-Signature`); required with `webhook_url`.
+    pub webhook_secret: Option<String>,
+    /// The least seconds between two calls for one workspace (default 60).
+    pub cooldown_secs: Option<i64>,
+}
+
+/// `[inspector]`: the request inspector's recording and its bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectorSection {
+    /// Record exchanges for the inspector (default true).
+    pub enabled: Option<bool>,
+    /// Bytes kept of each body; 0 keeps none (default 4096).
+    pub body_bytes: Option<i64>,
+    /// Exchanges kept per agent port (default 100).
+    pub max_entries_per_port: Option<i64>,
+    /// Bytes kept per agent port (default 1 MiB).
+    pub max_bytes_per_port: Option<i64>,
+    /// Bytes kept per edge (default 64 MiB).
+    pub max_bytes_per_edge: Option<i64>,
 }
 
 /// `[oidc]`: sign-in through an OpenID Connect provider (off unless
@@ -38,6 +83,55 @@ pub struct OidcSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with single sign-on").
     pub label: Option<String>,
+    /// The ID token claim listing the user's groups (e.g. "groups"); at
+    /// each sign-in it sets their provider-given berth group memberships.
+    pub groups_claim: Option<String>,
+}
+
+/// `[jwt]`: the signed identity apps receive (`Berth-Jwt-Assertion`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtSection {
+    /// Send `Berth-Jwt-Assertion` to apps (default true).
+    pub enabled: Option<bool>,
+    /// How long an assertion is valid, in seconds (default 300).
+    pub ttl_secs: Option<i64>,
+    /// A new signing key this often, in seconds (default 7 days).
+    pub rotation_secs: Option<i64>,
+    /// How long a replaced key stays published, in seconds (default 1 day).
+    pub grace_secs: Option<i64>,
+}
+
+/// `[github]`: sign-in with GitHub or GitHub Enterprise (off unless
+/// `client_id` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubSection {
+    /// The OAuth app's client id.
+    pub client_id: Option<String>,
+    /// The OAuth app's client secret (prefer `client_secret_file` or
+    /// `BERTH_GITHUB_CLIENT_SECRET`).
+    pub client_secret: Option<String>,
+    /// A file holding the client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// GitHub's web address (default https://github.com; GitHub Enterprise
+    /// Server: https://github.example.com).
+    pub url: Option<String>,
+    /// GitHub's REST API (default https://api.github.com, or `{url}/api/v3`
+    /// when `url` is set).
+    pub api_url: Option<String>,
+    /// Organizations whose members may sign in.
+    pub allowed_organizations: Option<Vec<String>>,
+    /// Teams (`org/team-slug`) whose members may sign in.
+    pub allowed_teams: Option<Vec<String>>,
+    /// Organization given to users created at their first sign-in.
+    pub organization: Option<String>,
+    /// Create a user at first sign-in when no user has the address (default true).
+    pub create_users: Option<bool>,
+    /// PEM file of CAs to trust for GitHub (default: SSL_CERT_FILE or the system store).
+    pub ca_file: Option<PathBuf>,
+    /// The sign-in button's text (default "Sign in with GitHub").
+    pub label: Option<String>,
 }
 
 /// `[sharing]`
@@ -49,6 +143,14 @@ pub struct SharingSection {
     pub max_level: Option<String>,
     /// The longest a share link may live, in seconds (default 30 days).
     pub max_link_ttl_secs: Option<i64>,
+    /// The longest a `public` or `authenticated` share may last, in seconds
+    /// (default: no limit).
+    pub max_share_ttl_secs: Option<i64>,
+    /// Requests a minute one address may send to public shares and share
+    /// links (default: off).
+    pub public_rate_limit: Option<u32>,
+    /// How many of those may come at once (default: `public_rate_limit`).
+    pub public_rate_burst: Option<u32>,
 }
 
 /// `[server]`

@@ -130,6 +130,54 @@ fn oidc_from_file_and_environment() {
 }
 
 #[test]
+fn github_from_file_environment_and_secret_file() {
+    let f = load(
+        "[github]\nclient_id = \"Iv1.abc\"\n",
+        &[
+            ("BERTH_GITHUB_CLIENT_SECRET", "gh-from-env"),
+            ("BERTH_GITHUB_ALLOWED_ORGANIZATIONS", "Acme, partner ,"),
+            ("BERTH_GITHUB_ALLOWED_TEAMS", "Acme/Platform"),
+        ],
+    )
+    .unwrap();
+    let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+    let g = c.github.unwrap();
+    assert_eq!(g.client_secret.expose(), "gh-from-env");
+    assert_eq!(g.allowed_organizations, ["acme", "partner"]);
+    assert_eq!(g.allowed_teams, ["acme/platform"]);
+    assert_eq!(g.url, "https://github.com");
+    assert_eq!(g.api_url, "https://api.github.com");
+    assert_eq!(g.label, "Sign in with GitHub");
+    assert!(g.create_users);
+    assert!(!format!("{g:?}").contains("gh-from-env"));
+
+    // GitHub Enterprise Server: the API defaults to {url}/api/v3.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "gh-from-file\n").unwrap();
+    let text = format!(
+        "[github]\nclient_id = \"x\"\nclient_secret_file = {:?}\nurl = \"https://github.example.com/\"\ncreate_users = false\n",
+        secret.display().to_string()
+    );
+    let c = ServerConfig::resolve(
+        load(&text, &[]).unwrap(),
+        Overrides::default(),
+        RoleDefaults::DEV,
+    )
+    .unwrap();
+    let g = c.github.unwrap();
+    assert_eq!(g.client_secret.expose(), "gh-from-file");
+    assert_eq!(g.url, "https://github.example.com");
+    assert_eq!(g.api_url, "https://github.example.com/api/v3");
+    let none = ServerConfig::resolve(
+        load("", &[]).unwrap(),
+        Overrides::default(),
+        RoleDefaults::DEV,
+    );
+    assert!(none.unwrap().github.is_none());
+}
+
+#[test]
 fn postgres_urls_are_accepted_and_never_printed() {
     let f = load(
         "[server]\ndatabase_url = \"postgresql://berth:hunter2@db:5432/berth\"\n",
@@ -185,6 +233,14 @@ fn invalid_values_name_their_key() {
             "limits.password_hash_queue",
         ),
         ("[sharing]\nmax_level = \"world\"", "sharing.max_level"),
+        ("[sharing]\npublic_rate_limit = 0", "sharing.public_rate_limit"),
+        (
+            "[sharing]\npublic_rate_limit = 10\npublic_rate_burst = 0",
+            "sharing.public_rate_burst",
+        ),
+        ("[sharing]\npublic_rate_burst = 10", "sharing.public_rate_burst"),
+        ("[jwt]\nttl_secs = 5", "jwt.ttl_secs"),
+        ("[jwt]\nttl_secs = 600\ngrace_secs = 300", "jwt.grace_secs"),
         ("[oidc]\nclient_id = \"b\"", "oidc.issuer"),
         (
             "[oidc]\nissuer = \"http://idp.example.com\"\nclient_id = \"b\"\nclient_secret = \"s\"",
@@ -205,6 +261,39 @@ fn invalid_values_name_their_key() {
         (
             "[oidc]\nissuer = \"https://i.example\"\nclient_id = \"b\"\nclient_secret = \"s\"\nallowed_domains = [\"*.example.com\"]",
             "oidc.allowed_domains",
+        ),
+        ("[github]\nclient_secret = \"s\"", "github.client_id"),
+        (
+            "[github]\nclient_id = \"c\"\nallowed_organizations = [\"acme\"]",
+            "github.client_secret",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"\nclient_secret_file = \"/x\"\nallowed_organizations = [\"acme\"]",
+            "github.client_secret_file",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret_file = \"/nonexistent/secret\"\nallowed_organizations = [\"acme\"]",
+            "github.client_secret_file",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"",
+            "github.allowed_organizations",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"\nallowed_organizations = [\"acme/x\"]",
+            "github.allowed_organizations",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"\nallowed_teams = [\"platform\"]",
+            "github.allowed_teams",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"\ncreate_users = false\nurl = \"http://github.example.com\"",
+            "github.url",
+        ),
+        (
+            "[github]\nclient_id = \"c\"\nclient_secret = \"s\"\ncreate_users = false\napi_url = \"https://api.example.com/?x=1\"",
+            "github.api_url",
         ),
         (
             "[server]\ndatabase_url = \"mysql://root:pw@db/berth\"",
@@ -358,8 +447,8 @@ fn every_problem_is_reported_in_one_run() {
                 [tls]\nmode = \"files\"\n\
                 [limits]\nmax_connections = 0\nshutdown_grace_secs = -1\n\
                 [log]\nformat = \"xml\"\n\
-                [sharing]\nmax_level = \"world\"\nmax_link_ttl_secs = 0\n\
-                [oidc]\nissuer = \"http://idp\"\n";
+                [sharing]\nmax_level = \"world\"\nmax_link_ttl_secs = 0\nmax_share_ttl_secs = 0\n\
+                [oidc]\nissuer = \"http://idp\"\ngroups_claim = \" groups\"\n";
     let e = ServerConfig::resolve(
         load(text, &[]).unwrap(),
         Overrides::default(),
@@ -383,9 +472,11 @@ fn every_problem_is_reported_in_one_run() {
             "log.format",
             "sharing.max_level",
             "sharing.max_link_ttl_secs",
+            "sharing.max_share_ttl_secs",
             "oidc.issuer",
             "oidc.client_id",
             "oidc.client_secret",
+            "oidc.groups_claim",
         ]
     );
     // One a line, in that order.

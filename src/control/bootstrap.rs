@@ -125,11 +125,14 @@ pub fn refuse_over_leftovers(
 
 /// Creates what a fresh deployment needs (see the module docs), then fills
 /// `catalog` from the store's snapshot so the edge knows every record.
+/// `announce` gets the new admin's password right after the user is made,
+/// before the token file is written or anything else can fail.
 pub async fn bootstrap(
     store: &Store,
     catalog: &Catalog,
     data_dir: &Path,
     dev: bool,
+    announce: &(dyn Fn(&str) + Sync),
 ) -> Result<Bootstrap, BootstrapError> {
     std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
     let admin_token_path = data_dir.join(ADMIN_TOKEN_FILE);
@@ -146,6 +149,7 @@ pub async fn bootstrap(
                 organization: None,
             })
             .await?;
+        announce(&pw);
         let (_, token) = store.create_api_token(admin.id, "bootstrap").await?;
         write_secret(&admin_token_path, token.expose())?;
         tracing::info!(path = %admin_token_path.display(), "created user admin");

@@ -8,12 +8,13 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::holders::holder_tunnels;
 use super::links::redeem_and_audit;
+use super::openapi::ErrorBody;
 use super::ControlState;
 use crate::auth::{token, TokenHash, TokenKind};
 use crate::catalog::{Link, Session};
 use crate::host::Wildcard;
 use crate::protocol::edge_api::{
-    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, WATCH_PING_EVERY,
+    EdgeCertificate, Exchange, Heartbeat, Hello, Redeem, WatchLine, WatchQuery, WATCH_PING_EVERY,
 };
 use crate::store::RegionRow;
 use axum::body::Body;
@@ -57,6 +58,10 @@ impl FromRequestParts<ControlState> for EdgeCaller {
 }
 
 /// Tells an edge who it is and gives it the cookie key.
+#[utoipa::path(get, path = "/edge/hello", tag = "internal",
+    summary = "For regional edges (region token): the region, its wildcard and the cookie key",
+    responses((status = 200, description = "Hello"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn hello(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -67,10 +72,15 @@ pub(crate) async fn hello(
         wildcard: region.wildcard,
         cookie_key: hex::encode(st.signin.key.expose_bytes()),
         signin_url: st.signin.base_url.clone(),
+        wake: st.waker.is_some(),
     })
 }
 
 /// Records an edge's heartbeat, and which agents it holds tunnels of.
+#[utoipa::path(post, path = "/edge/heartbeat", tag = "internal",
+    summary = "For regional edges: health and the agents whose tunnels the edge holds",
+    responses((status = 200, description = "Recorded"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn heartbeat(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -98,13 +108,26 @@ pub(crate) async fn heartbeat(
 /// is applied here (local writes and other replicas' alike), with a ping
 /// every few seconds. A watcher that falls too far behind is cut off and
 /// starts over with a new snapshot.
+#[utoipa::path(get, path = "/edge/watch", tag = "internal",
+    summary = "For regional edges: the catalog, then its changes, as a stream",
+    responses((status = 200, description = "A stream of changes"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn watch(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
+    axum::extract::Query(query): axum::extract::Query<WatchQuery>,
 ) -> Result<Response, ApiError> {
     // Subscribe before reading the snapshot: a change committed meanwhile is
     // then sent twice at worst, and applying a change twice is harmless.
     let mut feed = st.catalog.subscribe();
+    // The identity keyring, now and at every rotation, for an edge that asks.
+    let mut keys = (query.identity.as_deref() == Some("1")).then(|| st.identity.subscribe());
+    let keyring =
+        |k: &mut tokio::sync::watch::Receiver<std::sync::Arc<crate::auth::jwt::Keyring>>| {
+            WatchLine::Identity {
+                keyring: (**k.borrow_and_update()).clone(),
+            }
+        };
     let snapshot = st.store.snapshot().await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     tracing::info!(region = %region.name, "edge watching");
@@ -115,6 +138,11 @@ pub(crate) async fn watch(
         };
         if !send(WatchLine::Reset).await {
             return;
+        }
+        if let Some(k) = keys.as_mut() {
+            if !send(keyring(k)).await {
+                return;
+            }
         }
         for change in snapshot {
             if !send(WatchLine::Change { change }).await {
@@ -133,6 +161,12 @@ pub(crate) async fn watch(
                     Err(_) => return,
                 },
                 _ = ping.tick() => WatchLine::Ping,
+                Some(l) = async {
+                    match keys.as_mut() {
+                        Some(k) => k.changed().await.ok().map(|()| keyring(k)),
+                        None => std::future::pending().await,
+                    }
+                } => l,
             };
             if !send(l).await {
                 return;
@@ -157,6 +191,10 @@ pub(crate) async fn watch(
 /// Issues a certificate for the calling region's host and wildcard, signed
 /// by control's local CA (SPEC §6: in `self-signed` mode one `ca.pem`
 /// covers the whole deployment). 409 when control runs no local CA.
+#[utoipa::path(get, path = "/edge/certificate", tag = "internal",
+    summary = "For regional edges: the certificate for the region's names",
+    responses((status = 200, description = "PEM chain and key"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn certificate(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -211,6 +249,10 @@ pub(crate) async fn certificate(
 
 /// Redeems a share link for an edge: counts one use; 404 when it does not
 /// exist, expired, was revoked or is used up.
+#[utoipa::path(post, path = "/edge/redeem", tag = "internal",
+    summary = "For regional edges: redeem a share link (control counts its uses)",
+    responses((status = 200, description = "The link, or null"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn redeem(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,
@@ -233,6 +275,10 @@ pub(crate) async fn redeem(
 /// Exchanges a sign-in code for an edge: the session it stands for, or 404
 /// (unknown, used, expired, for another host or another browser's sign-in
 /// state, or a host outside the calling region's wildcard).
+#[utoipa::path(post, path = "/edge/exchange", tag = "internal",
+    summary = "For regional edges: exchange a one-time sign-in code for a session",
+    responses((status = 200, description = "The session, or null"), (status = 401, description = "Not a region token", body = ErrorBody)),
+)]
 pub(crate) async fn exchange(
     State(st): State<ControlState>,
     EdgeCaller(region): EdgeCaller,

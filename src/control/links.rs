@@ -5,6 +5,7 @@
 use super::access::agent_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
+use super::openapi::ErrorBody;
 use super::ControlState;
 use crate::catalog::Change;
 use crate::config::DEFAULT_LINK_TTL_SECS;
@@ -18,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// `POST /share-links` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateLink {
     user: String,
@@ -57,14 +58,14 @@ pub(crate) struct LinkJson {
     expired: bool,
 }
 
-fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -93,6 +94,11 @@ fn link_json(st: &ControlState, row: LinkRow, now: i64) -> LinkJson {
 }
 
 /// Makes a share link.
+#[utoipa::path(post, path = "/share-links", tag = "sharing",
+    summary = "Mint a share link to one port; its URL (with the token) is in this answer only",
+    request_body = CreateLink,
+    responses((status = 201, description = "id, url, expires_at, max_uses"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create(
     State(st): State<ControlState>,
     caller: Caller,
@@ -101,8 +107,11 @@ pub(crate) async fn create(
     if req.port == 0 {
         return Err(ApiError::invalid_field("port", "must be 1-65535"));
     }
-    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_LINK_TTL_SECS);
     let max_ttl = st.sharing.max_link_ttl_secs;
+    // Without a ttl, the default, cut to what the policy allows.
+    let ttl = req
+        .ttl_seconds
+        .unwrap_or(DEFAULT_LINK_TTL_SECS.min(max_ttl));
     if ttl < 1 || ttl > max_ttl {
         return Err(ApiError::invalid_field(
             "ttl_seconds",
@@ -141,6 +150,10 @@ pub(crate) async fn create(
 }
 
 /// The caller's links (all of them for site admins).
+#[utoipa::path(get, path = "/share-links", tag = "sharing",
+    summary = "The caller's share links (every one for site admins)",
+    responses((status = 200, description = "Links with uses, expiry and revocation"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+)]
 pub(crate) async fn list(
     State(st): State<ControlState>,
     caller: Caller,
@@ -154,6 +167,11 @@ pub(crate) async fn list(
 }
 
 /// Revokes a link: every visitor who redeemed it is cut off at once.
+#[utoipa::path(delete, path = "/share-links/{id}", tag = "sharing",
+    summary = "Revoke a share link; its visitors lose access within seconds",
+    params(("id" = String, Path, description = "The link id")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn revoke(
     State(st): State<ControlState>,
     caller: Caller,

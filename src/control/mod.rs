@@ -13,23 +13,33 @@
 //! answers 404, exactly like one that does not exist.
 
 mod access;
+mod account;
+pub mod activity;
 mod bootstrap;
 mod edges;
 mod error;
 mod extract;
+mod federated;
+mod github;
+mod groups;
 pub(crate) mod holders;
+pub(crate) mod inspect;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
+mod openapi;
 pub(crate) mod regions;
-mod shares;
+pub(crate) mod shares;
 mod signin;
+pub(crate) mod signing;
 mod users;
 mod validate;
+pub mod wake;
+pub mod webhook;
 mod workspaces;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use bootstrap::{
     bootstrap, deployment_files, refuse_over_leftovers, Bootstrap, BootstrapError,
@@ -37,20 +47,24 @@ pub use bootstrap::{
 };
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
+pub use github::GithubClient;
+pub use inspect::{Inspection, NoInspection};
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
 use crate::config::SharingPolicy;
 use crate::host::MAX_LABEL;
-use crate::protocol::regions::AGENT_REGIONS;
-use crate::protocol::{edge_api, API_ROOT};
+use crate::protocol::API_ROOT;
 use crate::store::Store;
 use crate::tunnel::protocol::ListeningPort;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::middleware::{self, Next};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body the API accepts (64 KiB); larger ones get a JSON 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -98,6 +112,8 @@ pub struct ControlState {
     pub signin: Arc<crate::auth::signin::SignIn>,
     /// Sign-in through an OpenID Connect provider, when `[oidc]` is set.
     pub oidc: Option<Arc<OidcClient>>,
+    /// Sign-in with GitHub, when `[github]` is set.
+    pub github: Option<Arc<GithubClient>>,
     /// The local CA (`tls.mode = "self-signed"`), which also signs regional
     /// edges' certificates so one `ca.pem` covers the deployment.
     pub local_ca: Option<Arc<crate::tls::LocalCa>>,
@@ -106,6 +122,13 @@ pub struct ControlState {
     pub region_certs: Option<Arc<crate::tls::acme::regions::RegionCerts>>,
     /// Password sign-in limits and hash slots (`[limits] login_*`).
     pub login: Arc<login::LoginGuard>,
+    /// The request inspector's records, gathered from the edges.
+    pub inspection: Arc<dyn Inspection>,
+    /// Calls the wake webhook, when `[wake]` is set.
+    pub waker: Option<Arc<wake::Waker>>,
+    /// The keys identity assertions are signed with (shared with the
+    /// built-in edge; sent to regional edges on the watch stream).
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 tokio::task_local! {
@@ -221,47 +244,51 @@ impl AppUrls {
     }
 }
 
+/// The `/api/v1` routes (paths relative to it), each from its handler's
+/// `#[utoipa::path]`: the router and the OpenAPI document
+/// ([`openapi::document`]) both come from this one list.
+pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openapi::serve))
+        .routes(routes!(users::login))
+        .routes(routes!(users::me))
+        .routes(routes!(account::change_password))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::delete, users::update))
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::delete))
+        .routes(routes!(activity::show))
+        .routes(routes!(workspaces::create_agent, workspaces::list_agents))
+        .routes(routes!(shares::list_ports))
+        .routes(routes!(shares::put_share, shares::delete_share))
+        .routes(routes!(shares::put_app))
+        .routes(routes!(inspect::list))
+        .routes(routes!(inspect::get_one))
+        .routes(routes!(inspect::replay))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::show, groups::rename, groups::delete))
+        .routes(routes!(groups::add_member, groups::remove_member))
+        .routes(routes!(links::create, links::list))
+        .routes(routes!(links::revoke))
+        .routes(routes!(users::audit))
+        .routes(routes!(regions::create, regions::list))
+        .routes(routes!(regions::delete))
+        .routes(routes!(edges::hello))
+        .routes(routes!(edges::heartbeat))
+        .routes(routes!(edges::watch))
+        .routes(routes!(edges::redeem))
+        .routes(routes!(edges::exchange))
+        .routes(routes!(edges::certificate))
+        .routes(routes!(activity::report))
+        .routes(routes!(wake::from_edge))
+        .routes(routes!(regions::for_agent))
+}
+
 /// The `/api/v1` routes, with their state. Has no fallback of its own outside
 /// `/api/v1`, so it merges with other routers (dashboard, health).
 pub fn router(state: ControlState) -> Router {
-    let api = Router::new()
-        .route("/login", post(users::login))
-        .route("/me", get(users::me))
-        .route("/users", post(users::create).get(users::list))
-        .route("/users/{user}", delete(users::delete).patch(users::update))
-        .route(
-            "/workspaces",
-            post(workspaces::create).get(workspaces::list),
-        )
-        .route("/workspaces/{user}/{workspace}", delete(workspaces::delete))
-        .route(
-            "/workspaces/{user}/{workspace}/agents",
-            post(workspaces::create_agent).get(workspaces::list_agents),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/ports",
-            get(shares::list_ports),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/ports/{port}/share",
-            put(shares::put_share).delete(shares::delete_share),
-        )
-        .route(
-            "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}",
-            put(shares::put_app),
-        )
-        .route("/share-links", post(links::create).get(links::list))
-        .route("/audit", get(users::audit))
-        .route("/regions", post(regions::create).get(regions::list))
-        .route("/regions/{name}", delete(regions::delete))
-        .route(edge_api::HELLO, get(edges::hello))
-        .route(edge_api::HEARTBEAT, post(edges::heartbeat))
-        .route(edge_api::WATCH, get(edges::watch))
-        .route(edge_api::REDEEM, post(edges::redeem))
-        .route(edge_api::EXCHANGE, post(edges::exchange))
-        .route(edge_api::CERTIFICATE, get(edges::certificate))
-        .route(AGENT_REGIONS, get(regions::for_agent))
-        .route("/share-links/{id}", delete(links::revoke))
+    let (api, _doc) = api_routes().split_for_parts();
+    let api = api
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -279,6 +306,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/signout", post(signin::signout))
         .route("/signin/oidc", get(oidc::start).post(oidc::start_from_page))
         .route("/signin/oidc/callback", get(oidc::callback))
+        .route(
+            "/signin/github",
+            get(github::start).post(github::start_from_page),
+        )
+        .route("/signin/github/callback", get(github::callback))
         .with_state(state)
         .layer(middleware::map_response(page_headers))
         .layer(middleware::from_fn(with_client_addr))

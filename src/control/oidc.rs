@@ -6,37 +6,28 @@
 //! finds the user by verified e-mail (or creates one), and starts the same
 //! session a password sign-in does.
 
-use super::signin::{cross_site, forbidden_cross_site, page, start_session, Back};
-use super::ControlState;
-use crate::auth::cookie::{self, Purpose, OIDC_COOKIE, OIDC_RETURN_COOKIE};
-use crate::auth::oidc::{
-    admit, authorization_url, username_for, verify_id_token, ClientAuth, Expected, Flow, IdClaims,
-    Metadata, OidcError, UserInfo, FLOW_TTL_SECS,
+use super::federated::{
+    end_attempt, expired, over_limit, resume, send_to_service, sign_in, start_again, unavailable,
+    user_for, Accounts, ServiceHttp, StartQuery,
 };
-use crate::catalog::{Change, User};
+use super::signin::{cross_site, forbidden_cross_site, page, Back};
+use super::ControlState;
+use crate::auth::cookie::Purpose;
+use crate::auth::oidc::{
+    admit, authorization_url, verify_id_token, ClientAuth, Expected, Flow, IdClaims, Metadata,
+    OidcError, UserInfo,
+};
 use crate::config::OidcConfig;
-use crate::html::escape_html;
-use crate::store::{NewUser, Role};
-use crate::tls::client::{client_config, fetch};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Form;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use http_body_util::Full;
-use hyper::body::Bytes;
 use jsonwebtoken::jwk::JwkSet;
-use rand::RngCore;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long one call to the provider may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest answer read from the provider.
-const MAX_ANSWER: usize = 1024 * 1024;
 /// Discovery and keys are fetched again after this long.
 const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// An unknown key id refetches the key set at most this often.
@@ -54,7 +45,7 @@ struct Cached {
 /// for the provider, and its discovery document and keys, cached.
 pub struct OidcClient {
     cfg: OidcConfig,
-    tls: Arc<rustls::ClientConfig>,
+    http: ServiceHttp,
     redirect_uri: String,
     cache: tokio::sync::Mutex<Option<Cached>>,
 }
@@ -71,10 +62,9 @@ impl std::fmt::Debug for OidcClient {
 impl OidcClient {
     /// A client for `cfg`, answering at `{base_url}/signin/oidc/callback`.
     pub fn new(cfg: OidcConfig, base_url: &str) -> Result<OidcClient, crate::tls::TlsError> {
-        let tls = client_config(cfg.ca_file.as_deref(), &[b"http/1.1"])?;
         Ok(OidcClient {
+            http: ServiceHttp::new(cfg.ca_file.as_deref())?,
             cfg,
-            tls,
             redirect_uri: format!("{base_url}/signin/oidc/callback"),
             cache: tokio::sync::Mutex::new(None),
         })
@@ -97,9 +87,9 @@ impl OidcClient {
                 "{}/.well-known/openid-configuration",
                 self.cfg.issuer.trim_end_matches('/')
             );
-            let meta: Metadata = self.call(&url, None, None).await?;
+            let meta: Metadata = self.http.call(&url, None, None).await?;
             meta.check(&self.cfg.issuer).map_err(|e| e.to_string())?;
-            let keys: JwkSet = self.call(&meta.jwks_uri, None, None).await?;
+            let keys: JwkSet = self.http.call(&meta.jwks_uri, None, None).await?;
             let now = Instant::now();
             *cache = Some(Cached {
                 meta,
@@ -111,85 +101,11 @@ impl OidcClient {
             .as_mut()
             .filter(|c| refresh_keys && c.keys_fetched.elapsed() > KEY_REFRESH_MIN)
         {
-            c.keys = self.call(&c.meta.jwks_uri, None, None).await?;
+            c.keys = self.http.call(&c.meta.jwks_uri, None, None).await?;
             c.keys_fetched = Instant::now();
         }
         let c = cache.as_ref().expect("filled above");
         Ok((c.meta.clone(), c.keys.clone()))
-    }
-
-    /// GET (or POST a form to) `url` over HTTPS and parse the JSON answer;
-    /// errors are sentences naming the URL and, for OAuth errors, the
-    /// provider's own `error` and `error_description`.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        form: Option<&[(&str, &str)]>,
-        auth: Option<String>,
-    ) -> Result<T, String> {
-        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(url, form, auth))
-            .await
-            .map_err(|_| format!("{url} did not answer within {} s", CALL_TIMEOUT.as_secs()))?
-    }
-
-    async fn call_inner<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        form: Option<&[(&str, &str)]>,
-        auth: Option<String>,
-    ) -> Result<T, String> {
-        let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(format!("{url} is not https://"));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{url} has no host"))?;
-        let host = authority.host();
-        let port = authority.port_u16().unwrap_or(443);
-        let fail = |e: &dyn std::fmt::Display| format!("cannot reach {url}: {e}");
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut req = http::Request::builder()
-            .uri(path)
-            .header(header::HOST, authority.as_str())
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("berth/", env!("CARGO_PKG_VERSION")),
-            );
-        if let Some(a) = auth {
-            req = req.header(header::AUTHORIZATION, a);
-        }
-        let body = match form {
-            Some(fields) => {
-                req = req
-                    .method(http::Method::POST)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-                Bytes::from(serde_urlencoded::to_string(fields).expect("strings always encode"))
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(body)).map_err(|e| fail(&e))?;
-        let (status, raw) = fetch(host, port, self.tls.clone(), req, MAX_ANSWER).await?;
-        if !status.is_success() {
-            #[derive(Deserialize)]
-            struct OAuthError {
-                error: String,
-                #[serde(default)]
-                error_description: Option<String>,
-            }
-            return Err(match serde_json::from_slice::<OAuthError>(&raw) {
-                Ok(e) => format!(
-                    "{url} answered {status}: {}{}",
-                    e.error,
-                    e.error_description
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default()
-                ),
-                Err(_) => format!("{url} answered {status}"),
-            });
-        }
-        serde_json::from_slice(&raw).map_err(|e| format!("{url} answered with unusable JSON: {e}"))
     }
 
     /// Exchanges the code; returns the verified ID token's claims and the
@@ -228,7 +144,10 @@ impl OidcClient {
                 None
             }
         };
-        let answer: TokenAnswer = self.call(&meta.token_endpoint, Some(&form), auth).await?;
+        let answer: TokenAnswer = self
+            .http
+            .call(&meta.token_endpoint, Some(&form), auth)
+            .await?;
         let id_token = answer
             .id_token
             .ok_or("the provider's token answer has no id_token (is \"openid\" in oidc.scopes?)")?;
@@ -263,6 +182,7 @@ impl OidcClient {
             return Ok((None, None));
         };
         let info: UserInfo = self
+            .http
             .call(&url, None, Some(format!("Bearer {token}")))
             .await?;
         if info.sub != claims.sub {
@@ -272,49 +192,11 @@ impl OidcClient {
     }
 }
 
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// `?return_to=https://{app-host}/path&state=...` (or the same as a form).
-#[derive(Deserialize)]
-pub(crate) struct StartQuery {
-    #[serde(default)]
-    return_to: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-}
-
-/// What `__Host-berth_oidc_to` carries while the browser is at the
-/// provider: where to go back, the app host's sign-in state, and whether
-/// the visitor started this from berth's own sign-in page.
-#[derive(Deserialize, serde::Serialize, Default)]
-struct Pending {
-    #[serde(default)]
-    return_to: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    interactive: bool,
-}
-
 fn not_configured() -> Response {
     page(
         StatusCode::NOT_FOUND,
         "Single sign-on is off",
         "<p>This berth has no identity provider configured. <a href=\"/signin\">Sign in with a password</a>.</p>",
-    )
-}
-
-fn unavailable(why: &str) -> Response {
-    tracing::warn!(error = why, "OpenID provider unavailable");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in unavailable",
-        &format!(
-            "<p>berth cannot use the identity provider right now: {}</p><p><a href=\"/signin\">Try again</a> in a moment.</p>",
-            escape_html(why)
-        ),
     )
 }
 
@@ -357,34 +239,7 @@ async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response 
         &oidc.cfg.scopes,
         &flow,
     );
-    let signed = st.signin.key.sign(
-        Purpose::Oidc,
-        &flow.state,
-        &st.signin.base_domain,
-        now_unix() + FLOW_TTL_SECS,
-    );
-    let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response();
-    let h = res.headers_mut();
-    append_cookie(h, OIDC_COOKIE, &signed, FLOW_TTL_SECS);
-    let pending = Pending {
-        return_to: back.return_to.map(str::to_owned),
-        state: back.state.map(str::to_owned),
-        interactive,
-    };
-    let pending = serde_urlencoded::to_string(&pending).expect("strings always encode");
-    append_cookie(
-        h,
-        OIDC_RETURN_COOKIE,
-        &URL_SAFE_NO_PAD.encode(pending),
-        FLOW_TTL_SECS,
-    );
-    res
-}
-
-fn append_cookie(h: &mut HeaderMap, name: &str, value: &str, max_age: i64) {
-    if let Ok(v) = HeaderValue::from_str(&cookie::set_cookie(name, value, max_age)) {
-        h.append(header::SET_COOKIE, v);
-    }
+    send_to_service(st, Purpose::Oidc, &flow, url, back, interactive)
 }
 
 /// The provider's redirect back.
@@ -397,26 +252,6 @@ pub(crate) struct CallbackQuery {
     iss: Option<String>,
 }
 
-/// The one value of cookie `name`, if the request carries exactly one
-/// (several copies, whichever is whose, count as none).
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
-    match cookie::copies(headers, name)[..] {
-        [one] => Some(one),
-        _ => None,
-    }
-}
-
-fn start_again(status: StatusCode, title: &str, why: &str) -> Response {
-    page(
-        status,
-        title,
-        &format!(
-            "<p>{}</p><p><a href=\"/signin\">Sign in again</a>.</p>",
-            escape_html(why)
-        ),
-    )
-}
-
 /// `GET /signin/oidc/callback`: the provider sends the browser back here.
 pub(crate) async fn callback(
     State(st): State<ControlState>,
@@ -426,16 +261,11 @@ pub(crate) async fn callback(
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
-    // Each callback may cost a request to the provider: limited per source
-    // like password sign-ins (no user name is known yet).
-    let source = super::client_addr().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = st.login.admit(source, None) {
-        return super::signin::too_many_attempts(super::login::Refusal::retry_after_secs(wait));
+    if let Some(res) = over_limit(&st) {
+        return res;
     }
     let mut res = finish(&st, &oidc, &headers, q).await;
-    // The attempt is over either way: a second visit must start again.
-    append_cookie(res.headers_mut(), OIDC_COOKIE, "", 0);
-    append_cookie(res.headers_mut(), OIDC_RETURN_COOKIE, "", 0);
+    end_attempt(&mut res);
     res
 }
 
@@ -445,21 +275,8 @@ async fn finish(
     headers: &HeaderMap,
     q: CallbackQuery,
 ) -> Response {
-    let now = now_unix();
-    let values = cookie::copies(headers, OIDC_COOKIE);
-    let started = cookie::decide(&values, |v| {
-        st.signin
-            .key
-            .verify(Purpose::Oidc, v, &st.signin.base_domain, now)
-            .ok()
-    })
-    .ok();
-    let Some(state) = started.filter(|s| q.state.as_deref() == Some(s.as_str())) else {
-        return start_again(
-            StatusCode::BAD_REQUEST,
-            "Sign-in expired",
-            "This sign-in was not started in this browser, was already used, or took longer than 10 minutes.",
-        );
+    let Some(flow) = resume(st, headers, Purpose::Oidc, q.state.as_deref()) else {
+        return expired();
     };
     if q.iss.as_deref().is_some_and(|i| i != oidc.cfg.issuer) {
         return start_again(
@@ -483,7 +300,6 @@ async fn finish(
             "The identity provider sent you back without a code.",
         );
     };
-    let flow = Flow::resume(&st.signin.key, &state);
     let (claims, access) = match oidc.exchange(&code, &flow).await {
         Ok(c) => c,
         Err(e) => {
@@ -511,73 +327,25 @@ async fn finish(
             return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal.to_string());
         }
     };
-    let user = match user_for(st, oidc, &email).await {
-        Ok(u) => u,
-        Err(res) => return res,
+    let accounts = Accounts {
+        method: "oidc",
+        create_users: oidc.cfg.create_users,
+        organization: oidc.cfg.organization.as_deref(),
+        wanted_name: None,
     };
-    let pending: Pending = cookie_value(headers, OIDC_RETURN_COOKIE)
-        .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
-        .and_then(|b| serde_urlencoded::from_bytes(&b).ok())
-        .unwrap_or_default();
-    let back = Back::new(pending.return_to.as_deref(), pending.state.as_deref());
-    if let Err(res) = back.check(st).await {
-        return res;
-    }
-    start_session(st, &user, "oidc", back, pending.interactive).await
-}
-
-/// The berth user signing in as `email`: the one user with that address,
-/// or a new member when `oidc.create_users` allows.
-async fn user_for(st: &ControlState, oidc: &OidcClient, email: &str) -> Result<User, Response> {
-    let mut found = st.catalog.users_with_email(email);
-    match found.len() {
-        1 => return Ok(found.remove(0)),
-        0 => {}
-        _ => {
-            return Err(start_again(
-                StatusCode::CONFLICT,
-                "Ambiguous account",
-                &format!("Several berth users have the address {email}; an administrator must give each their own."),
-            ))
+    match user_for(st, &email, &accounts).await {
+        Ok(user) => {
+            if let Some(claim) = &oidc.cfg.groups_claim {
+                let names = claims.groups(claim);
+                if let Err(e) =
+                    super::groups::sync_from_claim(st, user.id, &user.username, &names).await
+                {
+                    tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
+                    return unavailable("your group memberships could not be stored; try again");
+                }
+            }
+            sign_in(st, headers, &user, "oidc").await
         }
-    }
-    if !oidc.cfg.create_users {
-        return Err(start_again(
-            StatusCode::FORBIDDEN,
-            "No account",
-            &format!("No berth user has the address {email}; ask an administrator to create one."),
-        ));
-    }
-    let max_len = st
-        .app_urls
-        .label_budget()
-        .saturating_sub(crate::host::port_label_len("a", "a", ""));
-    let username = username_for(email, max_len, |n| st.catalog.has_user_named(n));
-    // A password nobody knows: this user signs in through the provider.
-    let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    let created = st
-        .store
-        .create_user(NewUser {
-            username,
-            email: email.to_owned(),
-            password: hex::encode(raw),
-            role: Role::Member,
-            organization: oidc.cfg.organization.clone(),
-        })
-        .await;
-    match created {
-        Ok(row) => {
-            let user = row.to_catalog();
-            st.apply(Change::User(user.clone())).await;
-            st.audit(&user.username, "user.created", "oidc").await;
-            Ok(user)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create user at first sign-in");
-            Err(unavailable(
-                "the new account could not be stored; try again",
-            ))
-        }
+        Err(res) => res,
     }
 }

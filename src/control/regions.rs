@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiPath, Caller};
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use crate::auth::{token, TokenHash, TokenKind};
 use crate::host::Wildcard;
@@ -23,7 +24,7 @@ fn now_unix() -> i64 {
 }
 
 /// `POST /regions` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateRegion {
     name: String,
@@ -72,6 +73,11 @@ pub(crate) struct CreatedRegion {
 }
 
 /// Creates a region (admins only); its token is in the answer, once.
+#[utoipa::path(post, path = "/regions", tag = "regions",
+    summary = "Create a region and its token, shown once (site admins)",
+    request_body = CreateRegion,
+    responses((status = 201, description = "The region and region_token"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -113,6 +119,10 @@ pub(crate) async fn create(
 
 /// Every region with its health (any signed-in user: the dashboard offers
 /// the nearest).
+#[utoipa::path(get, path = "/regions", tag = "regions",
+    summary = "Regions with their health",
+    responses((status = 200, description = "Regions"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+)]
 pub(crate) async fn list(
     State(st): State<ControlState>,
     _caller: Caller,
@@ -127,6 +137,11 @@ pub(crate) async fn list(
 }
 
 /// Deletes a region (admins only); its edges are refused from then on.
+#[utoipa::path(delete, path = "/regions/{name}", tag = "regions",
+    summary = "Delete a region; its edges are refused from then on (site admins)",
+    params(("name" = String, Path, description = "The region name")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn delete(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -170,6 +185,10 @@ pub(crate) fn healthy(rows: Vec<RegionRow>) -> Vec<Candidate> {
 
 /// `GET /agent/regions`: the healthy regions, for an agent (its own token)
 /// choosing where to dial.
+#[utoipa::path(get, path = "/agent/regions", tag = "internal",
+    summary = "For agents (agent token): the healthy regions to dial",
+    responses((status = 200, description = "name and url of each region"), (status = 401, description = "Not an agent token", body = ErrorBody)),
+)]
 pub(crate) async fn for_agent(
     State(st): State<ControlState>,
     headers: axum::http::HeaderMap,

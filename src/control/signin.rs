@@ -176,6 +176,16 @@ fn form(st: &ControlState, back: Back<'_>, error: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
+    let github = st
+        .github
+        .as_ref()
+        .map(|g| {
+            format!(
+                "<form method=\"post\" action=\"/signin/github\">{hidden}<button class=\"sso\" type=\"submit\">{}</button></form>",
+                escape_html(g.label())
+            )
+        })
+        .unwrap_or_default();
     let to = back
         .return_to
         .and_then(|r| r.strip_prefix("https://"))
@@ -191,7 +201,7 @@ fn form(st: &ControlState, back: Back<'_>, error: Option<&str>) -> String {
         "{err}<form method=\"post\" action=\"/signin\">{hidden}\
          <label for=\"u\">User name</label><input id=\"u\" name=\"username\" autocomplete=\"username\" required autofocus>\
          <label for=\"p\">Password</label><input id=\"p\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>{sso}{to}\
+         <button type=\"submit\">Sign in</button></form>{sso}{github}{to}\
          <p class=\"hint\">Sign in to open apps shared with you.</p>"
     )
 }

@@ -22,14 +22,14 @@ impl Presence for TestPresence {
     }
 }
 
-struct Harness {
+pub(crate) struct Harness {
     state: ControlState,
     presence: Arc<TestPresence>,
     admin: String,
 }
 
 impl Harness {
-    async fn new() -> Harness {
+    pub(crate) async fn new() -> Harness {
         let store = Store::open_memory().await.unwrap();
         let catalog = Arc::new(Catalog::new());
         let presence = Arc::new(TestPresence::default());
@@ -41,9 +41,13 @@ impl Harness {
             sharing: crate::config::SharingPolicy::default(),
             signin: test_signin(),
             oidc: None,
+            github: None,
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
+            waker: None,
+            identity: Default::default(),
         };
         let mut h = Harness {
             state,
@@ -99,7 +103,7 @@ impl Harness {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -706,7 +710,9 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
 
     let store = Store::open(data).await.unwrap();
     let catalog = Catalog::new();
-    let first = bootstrap(&store, &catalog, data, true).await.unwrap();
+    let first = bootstrap(&store, &catalog, data, true, &|_| {})
+        .await
+        .unwrap();
     let password = first
         .admin_password
         .clone()
@@ -747,7 +753,9 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
     // Second run, fresh process: same files, nothing new.
     let store = Store::open(data).await.unwrap();
     let catalog = Arc::new(Catalog::new());
-    let second = bootstrap(&store, &catalog, data, true).await.unwrap();
+    let second = bootstrap(&store, &catalog, data, true, &|_| {})
+        .await
+        .unwrap();
     assert!(second.admin_password.is_none());
     assert_eq!(second.dev_agent_token.as_ref(), Some(&dev));
     assert_eq!(
@@ -771,9 +779,13 @@ async fn bootstrap_runs_once_and_its_tokens_keep_working() {
             sharing: crate::config::SharingPolicy::default(),
             signin: test_signin(),
             oidc: None,
+            github: None,
             local_ca: None,
             region_certs: None,
             login: Arc::new(crate::control::login::LoginGuard::new(Default::default())),
+            inspection: Arc::new(crate::control::NoInspection),
+            waker: None,
+            identity: Default::default(),
         },
         presence: Arc::new(TestPresence::default()),
         admin: admin_token.clone(),
@@ -799,7 +811,7 @@ async fn bootstrap_replaces_a_lost_token_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let store = Store::open(data).await.unwrap();
-    let first = bootstrap(&store, &Catalog::new(), data, true)
+    let first = bootstrap(&store, &Catalog::new(), data, true, &|_| {})
         .await
         .unwrap();
     let old_dev = first.dev_agent_token.unwrap();
@@ -807,7 +819,9 @@ async fn bootstrap_replaces_a_lost_token_file() {
     std::fs::remove_file(data.join(DEV_AGENT_TOKEN_FILE)).unwrap();
 
     let catalog = Catalog::new();
-    let again = bootstrap(&store, &catalog, data, true).await.unwrap();
+    let again = bootstrap(&store, &catalog, data, true, &|_| {})
+        .await
+        .unwrap();
     assert!(again.admin_password.is_none());
     let token = std::fs::read_to_string(data.join(ADMIN_TOKEN_FILE)).unwrap();
     assert!(catalog.visitor_for_token(&TokenHash::of(&token)).is_some());

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiPath, Caller};
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use crate::catalog::Change;
 use crate::store::{NewUser, Role, UserRow};
@@ -12,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 /// `POST /login` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     username: String,
@@ -35,7 +36,7 @@ pub(crate) struct MeResponse {
 }
 
 /// `POST /users` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
     username: String,
@@ -70,6 +71,11 @@ impl From<UserRow> for UserJson {
 
 /// Exchanges a user name and password for a new API token (limited per
 /// source and user name, see [`super::login`]).
+#[utoipa::path(post, path = "/login", tag = "account",
+    summary = "Exchange a user name and password for a new API token",
+    request_body = LoginRequest,
+    responses((status = 200, description = "A new API token: {\"token\": \"berth_api_...\"}"), (status = 401, description = "Wrong user name or password", body = ErrorBody), (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody)),
+)]
 pub(crate) async fn login(
     State(st): State<ControlState>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -96,6 +102,10 @@ pub(crate) async fn login(
 }
 
 /// The caller.
+#[utoipa::path(get, path = "/me", tag = "account",
+    summary = "Who the token belongs to",
+    responses((status = 200, description = "username, email, role, organization"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+)]
 pub(crate) async fn me(Caller(u): Caller) -> Json<MeResponse> {
     Json(MeResponse {
         username: u.username,
@@ -106,6 +116,11 @@ pub(crate) async fn me(Caller(u): Caller) -> Json<MeResponse> {
 }
 
 /// Creates a user (admins only).
+#[utoipa::path(post, path = "/users", tag = "users",
+    summary = "Create a user (site admins)",
+    request_body = CreateUser,
+    responses((status = 201, description = "The user"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -142,6 +157,10 @@ pub(crate) async fn create(
 }
 
 /// Every user (admins only).
+#[utoipa::path(get, path = "/users", tag = "users",
+    summary = "Every user (site admins)",
+    responses((status = 200, description = "The users, by name"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody)),
+)]
 pub(crate) async fn list(
     State(st): State<ControlState>,
     _admin: Admin,
@@ -152,12 +171,14 @@ pub(crate) async fn list(
 
 /// `PATCH /users/{user}` body: only the fields given change;
 /// `"organization": null` clears it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUser {
     #[serde(default)]
     role: Option<String>,
+    /// A name, or null to clear it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     organization: Option<Option<String>>,
 }
 
@@ -168,6 +189,12 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 /// Changes a user's role or organization (admins only; not one's own role).
 /// The edge sees the change at once: organization shares follow it.
+#[utoipa::path(patch, path = "/users/{user}", tag = "users",
+    summary = "Change a user's role or organization (site admins)",
+    request_body = UpdateUser,
+    params(("user" = String, Path, description = "The user name")),
+    responses((status = 200, description = "The user"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 409, description = "Taking away one's own admin role", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn update(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -211,6 +238,11 @@ pub(crate) async fn update(
 
 /// Deletes a user with their tokens, workspaces and agents (admins only; not
 /// oneself, so that a deployment keeps an admin who can undo mistakes).
+#[utoipa::path(delete, path = "/users/{user}", tag = "users",
+    summary = "Delete a user with their tokens and workspaces (site admins; not oneself)",
+    params(("user" = String, Path, description = "The user name")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 409, description = "Deleting oneself", body = ErrorBody)),
+)]
 pub(crate) async fn delete(
     State(st): State<ControlState>,
     Admin(caller): Admin,
@@ -229,6 +261,11 @@ pub(crate) async fn delete(
 }
 
 /// The audit log, newest first (admins only): `?limit=N`, 1 to 1,000, default 200.
+#[utoipa::path(get, path = "/audit", tag = "users",
+    summary = "The audit log, newest first (site admins)",
+    params(("limit" = Option<i64>, Query, description = "1 to 1000, default 200")),
+    responses((status = 200, description = "Audit events"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Not a site admin", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn audit(
     State(st): State<ControlState>,
     _admin: Admin,

@@ -45,6 +45,30 @@ pub(crate) fn email(value: &str) -> Result<(), ApiError> {
     crate::auth::email::check(value).map_err(|e| ApiError::invalid_field("email", e))
 }
 
+/// A group name: 1 to [`MAX_GROUP_NAME`](crate::store::MAX_GROUP_NAME)
+/// characters, no control characters, no space at either end. Looser than
+/// user names, because sign-in providers name groups as they like
+/// (`Platform Team`, `/eng/backend`).
+pub(crate) fn group_name(field: &str, value: &str) -> Result<(), ApiError> {
+    group_name_problem(value).map_or(Ok(()), |p| Err(ApiError::invalid_field(field, p)))
+}
+
+/// What is wrong with a group name, if anything (see [`group_name`]).
+pub(crate) fn group_name_problem(value: &str) -> Option<String> {
+    let max = crate::store::MAX_GROUP_NAME;
+    if value.is_empty() {
+        Some("must not be empty".into())
+    } else if value.chars().count() > max {
+        Some(format!("must have at most {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else if value.trim() != value {
+        Some("must not start or end with a space".into())
+    } else {
+        None
+    }
+}
+
 /// A password: 8 to 1024 characters.
 pub(crate) fn password(value: &str) -> Result<(), ApiError> {
     let n = value.chars().count();

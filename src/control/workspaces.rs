@@ -5,6 +5,7 @@
 use super::access::visible;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
+use super::openapi::ErrorBody;
 use super::{validate, ControlState};
 use crate::catalog::Change;
 use crate::store::{AgentRow, StoreError, WorkspaceRow};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// `POST /workspaces` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateWorkspace {
     name: String,
@@ -26,7 +27,7 @@ pub(crate) struct CreateWorkspace {
 }
 
 /// `POST .../agents` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAgent {
     name: String,
@@ -84,6 +85,11 @@ fn workspace_json(st: &ControlState, ws: WorkspaceRow, agents: Vec<AgentRow>) ->
 }
 
 /// Creates a workspace for the caller, or (admins) for `owner`.
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces",
+    summary = "Create a workspace for the caller (or, site admins, for owner)",
+    request_body = CreateWorkspace,
+    responses((status = 201, description = "The workspace, with no agents"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 403, description = "Naming another owner without being a site admin", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create(
     State(st): State<ControlState>,
     caller: Caller,
@@ -128,6 +134,10 @@ pub(crate) async fn create(
 }
 
 /// The workspaces the caller may see (own; all for admins), with their agents.
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces",
+    summary = "The caller's workspaces (every one for site admins), with agents and whether each is connected",
+    responses((status = 200, description = "Workspaces"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+)]
 pub(crate) async fn list(
     State(st): State<ControlState>,
     caller: Caller,
@@ -149,6 +159,11 @@ pub(crate) async fn list(
 }
 
 /// Deletes a workspace and its agents (owner or admin).
+#[utoipa::path(delete, path = "/workspaces/{user}/{workspace}", tag = "workspaces",
+    summary = "Delete a workspace with its agents, shares and links",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn delete(
     State(st): State<ControlState>,
     caller: Caller,
@@ -167,6 +182,12 @@ pub(crate) async fn delete(
 }
 
 /// Creates an agent; its token is in this answer and nowhere else.
+#[utoipa::path(post, path = "/workspaces/{user}/{workspace}/agents", tag = "workspaces",
+    summary = "Create an agent; its token is in this answer only",
+    request_body = CreateAgent,
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name")),
+    responses((status = 201, description = "name, agent_token, url_template"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 422, description = "A field is invalid; the message names it", body = ErrorBody)),
+)]
 pub(crate) async fn create_agent(
     State(st): State<ControlState>,
     caller: Caller,
@@ -200,6 +221,11 @@ pub(crate) async fn create_agent(
 }
 
 /// A workspace's agents, each with whether its tunnel is up.
+#[utoipa::path(get, path = "/workspaces/{user}/{workspace}/agents", tag = "workspaces",
+    summary = "A workspace's agents, each with whether its tunnel is up",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name")),
+    responses((status = 200, description = "Agents"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such thing, or not yours to see (the same answer)", body = ErrorBody)),
+)]
 pub(crate) async fn list_agents(
     State(st): State<ControlState>,
     caller: Caller,

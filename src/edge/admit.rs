@@ -8,14 +8,15 @@
 use super::pages::{ErrorPage, Missing};
 use crate::auth::origin::{self, Credential, OriginKind};
 use crate::auth::{self, Decision, ShareLevel, TokenHash, Visitor};
-use crate::catalog::{Cors, Link};
+use crate::catalog::{Cors, Link, Protocol, Share};
 use http::Method;
 
 /// Who is asking, as the request's credentials say (built once by the
 /// authenticate phase).
 #[derive(Debug, Default)]
 pub(crate) struct Who {
-    /// The hash of the API token presented, valid or not.
+    /// The hash of the API token presented, valid or not (never a share
+    /// link's token: that is [`Who::by_program`]).
     pub(crate) token: Option<TokenHash>,
     /// The user the token or the app cookie names.
     pub(crate) visitor: Option<Visitor>,
@@ -23,8 +24,12 @@ pub(crate) struct Who {
     pub(crate) session: Option<String>,
     /// A share cookie was presented for this host, valid or not.
     pub(crate) share_cookie: bool,
-    /// The live share link that cookie names.
+    /// The live share link that the cookie names, or that a program sent
+    /// in place of an API token.
     pub(crate) link: Option<Link>,
+    /// The link came in a header (`Berth-Token: berth_link_...`): a
+    /// program's credential, like an API token, not a browser's cookie.
+    pub(crate) by_program: bool,
 }
 
 /// Where an app host leads, as far as the catalog knows.
@@ -33,10 +38,16 @@ pub(crate) enum Route {
     /// A port of a connected-or-not agent, with how it is shared.
     Port {
         owner_id: i64,
+        /// The owner's organization (for `organization` shares).
+        owner_org: Option<String>,
         agent_id: i64,
         port: u16,
         tls: bool,
+        /// Who the share lets in as of this request ([`Share::audience`]:
+        /// an ended share is `owner`, nobody named).
         level: ShareLevel,
+        users: Vec<i64>,
+        groups: Vec<i64>,
         cors: Cors,
     },
     /// The short form named a workspace with several agents.
@@ -45,20 +56,82 @@ pub(crate) enum Route {
     Nothing,
 }
 
+/// What the route phase found in the catalog for a port: its owner (and
+/// their organization), whether the host asked for HTTPS (`{port}s`), the
+/// protocol of the app's name if the host used one, and the port's share.
+pub(crate) struct Found<'a> {
+    pub(crate) owner_id: i64,
+    pub(crate) owner_org: Option<String>,
+    pub(crate) agent_id: i64,
+    pub(crate) port: u16,
+    pub(crate) tls_asked: bool,
+    pub(crate) named_protocol: Option<Protocol>,
+    pub(crate) share: Option<&'a Share>,
+}
+
 impl Route {
-    /// What the decision needs: owner, agent, port and share level. A
-    /// workspace-wide answer (the list of agents) is the owner's business, and
-    /// no link matches it (agent 0 does not exist).
-    pub(crate) fn access(&self) -> Option<(i64, i64, u16, ShareLevel)> {
+    /// The route to a port, as its share stands at `now` (unix seconds).
+    pub(crate) fn port(found: Found<'_>, now: i64) -> Route {
+        let Found {
+            owner_id,
+            owner_org,
+            agent_id,
+            port,
+            tls_asked,
+            named_protocol,
+            share,
+        } = found;
+        // `{port}s` always means HTTPS; otherwise the app's or the share's protocol.
+        let protocol = named_protocol
+            .or(share.map(|s| s.protocol))
+            .unwrap_or_default();
+        let (level, users, groups) =
+            share.map_or((ShareLevel::Owner, &[][..], &[][..]), |s| s.audience(now));
+        Route::Port {
+            owner_id,
+            owner_org,
+            agent_id,
+            port,
+            tls: tls_asked || protocol == Protocol::Https,
+            level,
+            users: users.to_vec(),
+            groups: groups.to_vec(),
+            cors: share.map(|s| s.cors).unwrap_or_default(),
+        }
+    }
+
+    /// What the access decision weighs. A workspace-wide answer (the list of
+    /// agents) is the owner's business, and no link matches it (agent 0 does
+    /// not exist).
+    pub(crate) fn target(&self) -> Option<auth::Target<'_>> {
         match self {
             Route::Port {
                 owner_id,
+                owner_org,
                 agent_id,
                 port,
                 level,
+                users,
+                groups,
                 ..
-            } => Some((*owner_id, *agent_id, *port, *level)),
-            Route::Ambiguous { owner_id, .. } => Some((*owner_id, 0, 0, ShareLevel::Owner)),
+            } => Some(auth::Target {
+                agent_id: *agent_id,
+                port: *port,
+                owner_id: *owner_id,
+                owner_org: owner_org.as_deref(),
+                level: *level,
+                users,
+                groups,
+            }),
+            Route::Ambiguous { owner_id, .. } => Some(auth::Target {
+                agent_id: 0,
+                port: 0,
+                owner_id: *owner_id,
+                owner_org: None,
+                level: ShareLevel::Owner,
+                users: &[],
+                groups: &[],
+            }),
             Route::Nothing => None,
         }
     }
@@ -114,15 +187,9 @@ pub(crate) struct Pass {
     pub(crate) credential: Credential,
 }
 
-/// The decision: `owner_org` is the route owner's organization (for
-/// `organization` shares), `app` the host asked for.
-pub(crate) fn admit(
-    who: &Who,
-    route: &Route,
-    owner_org: Option<&str>,
-    ask: &Ask<'_>,
-    app: &origin::App<'_>,
-) -> Admission {
+/// The decision for `who` asking `ask` of `app` (the host asked for),
+/// which leads to `route`.
+pub(crate) fn admit(who: &Who, route: &Route, ask: &Ask<'_>, app: &origin::App<'_>) -> Admission {
     // CORS between one owner's apps: the edge answers preflights itself
     // (browsers send no credentials with them) and marks allowed responses,
     // unless the share hands CORS to the app (`passthru`): then preflights
@@ -144,15 +211,7 @@ pub(crate) fn admit(
         agent_id: l.agent_id,
         port: l.port,
     });
-    let target = route
-        .access()
-        .map(|(owner_id, agent_id, port, level)| auth::Target {
-            agent_id,
-            port,
-            owner_id,
-            owner_org,
-            level,
-        });
+    let target = route.target();
     let decision = if ask.preflight {
         // Only a passthru share gets here: its owner lets the app answer.
         Decision::Allow
@@ -183,10 +242,12 @@ pub(crate) fn admit(
         Decision::NotFound => return Admission::Refuse(ErrorPage::NotFound),
     }
     // Admitted; but a cookie's authority does not extend to other origins.
+    // A link in a header is a program's credential, like an API token.
     let credential = Credential::of(
-        who.token.is_some() && who.visitor.is_some(),
+        (who.token.is_some() && who.visitor.is_some()) || who.by_program,
         who.token.is_none() && who.visitor.is_some(),
-        link.is_some()
+        !who.by_program
+            && link.is_some()
             && auth::authorize(who.visitor.as_ref(), None, target.as_ref()) != Decision::Allow,
     );
     let verdict = origin::check(
@@ -239,25 +300,57 @@ mod tests {
     const SIBLING: &[u8] = b"https://5173--main--dev--alice.apps.example.com";
     const FOREIGN: &[u8] = b"https://evil.example.net";
 
+    /// The group u3 is in.
+    const ENG: i64 = 5;
+    /// What `share` expirations are compared with.
+    const NOW: i64 = 1_000_000;
+
     fn user(id: i64) -> Visitor {
         Visitor {
             user_id: id,
             username: format!("u{id}"),
             email: format!("u{id}@example.com"),
             admin: false,
-            organization: None,
+            organization: (id == 4).then(|| "acme".into()),
+            group_ids: if id == 3 { vec![ENG] } else { vec![] },
         }
     }
 
+    /// Port 3000 of agent 7, owned by u1 of acme.
     fn port(level: ShareLevel, cors: Cors) -> Route {
-        Route::Port {
-            owner_id: 1,
+        let mut route = shared(level, &[], &[], None);
+        if let Route::Port { cors: c, .. } = &mut route {
+            *c = cors;
+        }
+        route
+    }
+
+    /// The route to port 3000 as a share naming `users` and `groups`,
+    /// ending at `expires_at`, stands at [`NOW`].
+    fn shared(level: ShareLevel, users: &[i64], groups: &[i64], expires_at: Option<i64>) -> Route {
+        let share = Share {
             agent_id: 7,
             port: 3000,
-            tls: false,
             level,
-            cors,
-        }
+            protocol: Protocol::Http,
+            cors: Cors::Berth,
+            users: users.to_vec(),
+            groups: groups.to_vec(),
+            expires_at,
+            inspect: true,
+        };
+        Route::port(
+            Found {
+                owner_id: 1,
+                owner_org: Some("acme".into()),
+                agent_id: 7,
+                port: 3000,
+                tls_asked: false,
+                named_protocol: None,
+                share: Some(&share),
+            },
+            NOW,
+        )
     }
 
     fn link(agent_id: i64, port: u16) -> Link {
@@ -270,11 +363,38 @@ mod tests {
         }
     }
 
-    /// The owner by token, by cookie; a stranger by token; a bad token; a
-    /// share cookie for this port, for another, expired; nobody.
+    /// The owner by token, by cookie; a stranger (u2), a group member
+    /// (u3) and a colleague in the owner's organization (u4) by token or
+    /// cookie; a bad token; a share cookie for this port, for another,
+    /// expired; a program's link for this port, for another; nobody.
     fn who(name: &str) -> Who {
         let token = Some(TokenHash::of("berth_x"));
         match name {
+            "stranger-cookie" => Who {
+                visitor: Some(user(2)),
+                session: Some("s".into()),
+                ..Who::default()
+            },
+            "member-token" => Who {
+                token,
+                visitor: Some(user(3)),
+                ..Who::default()
+            },
+            "colleague-token" => Who {
+                token,
+                visitor: Some(user(4)),
+                ..Who::default()
+            },
+            "program-link" => Who {
+                link: Some(link(7, 3000)),
+                by_program: true,
+                ..Who::default()
+            },
+            "program-other-link" => Who {
+                link: Some(link(7, 4000)),
+                by_program: true,
+                ..Who::default()
+            },
             "owner-token" => Who {
                 token,
                 visitor: Some(user(1)),
@@ -341,7 +461,7 @@ mod tests {
     #[test]
     fn every_way_through_the_decision() {
         use Credential::*;
-        use ShareLevel::{Owner, Public};
+        use ShareLevel::{Authenticated, Organization, Owner, Public};
         let wildcard = Wildcard::parse("*.apps.example.com").unwrap();
         let app = origin::App {
             host: HOST,
@@ -528,6 +648,165 @@ mod tests {
                 &[],
                 unauth(Missing::ExpiredLink),
             ),
+            // Named users and groups pass whatever the level; nobody else does.
+            (
+                "stranger-token",
+                shared(Owner, &[2], &[], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                pass(ApiToken, false),
+            ),
+            (
+                "stranger-cookie",
+                shared(Owner, &[2], &[], None),
+                &post,
+                false,
+                false,
+                false,
+                &[FOREIGN],
+                Admission::Refuse(ErrorPage::CrossOrigin {
+                    request: "POST request".into(),
+                    refusal: origin::Refusal::CrossOrigin {
+                        origin: "https://evil.example.net".into(),
+                    },
+                }),
+            ),
+            (
+                "member-token",
+                shared(Owner, &[2], &[ENG], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                pass(ApiToken, false),
+            ),
+            (
+                "member-token",
+                shared(Owner, &[2], &[ENG + 1], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                Admission::Refuse(ErrorPage::NotFound),
+            ),
+            (
+                "stranger-token",
+                shared(Owner, &[4], &[ENG], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                Admission::Refuse(ErrorPage::NotFound),
+            ),
+            (
+                "colleague-token",
+                shared(Organization, &[], &[], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                pass(ApiToken, false),
+            ),
+            (
+                "stranger-token",
+                shared(Organization, &[], &[], None),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                Admission::Refuse(ErrorPage::NotFound),
+            ),
+            // A share that has ended is `owner` again, nobody named, public or not.
+            (
+                "stranger-token",
+                shared(Authenticated, &[2], &[ENG], Some(NOW)),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                Admission::Refuse(ErrorPage::NotFound),
+            ),
+            (
+                "member-token",
+                shared(Owner, &[], &[ENG], Some(NOW)),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                Admission::Refuse(ErrorPage::NotFound),
+            ),
+            (
+                "nobody",
+                shared(Public, &[], &[], Some(NOW - 1)),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                unauth(Missing::Nothing),
+            ),
+            (
+                "nobody",
+                shared(Public, &[], &[], Some(NOW + 1)),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                pass(Anonymous, false),
+            ),
+            (
+                "owner-token",
+                shared(Public, &[], &[], Some(NOW)),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                pass(ApiToken, false),
+            ),
+            // A program's link is its credential like a token: no cookie, so
+            // cross-origin writes pass; it opens its own port only.
+            (
+                "program-link",
+                port(Owner, berth),
+                &post,
+                false,
+                false,
+                false,
+                &[FOREIGN],
+                pass(ApiToken, false),
+            ),
+            (
+                "program-link",
+                port(Owner, berth),
+                &get,
+                false,
+                true,
+                false,
+                &[FOREIGN],
+                pass(ApiToken, false),
+            ),
+            (
+                "program-other-link",
+                port(Owner, berth),
+                &get,
+                false,
+                false,
+                false,
+                &[],
+                unauth(Missing::Nothing),
+            ),
             // Preflights: answered here unless passthru, allowed for the owner's apps only.
             (
                 "nobody",
@@ -618,7 +897,7 @@ mod tests {
                 origin,
                 sec_fetch_site: None,
             };
-            let got = admit(&who(name), &route, None, &ask, &app);
+            let got = admit(&who(name), &route, &ask, &app);
             assert_eq!(
                 got, expected,
                 "{name} {method} html={html} upgrade={upgrade} origin={origin:?} {route:?}"
@@ -653,7 +932,6 @@ mod tests {
                     let got = admit(
                         &who(name),
                         &port(ShareLevel::Owner, Cors::Berth),
-                        None,
                         &ask,
                         &app,
                     );

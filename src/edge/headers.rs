@@ -6,7 +6,8 @@
 //! `__Host-`, the `berth_share` parameter), nor any `X-Berth-*` /
 //! `X-Forwarded-*` header the client sent; it always gets
 //! `X-Forwarded-{For,Proto,Host}` and, for a known visitor, `X-Berth-User`
-//! and `X-Berth-Email` (only a plain address). Coming out, the app cannot
+//! and `X-Berth-Email` (only a plain address); `Berth-Jwt-Assertion` is
+//! stripped here and set by [`super::identity`]. Coming out, the app cannot
 //! set berth's cookies, nor clear the cookies of the whole site. Hop-by-hop
 //! headers are dropped both ways, except what an upgrade needs.
 
@@ -210,8 +211,10 @@ pub struct Forwarded<'a> {
 /// Rewrites a client's request headers for the app.
 pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     strip_hop_by_hop(headers, fwd.upgrade);
-    // Berth credentials never reach the app.
+    // Berth credentials never reach the app, nor a client's claim to be
+    // berth's identity assertion (the edge sets its own).
     headers.remove(&BERTH_TOKEN);
+    headers.remove(crate::auth::jwt::ASSERTION_HEADER);
     let app_auth: Vec<HeaderValue> = headers
         .get_all(header::AUTHORIZATION)
         .iter()
@@ -407,6 +410,7 @@ mod tests {
 
     fn visitor() -> Visitor {
         Visitor {
+            group_ids: vec![],
             user_id: 1,
             username: "alice".into(),
             email: "alice@example.com".into(),
@@ -449,6 +453,7 @@ mod tests {
         let mut h = map(&[
             ("authorization", &format!("Bearer {API}")),
             ("berth-token", API),
+            ("Berth-Jwt-Assertion", "eyJhbGciOiJub25lIn0.e30."),
             ("cookie", "berth_app=s1; theme=dark; __Host-berth_app=s2"),
             (
                 "cookie",
@@ -478,6 +483,10 @@ mod tests {
         );
         assert!(h.get("authorization").is_none());
         assert!(h.get("berth-token").is_none());
+        assert!(
+            h.get("berth-jwt-assertion").is_none(),
+            "only the edge sets it"
+        );
         assert_eq!(h.get("cookie").unwrap(), "theme=dark; sid=42");
         assert_eq!(h.get("x-berth-user").unwrap(), "alice");
         assert_eq!(h.get("x-berth-email").unwrap(), "alice@example.com");

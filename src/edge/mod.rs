@@ -6,6 +6,7 @@
 //! accepts agent tunnels, and every host under the wildcard goes through
 //! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
 
+pub mod activity;
 mod admit;
 mod body;
 mod connector;
@@ -13,21 +14,26 @@ pub mod cors;
 mod framing;
 pub mod headers;
 pub mod hops;
+mod identity;
+pub mod inspect;
 pub mod pages;
 mod paths;
+mod program_links;
 pub mod proxy;
+mod public_limit;
 pub(crate) mod relay;
 pub mod revocation;
 pub(crate) mod server;
 mod signin;
 pub mod streams;
+pub mod wake;
 
 use crate::auth::signin::SignIn;
 use crate::auth::{TokenHash, TokenKind};
 use crate::catalog::{Catalog, Link, Session};
 use crate::config::{Limits, ServerConfig};
 use crate::host::Wildcard;
-use crate::protocol::edge_api::Exchange;
+use crate::protocol::edge_api::{Exchange, WakeAnswer, WakeRequest};
 use crate::telemetry::EdgeMetrics;
 use crate::tunnel::{self, edge::Tunnels};
 use axum::body::Body;
@@ -71,6 +77,21 @@ pub struct Edge {
     /// Open WebSockets and long responses, closed when their access is
     /// revoked.
     pub revocation: Arc<revocation::Registry>,
+    /// The exchanges this edge served, for the request inspector.
+    pub inspector: Arc<inspect::Inspector>,
+    /// When each port last served a request, for control.
+    pub activity: Arc<activity::Activity>,
+    /// Wake on visit: on when control calls a wake webhook.
+    pub wake: wake::Wake,
+    /// The keys `Berth-Jwt-Assertion` is signed with (control's, replaced
+    /// as they rotate).
+    pub identity: Arc<crate::auth::jwt::Identity>,
+    /// Assertions recently signed, reused while fresh.
+    assertions: identity::Assertions,
+    /// Share links redeemed for programs (`Berth-Token: berth_link_...`).
+    program_links: program_links::ProgramLinks,
+    /// `sharing.public_rate_limit`, per source address.
+    public_limit: public_limit::PublicLimit,
     client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
@@ -100,6 +121,14 @@ pub trait ControlCalls: Send + Sync + 'static {
     /// sign-in state of the browser presenting it for the session it stands
     /// for; `None` if unknown, used, expired, or for another host or browser.
     fn take_code(&self, code: Exchange, now: i64) -> ControlAnswer<Session>;
+
+    /// Someone who may wake it visited an app of an offline agent: control
+    /// may call the wake webhook (it checks the visitor again and
+    /// de-duplicates). `None` when control cannot be asked.
+    fn wake(&self, visit: WakeRequest) -> ControlAnswer<WakeAnswer> {
+        let _ = visit;
+        Box::pin(async { None })
+    }
 }
 
 impl Edge {
@@ -129,6 +158,10 @@ impl Edge {
             metrics.tracked_connections.clone(),
             metrics.revoked_connections.clone(),
         );
+        let public_limit = public_limit::PublicLimit::new(
+            cfg.sharing.public_rate,
+            metrics.public_rate_limited.clone(),
+        );
         Edge {
             catalog,
             tunnels,
@@ -141,9 +174,25 @@ impl Edge {
             control,
             relay,
             revocation,
+            inspector: inspect::Inspector::new(cfg.inspector),
+            activity: Default::default(),
+            wake: Default::default(),
+            identity: Arc::default(),
+            assertions: Default::default(),
+            program_links: Default::default(),
+            public_limit,
             client,
             _revocation_watcher: watcher,
         }
+    }
+}
+
+impl Edge {
+    /// The same edge, waking offline workspaces on visits when `on`
+    /// (control calls a wake webhook).
+    pub fn with_wake(mut self, on: bool) -> Self {
+        self.wake = wake::Wake::new(on);
+        self
     }
 }
 
@@ -239,6 +288,9 @@ fn bare_host(host: &str) -> &str {
 impl Frontdoor {
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(res) = inspect::relay_answer(&self.edge, &req) {
+            return res;
+        }
         if relay::is_relay(&req) {
             let stall = Some(self.edge.limits.client_write_timeout);
             return relay::accept(&self.edge.relay, &self.edge.tunnels, req, stall).await;
@@ -257,6 +309,7 @@ impl Frontdoor {
         match req.uri().path() {
             tunnel::CONNECT_PATH => self.accept_agent(req),
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            crate::auth::jwt::JWKS_PATH => identity::jwks(&self.edge),
             // Ready while it can serve, even from cache (a load balancer must
             // not drop an edge because control is away); the body says which.
             "/readyz" => {
@@ -313,6 +366,7 @@ impl Frontdoor {
         else {
             return pages::render(&pages::ErrorPage::AgentToken, false);
         };
+        let serving = self.serving(&agent);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let tunnels = self.edge.tunnels.clone();
         tokio::spawn(async move {
@@ -331,7 +385,24 @@ impl Frontdoor {
             res.headers_mut()
                 .insert(crate::protocol::regions::REGIONS_HEADER, regions);
         }
+        if let Some(v) = serving {
+            res.headers_mut().insert(crate::protocol::SERVING_HEADER, v);
+        }
         res
+    }
+
+    /// The [`crate::protocol::SERVING_HEADER`] for `agent`, when the
+    /// catalog knows its workspace and owner.
+    fn serving(&self, agent: &crate::catalog::Agent) -> Option<http::HeaderValue> {
+        let catalog = &self.edge.catalog;
+        let ws = catalog.workspace(agent.workspace_id)?;
+        let owner = catalog.user(ws.owner_id)?.username;
+        let host = self
+            .edge
+            .wildcard
+            .host_for(&format!("{{port}}--{}--{}--{owner}", agent.name, ws.name));
+        let value = crate::protocol::serving(&owner, &ws.name, &agent.name, &host);
+        http::HeaderValue::from_str(&value).ok()
     }
 }
 

@@ -51,6 +51,9 @@ pub enum ErrorPage {
     AgentBusy { limit: usize },
     /// 508: the port leads back to berth, so the request would loop.
     Loop { port: u16 },
+    /// 429 with `Retry-After`: this address sent more requests to public
+    /// shares or share links than `sharing.public_rate_limit` allows.
+    RateLimited { retry_after_secs: u64 },
     /// 401 `invalid_token` at the tunnel endpoint: no agent has that token.
     AgentToken,
     /// 404 on a regional edge's own host: the API is on the control plane.
@@ -105,6 +108,10 @@ struct Text {
     hint: Option<String>,
 }
 
+/// How often the "workspace offline" page reloads itself (seconds): an
+/// agent reconnects within a few seconds of starting.
+const OFFLINE_RETRY_SECS: u32 = 5;
+
 impl ErrorPage {
     /// The 401 for a request that `missing` something.
     pub fn unauthenticated(missing: Missing) -> ErrorPage {
@@ -125,6 +132,16 @@ impl ErrorPage {
         }
     }
 
+    /// The 401 for a share link that opens nothing (any more): redeemed by
+    /// URL or sent by a program in place of an API token.
+    pub fn link_refused() -> ErrorPage {
+        ErrorPage::Unauthenticated {
+            reason: "This share link has expired, was revoked, or has been used up: ask the \
+                     owner for a new one"
+                .into(),
+        }
+    }
+
     /// Whose doing it is.
     pub fn fault(&self) -> Fault {
         match self {
@@ -136,7 +153,8 @@ impl ErrorPage {
             | ErrorPage::BadRequest { .. }
             | ErrorPage::CrossOrigin { .. }
             | ErrorPage::AgentToken
-            | ErrorPage::NoApiHere => Fault::Client,
+            | ErrorPage::NoApiHere
+            | ErrorPage::RateLimited { .. } => Fault::Client,
             ErrorPage::AgentOffline { .. } | ErrorPage::PortNotAllowed { .. } => Fault::Tunnel,
             ErrorPage::PortClosed { .. } | ErrorPage::UpstreamTimeout { .. } => Fault::App,
             ErrorPage::UpstreamFailed { fault, .. } => *fault,
@@ -164,6 +182,7 @@ impl ErrorPage {
             ErrorPage::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ErrorPage::AgentBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ErrorPage::Loop { .. } => StatusCode::LOOP_DETECTED,
+            ErrorPage::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -185,6 +204,7 @@ impl ErrorPage {
             ErrorPage::Loop { .. } => "loop_detected",
             ErrorPage::AgentToken => "invalid_token",
             ErrorPage::NoApiHere => "not_found",
+            ErrorPage::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -249,9 +269,10 @@ impl ErrorPage {
                 format!(
                     "The agent '{agent}' of workspace '{workspace}' is not connected to berth."
                 ),
-                Some(
-                    "Start the workspace, or run `berth agent` inside it, then reload.".to_string(),
-                ),
+                Some(format!(
+                    "Start the workspace, or run `berth agent` inside it; this page retries \
+                     every {OFFLINE_RETRY_SECS} seconds."
+                )),
             ),
             ErrorPage::PortClosed { port } => (
                 "Nothing on this port",
@@ -318,6 +339,16 @@ impl ErrorPage {
                     ),
                 )
             }
+            ErrorPage::RateLimited { retry_after_secs } => (
+                "Too many requests",
+                "Your address sent more requests to this shared app than berth lets one \
+                 address send (sharing.public_rate_limit)."
+                    .to_string(),
+                Some(format!(
+                    "Try again in {retry_after_secs} s; a signed-in user or an API token is \
+                     not limited this way."
+                )),
+            ),
             ErrorPage::AgentBusy { limit } => (
                 "Too many requests in flight",
                 format!(
@@ -412,10 +443,13 @@ main{background:#161b22;border-color:#30363d}.hint{color:#c9d1d9}.code{color:#8b
 
 fn html_page(page: &ErrorPage) -> String {
     let text = page.text();
-    let refresh = if matches!(page, ErrorPage::PortClosed { .. }) {
-        "<meta http-equiv=\"refresh\" content=\"2\">\n"
-    } else {
-        ""
+    // Pages about something the developer is fixing reload by themselves.
+    let refresh = match page {
+        ErrorPage::PortClosed { .. } => "<meta http-equiv=\"refresh\" content=\"2\">\n".to_owned(),
+        ErrorPage::AgentOffline { .. } => {
+            format!("<meta http-equiv=\"refresh\" content=\"{OFFLINE_RETRY_SECS}\">\n")
+        }
+        _ => String::new(),
     };
     let hint = match (page, text.hint) {
         (ErrorPage::SigninAgain { retry, .. }, _) => format!(
@@ -469,6 +503,9 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     }
     if matches!(page, ErrorPage::AgentBusy { .. }) {
         headers.insert(http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
+    }
+    if let ErrorPage::RateLimited { retry_after_secs } = page {
+        headers.insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
     }
     response
 }
@@ -749,8 +786,21 @@ mod tests {
                 assert!(!body.contains("http://") && !body.contains("https://"));
             }
             assert!(!body.contains("<script"), "no JS needed");
-            let refreshes = body.contains("http-equiv=\"refresh\" content=\"2\"");
-            assert_eq!(refreshes, matches!(page, ErrorPage::PortClosed { .. }));
+            let refresh = match page {
+                ErrorPage::PortClosed { .. } => Some("2"),
+                ErrorPage::AgentOffline { .. } => Some("5"),
+                _ => None,
+            };
+            for secs in ["2", "5"] {
+                let found = body.contains(&format!("http-equiv=\"refresh\" content=\"{secs}\""));
+                assert_eq!(found, refresh == Some(secs), "{code}: refresh {secs}");
+            }
+            if let Some(secs) = refresh {
+                assert!(
+                    body.contains(&format!("retries every {secs} seconds")),
+                    "{body}"
+                );
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! One app-host request, in named phases over one [`Ctx`] built once:
 //!
-//! [`host`] -> [`authenticate`] -> [`route`] -> [`authorize`] -> [`way`] ->
-//! [`forward`] -> [`respond`] (metrics and the access log).
+//! [`host`] -> [`authenticate`] -> [`route`] -> [`authorize`] -> [`wake`] ->
+//! [`way`] -> [`forward`] -> [`respond`] (metrics and the access log).
 //!
 //! Each phase is a short function; the decisions are pure functions
 //! elsewhere ([`crate::host`], [`super::admit`], [`super::headers`]). A phase
@@ -9,15 +9,17 @@
 //! (a header for the app, a capture of the exchange, waking an agent) is one
 //! call in the phase it belongs to, with its logic in its own module.
 
-use super::admit::{self, Admission, Ask, Pass, Route, Who};
+use super::admit::{self, Admission, Ask, Found, Pass, Route, Who};
 use super::body::{Counted, Scrubbed};
 use super::connector::{self, ConnectError};
 use super::cors;
+use super::inspect::{self, Tap};
 use super::pages::{self, ErrorPage, Fault};
+use super::public_limit::Kind;
 use super::revocation::Admitted;
 use super::{framing, headers, paths, relay, request_host, see_other, signin, unix_now, Edge};
-use crate::auth::{cookie, origin, TokenHash};
-use crate::catalog::{Protocol, Resolved};
+use crate::auth::{cookie, origin, TokenHash, TokenKind};
+use crate::catalog::Resolved;
 use crate::host::{self, AppTarget, Service};
 use crate::tunnel::edge::OpenError;
 use crate::tunnel::Refusal;
@@ -33,10 +35,11 @@ use std::time::Instant;
 /// Proxies one request to an app host; never fails: errors become pages.
 pub async fn proxy(edge: &Edge, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let cx = Ctx::new(edge, &req, peer);
-    let (res, fault) = match handle(&cx, req).await {
-        Ok(res) => (res, None),
-        Err(page) => (pages::render(&page, cx.html), Some(page.fault())),
-    };
+    // The inspector's record of an admitted request, kept when it ends.
+    let mut tap = None;
+    let answer = handle(&cx, req, &mut tap).await;
+    let fault = answer.as_ref().err().map(ErrorPage::fault);
+    let res = inspect::finish(tap, answer, cx.html);
     respond(&cx, &res, fault);
     res
 }
@@ -81,8 +84,13 @@ impl<'e> Ctx<'e> {
 }
 
 /// The phases in order; an early answer (sign-in, a preflight, a share
-/// link's redirect) or a refusal ends the request where it is decided.
-async fn handle(cx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, ErrorPage> {
+/// link's redirect, a waking workspace) or a refusal ends the request where
+/// it is decided. `tap` records what was admitted, for the inspector.
+async fn handle(
+    cx: &Ctx<'_>,
+    req: Request<Incoming>,
+    tap: &mut Option<Tap>,
+) -> Result<Response<Body>, ErrorPage> {
     let target = host(cx, &req)?;
     if req.uri().path() == signin::CALLBACK_PATH {
         return signin::callback(cx.edge, req.uri(), req.headers(), cx.bare_host()).await;
@@ -90,18 +98,30 @@ async fn handle(cx: &Ctx<'_>, req: Request<Incoming>) -> Result<Response<Body>, 
     if paths::is_edge_path(req.uri().path()) {
         return Err(ErrorPage::NotFound);
     }
-    let who = authenticate(cx, req.headers());
-    let route = route(cx.edge, &target);
+    let who = authenticate(cx, req.headers()).await?;
+    let route = route(cx, &target);
     // A share link being redeemed: set the cookie, drop the token from the URL.
     if let Some(link_token) = headers::share_param(req.uri().query().unwrap_or("")) {
+        cx.edge.public_limit.check(cx.peer.ip(), Kind::Link)?;
         return redeem(cx, &route, link_token, req.uri()).await;
     }
     let pass = match authorize(cx, &req, &who, &route, &target)? {
         Authorized::Forward(pass) => pass,
         Authorized::Answer(res) => return Ok(res),
     };
+    *tap = Tap::start(
+        cx.edge,
+        pass.agent_id,
+        pass.port,
+        pass.tls,
+        &req,
+        cx.host.as_deref().unwrap_or(""),
+    );
+    if let Some(res) = wake(cx, &req, &who, &route, &pass, &target).await {
+        return Ok(res);
+    }
     let via = way(cx, &pass, &target)?;
-    forward(cx, req, who, pass, via).await
+    forward(cx, req, who, pass, via, tap).await
 }
 
 /// Phase 1, host: which app the host names, and whether the request is
@@ -123,10 +143,22 @@ fn host(cx: &Ctx<'_>, req: &Request<Incoming>) -> Result<AppTarget, ErrorPage> {
 
 /// Phase 2, authenticate: who is asking. A user by API token, or by the
 /// app cookie of this host; and/or a visitor holding a share link's
-/// cookie for this very host.
-fn authenticate(cx: &Ctx<'_>, headers: &HeaderMap) -> Who {
+/// cookie for this very host, or a program sending a share link in place
+/// of an API token (redeemed once per client address, `program_links`,
+/// and counted by `sharing.public_rate_limit`; it never reaches the app).
+async fn authenticate(cx: &Ctx<'_>, headers: &HeaderMap) -> Result<Who, ErrorPage> {
     let (edge, bare, now) = (cx.edge, cx.bare_host(), cx.now);
-    let token = headers::api_token(headers).map(TokenHash::of);
+    let token = headers::api_token(headers);
+    let program_link = match token.filter(|t| TokenKind::of(t) == Some(TokenKind::Link)) {
+        Some(t) => {
+            edge.public_limit.check(cx.peer.ip(), Kind::Link)?;
+            let link = edge.program_links.admit(edge, t, cx.peer.ip(), now).await;
+            Some(link.ok_or_else(ErrorPage::link_refused)?)
+        }
+        None => None,
+    };
+    let by_program = program_link.is_some();
+    let token = token.filter(|_| !by_program).map(TokenHash::of);
     let (visitor, session) = match &token {
         Some(hash) => (edge.catalog.visitor_for_token(hash), None),
         None => match signin::app_session(edge, headers, bare, now) {
@@ -135,23 +167,22 @@ fn authenticate(cx: &Ctx<'_>, headers: &HeaderMap) -> Who {
         },
     };
     let share = signin::share_link(edge, headers, bare, now);
-    Who {
+    Ok(Who {
         token,
         visitor,
         session,
         share_cookie: share.is_present(),
-        link: share.ok(),
-    }
+        link: program_link.or(share.ok()),
+        by_program,
+    })
 }
 
-/// Phase 3, route: the port a parsed app host leads to, its protocol and
-/// its share level.
-fn route(edge: &Edge, target: &AppTarget) -> Route {
+/// Phase 3, route: the port a parsed app host leads to, its protocol, its
+/// owner, and who its share lets in now.
+fn route(cx: &Ctx<'_>, target: &AppTarget) -> Route {
+    let catalog = &cx.edge.catalog;
     let (owner_id, agent_id) =
-        match edge
-            .catalog
-            .resolve(&target.user, &target.workspace, target.agent.as_deref())
-        {
+        match catalog.resolve(&target.user, &target.workspace, target.agent.as_deref()) {
             Resolved::Agent { owner_id, agent_id } => (owner_id, agent_id),
             Resolved::Ambiguous { owner_id, agents } => {
                 return Route::Ambiguous { owner_id, agents }
@@ -160,24 +191,24 @@ fn route(edge: &Edge, target: &AppTarget) -> Route {
         };
     let (port, named_protocol) = match &target.service {
         Service::Port(p) => (*p, None),
-        Service::App(name) => match edge.catalog.app(agent_id, name) {
+        Service::App(name) => match catalog.app(agent_id, name) {
             Some(app) => (app.port, Some(app.protocol)),
             None => return Route::Nothing,
         },
     };
-    let share = edge.catalog.share(agent_id, port);
-    // `{port}s` always means HTTPS; otherwise the app's or the share's protocol.
-    let protocol = named_protocol
-        .or(share.as_ref().map(|s| s.protocol))
-        .unwrap_or_default();
-    Route::Port {
-        owner_id,
-        agent_id,
-        port,
-        tls: target.tls || protocol == Protocol::Https,
-        level: share.as_ref().map(|s| s.level).unwrap_or_default(),
-        cors: share.map(|s| s.cors).unwrap_or_default(),
-    }
+    let share = catalog.share(agent_id, port);
+    Route::port(
+        Found {
+            owner_id,
+            owner_org: catalog.organization_of(owner_id),
+            agent_id,
+            port,
+            tls_asked: target.tls,
+            named_protocol,
+            share: share.as_ref(),
+        },
+        cx.now,
+    )
 }
 
 /// What the authorize phase lets happen.
@@ -198,9 +229,6 @@ fn authorize(
     target: &AppTarget,
 ) -> Result<Authorized, ErrorPage> {
     let h = req.headers();
-    let owner_org = route
-        .access()
-        .and_then(|(owner_id, ..)| cx.edge.catalog.organization_of(owner_id));
     let origins: Vec<&[u8]> = h
         .get_all(http::header::ORIGIN)
         .iter()
@@ -220,8 +248,12 @@ fn authorize(
         owner: &target.user,
         wildcard: &cx.edge.wildcard,
     };
-    match admit::admit(who, route, owner_org.as_deref(), &ask, &app) {
+    match admit::admit(who, route, &ask, &app) {
         Admission::Pass(pass) => {
+            // What is open to the world is limited per address.
+            if pass.credential == origin::Credential::Anonymous {
+                cx.edge.public_limit.check(cx.peer.ip(), Kind::Public)?;
+            }
             cx.edge.mark.check(h, pass.port)?;
             Ok(Authorized::Forward(pass))
         }
@@ -265,6 +297,31 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
         || (req.version() <= Version::HTTP_11 && headers::is_websocket_upgrade(req.headers()))
 }
 
+/// Between authorize and the way: when the agent is offline and wake on
+/// visit is on, someone who may wake it gets a waiting page (or, asking
+/// with [`super::wake::STATUS_HEADER`], the status) while control is asked
+/// to start the workspace ([`super::wake`]).
+async fn wake(
+    cx: &Ctx<'_>,
+    req: &Request<Incoming>,
+    who: &Who,
+    route: &Route,
+    pass: &Pass,
+    target: &AppTarget,
+) -> Option<Response<Body>> {
+    let access = route.target();
+    let visit = super::wake::Visit {
+        agent_id: pass.agent_id,
+        port: pass.port,
+        visitor: who.visitor.as_ref(),
+        link: who.link.as_ref(),
+        target: access.as_ref(),
+        workspace: &target.workspace,
+        source: cx.peer.ip(),
+    };
+    super::wake::visit(cx.edge, req, &visit).await
+}
+
 /// Phase 5, way: this server's tunnel of the agent, or a relay to the
 /// server that has it.
 fn way(cx: &Ctx<'_>, pass: &Pass, target: &AppTarget) -> Result<connector::Via, ErrorPage> {
@@ -297,6 +354,7 @@ async fn forward(
     who: Who,
     pass: Pass,
     via: connector::Via,
+    tap: &mut Option<Tap>,
 ) -> Result<Response<Body>, ErrorPage> {
     let edge = cx.edge;
     let h2_websocket = headers::is_h2_websocket(&req);
@@ -308,6 +366,7 @@ async fn forward(
         .then(|| req.headers().get(http::header::ORIGIN).cloned())
         .flatten();
     let up_req = upstream_request(cx, req, &who, &pass, via, upgrade, h2_websocket)?;
+    let up_req = up_req.map(|body| inspect::tee(tap.as_ref(), body));
     // What let it through, to take the same decision again while an
     // upgraded connection or a long response stays open.
     let admitted = Admitted::new(
@@ -319,6 +378,8 @@ async fn forward(
         pass.port,
     );
     let permit = edge.streams.acquire(pass.agent_id)?;
+    // Active while it lasts (a WebSocket: while it is open).
+    let active = edge.activity.begin(pass.agent_id, pass.port);
     let sent = Instant::now();
     let res = tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req))
         .await
@@ -336,14 +397,14 @@ async fn forward(
                 detail: "the app switched protocols without being asked to".into(),
             });
         };
-        return Ok(splice(
-            cx,
-            res,
-            client_upgrade,
+        let seen = inspect::upgraded(tap.take(), &res);
+        let open = Open {
             permit,
             admitted,
-            h2_websocket,
-        ));
+            _active: active,
+            _seen: seen,
+        };
+        return Ok(splice(cx, res, client_upgrade, open, h2_websocket));
     }
     let (mut parts, body) = res.into_parts();
     headers::prepare_response(&mut parts.headers, false);
@@ -384,6 +445,13 @@ fn upstream_request(
             upgrade,
         },
     );
+    super::identity::assert(
+        edge,
+        &mut parts.headers,
+        who.visitor.as_ref(),
+        cx.bare_host(),
+        cx.now,
+    );
     framing::canonical_content_length(&mut parts.headers);
     edge.mark.stamp(&mut parts.headers);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -418,19 +486,36 @@ fn upstream_request(
 /// The app agreed to a WebSocket: both upgraded connections are spliced in
 /// a task of their own (watched for revocation) and the client gets the
 /// app's `101` (its `200` over HTTP/2).
+/// What an upgraded connection holds while it is open.
+struct Open {
+    /// Its place among the agent's streams.
+    permit: super::streams::StreamPermit,
+    /// What let it in, checked again on revocation.
+    admitted: Admitted,
+    /// The port counts as active.
+    _active: super::activity::Active,
+    /// The inspector's record, kept when it closes.
+    _seen: Option<inspect::Upgraded>,
+}
+
 fn splice(
     cx: &Ctx<'_>,
     mut res: Response<Incoming>,
     client_upgrade: OnUpgrade,
-    permit: super::streams::StreamPermit,
-    admitted: Admitted,
+    open: Open,
     h2_websocket: bool,
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut res);
     let stall = Some(cx.edge.limits.client_write_timeout);
+    let Open {
+        permit,
+        admitted,
+        _active,
+        _seen,
+    } = open;
     let hold = cx.edge.revocation.hold(admitted);
     tokio::spawn(async move {
-        let _permit = permit;
+        let _held = (permit, _active, _seen);
         let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, upstream_upgrade) else {
             return;
         };
@@ -472,13 +557,9 @@ async fn redeem(
     uri: &Uri,
 ) -> Result<Response<Body>, ErrorPage> {
     let (edge, now) = (cx.edge, cx.now);
-    let expired = || ErrorPage::Unauthenticated {
-        reason: "This share link has expired, was revoked, or has been used up: ask the owner \
-                 for a new one"
-            .into(),
-    };
-    let target = match route.access() {
-        Some((_, agent_id, port, _)) if agent_id != 0 => (agent_id, port),
+    let expired = ErrorPage::link_refused;
+    let target = match route.target() {
+        Some(t) if t.agent_id != 0 => (t.agent_id, t.port),
         _ => return Err(expired()),
     };
     let Some(link) = edge

@@ -50,6 +50,8 @@ const RELAY_REFUSED: &str = "relay-refused";
 const NOT_HERE: &str = "not-here";
 /// Dialing and handshaking with another edge may take this long.
 const LINK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest inspector answer taken from another edge.
+const MAX_HELD_REPLY: usize = 256 << 20;
 /// Pings on an idle link, so a dead peer is noticed.
 const LINK_PING: Duration = Duration::from_secs(10);
 
@@ -232,6 +234,45 @@ impl Relay {
             .map_err(|_| PortsError::Timeout)?
     }
 
+    /// The exchanges `holder` recorded for `port` of `agent_id` (the request
+    /// inspector), newest first.
+    pub async fn exchanges(
+        &self,
+        holder: &str,
+        agent_id: i64,
+        port: u16,
+    ) -> Result<Vec<crate::protocol::inspect::Exchange>, String> {
+        use crate::protocol::inspect::{Held, RELAY_PATH};
+        let fail = |e: &dyn std::fmt::Display| format!("inspector at {holder}: {e}");
+        let work = async {
+            let mut sender = self.link(holder).await.map_err(|e| fail(&e))?;
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(format!("{}{RELAY_PATH}", holder.trim_end_matches('/')))
+                .header(AGENT_HEADER, agent_id)
+                .header(PORT_HEADER, port)
+                .header(AUTH_HEADER, &self.secret)
+                .body(Empty::new())
+                .map_err(|e| fail(&e))?;
+            sender.ready().await.map_err(|e| fail(&e))?;
+            let res = sender.send_request(req).await.map_err(|e| fail(&e))?;
+            if !res.status().is_success() {
+                return Err(fail(&res.status()));
+            }
+            let body = Limited::new(res.into_body(), MAX_HELD_REPLY)
+                .collect()
+                .await
+                .map_err(|e| fail(&e))?
+                .to_bytes();
+            serde_json::from_slice::<Held>(&body)
+                .map(|h| h.exchanges)
+                .map_err(|e| fail(&e))
+        };
+        tokio::time::timeout(LINK_TIMEOUT + PORTS_TIMEOUT, work)
+            .await
+            .map_err(|_| fail(&"no answer in time"))?
+    }
+
     /// The live link to `holder`, dialing it if there is none.
     async fn link(&self, holder: &str) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
         let slot = self.links.entry(holder.to_owned()).or_default().clone();
@@ -274,7 +315,7 @@ impl Relay {
     }
 
     /// Whether a request carries this deployment's relay secret.
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
+    pub(crate) fn authorized<B>(&self, req: &Request<B>) -> bool {
         req.headers()
             .get(AUTH_HEADER)
             .is_some_and(|v| v.as_bytes().ct_eq(self.secret.as_bytes()).into())

@@ -164,15 +164,27 @@ pub fn recheck(a: &Admitted, catalog: &Catalog, now: i64) -> Verdict {
     let owner_org = owner_id
         .and_then(|id| catalog.user(id))
         .and_then(|u| u.organization);
+    let share = catalog.share(a.agent_id, a.port);
+    if let Some(ends) = share
+        .as_ref()
+        .and_then(|s| s.expires_at)
+        .filter(|t| *t > now)
+    {
+        expires_at(ends);
+    }
+    let (level, users, groups) =
+        share
+            .as_ref()
+            .map(|s| s.audience(now))
+            .unwrap_or((auth::ShareLevel::Owner, &[], &[]));
     let target = owner_id.map(|owner_id| auth::Target {
         agent_id: a.agent_id,
         port: a.port,
         owner_id,
         owner_org: owner_org.as_deref(),
-        level: catalog
-            .share(a.agent_id, a.port)
-            .map(|s| s.level)
-            .unwrap_or_default(),
+        level,
+        users,
+        groups,
     });
     match auth::authorize(visitor.as_ref(), link.as_ref(), target.as_ref()) {
         Decision::Allow => Verdict::Allowed { until },
@@ -200,6 +212,8 @@ enum Key {
     Agent(i64),
     /// The target's port (its share).
     Port(i64, u16),
+    /// A group the visitor is in or the share names.
+    Group(i64),
 }
 
 /// The key a change touches: only connections indexed under it are
@@ -221,6 +235,8 @@ fn touched(change: &Change) -> Option<Key> {
         Change::LinkRemoved(id) => Key::Link(id.clone()),
         Change::Session(s) => Key::Credential(Credential::Session(s.id.clone())),
         Change::SessionRemoved(id) => Key::Credential(Credential::Session(id.clone())),
+        Change::Group(g) => Key::Group(g.id),
+        Change::GroupRemoved(id) => Key::Group(*id),
         // Names and where tunnels are decide nothing about access (the
         // connection is tied to the agent and port, not to the name).
         Change::App(_)
@@ -246,8 +262,16 @@ fn keys_of(a: &Admitted, catalog: &Catalog) -> Vec<Key> {
             add(Key::User(ws.owner_id));
         }
     }
+    if let Some(share) = catalog.share(a.agent_id, a.port) {
+        for g in share.groups {
+            add(Key::Group(g));
+        }
+    }
     if let Some(v) = &a.visitor {
         add(Key::User(v.user_id));
+        for g in catalog.group_ids_of(v.user_id) {
+            add(Key::Group(g));
+        }
         if let Some(c) = &v.by {
             add(Key::Credential(c.clone()));
         }
@@ -703,6 +727,10 @@ mod tests {
             level,
             protocol: Protocol::Http,
             cors: Cors::Berth,
+            inspect: true,
+            users: vec![],
+            groups: vec![],
+            expires_at: None,
         })
     }
 

@@ -8,10 +8,12 @@
 //! | --- | --- | --- |
 //! | `GET` [`HELLO`] | | [`Hello`] |
 //! | `POST` [`HEARTBEAT`] every [`HEARTBEAT_EVERY`] | [`Heartbeat`] | `204` |
-//! | `GET` [`WATCH`] | | [`WatchLine`]s, one JSON object a line |
+//! | `GET` [`WATCH`] (`?identity=1`: with the keyring) | | [`WatchLine`]s, one JSON object a line |
 //! | `POST` [`REDEEM`] | [`Redeem`] | the [`Link`](crate::catalog::Link), or `404` |
 //! | `POST` [`EXCHANGE`] | [`Exchange`] | the [`Session`](crate::catalog::Session), or `404` |
 //! | `GET` [`CERTIFICATE`] | | [`EdgeCertificate`], or `503` while it is ordered |
+//! | `POST` [`ACTIVITY`] every [`HEARTBEAT_EVERY`] | [`ActivityReport`] | `204` |
+//! | `POST` [`WAKE`] | [`WakeRequest`] | [`WakeAnswer`] |
 
 use crate::catalog::Change;
 use serde::{Deserialize, Serialize};
@@ -23,12 +25,21 @@ pub const HELLO: &str = "/edge/hello";
 pub const HEARTBEAT: &str = "/edge/heartbeat";
 /// The catalog, as a snapshot and then every change.
 pub const WATCH: &str = "/edge/watch";
+/// The watch, asking also for the identity keyring ([`WatchLine::Identity`]):
+/// an edge that does not ask (one older than assertions) is never sent a
+/// line it cannot read.
+pub const WATCH_WITH_IDENTITY: &str = "/edge/watch?identity=1";
 /// Share-link redemption (control counts the uses).
 pub const REDEEM: &str = "/edge/redeem";
 /// Sign-in code exchange.
 pub const EXCHANGE: &str = "/edge/exchange";
 /// A certificate for the region's host and wildcard.
 pub const CERTIFICATE: &str = "/edge/certificate";
+
+/// When the edge's ports last served a request (sent with each heartbeat).
+pub const ACTIVITY: &str = "/edge/activity";
+/// A visit to an offline workspace: control may call the wake webhook.
+pub const WAKE: &str = "/edge/wake";
 
 /// Edges send a heartbeat this often.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
@@ -49,6 +60,10 @@ pub struct Hello {
     pub cookie_key: String,
     /// Where browsers sign in.
     pub signin_url: String,
+    /// Whether control calls a wake webhook (`[wake]`): then a visit to an
+    /// offline workspace's app asks control to wake it ([`WAKE`]).
+    #[serde(default)]
+    pub wake: bool,
 }
 
 /// `POST /edge/heartbeat` body.
@@ -77,6 +92,18 @@ pub enum WatchLine {
     Ready,
     /// Keep-alive.
     Ping,
+    /// The keyring the edge signs identity assertions with, at the start and
+    /// whenever it rotates (only when the watch asked for it). It carries
+    /// private keys: it travels only on this authenticated stream.
+    Identity { keyring: crate::auth::jwt::Keyring },
+}
+
+/// `GET /edge/watch` query.
+#[derive(Deserialize, Serialize, Debug, Default)]
+pub struct WatchQuery {
+    /// `1`: send [`WatchLine::Identity`] lines.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 impl WatchLine {
@@ -118,4 +145,52 @@ pub struct EdgeCertificate {
     pub chain: Vec<String>,
     /// PKCS#8 private key of the leaf.
     pub key: String,
+}
+
+/// `POST /edge/activity` body: the ports whose activity changed since the
+/// last report control acknowledged (at most [`MAX_ACTIVITY_REPORT`]).
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityReport {
+    pub ports: Vec<PortSeen>,
+}
+
+/// The most ports one [`ActivityReport`] carries (an edge sends more in
+/// several).
+pub const MAX_ACTIVITY_REPORT: usize = 500;
+
+/// When a port of an agent last served a request or held an open exchange.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortSeen {
+    pub agent_id: i64,
+    pub port: u16,
+    /// Unix seconds.
+    pub last: i64,
+}
+
+/// `POST /edge/wake` body: someone who may see an app of an offline agent
+/// visited it. Control checks again who asks, then may call the webhook.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WakeRequest {
+    pub agent_id: i64,
+    pub port: u16,
+    /// The signed-in visitor, if any.
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    /// The share link the visitor holds, if any (its public id).
+    #[serde(default)]
+    pub link_id: Option<String>,
+    /// The visitor's address, for the audit log.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// `POST /edge/wake` answer.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct WakeAnswer {
+    /// True when this visit made control call the webhook (false when a
+    /// call was made moments ago, or the visitor may not wake it).
+    pub called: bool,
 }

@@ -10,9 +10,12 @@
 //! Each kind goes build (bind sockets, load state; report addresses) then
 //! run (serve until shutdown, then drain), so tests can start one on port 0.
 
+mod admin;
+mod inspect;
 pub mod regional;
 mod server;
 
+pub use admin::reset_password;
 pub use server::Server;
 
 use crate::catalog::Catalog;

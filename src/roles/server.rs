@@ -13,7 +13,7 @@ use crate::config::{ServerConfig, TlsMode};
 use crate::control::{self, AppUrls, ControlState, Presence};
 use crate::edge::relay::Relay;
 use crate::edge::{self, ControlAnswer, ControlCalls, Edge, Frontdoor};
-use crate::protocol::edge_api::Exchange;
+use crate::protocol::edge_api::{Exchange, WakeAnswer, WakeRequest};
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::telemetry::{self, EdgeMetrics};
@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 /// How often the region list told to agents is read again.
 const REGIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the built-in edge's activity goes into the store.
+const LOCAL_ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The name of the cookie-signing key in the store's secrets.
 const COOKIE_KEY: &str = "cookie-signing-key";
 
@@ -36,6 +38,7 @@ struct LocalControl {
     store: Store,
     signin: Arc<SignIn>,
     catalog: Arc<Catalog>,
+    waker: Option<Arc<control::wake::Waker>>,
 }
 
 impl ControlCalls for LocalControl {
@@ -59,6 +62,11 @@ impl ControlCalls for LocalControl {
             .and_then(|id| self.catalog.visitor_for_session(&id, now))
             .map(|(_, s)| s);
         Box::pin(async move { session })
+    }
+
+    fn wake(&self, visit: WakeRequest) -> ControlAnswer<WakeAnswer> {
+        let waker = self.waker.clone();
+        Box::pin(async move { Some(waker?.wake(&visit).await) })
     }
 }
 
@@ -124,13 +132,32 @@ pub struct Server {
     store: Store,
     /// The ACME manager (`tls.mode = "acme"`), started by [`Server::run`].
     acme: Option<Arc<tls::acme::Manager>>,
+    /// `berth_workspace_last_activity_seconds`, kept by the idle watcher.
+    last_activity: control::activity::LastActivity,
+    /// The client webhooks are called with, when one is configured.
+    webhooks: Option<control::webhook::Webhooks>,
 }
 
 impl Server {
     /// Creates the data dir, loads TLS and the store, bootstraps the admin
     /// (and, for `dev`, the local workspace), and binds the listener.
     pub async fn build(cfg: ServerConfig, dev: bool) -> Result<Server, StartError> {
+        Self::build_announcing(cfg, dev, &|_| {}).await
+    }
+
+    /// [`Server::build`], calling `announce` with the admin's password the
+    /// moment the first run has made it, before anything else can fail
+    /// (`berth dev` prints it there, so a failed start never loses it).
+    pub async fn build_announcing(
+        cfg: ServerConfig,
+        dev: bool,
+        announce: &(dyn Fn(&str) + Sync),
+    ) -> Result<Server, StartError> {
         create_private_dir(&cfg.data_dir)?;
+        // Bound first: a busy port fails the start before a first run
+        // makes anything (the database, the CA, the admin whose password
+        // is shown only once), so the next start is still the first run.
+        let (listener, local_addr, admin, admin_addr) = bind(&cfg).await?;
         // Before anything is created: a lost database must not become a
         // new deployment over the old one's tokens and CA.
         let store = open_store(&cfg).await?;
@@ -168,11 +195,9 @@ impl Server {
         };
         // Bootstrap fills the catalog from the store's snapshot.
         let catalog = Arc::new(Catalog::new());
-        let boot = control::bootstrap(&store, &catalog, &cfg.data_dir, dev)
+        let boot = control::bootstrap(&store, &catalog, &cfg.data_dir, dev, announce)
             .await
             .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-
-        let (listener, local_addr, admin, admin_addr) = bind(&cfg).await?;
         let mut cfg = cfg;
         if cfg.listen.port() == 0 {
             cfg.listen = local_addr;
@@ -192,35 +217,64 @@ impl Server {
         let login = Arc::new(control::login::LoginGuard::new(cfg.login));
         login.register(&mut registry);
         telemetry::register_cert_expiry(&mut registry, certs.clone());
+        let last_activity = control::activity::LastActivity::default();
+        registry.register(
+            "berth_workspace_last_activity_seconds",
+            "When each workspace last served a request or held an open WebSocket (unix seconds)",
+            last_activity.clone(),
+        );
         // Other edges' certificates come from this CA in self-signed mode.
         let relay = Arc::new(Relay::new(
             cfg.relay_url(),
             &signin.key,
             tls::client::client_config(ca_path.as_deref(), &[b"h2"])?,
         ));
-        let edge = Arc::new(Edge::new(
-            catalog.clone(),
-            tunnels.clone(),
-            &cfg,
-            metrics,
-            signin.clone(),
-            edge::Peers {
-                control: Arc::new(LocalControl {
-                    store: store.clone(),
-                    signin: signin.clone(),
-                    catalog: catalog.clone(),
-                }),
-                relay: relay.clone(),
-            },
-        ));
+        let webhooks = match (&cfg.activity.webhook, &cfg.wake) {
+            (None, None) => None,
+            _ => Some(control::webhook::Webhooks::new().map_err(StartError::Control)?),
+        };
+        let waker = match (&cfg.wake, &webhooks) {
+            (Some(wake), Some(hooks)) => Some(Arc::new(control::wake::Waker::new(
+                store.clone(),
+                catalog.clone(),
+                wake.clone(),
+                hooks.clone(),
+            ))),
+            _ => None,
+        };
+        let edge = Arc::new(
+            Edge::new(
+                catalog.clone(),
+                tunnels.clone(),
+                &cfg,
+                metrics,
+                signin.clone(),
+                edge::Peers {
+                    control: Arc::new(LocalControl {
+                        store: store.clone(),
+                        signin: signin.clone(),
+                        catalog: catalog.clone(),
+                        waker: waker.clone(),
+                    }),
+                    relay: relay.clone(),
+                },
+            )
+            .with_wake(waker.is_some()),
+        );
         let wildcard_suffix = cfg.wildcard.host_for("");
         let oidc = match cfg.oidc.clone() {
             Some(o) => Some(Arc::new(control::OidcClient::new(o, &cfg.base_url())?)),
             None => None,
         };
+        let github = match cfg.github.clone() {
+            Some(g) => Some(Arc::new(control::GithubClient::new(g, &cfg.base_url())?)),
+            None => None,
+        };
         let state = ControlState {
+            waker,
             login,
             oidc,
+            github,
             local_ca,
             region_certs: match &cfg.tls {
                 TlsMode::Acme(settings) => Some(Arc::new(tls::acme::regions::RegionCerts::new(
@@ -237,12 +291,26 @@ impl Server {
                 relay,
             }),
             sharing: cfg.sharing,
+            identity: edge.identity.clone(),
+            inspection: Arc::new(super::inspect::EdgeInspection {
+                edge: edge.clone(),
+                store: store.clone(),
+            }),
             signin,
             app_urls: AppUrls {
                 wildcard_suffix,
                 port: cfg.url_port(),
             },
         };
+        // The first keys before the first request: assertions from the start.
+        control::signing::rotate_once(
+            &store,
+            &state.identity,
+            &cfg.jwt,
+            &cfg.base_url(),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+        .await?;
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -265,6 +333,8 @@ impl Server {
             catalog,
             store,
             acme,
+            last_activity,
+            webhooks,
             cfg,
         })
     }
@@ -327,7 +397,35 @@ impl Server {
             ));
         }
         let sweeper = spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
+        // The built-in edge's activity into the store, and the idle watcher.
+        let (state, activity) = (
+            self.state.clone(),
+            self.serving.frontdoor.edge.activity.clone(),
+        );
+        let reporter = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOCAL_ACTIVITY_EVERY);
+            loop {
+                tick.tick().await;
+                let pending = activity.pending();
+                match control::activity::record(&state, &pending).await {
+                    Ok(()) => activity.acknowledge(&pending),
+                    Err(e) => tracing::warn!(error = %e, "cannot record activity"),
+                }
+            }
+        });
+        let idle_watcher = tokio::spawn(control::activity::watch(
+            self.state.clone(),
+            self.cfg.activity.clone(),
+            self.webhooks.clone(),
+            self.last_activity.clone(),
+        ));
         let login_upkeep = tokio::spawn(control::login::upkeep(self.state.clone()));
+        let share_ends = tokio::spawn(control::shares::end_expired(self.state.clone()));
+        let keys = tokio::spawn(control::signing::keep_keys(
+            self.state.clone(),
+            self.cfg.jwt,
+            self.cfg.base_url(),
+        ));
         // Where this process's agents are, for the other edges' relays.
         let tracker = tokio::spawn(control::holders::track_local_tunnels(
             self.state.clone(),
@@ -352,9 +450,12 @@ impl Server {
         let tunnels = self.tunnels.clone();
         self.serving.serve(&stop).await;
         follower.abort();
+        keys.abort();
         regions_task.abort();
         sweeper.abort();
         tracker.abort();
+        reporter.abort();
+        idle_watcher.abort();
         if let Some(certs) = &self.state.region_certs {
             certs.shutdown();
         }
@@ -367,6 +468,7 @@ impl Server {
         )
         .await;
         login_upkeep.abort();
+        share_ends.abort();
         self.state.login.upkeep(&self.state).await;
         // Last: SQLite's write-ahead log goes into berth.db, so the file
         // alone is the whole database.

@@ -198,13 +198,16 @@ macro_rules! store_test {
 }
 
 mod acme;
+mod activity;
 mod audit;
 mod connect;
+mod groups;
 mod links;
 mod notify;
 mod regions;
 mod sessions;
 mod shares;
+mod signing_keys;
 mod snapshot;
 mod tunnels;
 mod users;
@@ -234,8 +237,10 @@ pub(crate) async fn seed(store: &Store) -> (i64, i64, i64) {
 }
 
 pub use acme::AcmeCertRow;
+pub use activity::{PortActivity, WorkspaceActivity};
 pub use audit::AuditRow;
 pub use connect::schema_version;
+pub use groups::{GroupRow, MemberSource, MAX_GROUP_NAME};
 pub use links::LinkRow;
 pub use notify::CHANGES_CHANNEL;
 pub use regions::RegionRow;

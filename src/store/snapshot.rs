@@ -30,6 +30,13 @@ impl Store {
                 .iter()
                 .map(|a| catalog::Change::Agent(a.to_catalog())),
         );
+        // Groups before shares, so a share's groups are known when it comes.
+        out.extend(
+            self.all_groups()
+                .await?
+                .into_iter()
+                .map(catalog::Change::Group),
+        );
         let (shares, apps) = self.all_shares_and_apps().await?;
         out.extend(shares.into_iter().map(catalog::Change::Share));
         out.extend(apps.into_iter().map(catalog::Change::App));

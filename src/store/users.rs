@@ -235,6 +235,28 @@ impl Store {
         found(rec, || format!("no user named {username}"))?.try_into()
     }
 
+    /// Sets a user's password (hashed with argon2id off the async threads).
+    /// [`StoreError::NotFound`] if there is no such user.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRow, StoreError> {
+        let password = password.to_owned();
+        let password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .expect("password hashing does not panic");
+        let sql = format!(
+            "UPDATE users SET password_hash = $2 WHERE username = $1 RETURNING {USER_COLUMNS}"
+        );
+        let rec: Option<UserRecord> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(username)
+            .bind(&password_hash)
+            .fetch_optional(pool)
+            .await)?;
+        found(rec, || format!("no user named {username}"))?.try_into()
+    }
+
     /// Checks a password. `None` for an unknown user or a wrong password; both
     /// take one argon2 verification, so timing does not tell them apart.
     pub async fn verify_login(

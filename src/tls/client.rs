@@ -26,6 +26,30 @@ use tokio_rustls::TlsConnector;
 use super::files::read_certs;
 use super::{provider, TlsError, VERSIONS};
 
+/// Whether [`unknown_issuer_hint`] has been logged in this process.
+static HINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The sentence that explains a failure to trust the server, when `error`
+/// (an error's text) is rustls's `UnknownIssuer`; `None` for other errors.
+pub fn unknown_issuer_hint(error: &str) -> Option<&'static str> {
+    error.contains("UnknownIssuer").then_some(
+        "the server's certificate comes from a CA this machine does not trust. Pass \
+         --ca-file with the server's CA certificate (berth dev and berth control's self-signed \
+         mode keep it as ca.pem in the data directory, e.g. .berth/ca.pem; BERTH_CA_FILE works \
+         too), set SSL_CERT_FILE, or install that CA on this machine with `berth trust`",
+    )
+}
+
+/// Logs [`unknown_issuer_hint`] for `error` once per process, so an agent
+/// or edge that retries twice a second says what fixes it exactly once.
+pub fn explain_once(error: &str) {
+    if let Some(hint) = unknown_issuer_hint(error) {
+        if !HINTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!("{hint}");
+        }
+    }
+}
+
 /// Builds the client configuration berth's agent and CLI use.
 ///
 /// Roots: `ca_file` if given, else the file named by `$SSL_CERT_FILE` if set
@@ -312,6 +336,26 @@ pub async fn connect_to(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_unknown_issuer_gets_the_ca_file_hint() {
+        for (error, hinted) in [
+            ("invalid peer certificate: UnknownIssuer", true),
+            (
+                "cannot connect to https://berth.localhost:8443: tls handshake: invalid peer certificate: UnknownIssuer",
+                true,
+            ),
+            ("invalid peer certificate: Expired", false),
+            ("connection refused", false),
+            ("", false),
+        ] {
+            let hint = super::unknown_issuer_hint(error);
+            assert_eq!(hint.is_some(), hinted, "{error}");
+            if let Some(h) = hint {
+                assert!(h.contains("--ca-file") && h.contains("berth trust"), "{h}");
+            }
+        }
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -17,6 +17,7 @@ import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
@@ -57,6 +58,9 @@ let berthLog = ''; // stdout + stderr, ANSI colours removed
 let app = null;
 let edge = null; // a regional `berth edge`, when a test starts one
 let carolAgent = null; // a second user's `berth agent`, when a test starts one
+let wakeAgent = null; // the `berth agent` the wake webhook starts
+let wakeHook = null; // the wake webhook receiver: { server, port, calls, start }
+const WAKE_SECRET = 'browser-wake-secret-0123456789';
 const consoleProblems = []; // console errors / page errors on pages that should be clean
 
 function tempDir(prefix) {
@@ -102,7 +106,11 @@ async function startBerth(dataDir, port) {
     // the brute-force limit meant for people (10 at once, then 10 a minute).
     {
       cwd: dataDir,
-      env: { ...process.env, NO_COLOR: '1', BERTH_LIMITS_LOGIN_BURST: '1000', BERTH_LIMITS_LOGIN_PER_MINUTE: '1000' },
+      env: {
+        ...process.env, NO_COLOR: '1', BERTH_LIMITS_LOGIN_BURST: '1000', BERTH_LIMITS_LOGIN_PER_MINUTE: '1000',
+        // Wake on visit, calling the test's receiver (startWakeHook).
+        ...(wakeHook ? { BERTH_WAKE_WEBHOOK_URL: `http://127.0.0.1:${wakeHook.port}/wake`, BERTH_WAKE_WEBHOOK_SECRET: WAKE_SECRET } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -410,6 +418,8 @@ async function cleanup() {
   for (const b of browsers.splice(0)) await b.close().catch(() => {});
   if (edge && edge.exitCode === null) edge.kill('SIGKILL');
   if (carolAgent && carolAgent.exitCode === null) carolAgent.kill('SIGKILL');
+  if (wakeAgent && wakeAgent.exitCode === null) wakeAgent.kill('SIGKILL');
+  if (wakeHook) wakeHook.server.close();
   await stopBerth().catch((e) => console.error('# stopping berth:', e));
   if (app) await app.close().catch(() => {});
   for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
@@ -422,6 +432,33 @@ function summary() {
   return failed;
 }
 
+/**
+ * The wake webhook's receiver: records each call and whether its
+ * Berth-Signature (HMAC-SHA256 of "t.body" with the secret) holds, and runs
+ * `wakeHook.start` (set by the test: it starts a real `berth agent`).
+ */
+async function startWakeHook() {
+  const calls = [];
+  const hook = { calls, start: null, port: 0, server: null };
+  hook.server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const sig = String(req.headers['berth-signature'] || '');
+      const t = (sig.match(/t=(\d+)/) || [])[1];
+      const v1 = (sig.match(/v1=([0-9a-f]+)/) || [])[1];
+      const want = crypto.createHmac('sha256', WAKE_SECRET).update(`${t}.${body}`).digest('hex');
+      calls.push({ path: req.url, event: req.headers['berth-event'], body: JSON.parse(body || 'null'), signed: v1 === want });
+      if (hook.start) hook.start();
+      res.writeHead(204);
+      res.end();
+    });
+  });
+  await new Promise((r) => hook.server.listen(0, '127.0.0.1', r));
+  hook.port = hook.server.address().port;
+  return hook;
+}
+
 // ------------------------------------------------------------------ main --
 async function main() {
   const tStart = Date.now();
@@ -429,6 +466,7 @@ async function main() {
   assert(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 
   app = await startApp();
+  wakeHook = await startWakeHook();
   const dataDir = tempDir('berth-browser-data-');
   const port = await freePort();
   const banner = await startBerth(dataDir, port);
@@ -643,6 +681,16 @@ async function main() {
       } finally {
         await anon.context.close();
       }
+      // A share that ends, from the same row: signed-in users for an hour
+      // (organization is refused here: admin has no organization).
+      await row.locator('select.ends').selectOption('3600');
+      await row.locator('select.level').selectOption('authenticated');
+      await page.waitForFunction(
+        (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now authenticated, for 1h`),
+        app.port,
+        { timeout: 10_000 },
+      );
+      await row.locator('select.ends').selectOption('');
       // Back to private from the dashboard.
       await row.locator('select.level').selectOption('owner');
       await page.waitForFunction(
@@ -913,6 +961,46 @@ async function main() {
     const gone = await carol('DELETE', '/workspaces/carol/lab');
     assert(gone.status === 204, `delete carol's workspace: ${gone.status}`);
     return notes.join('; ');
+  });
+
+  await test('wake on visit: an offline workspace shows "Starting your workspace", the webhook starts its agent, the page lands on the app', async () => {
+    assert((await api('POST', '/workspaces', { name: 'sleepy' })).status === 201, 'workspace sleepy');
+    const agent = await api('POST', '/workspaces/admin/sleepy/agents', { name: 'main' });
+    assert(agent.status === 201, `agent: ${agent.status}`);
+    // The receiver starts the workspace's agent (a real process) a moment
+    // after it is called, so the page shows the wait first.
+    wakeHook.start = () => {
+      wakeHook.start = null;
+      setTimeout(() => {
+        wakeAgent = spawn(
+          BERTH,
+          ['agent', '--url', `https://berth.localhost:${port}`, '--token', agent.body.agent_token, '--ca-file', caPem],
+          { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'ignore', DEBUG ? 'inherit' : 'ignore'] },
+        );
+      }, 1500);
+    };
+    const sleepyUrl = `https://${app.port}--main--sleepy--admin.berth.localhost:${port}/`;
+    const { context, page } = await newPage(h2, auth, false);
+    try {
+      const res = await page.goto(sleepyUrl);
+      assert(res.status() === 503, `first answer: ${res.status()}`);
+      assert((await page.title()) === 'Starting your workspace', `title: ${await page.title()}`);
+      await shot(page, 'wake');
+      // The page follows the start and reloads into the app by itself.
+      await page.waitForFunction((t) => document.title === t, PAGE_TITLE, { timeout: 20_000 });
+      const marker = await page.textContent('#marker');
+      assert(marker === PAGE_MARKER, `landed on: ${marker}`);
+      assert(wakeHook.calls.length === 1, `webhook calls: ${JSON.stringify(wakeHook.calls)}`);
+      const call = wakeHook.calls[0];
+      assert(call.signed, 'the call is signed with the secret');
+      assert(call.event === 'workspace.wake' && call.body.workspace === 'sleepy' && call.body.agent === 'main'
+        && call.body.requested_by.user === 'admin', `call: ${JSON.stringify(call)}`);
+      return `woken in one call; landed on ${page.url()}`;
+    } finally {
+      await context.close();
+      if (wakeAgent) wakeAgent.kill('SIGTERM');
+      await api('DELETE', '/workspaces/admin/sleepy');
+    }
   });
 
   await test('the audit log on the dashboard lists the link and the shares', async () => {

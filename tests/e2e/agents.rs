@@ -151,6 +151,20 @@ async fn closed_port_and_offline_agent_explain_themselves() {
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "workspace_offline");
+    // Its browser page retries by itself too, until the agent is up.
+    let res = client
+        .get(berth.app_url("3000--main--idle--admin", "/"))
+        .bearer_auth(&berth.admin_token)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("<meta http-equiv=\"refresh\" content=\"5\">"),
+        "{page}"
+    );
 
     // Two agents: the short form must name them.
     let _t2 = berth.create_agent("idle", "gpu").await;

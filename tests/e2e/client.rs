@@ -146,8 +146,8 @@ async fn login_ports_share_unshare_open() {
         .unwrap_or_else(|| panic!("port {port} not listed:\n{table}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
-        cells[1..5],
-        ["yes", "owner", "http", app_url.as_str()],
+        cells[1..6],
+        ["yes", "owner", "-", "http", app_url.as_str()],
         "{row}"
     );
 
@@ -353,4 +353,231 @@ async fn link_create_ls_rm() {
     assert_eq!(s, 200);
     assert_eq!(list[0]["revoked"], json!(true), "{list}");
     assert_eq!(anon.get(&link_url).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_shares_naming_people_from_the_cli() {
+    let berth = Berth::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--token",
+            &berth.admin_token,
+            "--ca-file",
+            ca,
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let bob = berth
+        .user_token("bob", "correct-horse", "member", None)
+        .await;
+    berth
+        .add_user("carol", "correct-horse", "member", None)
+        .await;
+
+    let o = cli(
+        dir,
+        &[
+            "groups",
+            "create",
+            "Platform Team",
+            "--member",
+            "carol",
+            "--json",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let g: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(g["members"][0]["username"], "carol");
+    let o = cli(dir, &["groups", "add", "Platform Team", "bob"], "").await;
+    assert_exit(&o, 0);
+    let o = cli(dir, &["groups"], "").await;
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains("Platform Team") && out(&o).contains("bob, carol"),
+        "{}",
+        out(&o)
+    );
+    let o = cli(dir, &["groups", "add", "nope", "bob"], "").await;
+    assert_exit(&o, 1);
+    assert!(err(&o).contains("no group named \"nope\""), "{}", err(&o));
+
+    // berth dev's own agent serves admin/dev; bob gets in through the group.
+    let app = apps::start("127.0.0.1:0", "cli-app").await;
+    let port = app.port().to_string();
+    let o = cli(
+        dir,
+        &[
+            "share",
+            &port,
+            "-l",
+            "owner",
+            "--with-user",
+            "carol",
+            "--group",
+            "Platform Team",
+            "--ttl",
+            "1h",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains("and users carol and groups Platform Team")
+            && out(&o).contains("It ends at"),
+        "{}",
+        out(&o)
+    );
+    let o = cli(dir, &["ports"], "").await;
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains("owner +carol +@Platform Team"),
+        "{}",
+        out(&o)
+    );
+    let c = client_for(&berth.ca_pem, true);
+    let o = cli(dir, &["ports", "--json"], "").await;
+    let ports: Value = serde_json::from_str(&out(&o)).unwrap();
+    let app_url = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == app.port())
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = |t: String| {
+        let r = c.get(&app_url).bearer_auth(t);
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(bob.clone()).await, 200);
+    let o = cli(dir, &["groups", "remove", "Platform Team", "bob"], "").await;
+    assert_exit(&o, 0);
+    assert_eq!(status(bob.clone()).await, 404);
+    let o = cli(dir, &["groups", "rm", "Platform Team", "--json"], "").await;
+    assert_exit(&o, 0);
+    let (_, list) = berth
+        .api(Method::GET, "/api/v1/groups", &berth.admin_token, None)
+        .await;
+    assert_eq!(list, json!([]));
+}
+
+/// `berth inspect PORT`: the recent requests, then new ones live, as lines
+/// or JSON lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_tails_a_ports_requests() {
+    use tokio::io::AsyncBufReadExt;
+    let berth = Berth::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let dir = cfg.path();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+    let o = cli(
+        dir,
+        &[
+            "login",
+            &url,
+            "--token",
+            &berth.admin_token,
+            "--ca-file",
+            ca,
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 0);
+    let app = apps::start("127.0.0.1:0", "tailed").await;
+    let port = app.port().to_string();
+    let client = client_for(&berth.ca_pem, true);
+    let get = |path: &'static str| {
+        let req = client
+            .get(berth.app_url(&format!("{port}--main--dev--admin"), path))
+            .bearer_auth(&berth.admin_token);
+        async move { req.send().await.unwrap().bytes().await.unwrap() }
+    };
+    get("/before").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The recent ones, and stop.
+    let o = cli(dir, &["inspect", &port, "-w", "dev", "--no-follow"], "").await;
+    assert_exit(&o, 0);
+    let text = out(&o);
+    assert!(
+        text.contains("GET") && text.contains("200") && text.contains("/before"),
+        "{text}"
+    );
+
+    // Live, as JSON lines.
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .env("BERTH_CONFIG_DIR", dir)
+        .args(["inspect", &port, "--json", "-w", "dev", "-a", "main"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the recent request within 10 s")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first["url"].as_str().unwrap().ends_with("/before"),
+        "{first}"
+    );
+    // The stream is open once the recent ones are printed.
+    get("/live-one").await;
+    let next: Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the new request within 10 s")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        next["url"].as_str().unwrap().ends_with("/live-one"),
+        "{next}"
+    );
+    assert_eq!(next["status"], 200);
+    child.kill().await.unwrap();
+
+    // Someone else's port: the API's 404, exit 1.
+    let o = cli(
+        dir,
+        &[
+            "inspect",
+            &port,
+            "-w",
+            "nope",
+            "--user",
+            "admin",
+            "--no-follow",
+        ],
+        "",
+    )
+    .await;
+    assert_exit(&o, 1);
 }

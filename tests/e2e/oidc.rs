@@ -147,6 +147,7 @@ async fn with_provider(
         create_users: true,
         ca_file: Some(dir.join("ca.pem")),
         label: "SSO".into(),
+        groups_claim: None,
     };
     tweak(&mut oidc);
     let berth = Berth::start_with(Options {
@@ -199,6 +200,16 @@ async fn sign_in_through_a_real_openid_provider() {
     // the configured organization) and lands on the app she was going to.
     let app = apps::start("127.0.0.1:0", "sso").await;
     let port = app.port();
+    // Level organization needs an owner in one (berth refuses it otherwise).
+    let (s, body) = berth
+        .api(
+            Method::PATCH,
+            "/api/v1/users/admin",
+            &berth.admin_token,
+            Some(json!({"organization": "staff"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
     berth
         .share(
             &berth.admin_token,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Polls `f` every 50 ms until it is true, for at most `limit`; returns how long it took.
-async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+pub(crate) async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -28,7 +28,7 @@ where
 /// A regional edge for `region` (already created at control, token given),
 /// serving `*.{region}.berth.localhost` on `port`; stops when the sender
 /// is used or dropped.
-async fn start_edge(
+pub(crate) async fn start_edge(
     berth: &Berth,
     region: &str,
     token: &str,

@@ -133,7 +133,7 @@ async fn websocket_echoes_a_thousand_messages() {
 }
 
 /// A TLS connection to berth, trusting its CA, offering `alpn`.
-async fn tls_to(
+pub(crate) async fn tls_to(
     berth: &Berth,
     host: &str,
     alpn: &[u8],

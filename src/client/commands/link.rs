@@ -47,10 +47,14 @@ pub(super) async fn rm(a: LinkRmArgs) -> Result<(), ClientError> {
         None,
     )
     .await?;
-    println!(
-        "Share link {} is revoked; its visitors lose access within seconds.",
-        a.id
-    );
+    if a.json {
+        print_json(&json!({"id": a.id, "revoked": true}));
+    } else {
+        println!(
+            "Share link {} is revoked; its visitors lose access within seconds.",
+            a.id
+        );
+    }
     Ok(())
 }
 

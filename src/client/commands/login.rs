@@ -20,6 +20,8 @@ pub(super) async fn login(a: LoginArgs) -> Result<(), ClientError> {
         url: url.clone(),
         token: String::new(),
         ca_file,
+        workspace: None,
+        agent: None,
     };
     let token = match a.token {
         Some(t) => {
@@ -53,7 +55,11 @@ pub(super) async fn login(a: LoginArgs) -> Result<(), ClientError> {
     let user = me["username"].as_str().unwrap_or("?").to_owned();
     let path = credentials::default_path()?;
     credentials::save(&path, &session)?;
-    println!("Signed in to {url} as {user}.");
+    if a.json {
+        super::print_json(&json!({"url": url, "user": user}));
+    } else {
+        println!("Signed in to {url} as {user}.");
+    }
     Ok(())
 }
 
@@ -96,7 +102,7 @@ async fn ask_credentials(
 }
 
 /// One line of stdin without its line ending.
-async fn read_line() -> Result<String, ClientError> {
+pub(super) async fn read_line() -> Result<String, ClientError> {
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map(|_| {
@@ -118,7 +124,7 @@ async fn prompt_line(prompt: &str) -> Result<String, ClientError> {
 
 /// Asks for a password with the terminal's echo off (through `stty`, so no
 /// extra dependency); echo comes back afterwards, also on Ctrl-C.
-async fn prompt_password(prompt: &str) -> Result<String, ClientError> {
+pub(super) async fn prompt_password(prompt: &str) -> Result<String, ClientError> {
     let stty = |arg: &str| {
         std::process::Command::new("stty")
             .arg(arg)

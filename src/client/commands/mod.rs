@@ -1,6 +1,9 @@
 //! What each client command does: one module per command, and here the
 //! dispatch and what they share (the saved session, API errors, output).
 
+mod current;
+mod groups;
+mod inspect;
 mod link;
 mod login;
 mod open;
@@ -8,6 +11,9 @@ mod ports;
 mod regions;
 mod share;
 mod target;
+mod trust;
+mod users;
+mod workspaces;
 
 use super::credentials;
 use super::http::Session;
@@ -28,6 +34,13 @@ pub(super) async fn run(command: Command) -> Result<(), ClientError> {
             LinkCommand::Rm(a) => link::rm(a).await,
         },
         Command::Regions(r) => regions::regions(r).await,
+        Command::Inspect(a) => inspect::inspect(a).await,
+        Command::Groups(g) => groups::groups(g).await,
+        Command::Use(a) => current::use_(a).await,
+        Command::Workspaces(w) => workspaces::workspaces(w).await,
+        Command::Agents(g) => workspaces::agents(g).await,
+        Command::Users(u) => users::users(u).await,
+        Command::Trust(a) => trust::trust(a).await,
     }
 }
 

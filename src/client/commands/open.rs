@@ -9,7 +9,11 @@ pub(super) async fn open(a: OpenArgs) -> Result<(), ClientError> {
     let s = signed_in()?;
     let t = resolve_target(&s, &a.target).await?;
     let url = port_url(&s, &t, a.port).await?;
-    println!("{url}");
+    if a.json {
+        super::print_json(&serde_json::json!({"port": a.port, "url": url}));
+    } else {
+        println!("{url}");
+    }
     if a.browser {
         open_browser(&url).await;
     }

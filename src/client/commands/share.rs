@@ -23,16 +23,39 @@ pub(super) async fn share(a: ShareArgs) -> Result<(), ClientError> {
             CorsMode::Passthru => "passthru",
         });
     }
+    if !a.users.is_empty() {
+        body["users"] = json!(a.users);
+    }
+    if !a.groups.is_empty() {
+        body["groups"] = json!(a.groups);
+    }
+    if let Some(t) = a.ttl {
+        body["ttl_seconds"] = json!(t);
+    }
     let answer = s
         .expect_ok(Method::PUT, &t.share_path(a.port), Some(&body))
         .await?;
+    if a.json {
+        super::print_json(&answer);
+        return Ok(());
+    }
     let level = answer["level"].as_str().unwrap_or(a.level.as_str());
     println!(
-        "Port {} is shared with level {level} ({}):",
+        "Port {} is shared with level {level} ({}){}:",
         a.port,
-        format::level_meaning(level)
+        format::level_meaning(level),
+        format::named_suffix(&answer)
     );
     println!("  {}", answer["url"].as_str().unwrap_or("-"));
+    if let (Some(at), Some(left)) = (
+        answer["expires_at"].as_str(),
+        answer["expires_in_secs"].as_i64(),
+    ) {
+        println!(
+            "It ends at {at} (in {}); then only you again.",
+            format::remaining(left)
+        );
+    }
     Ok(())
 }
 
@@ -42,6 +65,10 @@ pub(super) async fn unshare(a: UnshareArgs) -> Result<(), ClientError> {
     let t = resolve_target(&s, &a.target).await?;
     s.expect_ok(Method::DELETE, &t.share_path(a.port), None)
         .await?;
-    println!("Port {} is private again (owner only).", a.port);
+    if a.json {
+        super::print_json(&json!({"port": a.port, "level": "owner"}));
+    } else {
+        println!("Port {} is private again (owner only).", a.port);
+    }
     Ok(())
 }

@@ -44,8 +44,26 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Fills in the user, workspace and agent that were not given.
+/// The target with the current workspace and agent (`berth use`) filled
+/// in where neither `--user` nor `--workspace` was given; the saved agent
+/// belongs to the saved workspace, so it applies only with it.
+pub(super) fn with_current(t: &Target, s: &Session) -> Target {
+    let mut t = t.clone();
+    if t.user.is_none() && t.workspace.is_none() {
+        if let Some(w) = &s.workspace {
+            t.workspace = Some(w.clone());
+            if t.agent.is_none() {
+                t.agent.clone_from(&s.agent);
+            }
+        }
+    }
+    t
+}
+
+/// Fills in the user, workspace and agent that were not given: from the
+/// flags, else the current ones (`berth use`), else the only one there is.
 pub(super) async fn resolve_target(s: &Session, t: &Target) -> Result<Resolved, ClientError> {
+    let t = &with_current(t, s);
     let user = match &t.user {
         Some(u) => u.clone(),
         None => {
@@ -93,7 +111,42 @@ pub(super) async fn resolve_target(s: &Session, t: &Target) -> Result<Resolved, 
     })
 }
 
-fn names(list: &Value) -> Vec<String> {
+/// The user and workspace of an agents command: from the flags, else the
+/// current workspace (`berth use`), else the caller's only one.
+pub(super) async fn resolve_workspace(
+    s: &Session,
+    user: Option<&str>,
+    workspace: Option<&str>,
+) -> Result<(String, String), ClientError> {
+    let t = Target {
+        user: user.map(str::to_owned),
+        workspace: workspace.map(str::to_owned),
+        agent: None,
+    };
+    let t = with_current(&t, s);
+    let user = match t.user {
+        Some(u) => u,
+        None => me(s).await?,
+    };
+    check_name("user", &user)?;
+    let ws = match t.workspace {
+        Some(w) => w,
+        None => only_workspace(&s.get_ok("/api/v1/workspaces").await?, &user)?.0,
+    };
+    check_name("workspace", &ws)?;
+    Ok((user, ws))
+}
+
+/// The caller's user name.
+pub(super) async fn me(s: &Session) -> Result<String, ClientError> {
+    let me = s.get_ok("/api/v1/me").await?;
+    Ok(me["username"]
+        .as_str()
+        .ok_or_else(|| ClientError::Transport("GET /api/v1/me did not name the caller".into()))?
+        .to_owned())
+}
+
+pub(super) fn names(list: &Value) -> Vec<String> {
     list.as_array()
         .map(|a| {
             a.iter()
@@ -121,12 +174,12 @@ pub(super) fn only_workspace(
             names(&w["agents"]),
         )),
         [] => Err(ClientError::Usage(format!(
-            "{user} has no workspace you can see; create one, or name one with --workspace"
+            "{user} has no workspace you can see; create one with `berth workspaces create NAME`, or name one with --workspace"
         ))),
         many => {
             let list: Vec<&str> = many.iter().filter_map(|w| w["name"].as_str()).collect();
             Err(ClientError::Usage(format!(
-                "{user} has {} workspaces ({}); choose one with --workspace or BERTH_WORKSPACE",
+                "{user} has {} workspaces ({}); choose one with `berth use WORKSPACE` (or --workspace, BERTH_WORKSPACE)",
                 many.len(),
                 list.join(", ")
             )))
@@ -139,10 +192,10 @@ pub(super) fn only_agent(agents: &[String], user: &str, ws: &str) -> Result<Stri
     match agents {
         [a] => Ok(a.clone()),
         [] => Err(ClientError::Usage(format!(
-            "workspace {user}/{ws} has no agent yet; create one with POST /api/v1/workspaces/{user}/{ws}/agents"
+            "workspace {user}/{ws} has no agent yet; create one with `berth agents create NAME --workspace {ws}`"
         ))),
         many => Err(ClientError::Usage(format!(
-            "workspace {user}/{ws} has {} agents ({}); choose one with --agent or BERTH_AGENT",
+            "workspace {user}/{ws} has {} agents ({}); choose one with `berth use {ws}/AGENT` (or --agent, BERTH_AGENT)",
             many.len(),
             many.join(", ")
         ))),
@@ -182,5 +235,50 @@ mod tests {
             "{e}"
         );
         assert!(only_agent(&[], "alice", "web").is_err());
+    }
+
+    #[test]
+    fn the_current_workspace_fills_in_only_what_was_not_given() {
+        let s = Session {
+            url: "https://b".into(),
+            token: String::new(),
+            ca_file: None,
+            workspace: Some("api".into()),
+            agent: Some("main".into()),
+        };
+        let t = |u: Option<&str>, w: Option<&str>, a: Option<&str>| Target {
+            user: u.map(Into::into),
+            workspace: w.map(Into::into),
+            agent: a.map(Into::into),
+        };
+        let got = |x: Target| (x.user, x.workspace, x.agent);
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            got(with_current(&t(None, None, None), &s)),
+            (None, some("api"), some("main"))
+        );
+        assert_eq!(
+            got(with_current(&t(None, None, Some("b")), &s)),
+            (None, some("api"), some("b"))
+        );
+        // A workspace on the command line: nothing saved applies.
+        assert_eq!(
+            got(with_current(&t(None, Some("web"), None), &s)),
+            (None, some("web"), None)
+        );
+        // Another user's workspaces: nothing saved applies.
+        assert_eq!(
+            got(with_current(&t(Some("alice"), None, None), &s)),
+            (some("alice"), None, None)
+        );
+        let none = Session {
+            workspace: None,
+            agent: None,
+            ..s
+        };
+        assert_eq!(
+            got(with_current(&t(None, None, None), &none)),
+            (None, None, None)
+        );
     }
 }

@@ -6,7 +6,9 @@
 use crate::auth::TokenHash;
 use crate::catalog::{Link, Session};
 use crate::edge::{ControlAnswer, ControlCalls};
-use crate::protocol::edge_api::{self, EdgeCertificate, Exchange, Hello, Redeem};
+use crate::protocol::edge_api::{
+    self, EdgeCertificate, Exchange, Hello, Redeem, WakeAnswer, WakeRequest,
+};
 use crate::protocol::API_ROOT;
 use crate::secret::Secret;
 use crate::tls::{self, client::client_config, client::send};
@@ -238,6 +240,20 @@ impl ControlCalls for RemoteControl {
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "sign-in code exchange failed");
+                    None
+                })
+        })
+    }
+
+    fn wake(&self, visit: WakeRequest) -> ControlAnswer<WakeAnswer> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let body = serde_json::to_value(visit).expect("JSON serializes");
+            client
+                .call::<WakeAnswer>(Method::POST, edge_api::WAKE, Some(body))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "asking control to wake a workspace failed");
                     None
                 })
         })

@@ -1,11 +1,15 @@
 //! What keeps a regional edge current while it runs: the watch stream
-//! (control's catalog into this edge's), and the heartbeat (this edge's
+//! (control's catalog into this edge's, and the identity keyring), and the heartbeat (this edge's
 //! tunnels into control's records).
 
 use super::client::{ControlClient, MAX_ANSWER};
+use crate::auth::jwt::Identity;
 use crate::catalog::{Catalog, Change};
+use crate::edge::activity::Activity;
 use crate::edge::ControlStatus;
-use crate::protocol::edge_api::{self, Heartbeat, WatchLine, HEARTBEAT_EVERY};
+use crate::protocol::edge_api::{
+    self, ActivityReport, Heartbeat, WatchLine, HEARTBEAT_EVERY, MAX_ACTIVITY_REPORT,
+};
 use crate::tunnel::edge::Tunnels;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -24,10 +28,11 @@ pub(super) async fn follow(
     client: ControlClient,
     catalog: Arc<Catalog>,
     state: Arc<ControlStatus>,
+    identity: Arc<Identity>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match watch_once(&client, &catalog, &state).await {
+        match watch_once(&client, &catalog, &state, &identity).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => tracing::debug!(error = %e, "watch stream ended"),
         }
@@ -41,10 +46,11 @@ async fn watch_once(
     client: &ControlClient,
     catalog: &Catalog,
     state: &ControlStatus,
+    identity: &Identity,
 ) -> Result<(), String> {
     let (status, mut body) = tokio::time::timeout(
         WATCH_START,
-        client.send(http::Method::GET, edge_api::WATCH, None),
+        client.send(http::Method::GET, edge_api::WATCH_WITH_IDENTITY, None),
     )
     .await
     .map_err(|_| "control did not answer the watch in time".to_owned())??;
@@ -85,6 +91,7 @@ async fn watch_once(
                     state.set(true);
                 }
                 WatchLine::Ping => {}
+                WatchLine::Identity { keyring } => identity.set(keyring),
             }
         }
     }
@@ -132,5 +139,32 @@ pub(super) async fn send_beat(
         .await
     {
         tracing::debug!(error = %e, "heartbeat not delivered");
+    }
+}
+
+/// Tells control, every [`HEARTBEAT_EVERY`], when this edge's ports last
+/// served a request; what control did not take is sent again next time.
+pub(super) async fn report_activity(client: ControlClient, activity: Arc<Activity>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pending = activity.pending();
+        for chunk in pending.chunks(MAX_ACTIVITY_REPORT) {
+            let body = serde_json::to_value(ActivityReport {
+                ports: chunk.to_vec(),
+            })
+            .expect("JSON serializes");
+            match client
+                .call::<()>(http::Method::POST, edge_api::ACTIVITY, Some(body))
+                .await
+            {
+                Ok(_) => activity.acknowledge(chunk),
+                Err(e) => {
+                    tracing::debug!(error = %e, "activity report failed; sent again later");
+                    break;
+                }
+            }
+        }
     }
 }

@@ -59,6 +59,10 @@ pub struct RegionalEdge {
     pub catalog: Arc<Catalog>,
     /// Whether it is following control right now.
     pub control: Arc<ControlStatus>,
+    /// When its ports last served a request, reported to control.
+    activity: Arc<crate::edge::activity::Activity>,
+    /// The identity keyring, from the watch stream.
+    pub identity: Arc<crate::auth::jwt::Identity>,
 }
 
 impl RegionalEdge {
@@ -76,9 +80,17 @@ impl RegionalEdge {
                 Ok(h) => break h,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(error = %e, "cannot reach control yet; retrying");
+                    crate::tls::client::explain_once(&e.to_string());
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => return Err(StartError::Control(e)),
+                Err(e) => {
+                    let hint = crate::tls::client::unknown_issuer_hint(&e.to_string());
+                    let msg = match hint {
+                        Some(h) => format!("{e}: {h}"),
+                        None => e.to_string(),
+                    };
+                    return Err(StartError::Control(msg));
+                }
             }
         };
         if hello.wildcard != cfg.wildcard.as_str() {
@@ -143,17 +155,22 @@ impl RegionalEdge {
             &signin.key,
             client_config(client.ca_file(), &[b"h2"])?,
         ));
-        let edge = Arc::new(Edge::new(
-            catalog.clone(),
-            tunnels.clone(),
-            &cfg,
-            metrics,
-            signin,
-            crate::edge::Peers {
-                control: Arc::new(RemoteControl(client.clone())),
-                relay,
-            },
-        ));
+        let edge = Arc::new(
+            Edge::new(
+                catalog.clone(),
+                tunnels.clone(),
+                &cfg,
+                metrics,
+                signin,
+                crate::edge::Peers {
+                    control: Arc::new(RemoteControl(client.clone())),
+                    relay,
+                },
+            )
+            .with_wake(hello.wake),
+        );
+        let activity = edge.activity.clone();
+        let identity = edge.identity.clone();
         let frontdoor = Arc::new(Frontdoor {
             edge,
             base_domain: cfg.base_domain.clone(),
@@ -178,6 +195,8 @@ impl RegionalEdge {
             tunnels,
             catalog,
             control,
+            activity,
+            identity,
         })
     }
 
@@ -188,11 +207,16 @@ impl RegionalEdge {
             self.client.clone(),
             self.catalog.clone(),
             self.control.clone(),
+            self.identity.clone(),
         ));
         let heart = tokio::spawn(follow::beat(
             self.client.clone(),
             self.tunnels.clone(),
             self.cfg.relay_url.clone(),
+        ));
+        let reporter = tokio::spawn(follow::report_activity(
+            self.client.clone(),
+            self.activity.clone(),
         ));
         let sweeper = super::spawn_sweeper(self.tunnels.clone(), self.catalog.clone());
         let renewer = matches!(self.cfg.tls, TlsMode::SelfSigned).then(|| {
@@ -205,6 +229,7 @@ impl RegionalEdge {
         self.serving.serve(&stop).await;
         follower.abort();
         heart.abort();
+        reporter.abort();
         sweeper.abort();
         if let Some(r) = renewer {
             r.abort();

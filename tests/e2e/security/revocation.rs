@@ -21,13 +21,13 @@ use tokio_tungstenite::tungstenite::{self, protocol::Role, Message};
 const CUT_OFF: Duration = Duration::from_secs(5);
 
 /// An app host on an edge.
-struct Target {
+pub(crate) struct Target {
     /// The edge's listener.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The CA that signs the edge's certificate.
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// `{label}.{wildcard}`, without port.
-    host: String,
+    pub(crate) host: String,
 }
 
 impl Target {
@@ -51,7 +51,7 @@ impl Target {
 
 /// What a visitor shows.
 #[derive(Clone, Copy)]
-enum Cred<'a> {
+pub(crate) enum Cred<'a> {
     Anonymous,
     Token(&'a str),
     /// `name=value` of a berth cookie.
@@ -93,12 +93,12 @@ async fn tls_to(t: &Target, alpn: &[u8]) -> tokio_rustls::client::TlsStream<toki
         .unwrap()
 }
 
-type H1Ws =
+pub(crate) type H1Ws =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 type H2Ws = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A WebSocket to the echo app's `/ws` over HTTP/1.1.
-async fn ws_h1(t: &Target, cred: Cred<'_>) -> H1Ws {
+pub(crate) async fn ws_h1(t: &Target, cred: Cred<'_>) -> H1Ws {
     use tungstenite::client::IntoClientRequest;
     let tls = tls_to(t, b"http/1.1").await;
     let mut req = format!("wss://{}:{}/ws", t.host, t.addr.port())
@@ -163,7 +163,7 @@ async fn ws_h2(
 }
 
 /// The socket echoes `text` (it is open and reaches the app).
-async fn echoes<S>(ws: &mut S, text: &str)
+pub(crate) async fn echoes<S>(ws: &mut S, text: &str)
 where
     S: Stream<Item = Result<Message, tungstenite::Error>>
         + futures_util::Sink<Message, Error = tungstenite::Error>
@@ -180,7 +180,7 @@ where
 
 /// Waits until the edge ends the socket, at most [`CUT_OFF`] after `since`
 /// (which may lie ahead); returns how long after `since` it ended.
-async fn closes_within<S>(ws: &mut S, since: Instant, what: &str) -> Duration
+pub(crate) async fn closes_within<S>(ws: &mut S, since: Instant, what: &str) -> Duration
 where
     S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {

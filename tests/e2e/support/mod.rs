@@ -4,7 +4,9 @@ pub mod acme;
 pub mod apps;
 pub mod browser;
 pub mod delay;
+pub mod github;
 pub mod h2raw;
+pub mod hooks;
 pub mod idp;
 pub mod netns;
 /// A PostgreSQL server and a fresh database per test (the store's unit tests
@@ -63,12 +65,16 @@ pub struct Options {
     pub no_dev_agent: bool,
     /// Sign-in through an OpenID provider.
     pub oidc: Option<berth::config::OidcConfig>,
+    /// Sign-in with GitHub (a stand-in: [`github`]).
+    pub github: Option<berth::config::GithubConfig>,
     /// `server.database_url`; default: SQLite in the data dir.
     pub database_url: Option<String>,
     /// `server.trusted_proxies`.
     pub trusted_proxies: Vec<String>,
     /// A config file's text (e.g. `[limits]` keys), read as `--config` would.
     pub config: Option<String>,
+    /// `[jwt]`, unchecked (a rotation of seconds, for the rotation tests).
+    pub jwt: Option<berth::config::JwtPolicy>,
 }
 
 impl Berth {
@@ -110,6 +116,10 @@ impl Berth {
             cfg.limits = l;
         }
         cfg.oidc = opts.oidc;
+        if let Some(jwt) = opts.jwt {
+            cfg.jwt = jwt;
+        }
+        cfg.github = opts.github;
         cfg.trusted_proxies = opts
             .trusted_proxies
             .iter()

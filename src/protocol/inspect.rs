@@ -1,0 +1,188 @@
+//! The request inspector's records (issue 16): what an edge keeps of each
+//! exchange it served, as control's API shows it and as a regional edge
+//! hands it to control over the relay link. Both ends take the shapes from
+//! here. Credentials of berth are removed before a record is made.
+
+use serde::{Deserialize, Serialize};
+
+/// The path, on an edge's relay listener, where control asks for the
+/// exchanges an edge holds for one port (`GET ?agent=ID&port=PORT`,
+/// authenticated like every relay call).
+pub const RELAY_PATH: &str = "/_berth/relay/inspect";
+
+/// What the exchange was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A request and its response.
+    Http,
+    /// A WebSocket: the upgrade and how long it stayed open.
+    Websocket,
+    /// Server-sent events: the stream and how long it lasted.
+    Stream,
+}
+
+/// The first bytes of a body, as captured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedBody {
+    /// `"utf8"` when `data` is the bytes as text, `"base64"` otherwise.
+    pub encoding: String,
+    pub data: String,
+    /// More bytes followed than were kept.
+    pub truncated: bool,
+}
+
+impl CapturedBody {
+    /// The captured bytes of `data` (`truncated` if more followed).
+    pub fn of(data: &[u8], truncated: bool) -> CapturedBody {
+        match std::str::from_utf8(data) {
+            Ok(text) => CapturedBody {
+                encoding: "utf8".into(),
+                data: text.to_owned(),
+                truncated,
+            },
+            Err(_) => {
+                use base64::Engine as _;
+                CapturedBody {
+                    encoding: "base64".into(),
+                    data: base64::engine::general_purpose::STANDARD.encode(data),
+                    truncated,
+                }
+            }
+        }
+    }
+
+    /// The bytes again; `None` when `data` is not valid for `encoding`.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        match self.encoding.as_str() {
+            "utf8" => Some(self.data.as_bytes().to_vec()),
+            "base64" => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(&self.data)
+                    .ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One exchange through an edge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Unique across edges: the serving edge's tag, a dash, a sequence.
+    pub id: String,
+    /// The agent and port it went to.
+    pub agent_id: i64,
+    pub port: u16,
+    /// When the request arrived (unix milliseconds).
+    pub started_at_ms: i64,
+    pub kind: Kind,
+    pub method: String,
+    /// The URL the client asked for (share-link parameter removed).
+    pub url: String,
+    /// The status the client got (the app's, or the edge's error page's).
+    pub status: u16,
+    /// The edge's error code when the edge answered instead of the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Until the response's head (milliseconds); absent when the edge
+    /// answered itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<f64>,
+    /// Until the response body ended, or the WebSocket closed.
+    pub duration_ms: f64,
+    /// Body bytes, as they passed.
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// As the client sent them, without berth's credentials.
+    pub request_headers: Vec<(String, String)>,
+    /// As the client got them.
+    pub response_headers: Vec<(String, String)>,
+    /// The first bytes of each body (absent with body capture off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<CapturedBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<CapturedBody>,
+    /// The app speaks HTTPS behind the tunnel (for replay).
+    #[serde(default)]
+    pub app_tls: bool,
+    /// The exchange this one replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+}
+
+impl Exchange {
+    /// About how many bytes the record holds, for the inspector's bounds.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 256;
+        let headers =
+            |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        let body = |b: &Option<CapturedBody>| b.as_ref().map_or(0usize, |b| b.data.len() + 40);
+        FIXED
+            + self.id.len()
+            + self.method.len()
+            + self.url.len()
+            + self.error.as_ref().map_or(0, String::len)
+            + headers(&self.request_headers)
+            + headers(&self.response_headers)
+            + body(&self.request_body)
+            + body(&self.response_body)
+            + self.replay_of.as_ref().map_or(0, String::len)
+    }
+}
+
+/// `POST .../requests/{id}/replay` body: what to change, all optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    pub method: Option<String>,
+    /// Path and query, starting with `/`.
+    pub path: Option<String>,
+    /// Replaces every request header when present.
+    pub headers: Option<Vec<(String, String)>>,
+    /// The body as text...
+    pub body: Option<String>,
+    /// ...or as base64.
+    pub body_base64: Option<String>,
+}
+
+/// Why a replay was not sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayRefused {
+    /// The request, as recorded or edited, is not one berth can send (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// The app could not be reached (502).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// The answer of [`RELAY_PATH`]: the exchanges an edge holds for a port,
+/// newest first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Held {
+    pub exchanges: Vec<Exchange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_as_text_or_base64() {
+        let text = CapturedBody::of(b"hello", false);
+        assert_eq!(text.encoding, "utf8");
+        assert_eq!(text.bytes().unwrap(), b"hello");
+        let bin = CapturedBody::of(&[0xff, 0, 1], true);
+        assert_eq!(bin.encoding, "base64");
+        assert!(bin.truncated);
+        assert_eq!(bin.bytes().unwrap(), vec![0xff, 0, 1]);
+        let bad = CapturedBody {
+            encoding: "rot13".into(),
+            data: String::new(),
+            truncated: false,
+        };
+        assert_eq!(bad.bytes(), None);
+    }
+}
