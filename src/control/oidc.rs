@@ -337,8 +337,14 @@ async fn finish(
         Ok(user) => {
             if let Some(claim) = &oidc.cfg.groups_claim {
                 let names = claims.groups(claim);
-                if let Err(e) =
-                    super::groups::sync_from_claim(st, user.id, &user.username, &names).await
+                if let Err(e) = super::groups::sync_from_provider(
+                    st,
+                    crate::store::MemberSource::Oidc,
+                    user.id,
+                    &user.username,
+                    &names,
+                )
+                .await
                 {
                     tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
                     return unavailable("your group memberships could not be stored; try again");
