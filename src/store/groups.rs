@@ -273,9 +273,8 @@ impl Store {
         .await)?;
         for (id,) in had.into_iter().filter(|(id,)| !wanted.contains(id)) {
             // Only if still this source's: an admin may have just made it theirs.
-            let removed =
-                on_pool!(self, |pool| {
-                    sqlx::query(
+            let removed = on_pool!(self, |pool| {
+                sqlx::query(
                 "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 AND source = $3"
             )
             .bind(id)
@@ -284,7 +283,7 @@ impl Store {
             .execute(pool)
             .await
             .map(|r| r.rows_affected())
-                })?;
+            })?;
             if removed > 0 {
                 changed.push(id);
             }
