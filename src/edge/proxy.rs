@@ -75,6 +75,16 @@ async fn forward(
         let host = super::bare_host(&host_header);
         return signin::callback(edge, req.uri(), req.headers(), host).await;
     }
+    if req.uri().path() == signin::SIGNIN_PATH {
+        let host = super::bare_host(&host_header);
+        return Ok(signin::start(
+            edge,
+            req.uri(),
+            req.headers(),
+            host,
+            &host_header,
+        ));
+    }
     if paths::is_edge_path(req.uri().path()) {
         return Err(ErrorPage::NotFound);
     }
@@ -203,11 +213,18 @@ async fn forward(
                 now,
             ));
         }
+        Decision::Unauthenticated if has_share_cookie && link.is_none() => {
+            return Err(signin::link_ended(
+                edge,
+                req.headers(),
+                &bare,
+                now,
+                req.uri(),
+            ));
+        }
         Decision::Unauthenticated => {
             return Err(ErrorPage::Unauthenticated {
-                reason: if has_share_cookie && link.is_none() {
-                    "This share link has expired or was revoked: ask the owner for a new one".into()
-                } else if token.is_some() {
+                reason: if token.is_some() {
                     "The berth API token is not valid (revoked, or from another deployment)".into()
                 } else {
                     "This app needs a berth API token: send Authorization: Bearer <token> or Berth-Token: <token>"
@@ -215,7 +232,13 @@ async fn forward(
                 },
             })
         }
-        Decision::NotFound => return Err(ErrorPage::NotFound),
+        Decision::NotFound => {
+            return Err(signin::not_found(
+                visitor.as_ref(),
+                session_id.is_some(),
+                req.uri(),
+            ))
+        }
     }
     // Admitted; but a cookie's authority does not extend to other origins.
     // A link in a header is a program's credential, like an API token.
@@ -480,17 +503,19 @@ async fn redeem(
         // A real link, but for another app: it opens nothing here.
         return Err(expired());
     }
+    // The cookie outlives the link, to tell a returning browser it ended.
+    let until = auth::link_cookie::cookie_expiry(link.expires_at);
     let value = edge
         .signin
         .key
-        .sign(cookie::Purpose::Share, &link.id, host, link.expires_at);
+        .sign(cookie::Purpose::Share, &link.id, host, until);
     let path = headers::strip_share_param(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     Ok(see_other(
         &paths::same_origin_location(&path),
         Some(cookie::set_cookie(
             cookie::SHARE_COOKIE,
             &value,
-            link.expires_at - now,
+            until - now,
         )),
     ))
 }
