@@ -259,6 +259,27 @@ pub(crate) fn not_found(visitor: Option<&Visitor>, by_cookie: bool, uri: &http::
     }
 }
 
+/// A refusal from [`super::admit::admit`], said for this visitor: a 404
+/// names whom a browser is signed in as ([`not_found`]); a 401 for a share
+/// cookie that opens nothing says whether its link expired or was revoked
+/// ([`link_ended`]). Anything else stays as it is.
+pub(crate) fn explain<B>(
+    edge: &Edge,
+    req: &http::Request<B>,
+    who: &super::admit::Who,
+    host: &str,
+    now: i64,
+    page: ErrorPage,
+) -> ErrorPage {
+    match page {
+        ErrorPage::NotFound => not_found(who.visitor.as_ref(), who.session.is_some(), req.uri()),
+        ErrorPage::Unauthenticated { .. } if who.share_cookie && who.link.is_none() => {
+            link_ended(edge, req.headers(), host, now, req.uri())
+        }
+        page => page,
+    }
+}
+
 /// The page for a browser whose `__Host-berth_share` on `host` opens
 /// nothing: the link expired or was revoked ([`link_cookie::state`]; the
 /// cookie outlives its link to say so), with a sign-in link; or, when no
