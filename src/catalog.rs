@@ -612,6 +612,12 @@ impl Catalog {
         self.groups.get(&id).map(|g| g.clone())
     }
 
+    /// The expiry of a share link the catalog holds, expired or not (a link
+    /// revoked, or forgotten after it expired, is not held).
+    pub fn link_expiry(&self, id: &str) -> Option<i64> {
+        self.links.get(id).map(|l| l.expires_at)
+    }
+
     /// A share link that exists and has not expired at `now` (unix seconds).
     pub fn live_link(&self, id: &str, now: i64) -> Option<Link> {
         self.links
@@ -672,6 +678,11 @@ impl Catalog {
     /// A user by id.
     pub fn user(&self, id: i64) -> Option<User> {
         self.users.get(&id).map(|u| u.clone())
+    }
+
+    /// A user's organization (without copying the rest of the user).
+    pub fn organization_of(&self, id: i64) -> Option<String> {
+        self.users.get(&id)?.organization.clone()
     }
 
     /// The id of the user with this name.

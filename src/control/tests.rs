@@ -186,7 +186,8 @@ async fn me_needs_a_valid_token() {
     assert_eq!(
         me.1,
         json!({"username": "root", "email": "root@example.com", "role": "admin", "organization": null,
-               "app_url": "https://{label}.berth.localhost:8443"})
+            "sharing": {"levels": ["owner", "authenticated", "public"], "max_link_ttl_secs": 2_592_000, "max_share_ttl_secs": null},
+            "app_url": "https://{label}.berth.localhost:8443"})
     );
 
     let none = h.call(Method::GET, "/api/v1/me", None, None).await;

@@ -1,6 +1,11 @@
 //! Error responses of the edge (SPEC section 3): JSON
 //! `{"error": code, "message": message}` for programs, a small self-contained
 //! page for browsers.
+//!
+//! [`ErrorPage`] is the edge's one error type: the proxy, the front door and
+//! the sign-in callback return it, and [`render`] is the one place it becomes
+//! a status and a page. Each knows whose [`Fault`] it is (for the access log),
+//! and the wording of every refusal lives here.
 
 use crate::auth::origin::Refusal;
 use crate::html::escape_html;
@@ -16,6 +21,13 @@ pub enum ErrorPage {
     UnknownHost { reason: String },
     /// 404: nothing there, or nothing the visitor may see (indistinguishable).
     NotFound,
+    /// 404 as [`ErrorPage::NotFound`], for a visitor signed in on this app
+    /// host with its cookie: it says as whom, and links to `switch` (a path
+    /// on this host that starts sign-in as someone else).
+    NotFoundSignedIn { username: String, switch: String },
+    /// 401: the share link this browser redeemed here is over (`expired`,
+    /// or revoked); `signin` is a path on this host that starts sign-in.
+    LinkEnded { expired: bool, signin: String },
     /// 404: the short form was used while the workspace has several agents.
     Ambiguous { agents: Vec<String> },
     /// 401: credentials are needed.
@@ -32,8 +44,9 @@ pub enum ErrorPage {
     PortNotAllowed { port: u16 },
     /// 504: the app did not answer in time.
     UpstreamTimeout { seconds: u64 },
-    /// 502: talking to the app failed.
-    UpstreamFailed { detail: String },
+    /// 502: talking to the app failed; `fault` says where (the tunnel, the
+    /// app, or berth's own routing).
+    UpstreamFailed { fault: Fault, detail: String },
     /// 400: the request itself is unusable.
     BadRequest { reason: String },
     /// 403: a berth cookie admitted a WebSocket upgrade or a non-safe
@@ -48,6 +61,48 @@ pub enum ErrorPage {
     /// 429 with `Retry-After`: this address sent more requests to public
     /// shares or share links than `sharing.public_rate_limit` allows.
     RateLimited { retry_after_secs: u64 },
+    /// 401 `invalid_token` at the tunnel endpoint: no agent has that token.
+    AgentToken,
+    /// 404 on a regional edge's own host: the API is on the control plane.
+    NoApiHere,
+}
+
+/// Whose doing an [`ErrorPage`] is: the client's request, the tunnel to the
+/// agent, the app behind it, or berth itself (logged with each refusal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request: its host, credentials, origin, framing.
+    Client,
+    /// The agent or its tunnel: offline, refused the port, failed.
+    Tunnel,
+    /// The app: closed port, no answer, bad HTTP, timeout.
+    App,
+    /// berth itself: a limit, a loop, an internal error.
+    Berth,
+}
+
+impl Fault {
+    /// The word the access log carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Tunnel => "tunnel",
+            Fault::App => "app",
+            Fault::Berth => "berth",
+        }
+    }
+}
+
+/// Why a request without enough credentials is refused (the words are
+/// [`ErrorPage::unauthenticated`]'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// A share-link cookie was presented but names no live link.
+    ExpiredLink,
+    /// An API token was presented but names nobody.
+    BadToken,
+    /// Nothing was presented.
+    Nothing,
 }
 
 /// `Retry-After` on a 503 for a busy agent, in seconds.
@@ -65,14 +120,69 @@ struct Text {
 const OFFLINE_RETRY_SECS: u32 = 5;
 
 impl ErrorPage {
+    /// The 401 for a request that `missing` something.
+    pub fn unauthenticated(missing: Missing) -> ErrorPage {
+        let reason = match missing {
+            Missing::ExpiredLink => {
+                "This share link has expired or was revoked: ask the owner for a new one"
+            }
+            Missing::BadToken => {
+                "The berth API token is not valid (revoked, or from another deployment)"
+            }
+            Missing::Nothing => {
+                "This app needs a berth API token: send Authorization: Bearer <token> or \
+                 Berth-Token: <token>"
+            }
+        };
+        ErrorPage::Unauthenticated {
+            reason: reason.into(),
+        }
+    }
+
+    /// The 401 for a share link that opens nothing (any more): redeemed by
+    /// URL or sent by a program in place of an API token.
+    pub fn link_refused() -> ErrorPage {
+        ErrorPage::Unauthenticated {
+            reason: "This share link has expired, was revoked, or has been used up: ask the \
+                     owner for a new one"
+                .into(),
+        }
+    }
+
+    /// Whose doing it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ErrorPage::UnknownHost { .. }
+            | ErrorPage::NotFound
+            | ErrorPage::NotFoundSignedIn { .. }
+            | ErrorPage::Ambiguous { .. }
+            | ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
+            | ErrorPage::BadRequest { .. }
+            | ErrorPage::CrossOrigin { .. }
+            | ErrorPage::AgentToken
+            | ErrorPage::NoApiHere
+            | ErrorPage::RateLimited { .. } => Fault::Client,
+            ErrorPage::AgentOffline { .. } | ErrorPage::PortNotAllowed { .. } => Fault::Tunnel,
+            ErrorPage::PortClosed { .. } | ErrorPage::UpstreamTimeout { .. } => Fault::App,
+            ErrorPage::UpstreamFailed { fault, .. } => *fault,
+            ErrorPage::AgentBusy { .. } | ErrorPage::Loop { .. } => Fault::Berth,
+        }
+    }
+
+    /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => {
-                StatusCode::UNAUTHORIZED
-            }
+            ErrorPage::UnknownHost { .. }
+            | ErrorPage::NotFound
+            | ErrorPage::NotFoundSignedIn { .. }
+            | ErrorPage::Ambiguous { .. }
+            | ErrorPage::NoApiHere => StatusCode::NOT_FOUND,
+            ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
+            | ErrorPage::AgentToken => StatusCode::UNAUTHORIZED,
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
             | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -91,9 +201,11 @@ impl ErrorPage {
     pub fn code(&self) -> &'static str {
         match self {
             ErrorPage::UnknownHost { .. } => "unknown_host",
-            ErrorPage::NotFound => "not_found",
+            ErrorPage::NotFound | ErrorPage::NotFoundSignedIn { .. } => "not_found",
             ErrorPage::Ambiguous { .. } => "agent_required",
-            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => "unauthenticated",
+            ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. } => "unauthenticated",
             ErrorPage::AgentOffline { .. } => "workspace_offline",
             ErrorPage::PortClosed { .. } => "port_closed",
             ErrorPage::PortNotAllowed { .. } => "port_not_allowed",
@@ -103,6 +215,8 @@ impl ErrorPage {
             ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
             ErrorPage::AgentBusy { .. } => "agent_busy",
             ErrorPage::Loop { .. } => "loop_detected",
+            ErrorPage::AgentToken => "invalid_token",
+            ErrorPage::NoApiHere => "not_found",
             ErrorPage::RateLimited { .. } => "rate_limited",
         }
     }
@@ -133,6 +247,31 @@ impl ErrorPage {
                 Some(
                     "If you expected to see this app, ask the workspace owner to share it \
                      with you."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::NotFoundSignedIn { username, .. } => (
+                "Not found",
+                format!("Not found, or not shared with you. You are signed in as {username}."),
+                Some(
+                    "If you expected to see this app, ask the workspace owner to share it \
+                     with you, or sign in as someone else."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::LinkEnded { expired: true, .. } => (
+                "Share link expired",
+                "The share link that opened this app for you has expired.".to_string(),
+                Some(
+                    "Ask the owner for a new link, or sign in if the app is shared with you."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::LinkEnded { expired: false, .. } => (
+                "Share link revoked",
+                "The share link that opened this app for you was revoked.".to_string(),
+                Some(
+                    "Ask the owner for a new link, or sign in if the app is shared with you."
                         .to_string(),
                 ),
             ),
@@ -195,7 +334,7 @@ impl ErrorPage {
                 format!("The app did not answer within {seconds} seconds."),
                 Some("Check that your server is not stuck, then try again.".to_string()),
             ),
-            ErrorPage::UpstreamFailed { detail } => (
+            ErrorPage::UpstreamFailed { detail, .. } => (
                 "App error",
                 format!(
                     "berth could not get an answer from the app: {}",
@@ -259,6 +398,20 @@ impl ErrorPage {
                      (they end after limits.upstream_timeout_secs); an operator can raise \
                      limits.max_streams_per_agent (now {limit})."
                 )),
+            ),
+            ErrorPage::AgentToken => (
+                "Agent not recognized",
+                "The agent token is missing, malformed, or unknown.".to_string(),
+                Some(
+                    "Give `berth agent` the token printed when the agent was created \
+                     (--token-file), or create the agent again."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::NoApiHere => (
+                "Not found",
+                "This edge serves apps only; the API is on the control plane.".to_string(),
+                None,
             ),
             ErrorPage::Loop { port } => (
                 "Request loop",
@@ -341,6 +494,16 @@ fn html_page(page: &ErrorPage) -> String {
             "<p class=\"hint\"><a href=\"{}\">Sign in again</a> to open the app.</p>\n",
             escape_html(retry)
         ),
+        (ErrorPage::NotFoundSignedIn { switch, .. }, _) => format!(
+            "<p class=\"hint\">If you expected to see this app, ask the workspace owner to \
+             share it with you, or <a href=\"{}\">sign in as someone else</a>.</p>\n",
+            escape_html(switch)
+        ),
+        (ErrorPage::LinkEnded { signin, .. }, _) => format!(
+            "<p class=\"hint\">Ask the owner for a new link, or <a href=\"{}\">sign in</a> \
+             if the app is shared with you.</p>\n",
+            escape_html(signin)
+        ),
         (_, Some(h)) => format!("<p class=\"hint\">{}</p>\n", escape_html(&h)),
         (_, None) => String::new(),
     };
@@ -379,7 +542,10 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     );
     if matches!(
         page,
-        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. }
+        ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
+            | ErrorPage::AgentToken
     ) {
         headers.insert(
             WWW_AUTHENTICATE,
@@ -410,6 +576,22 @@ mod tests {
                 "unknown_host",
             ),
             (ErrorPage::NotFound, 404, "not_found"),
+            (
+                ErrorPage::NotFoundSignedIn {
+                    username: "alice".into(),
+                    switch: "/_berth/auth/signin?path=%2F&switch=1".into(),
+                },
+                404,
+                "not_found",
+            ),
+            (
+                ErrorPage::LinkEnded {
+                    expired: true,
+                    signin: "/_berth/auth/signin?path=%2F".into(),
+                },
+                401,
+                "unauthenticated",
+            ),
             (
                 ErrorPage::Ambiguous {
                     agents: vec!["main".into(), "gpu".into()],
@@ -453,6 +635,7 @@ mod tests {
             ),
             (
                 ErrorPage::UpstreamFailed {
+                    fault: Fault::App,
                     detail: "connection reset".into(),
                 },
                 502,
@@ -485,6 +668,8 @@ mod tests {
             ),
             (ErrorPage::AgentBusy { limit: 1000 }, 503, "agent_busy"),
             (ErrorPage::Loop { port: 8443 }, 508, "loop_detected"),
+            (ErrorPage::AgentToken, 401, "invalid_token"),
+            (ErrorPage::NoApiHere, 404, "not_found"),
         ]
     }
 
@@ -573,6 +758,62 @@ mod tests {
     }
 
     #[test]
+    fn every_page_names_whose_fault_it_is() {
+        use Fault::*;
+        let table = [
+            (ErrorPage::NotFound, Client),
+            (ErrorPage::unauthenticated(Missing::BadToken), Client),
+            (ErrorPage::BadRequest { reason: "x".into() }, Client),
+            (ErrorPage::AgentToken, Client),
+            (
+                ErrorPage::AgentOffline {
+                    agent: "a".into(),
+                    workspace: "w".into(),
+                },
+                Tunnel,
+            ),
+            (ErrorPage::PortNotAllowed { port: 22 }, Tunnel),
+            (ErrorPage::PortClosed { port: 3000 }, App),
+            (ErrorPage::UpstreamTimeout { seconds: 1 }, App),
+            (
+                ErrorPage::UpstreamFailed {
+                    fault: Tunnel,
+                    detail: "x".into(),
+                },
+                Tunnel,
+            ),
+            (
+                ErrorPage::UpstreamFailed {
+                    fault: Berth,
+                    detail: "x".into(),
+                },
+                Berth,
+            ),
+            (ErrorPage::AgentBusy { limit: 1 }, Berth),
+            (ErrorPage::Loop { port: 1 }, Berth),
+        ];
+        for (page, fault) in table {
+            assert_eq!(page.fault(), fault, "{page:?}");
+        }
+    }
+
+    #[test]
+    fn unauthenticated_says_what_is_missing() {
+        for (missing, says) in [
+            (Missing::ExpiredLink, "share link has expired"),
+            (Missing::BadToken, "token is not valid"),
+            (
+                Missing::Nothing,
+                "Authorization: Bearer <token> or Berth-Token: <token>",
+            ),
+        ] {
+            let page = ErrorPage::unauthenticated(missing);
+            assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+            assert!(page.message().contains(says), "{}", page.message());
+        }
+    }
+
+    #[test]
     fn a_busy_agent_says_when_to_retry() {
         let r = render(&ErrorPage::AgentBusy { limit: 8 }, false);
         assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
@@ -641,6 +882,7 @@ mod tests {
                 reason: evil.into(),
             },
             ErrorPage::UpstreamFailed {
+                fault: Fault::Tunnel,
                 detail: evil.into(),
             },
             ErrorPage::BadRequest {
@@ -656,6 +898,10 @@ mod tests {
             },
             ErrorPage::Ambiguous {
                 agents: vec![evil.into()],
+            },
+            ErrorPage::NotFoundSignedIn {
+                username: evil.into(),
+                switch: "/".into(),
             },
         ];
         for page in pages {
@@ -699,6 +945,40 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Open the app again"));
+    }
+
+    #[tokio::test]
+    async fn the_404_says_who_you_are_and_ended_links_say_so_with_a_way_to_sign_in() {
+        let page = ErrorPage::NotFoundSignedIn {
+            username: "alice".into(),
+            switch: "/_berth/auth/signin?path=%2Fx&switch=1\"><script>".into(),
+        };
+        let body = body_of(render(&page, true)).await;
+        assert!(body.contains("You are signed in as alice."), "{body}");
+        assert!(
+            body.contains("<a href=\"/_berth/auth/signin?path=%2Fx&amp;switch=1&quot;&gt;&lt;script&gt;\">sign in as someone else</a>"),
+            "{body}"
+        );
+        // The anonymous 404 names nobody.
+        let anonymous = body_of(render(&ErrorPage::NotFound, true)).await;
+        assert!(!anonymous.contains("signed in as"), "{anonymous}");
+        for (expired, words) in [(true, "has expired"), (false, "was revoked")] {
+            let page = ErrorPage::LinkEnded {
+                expired,
+                signin: "/_berth/auth/signin?path=%2F".into(),
+            };
+            let body = body_of(render(&page, true)).await;
+            assert!(body.contains(words), "{body}");
+            assert!(
+                body.contains("<a href=\"/_berth/auth/signin?path=%2F\">sign in</a>"),
+                "{body}"
+            );
+            let res = render(&page, false);
+            assert_eq!(res.status(), 401);
+            assert!(res.headers().contains_key(WWW_AUTHENTICATE));
+            let v: serde_json::Value = serde_json::from_str(&body_of(res).await).unwrap();
+            assert!(v["message"].as_str().unwrap().contains(words), "{v}");
+        }
     }
 
     #[test]

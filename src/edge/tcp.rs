@@ -17,9 +17,9 @@
 //! authorized and the agent reachable, without opening anything: the CLI
 //! checks access before it listens.
 
-use super::activity::Active;
+use super::admit::{Pass, Who};
 use super::connector::Via;
-use super::pages::ErrorPage;
+use super::pages::{ErrorPage, Fault};
 use super::revocation::Admitted;
 use super::Edge;
 use crate::auth::origin::Credential;
@@ -65,39 +65,37 @@ pub(super) fn admit(credential: Credential) -> Result<(), ErrorPage> {
     }
 }
 
-/// Where the stream goes and what let it through (from the proxy).
-pub(super) struct Admission {
-    /// The proxy's credential verdict, checked by [`admit`].
-    pub(super) credential: Credential,
-    /// The agent reached and the way to it.
-    pub(super) agent_id: i64,
-    pub(super) via: Via,
-    pub(super) port: u16,
-    /// What the revocation registry re-checks while the stream is open.
-    pub(super) admitted: Admitted,
-    /// Keeps the port active while the stream lasts.
-    pub(super) active: Active,
-}
-
 /// Answers an authorized port-forward request: `204` for a probe, else the
-/// `101` whose connection is spliced into a tunnel stream to the port.
+/// `101` whose connection is spliced into a tunnel stream to the port
+/// (`via`: this server's tunnel or a relay, as for any request).
 pub(super) async fn forward(
     edge: &Edge,
     mut req: Request<Incoming>,
-    a: Admission,
+    who: &Who,
+    pass: &Pass,
+    via: Via,
 ) -> Result<Response<Body>, ErrorPage> {
-    admit(a.credential)?;
+    admit(pass.credential)?;
     if req.headers().contains_key(PROBE_HEADER) {
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NO_CONTENT;
         return Ok(res);
     }
-    let permit = edge.streams.acquire(a.agent_id)?;
+    let (agent_id, port) = (pass.agent_id, pass.port);
+    // What let it through, taken again while the stream stays open.
+    let admitted = Admitted::new(
+        who.visitor.as_ref(),
+        who.token,
+        who.session.clone(),
+        who.link.as_ref().map(|l| l.id.clone()),
+        agent_id,
+        port,
+    );
+    let permit = edge.streams.acquire(agent_id)?;
     // In a task of its own, like the pooled connector's: a client that goes
     // away mid-open must not reset the CONNECT (h2's rapid-reset defence
     // would count it against the whole tunnel or relay link).
-    let (tunnels, relay, via) = (edge.tunnels.clone(), edge.relay.clone(), a.via);
-    let (agent_id, port) = (a.agent_id, a.port);
+    let (tunnels, relay) = (edge.tunnels.clone(), edge.relay.clone());
     let open = tokio::spawn(async move {
         match via {
             Via::Tunnel(generation) => tunnels.open(agent_id, generation, port).await,
@@ -121,9 +119,10 @@ pub(super) async fn forward(
         Ok(Ok(stream)) => stream,
     };
     let client = hyper::upgrade::on(&mut req);
-    let hold = edge.revocation.hold(a.admitted);
+    let hold = edge.revocation.hold(admitted);
     let stall = Some(edge.limits.client_write_timeout);
-    let active = a.active;
+    // Active while it lasts, like a WebSocket.
+    let active = edge.activity.begin(agent_id, port);
     tokio::spawn(async move {
         let (_permit, _active) = (permit, active);
         let Ok(client) = client.await else { return };
@@ -142,6 +141,7 @@ pub(super) async fn forward(
 fn open_failed(e: OpenError) -> ErrorPage {
     match e {
         OpenError::Offline => ErrorPage::UpstreamFailed {
+            fault: Fault::Tunnel,
             detail: "the agent disconnected".into(),
         },
         OpenError::Refused { port, refusal } => match refusal {
@@ -152,6 +152,7 @@ fn open_failed(e: OpenError) -> ErrorPage {
             }
         },
         OpenError::Tunnel(detail) => ErrorPage::UpstreamFailed {
+            fault: Fault::Tunnel,
             detail: format!("the tunnel failed: {detail}"),
         },
     }
