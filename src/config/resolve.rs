@@ -190,8 +190,8 @@ impl ServerConfig {
         let database_pool = p.take(database::pool(s.database_max_connections));
         let dev_agent_ports = p.take(
             s.dev_agent_ports
-                .as_deref()
-                .map(super::parse_ports)
+                .as_ref()
+                .map(|l| super::parse_ports(&l.text()))
                 .transpose()
                 .map_err(|message| ConfigError::Invalid {
                     key: "server.dev_agent_ports",

@@ -181,7 +181,26 @@ pub struct ServerSection {
     pub trusted_proxies: Option<Vec<String>>,
     /// `berth dev`'s agent lists only these ports, e.g. `"3000-3999,5432"`
     /// (default: every listening port but berth's own).
-    pub dev_agent_ports: Option<String>,
+    pub dev_agent_ports: Option<PortList>,
+}
+
+/// A port list as written: `"3000-3999,5432"`, or one bare port (`8080`,
+/// which is what `BERTH_SERVER_DEV_AGENT_PORTS=8080` reads as).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortList {
+    Text(String),
+    One(i64),
+}
+
+impl PortList {
+    /// As text, for [`super::parse_ports`].
+    pub fn text(&self) -> String {
+        match self {
+            PortList::Text(t) => t.clone(),
+            PortList::One(n) => n.to_string(),
+        }
+    }
 }
 
 /// `[tls]`

@@ -498,3 +498,23 @@ fn every_problem_is_reported_in_one_run() {
         assert!(e.contains(&format!("{key}: ")), "{key} missing in: {e}");
     }
 }
+
+#[test]
+fn dev_agent_ports_from_file_and_env_and_refused_when_malformed() {
+    let f = load("[server]\ndev_agent_ports = \"3000-3002,5432\"\n", &[]).unwrap();
+    let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+    assert_eq!(c.dev_agent_ports, Some([3000, 3001, 3002, 5432].into()));
+    let f = load("", &[("BERTH_SERVER_DEV_AGENT_PORTS", "8080")]).unwrap();
+    let c = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap();
+    assert_eq!(c.dev_agent_ports, Some([8080].into()));
+    let c = ServerConfig::resolve(
+        load("", &[]).unwrap(),
+        Overrides::default(),
+        RoleDefaults::DEV,
+    )
+    .unwrap();
+    assert_eq!(c.dev_agent_ports, None, "default: every port");
+    let f = load("[server]\ndev_agent_ports = \"9-3\"\n", &[]).unwrap();
+    let e = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap_err();
+    assert!(e.to_string().contains("server.dev_agent_ports"), "{e}");
+}
