@@ -16,6 +16,7 @@ mod cli;
 mod client;
 mod deadagent;
 mod github;
+mod grpc;
 mod identity;
 mod inspect;
 mod lifecycle;
