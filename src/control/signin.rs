@@ -22,6 +22,10 @@ use serde::Deserialize;
 pub(crate) struct SigninQuery {
     return_to: Option<String>,
     state: Option<String>,
+    /// `1`: an app host's "sign in as someone else" (its 404 page): the
+    /// form is shown even to a browser signed in here.
+    #[serde(default)]
+    switch: Option<String>,
 }
 
 /// The sign-in form's fields.
@@ -290,7 +294,20 @@ pub(crate) async fn show(
         return res;
     }
     if let Some((visitor, session)) = session_of(&st, &headers) {
-        return continue_to(&st, &visitor.username, &session, back, false).await;
+        if q.switch.as_deref() != Some("1") {
+            return continue_to(&st, &visitor.username, &session, back, false).await;
+        }
+        let signed_in = format!(
+            "<p class=\"hint\">You are signed in as <b>{user}</b>. Sign in as someone else \
+             below, or <a href=\"/signin?{query}\">continue as {user}</a>.</p>",
+            user = escape_html(&visitor.username),
+            query = escape_html(&back.query()),
+        );
+        return page(
+            StatusCode::OK,
+            "Sign in to berth",
+            &format!("{signed_in}{}", form(&st, back, None)),
+        );
     }
     page(StatusCode::OK, "Sign in to berth", &form(&st, back, None))
 }
