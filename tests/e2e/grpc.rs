@@ -98,7 +98,11 @@ async fn grpc_unary_streaming_and_trailers_through_an_h2c_port() {
         .await;
     assert_eq!(b["protocol"], "h2c", "{b}");
 
+    let opened = || berth.server.tunnels.stats.streams_opened.get();
+    let before = opened();
     let got = grpc_client(&berth, &authority, &berth.ca_pem, &admin).await;
+    // Three calls, one HTTP/2 connection to the app over one tunnel stream.
+    assert_eq!(opened() - before, 1, "tunnel streams for three gRPC calls");
     // Unary, with the edge's identity header reaching the app.
     assert_eq!(got["echo"], "echo:hello user=admin", "{got}");
     assert_eq!(got["echo_code"], "OK", "{got}");
@@ -134,4 +138,10 @@ async fn grpc_unary_streaming_and_trailers_through_an_h2c_port() {
     let got = grpc_client(&berth, &authority, &berth.ca_pem, "-").await;
     assert_eq!(got["echo"], "echo:hello user=-", "{got}");
     assert_eq!(got["count_trailers"]["x-count"], "5", "{got}");
+    // Another client's calls ride the same warm connection to the app.
+    assert_eq!(
+        opened() - before,
+        1,
+        "warm gRPC calls opened a tunnel stream"
+    );
 }
