@@ -612,6 +612,12 @@ impl Catalog {
         self.groups.get(&id).map(|g| g.clone())
     }
 
+    /// The expiry of a share link the catalog holds, expired or not (a link
+    /// revoked, or forgotten after it expired, is not held).
+    pub fn link_expiry(&self, id: &str) -> Option<i64> {
+        self.links.get(id).map(|l| l.expires_at)
+    }
+
     /// A share link that exists and has not expired at `now` (unix seconds).
     pub fn live_link(&self, id: &str, now: i64) -> Option<Link> {
         self.links

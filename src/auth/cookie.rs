@@ -118,6 +118,18 @@ impl CookieKey {
         host: &str,
         now: i64,
     ) -> Result<String, CookieError> {
+        self.verify_until(purpose, value, host, now)
+            .map(|(id, _)| id)
+    }
+
+    /// [`CookieKey::verify`], also returning the signed expiry.
+    pub fn verify_until(
+        &self,
+        purpose: Purpose,
+        value: &str,
+        host: &str,
+        now: i64,
+    ) -> Result<(String, i64), CookieError> {
         let mut parts = value.splitn(3, '.');
         let (Some(id), Some(exp), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CookieError::Malformed);
@@ -135,7 +147,7 @@ impl CookieKey {
         if now >= expires {
             return Err(CookieError::Expired);
         }
-        Ok(id.to_owned())
+        Ok((id.to_owned(), expires))
     }
 }
 

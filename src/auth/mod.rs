@@ -9,6 +9,7 @@ pub mod email;
 pub mod github;
 pub mod inspect;
 pub mod jwt;
+pub mod link_cookie;
 pub mod oidc;
 pub mod origin;
 pub mod password;

@@ -231,14 +231,36 @@ impl IdClaims {
     /// The group names in claim `claim`: a list of strings (other entries
     /// skipped) or one string; nothing when the claim is absent or neither.
     pub fn groups(&self, claim: &str) -> Vec<String> {
-        match self.other.get(claim) {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Some(serde_json::Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
+        groups_in(self.other.get(claim))
+    }
+
+    /// Whether the ID token carries `claim` at all.
+    pub fn has(&self, claim: &str) -> bool {
+        self.other.contains_key(claim)
+    }
+
+    /// The group names in `claim`: the ID token's when it has the claim,
+    /// else the userinfo answer's (providers may send claims there only,
+    /// OpenID Connect Core §5.4), else none.
+    pub fn groups_or_userinfo(&self, claim: &str, info: Option<&UserInfo>) -> Vec<String> {
+        if self.has(claim) {
+            self.groups(claim)
+        } else {
+            groups_in(info.and_then(|i| i.other.get(claim)))
         }
+    }
+}
+
+/// A groups claim's names: a list of strings (other entries skipped) or
+/// one string; nothing when absent or neither.
+fn groups_in(claim: Option<&serde_json::Value>) -> Vec<String> {
+    match claim {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
     }
 }
 
@@ -263,6 +285,9 @@ pub struct UserInfo {
     pub email_verified: Option<bool>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Every other claim, for `oidc.groups_claim` when the ID token lacks it.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Verifies an ID token's signature against the provider's keys and its
@@ -704,6 +729,34 @@ mod tests {
             let text = r.unwrap_err().to_string();
             assert!(!text.contains(odd.trim()), "{text}");
         }
+    }
+
+    #[test]
+    fn groups_come_from_the_id_token_and_from_userinfo_only_when_it_lacks_the_claim() {
+        let id = |extra: serde_json::Value| -> IdClaims {
+            let mut v = json!({"sub": "alice", "aud": "berth"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        let info: UserInfo =
+            serde_json::from_value(json!({"sub": "alice", "groups": ["from-userinfo"]})).unwrap();
+        // The ID token's claim wins, even an empty one (the provider says
+        // "no groups"): userinfo does not add to it.
+        let with = id(json!({"groups": ["eng"]}));
+        assert_eq!(with.groups_or_userinfo("groups", Some(&info)), ["eng"]);
+        let empty = id(json!({"groups": []}));
+        assert!(empty.groups_or_userinfo("groups", Some(&info)).is_empty());
+        // Without the claim in the ID token, userinfo's counts.
+        let without = id(json!({}));
+        assert_eq!(
+            without.groups_or_userinfo("groups", Some(&info)),
+            ["from-userinfo"]
+        );
+        assert!(without.groups_or_userinfo("groups", None).is_empty());
+        // Another claim's name finds nothing in either.
+        assert!(with.groups_or_userinfo("roles", Some(&info)).is_empty());
     }
 
     #[test]

@@ -306,6 +306,14 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
 
 /// A share link's state: `revoked`, `used up`, `expired` or `active`.
 pub(crate) fn link_status(link: &Value, now: i64) -> &'static str {
+    // The server says (since dashboard v2); worked out here for older ones.
+    match link["status"].as_str() {
+        Some("active") => return "active",
+        Some("used_up") => return "used up",
+        Some("expired") => return "expired",
+        Some("revoked") => return "revoked",
+        _ => {}
+    }
     if link["revoked"].as_bool() == Some(true) {
         return "revoked";
     }

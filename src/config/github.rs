@@ -27,6 +27,9 @@ pub struct GithubConfig {
     pub create_users: bool,
     pub ca_file: Option<PathBuf>,
     pub label: String,
+    /// Each sign-in makes the person's teams in the known organizations
+    /// (`org/team-slug`) their `github` berth group memberships.
+    pub teams_as_groups: bool,
 }
 
 /// A GitHub login or team slug: letters, digits, `-`, `_`, `.`, 1 to 100.
@@ -164,6 +167,7 @@ impl GithubConfig {
                 create_users,
                 ca_file: g.ca_file,
                 label: g.label.unwrap_or_else(|| "Sign in with GitHub".into()),
+                teams_as_groups: g.teams_as_groups.unwrap_or(false),
             }))
         })();
         p.finish(resolved)

@@ -77,6 +77,7 @@ const KEYS: &[(&str, &str)] = &[
     ("github", "create_users"),
     ("github", "ca_file"),
     ("github", "label"),
+    ("github", "teams_as_groups"),
 ];
 
 /// Keys whose environment value is a comma-separated list.

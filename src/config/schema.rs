@@ -132,6 +132,9 @@ pub struct GithubSection {
     pub ca_file: Option<PathBuf>,
     /// The sign-in button's text (default "Sign in with GitHub").
     pub label: Option<String>,
+    /// Make the person's teams (`org/team-slug`) their berth groups at each
+    /// sign-in (default false).
+    pub teams_as_groups: Option<bool>,
 }
 
 /// `[sharing]`

@@ -41,6 +41,18 @@ impl Default for SharingPolicy {
 }
 
 impl SharingPolicy {
+    /// The levels a port of an owner may be shared at: up to
+    /// `sharing.max_level`, and `organization` only when the owner has one
+    /// (without, it would let nobody but the owner in). The dashboard offers
+    /// exactly these; `PUT .../share` refuses the others.
+    pub fn levels_for(&self, owner_has_organization: bool) -> Vec<ShareLevel> {
+        ShareLevel::ALL
+            .into_iter()
+            .filter(|l| *l <= self.max_level)
+            .filter(|l| *l != ShareLevel::Organization || owner_has_organization)
+            .collect()
+    }
+
     /// Checks `[sharing]`.
     pub(super) fn resolve(s: SharingSection) -> Result<SharingPolicy, ConfigError> {
         let mut p = Problems::default();
@@ -121,6 +133,38 @@ pub const DEFAULT_MAX_LINK_TTL_SECS: i64 = 30 * 24 * 3600;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_levels_offered_follow_max_level_and_the_owners_organization() {
+        use ShareLevel::*;
+        let at = |max_level| SharingPolicy {
+            max_level,
+            ..Default::default()
+        };
+        for (max, org, want) in [
+            (
+                Public,
+                true,
+                vec![Owner, Organization, Authenticated, Public],
+            ),
+            (Public, false, vec![Owner, Authenticated, Public]),
+            (
+                Authenticated,
+                true,
+                vec![Owner, Organization, Authenticated],
+            ),
+            (Authenticated, false, vec![Owner, Authenticated]),
+            (Organization, true, vec![Owner, Organization]),
+            (Organization, false, vec![Owner]),
+            (Owner, true, vec![Owner]),
+            (Owner, false, vec![Owner]),
+        ] {
+            let got = at(max).levels_for(org);
+            assert_eq!(got, want, "max {max:?}, organization {org}");
+            // Never above the policy, and owner is always allowed.
+            assert!(got.iter().all(|l| *l <= max) && got.contains(&Owner));
+        }
+    }
 
     #[test]
     fn the_public_rate_is_off_by_default_and_its_burst_follows_it() {

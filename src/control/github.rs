@@ -20,6 +20,7 @@ use crate::auth::github::{
 };
 use crate::auth::oidc::Flow;
 use crate::config::GithubConfig;
+use crate::store::MemberSource;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -229,8 +230,6 @@ async fn finish(
             return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal);
         }
     };
-    // The person's teams as `org/team-slug` (in the organizations berth
-    // knows): what berth's groups take as memberships once they exist.
     tracing::debug!(login = %admitted.login, teams = ?admitted.teams, "GitHub sign-in admitted");
     let accounts = Accounts {
         method: "github",
@@ -238,8 +237,25 @@ async fn finish(
         organization: gh.cfg.organization.as_deref(),
         wanted_name: Some(&admitted.login),
     };
-    match user_for(st, &admitted.email, &accounts).await {
-        Ok(user) => sign_in(st, headers, &user, "github").await,
-        Err(res) => res,
+    let user = match user_for(st, &admitted.email, &accounts).await {
+        Ok(user) => user,
+        Err(res) => return res,
+    };
+    if gh.cfg.teams_as_groups {
+        // The person's teams (`org/team-slug`, in the organizations berth
+        // knows) become their `github` group memberships, left teams included.
+        if let Err(e) = super::groups::sync_from_provider(
+            st,
+            MemberSource::Github,
+            user.id,
+            &user.username,
+            &admitted.teams,
+        )
+        .await
+        {
+            tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from GitHub teams");
+            return unavailable("your group memberships could not be stored; try again");
+        }
     }
+    sign_in(st, headers, &user, "github").await
 }

@@ -36,8 +36,9 @@ pub(crate) struct UpdateGroup {
 #[derive(Serialize, Debug)]
 pub(crate) struct MemberJson {
     username: String,
-    /// `berth` (an admin added them) or `oidc` (the sign-in provider's
-    /// groups claim did, at their last sign-in).
+    /// `berth` (an admin added them), `oidc` (the sign-in provider's
+    /// groups claim did) or `github` (their GitHub teams did), at their
+    /// last sign-in.
     source: MemberSource,
 }
 
@@ -242,12 +243,14 @@ pub(crate) async fn remove_member(
     Ok(Json(row.into()))
 }
 
-/// Makes a user's provider-given group memberships what the ID token's
-/// groups claim says (creating groups it names that do not exist yet), and
-/// tells the edges. Names that are not valid group names are skipped, and
-/// at most [`MAX_CLAIM_GROUPS`] are taken.
-pub(crate) async fn sync_from_claim(
+/// Makes a user's group memberships from a sign-in provider (`source`:
+/// the ID token's groups claim, or GitHub teams) what it says now (creating
+/// groups it names that do not exist yet), and tells the edges. Names that
+/// are not valid group names are skipped, and at most [`MAX_CLAIM_GROUPS`]
+/// are taken.
+pub(crate) async fn sync_from_provider(
     st: &ControlState,
+    source: MemberSource,
     user_id: i64,
     username: &str,
     names: &[String],
@@ -268,7 +271,10 @@ pub(crate) async fn sync_from_claim(
         );
         wanted.truncate(MAX_CLAIM_GROUPS);
     }
-    let changed = st.store.sync_oidc_groups(user_id, &wanted).await?;
+    let changed = st
+        .store
+        .sync_provider_groups(user_id, source, &wanted)
+        .await?;
     for id in changed {
         publish(st, id).await?;
     }

@@ -56,6 +56,42 @@ pub(crate) struct LinkJson {
     uses: i64,
     revoked: bool,
     expired: bool,
+    /// `"active"`, `"used_up"`, `"expired"` or `"revoked"` (see [`status`]).
+    status: LinkStatus,
+}
+
+/// Where a link stands, as the dashboard and CLI show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LinkStatus {
+    /// Opens the app.
+    Active,
+    /// Opened `max_uses` times: no more.
+    UsedUp,
+    /// Past its expiry.
+    Expired,
+    /// Revoked by its creator, the owner or an admin.
+    Revoked,
+}
+
+/// A link's status: revoked wins (a person acted), then used up (uses
+/// happen only before expiry, so that came first), then expired.
+pub(crate) fn status(
+    revoked: bool,
+    expires_at: i64,
+    now: i64,
+    uses: i64,
+    max_uses: Option<i64>,
+) -> LinkStatus {
+    if revoked {
+        LinkStatus::Revoked
+    } else if max_uses.is_some_and(|m| uses >= m) {
+        LinkStatus::UsedUp
+    } else if expires_at <= now {
+        LinkStatus::Expired
+    } else {
+        LinkStatus::Active
+    }
 }
 
 pub(crate) fn rfc3339(unix: i64) -> String {
@@ -78,6 +114,7 @@ fn app_url(st: &ControlState, row: &LinkRow) -> String {
 
 fn link_json(st: &ControlState, row: LinkRow, now: i64) -> LinkJson {
     LinkJson {
+        status: status(row.revoked, row.expires_at, now, row.uses, row.max_uses),
         url: format!("{}/", app_url(st, &row)),
         expired: row.expires_at <= now,
         expires_at: rfc3339(row.expires_at),
@@ -221,4 +258,35 @@ pub(crate) async fn redeem_and_audit(
         tracing::error!(error = %e, "cannot store audit event");
     }
     Ok(Some(link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{status, LinkStatus::*};
+
+    #[test]
+    fn a_links_status_names_why_it_no_longer_opens() {
+        let now = 1_000;
+        // (revoked, expires_at, uses, max_uses) -> status
+        for (revoked, exp, uses, max, want) in [
+            (false, now + 1, 0, None, Active),
+            (false, now + 1, 1_000_000, None, Active),
+            (false, now + 1, 2, Some(3), Active),
+            (false, now + 1, 3, Some(3), UsedUp),
+            (false, now + 1, 4, Some(3), UsedUp),
+            (false, now + 1, 0, Some(0), UsedUp),
+            (false, now, 0, None, Expired),
+            (false, now - 1, 3, Some(3), UsedUp),
+            (false, now - 1, 2, Some(3), Expired),
+            (false, i64::MIN, 0, None, Expired),
+            (true, now + 1, 0, None, Revoked),
+            (true, now - 1, 3, Some(3), Revoked),
+        ] {
+            assert_eq!(
+                status(revoked, exp, now, uses, max),
+                want,
+                "revoked {revoked}, expires {exp}, uses {uses}/{max:?}"
+            );
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod access;
 mod account;
 pub mod activity;
 mod bootstrap;
+mod dashboard;
 mod edges;
 mod error;
 mod extract;
@@ -261,7 +262,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<ControlState> {
         .routes(routes!(workspaces::create_agent, workspaces::list_agents))
         .routes(routes!(shares::list_ports))
         .routes(routes!(shares::put_share, shares::delete_share))
-        .routes(routes!(shares::put_app))
+        .routes(routes!(shares::put_app, shares::delete_app))
         .routes(routes!(inspect::list))
         .routes(routes!(inspect::get_one))
         .routes(routes!(inspect::replay))
@@ -300,7 +301,9 @@ pub fn router(state: ControlState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
         .nest(API_ROOT, api)
-        .route("/", get(signin::home))
+        .route("/", get(dashboard::home))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/signin", get(signin::show).post(signin::submit))
         .route("/signin/continue", post(signin::proceed))
         .route("/signout", post(signin::signout))

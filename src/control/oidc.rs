@@ -167,19 +167,25 @@ impl OidcClient {
         Ok((claims, answer.access_token))
     }
 
-    /// The verified e-mail claims: from the ID token, else from userinfo
-    /// (whose `sub` must be the ID token's).
-    async fn email_of(
+    /// The userinfo answer (OpenID Connect Core §5.3), asked only when the
+    /// ID token lacks the e-mail or the groups claim berth reads; its `sub`
+    /// must be the ID token's. `None` without an endpoint or access token.
+    async fn userinfo(
         &self,
         claims: &IdClaims,
         access_token: Option<&str>,
-    ) -> Result<(Option<String>, Option<bool>), String> {
-        if claims.email.is_some() {
-            return Ok((claims.email.clone(), claims.email_verified));
+    ) -> Result<Option<UserInfo>, String> {
+        let lacks_groups = self
+            .cfg
+            .groups_claim
+            .as_deref()
+            .is_some_and(|c| !claims.has(c));
+        if claims.email.is_some() && !lacks_groups {
+            return Ok(None);
         }
         let (meta, _) = self.provider(false).await?;
         let (Some(url), Some(token)) = (meta.userinfo_endpoint, access_token) else {
-            return Ok((None, None));
+            return Ok(None);
         };
         let info: UserInfo = self
             .http
@@ -188,7 +194,7 @@ impl OidcClient {
         if info.sub != claims.sub {
             return Err("the provider's userinfo answer is about another subject".into());
         }
-        Ok((info.email, info.email_verified))
+        Ok(Some(info))
     }
 }
 
@@ -311,9 +317,15 @@ async fn finish(
             );
         }
     };
-    let (email, verified) = match oidc.email_of(&claims, access.as_deref()).await {
-        Ok(e) => e,
+    let info = match oidc.userinfo(&claims, access.as_deref()).await {
+        Ok(i) => i,
         Err(e) => return unavailable(&e),
+    };
+    // The e-mail claims from the ID token, else from userinfo.
+    let (email, verified) = match (&claims.email, &info) {
+        (Some(e), _) => (Some(e.clone()), claims.email_verified),
+        (None, Some(i)) => (i.email.clone(), i.email_verified),
+        (None, None) => (None, None),
     };
     let email = match admit(email.as_deref(), verified, &oidc.cfg.allowed_domains) {
         Ok(e) => e,
@@ -336,9 +348,15 @@ async fn finish(
     match user_for(st, &email, &accounts).await {
         Ok(user) => {
             if let Some(claim) = &oidc.cfg.groups_claim {
-                let names = claims.groups(claim);
-                if let Err(e) =
-                    super::groups::sync_from_claim(st, user.id, &user.username, &names).await
+                let names = claims.groups_or_userinfo(claim, info.as_ref());
+                if let Err(e) = super::groups::sync_from_provider(
+                    st,
+                    crate::store::MemberSource::Oidc,
+                    user.id,
+                    &user.username,
+                    &names,
+                )
+                .await
                 {
                     tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
                     return unavailable("your group memberships could not be stored; try again");

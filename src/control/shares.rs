@@ -127,6 +127,9 @@ pub(crate) struct PortJson {
 pub(crate) struct PortsJson {
     agent: String,
     connected: bool,
+    /// The levels these ports may be shared at: `sharing.max_level`, and
+    /// `organization` only when the workspace owner has one.
+    levels: Vec<ShareLevel>,
     /// Why `ports` lacks what is listening, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
@@ -219,7 +222,12 @@ pub(crate) async fn list_ports(
                 protocol: app.protocol,
             });
     }
+    let owner_has_org = st
+        .catalog
+        .user(ws.owner_id)
+        .is_some_and(|u| u.organization.is_some());
     Ok(Json(PortsJson {
+        levels: st.sharing.levels_for(owner_has_org),
         agent: agent.name,
         connected,
         warning,
@@ -542,4 +550,33 @@ pub(crate) async fn put_app(
         port: named.port,
         protocol: named.protocol,
     }))
+}
+
+/// Takes a name off a port: `{app}--...` stops answering; the port's own
+/// URL and share are untouched.
+#[utoipa::path(delete, path = "/workspaces/{user}/{workspace}/agents/{agent}/apps/{app}", tag = "sharing",
+    summary = "Take a name off a port (un-name an app)",
+    params(("user" = String, Path, description = "The workspace owner's user name"), ("workspace" = String, Path, description = "The workspace name"), ("agent" = String, Path, description = "The agent name"), ("app" = String, Path, description = "The app name")),
+    responses((status = 204, description = "The name is gone"), (status = 401, description = "No or an invalid API token", body = ErrorBody), (status = 404, description = "No such app, or not yours to see (the same answer)", body = ErrorBody)),
+)]
+pub(crate) async fn delete_app(
+    State(st): State<ControlState>,
+    caller: Caller,
+    ApiPath((user, workspace, agent, app)): ApiPath<(String, String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (ws, agent) = agent_of(&st, &caller, &user, &workspace, &agent).await?;
+    if !st.store.delete_app(agent.id, &app).await? {
+        return Err(ApiError::not_found(format!(
+            "no app named {app} on {}/{}/{}",
+            ws.owner, ws.name, agent.name
+        )));
+    }
+    st.apply(Change::AppRemoved {
+        agent_id: agent.id,
+        name: app.clone(),
+    })
+    .await;
+    let what = format!("{app}--{}--{}--{}", agent.name, ws.name, ws.owner);
+    st.audit(&caller.0.username, "app.unnamed", &what).await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -22,6 +22,10 @@ use serde::Deserialize;
 pub(crate) struct SigninQuery {
     return_to: Option<String>,
     state: Option<String>,
+    /// `1`: an app host's "sign in as someone else" (its 404 page): the
+    /// form is shown even to a browser signed in here.
+    #[serde(default)]
+    switch: Option<String>,
 }
 
 /// The sign-in form's fields.
@@ -290,7 +294,20 @@ pub(crate) async fn show(
         return res;
     }
     if let Some((visitor, session)) = session_of(&st, &headers) {
-        return continue_to(&st, &visitor.username, &session, back, false).await;
+        if q.switch.as_deref() != Some("1") {
+            return continue_to(&st, &visitor.username, &session, back, false).await;
+        }
+        let signed_in = format!(
+            "<p class=\"hint\">You are signed in as <b>{user}</b>. Sign in as someone else \
+             below, or <a href=\"/signin?{query}\">continue as {user}</a>.</p>",
+            user = escape_html(&visitor.username),
+            query = escape_html(&back.query()),
+        );
+        return page(
+            StatusCode::OK,
+            "Sign in to berth",
+            &format!("{signed_in}{}", form(&st, back, None)),
+        );
     }
     page(StatusCode::OK, "Sign in to berth", &form(&st, back, None))
 }
@@ -459,85 +476,4 @@ pub(crate) async fn signout(State(st): State<ControlState>, headers: HeaderMap) 
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
-}
-
-/// The dashboard: workspaces, agents, their ports with share controls, and
-/// share links; plain HTML and script over the same API, with the session.
-const DASHBOARD: &str = include_str!("dashboard.html");
-
-/// `GET /`: the dashboard, or the sign-in form.
-pub(crate) async fn home(State(st): State<ControlState>, headers: HeaderMap) -> Response {
-    if session_of(&st, &headers).is_none() {
-        return see_other("/signin");
-    }
-    // The page times each region's edge from the browser: it may connect
-    // to those origins, and nowhere else.
-    let regions = st.store.list_regions().await.unwrap_or_default();
-    let csp = dashboard_csp(regions.iter().map(|r| r.url.as_str()));
-    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
-        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-    ));
-    (
-        [
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::CONTENT_SECURITY_POLICY, csp),
-        ],
-        Html(DASHBOARD),
-    )
-        .into_response()
-}
-
-/// The dashboard's Content-Security-Policy: its own origin, plus
-/// `connect-src` for the origins of the regions' edges (`https://` URLs
-/// only, as `scheme://host[:port]`; anything else is left out).
-fn dashboard_csp<'a>(region_urls: impl Iterator<Item = &'a str>) -> String {
-    let origins: Vec<String> = region_urls
-        .filter_map(|u| {
-            let uri: http::Uri = u.parse().ok()?;
-            (uri.scheme_str() == Some("https")).then_some(())?;
-            let authority = uri.authority()?.as_str();
-            authority
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-                .then(|| format!("https://{authority}"))
-        })
-        .collect();
-    format!(
-        "default-src 'self'; connect-src 'self'{}{}; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        if origins.is_empty() { "" } else { " " },
-        origins.join(" ")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dashboard_csp;
-
-    #[test]
-    fn the_dashboard_may_connect_to_region_edges_and_nowhere_else() {
-        assert_eq!(
-            dashboard_csp(std::iter::empty()),
-            "default-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-        );
-        let csp = dashboard_csp(
-            [
-                "https://eu.apps.example.com",
-                "https://us.apps.example.com:8443/",
-                "http://plain.example.com",
-                "https://evil.example.com; script-src *",
-                "not a url",
-            ]
-            .into_iter(),
-        );
-        assert!(
-            csp.contains(
-                "connect-src 'self' https://eu.apps.example.com https://us.apps.example.com:8443;"
-            ),
-            "{csp}"
-        );
-        assert!(
-            !csp.contains("plain") && !csp.contains("evil") && !csp.contains("script-src *"),
-            "{csp}"
-        );
-    }
 }

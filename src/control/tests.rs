@@ -185,7 +185,8 @@ async fn me_needs_a_valid_token() {
     assert_eq!(me.0, StatusCode::OK);
     assert_eq!(
         me.1,
-        json!({"username": "root", "email": "root@example.com", "role": "admin", "organization": null})
+        json!({"username": "root", "email": "root@example.com", "role": "admin", "organization": null,
+            "sharing": {"levels": ["owner", "authenticated", "public"], "max_link_ttl_secs": 2_592_000, "max_share_ttl_secs": null}})
     );
 
     let none = h.call(Method::GET, "/api/v1/me", None, None).await;

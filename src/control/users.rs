@@ -33,6 +33,20 @@ pub(crate) struct MeResponse {
     email: String,
     role: Role,
     organization: Option<String>,
+    /// What this deployment lets owners share, so clients offer only that.
+    sharing: SharingJson,
+}
+
+/// The sharing policy as `GET /me` shows it (`[sharing]` in the config).
+#[derive(Serialize)]
+pub(crate) struct SharingJson {
+    /// The levels the caller's own ports may be shared at (`sharing.max_level`,
+    /// and `organization` only with an organization).
+    levels: Vec<crate::auth::ShareLevel>,
+    /// The longest a share link may live (`sharing.max_link_ttl_secs`).
+    max_link_ttl_secs: i64,
+    /// The longest a `public` or `authenticated` share may last, or null.
+    max_share_ttl_secs: Option<i64>,
 }
 
 /// `POST /users` body.
@@ -104,10 +118,15 @@ pub(crate) async fn login(
 /// The caller.
 #[utoipa::path(get, path = "/me", tag = "account",
     summary = "Who the token belongs to",
-    responses((status = 200, description = "username, email, role, organization"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
+    responses((status = 200, description = "username, email, role, organization, and sharing: the levels, link and share lifetimes the policy allows"), (status = 401, description = "No or an invalid API token", body = ErrorBody)),
 )]
-pub(crate) async fn me(Caller(u): Caller) -> Json<MeResponse> {
+pub(crate) async fn me(State(st): State<ControlState>, Caller(u): Caller) -> Json<MeResponse> {
     Json(MeResponse {
+        sharing: SharingJson {
+            levels: st.sharing.levels_for(u.organization.is_some()),
+            max_link_ttl_secs: st.sharing.max_link_ttl_secs,
+            max_share_ttl_secs: st.sharing.max_share_ttl_secs,
+        },
         username: u.username,
         email: u.email,
         role: if u.admin { Role::Admin } else { Role::Member },

@@ -58,6 +58,28 @@ pub(crate) struct CreatedAgent {
     name: String,
     agent_token: String,
     url_template: String,
+    /// The one line that starts this agent on another machine (the
+    /// dashboard shows it to copy): control's URL, the token and, with the
+    /// local CA, that CA's path here.
+    command: String,
+}
+
+/// `berth agent --url URL --token TOKEN [--ca-file PATH]`, the path quoted
+/// for a POSIX shell when it needs it.
+pub(crate) fn agent_command(url: &str, token: &str, ca_file: Option<&str>) -> String {
+    let mut cmd = format!("berth agent --url {url} --token {token}");
+    if let Some(ca) = ca_file {
+        cmd.push_str(" --ca-file ");
+        if ca
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%".contains(&b))
+        {
+            cmd.push_str(ca);
+        } else {
+            cmd.push_str(&format!("'{}'", ca.replace('\'', "'\\''")));
+        }
+    }
+    cmd
 }
 
 fn url_template(st: &ControlState, agent: &str, ws: &WorkspaceRow) -> String {
@@ -210,9 +232,14 @@ pub(crate) async fn create_agent(
         &format!("{}/{}/{}", ws.owner, ws.name, agent.name),
     )
     .await;
+    let ca = st
+        .local_ca
+        .as_ref()
+        .map(|c| c.cert_path().display().to_string());
     Ok((
         StatusCode::CREATED,
         Json(CreatedAgent {
+            command: agent_command(&st.signin.base_url, secret.expose(), ca.as_deref()),
             url_template: url_template(&st, &agent.name, &ws),
             name: agent.name,
             agent_token: secret.expose().to_owned(),
@@ -239,4 +266,27 @@ pub(crate) async fn list_agents(
             .map(|a| agent_json(&st, &ws, a))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_command;
+
+    #[test]
+    fn the_agent_command_quotes_only_what_a_shell_would_split() {
+        let u = "https://berth.localhost:8443";
+        assert_eq!(
+            agent_command(u, "berth_agent_x", None),
+            "berth agent --url https://berth.localhost:8443 --token berth_agent_x"
+        );
+        assert_eq!(
+            agent_command(u, "t", Some("/home/a/.berth/ca.pem")),
+            "berth agent --url https://berth.localhost:8443 --token t --ca-file /home/a/.berth/ca.pem"
+        );
+        assert_eq!(
+            agent_command(u, "t", Some("/home/a b/it's.pem")),
+            "berth agent --url https://berth.localhost:8443 --token t --ca-file '/home/a b/it'\\''s.pem'"
+        );
+        assert!(agent_command(u, "t", Some("/x;rm -rf ~/$(id)")).ends_with("'/x;rm -rf ~/$(id)'"));
+    }
 }

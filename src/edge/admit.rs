@@ -648,6 +648,29 @@ mod tests {
                 &[],
                 unauth(Missing::ExpiredLink),
             ),
+            // The share cookie outlives its link (a week, to say it ended):
+            // it opens nothing at any level but public, for a page, a
+            // program or a WebSocket, and a browser is told, not sent to sign in.
+            (
+                "expired-link",
+                port(Authenticated, berth),
+                &get,
+                true,
+                false,
+                false,
+                &[],
+                unauth(Missing::ExpiredLink),
+            ),
+            (
+                "expired-link",
+                port(Organization, berth),
+                &get,
+                false,
+                true,
+                false,
+                &[],
+                unauth(Missing::ExpiredLink),
+            ),
             // Named users and groups pass whatever the level; nobody else does.
             (
                 "stranger-token",

@@ -21,6 +21,13 @@ pub enum ErrorPage {
     UnknownHost { reason: String },
     /// 404: nothing there, or nothing the visitor may see (indistinguishable).
     NotFound,
+    /// 404 as [`ErrorPage::NotFound`], for a visitor signed in on this app
+    /// host with its cookie: it says as whom, and links to `switch` (a path
+    /// on this host that starts sign-in as someone else).
+    NotFoundSignedIn { username: String, switch: String },
+    /// 401: the share link this browser redeemed here is over (`expired`,
+    /// or revoked); `signin` is a path on this host that starts sign-in.
+    LinkEnded { expired: bool, signin: String },
     /// 404: the short form was used while the workspace has several agents.
     Ambiguous { agents: Vec<String> },
     /// 401: credentials are needed.
@@ -147,9 +154,11 @@ impl ErrorPage {
         match self {
             ErrorPage::UnknownHost { .. }
             | ErrorPage::NotFound
+            | ErrorPage::NotFoundSignedIn { .. }
             | ErrorPage::Ambiguous { .. }
             | ErrorPage::Unauthenticated { .. }
             | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
             | ErrorPage::BadRequest { .. }
             | ErrorPage::CrossOrigin { .. }
             | ErrorPage::AgentToken
@@ -167,10 +176,12 @@ impl ErrorPage {
         match self {
             ErrorPage::UnknownHost { .. }
             | ErrorPage::NotFound
+            | ErrorPage::NotFoundSignedIn { .. }
             | ErrorPage::Ambiguous { .. }
             | ErrorPage::NoApiHere => StatusCode::NOT_FOUND,
             ErrorPage::Unauthenticated { .. }
             | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
             | ErrorPage::AgentToken => StatusCode::UNAUTHORIZED,
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
@@ -190,9 +201,11 @@ impl ErrorPage {
     pub fn code(&self) -> &'static str {
         match self {
             ErrorPage::UnknownHost { .. } => "unknown_host",
-            ErrorPage::NotFound => "not_found",
+            ErrorPage::NotFound | ErrorPage::NotFoundSignedIn { .. } => "not_found",
             ErrorPage::Ambiguous { .. } => "agent_required",
-            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => "unauthenticated",
+            ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. } => "unauthenticated",
             ErrorPage::AgentOffline { .. } => "workspace_offline",
             ErrorPage::PortClosed { .. } => "port_closed",
             ErrorPage::PortNotAllowed { .. } => "port_not_allowed",
@@ -234,6 +247,31 @@ impl ErrorPage {
                 Some(
                     "If you expected to see this app, ask the workspace owner to share it \
                      with you."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::NotFoundSignedIn { username, .. } => (
+                "Not found",
+                format!("Not found, or not shared with you. You are signed in as {username}."),
+                Some(
+                    "If you expected to see this app, ask the workspace owner to share it \
+                     with you, or sign in as someone else."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::LinkEnded { expired: true, .. } => (
+                "Share link expired",
+                "The share link that opened this app for you has expired.".to_string(),
+                Some(
+                    "Ask the owner for a new link, or sign in if the app is shared with you."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::LinkEnded { expired: false, .. } => (
+                "Share link revoked",
+                "The share link that opened this app for you was revoked.".to_string(),
+                Some(
+                    "Ask the owner for a new link, or sign in if the app is shared with you."
                         .to_string(),
                 ),
             ),
@@ -456,6 +494,16 @@ fn html_page(page: &ErrorPage) -> String {
             "<p class=\"hint\"><a href=\"{}\">Sign in again</a> to open the app.</p>\n",
             escape_html(retry)
         ),
+        (ErrorPage::NotFoundSignedIn { switch, .. }, _) => format!(
+            "<p class=\"hint\">If you expected to see this app, ask the workspace owner to \
+             share it with you, or <a href=\"{}\">sign in as someone else</a>.</p>\n",
+            escape_html(switch)
+        ),
+        (ErrorPage::LinkEnded { signin, .. }, _) => format!(
+            "<p class=\"hint\">Ask the owner for a new link, or <a href=\"{}\">sign in</a> \
+             if the app is shared with you.</p>\n",
+            escape_html(signin)
+        ),
         (_, Some(h)) => format!("<p class=\"hint\">{}</p>\n", escape_html(&h)),
         (_, None) => String::new(),
     };
@@ -494,7 +542,10 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     );
     if matches!(
         page,
-        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } | ErrorPage::AgentToken
+        ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::LinkEnded { .. }
+            | ErrorPage::AgentToken
     ) {
         headers.insert(
             WWW_AUTHENTICATE,
@@ -525,6 +576,22 @@ mod tests {
                 "unknown_host",
             ),
             (ErrorPage::NotFound, 404, "not_found"),
+            (
+                ErrorPage::NotFoundSignedIn {
+                    username: "alice".into(),
+                    switch: "/_berth/auth/signin?path=%2F&switch=1".into(),
+                },
+                404,
+                "not_found",
+            ),
+            (
+                ErrorPage::LinkEnded {
+                    expired: true,
+                    signin: "/_berth/auth/signin?path=%2F".into(),
+                },
+                401,
+                "unauthenticated",
+            ),
             (
                 ErrorPage::Ambiguous {
                     agents: vec!["main".into(), "gpu".into()],
@@ -832,6 +899,10 @@ mod tests {
             ErrorPage::Ambiguous {
                 agents: vec![evil.into()],
             },
+            ErrorPage::NotFoundSignedIn {
+                username: evil.into(),
+                switch: "/".into(),
+            },
         ];
         for page in pages {
             let body = body_of(render(&page, true)).await;
@@ -874,6 +945,40 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Open the app again"));
+    }
+
+    #[tokio::test]
+    async fn the_404_says_who_you_are_and_ended_links_say_so_with_a_way_to_sign_in() {
+        let page = ErrorPage::NotFoundSignedIn {
+            username: "alice".into(),
+            switch: "/_berth/auth/signin?path=%2Fx&switch=1\"><script>".into(),
+        };
+        let body = body_of(render(&page, true)).await;
+        assert!(body.contains("You are signed in as alice."), "{body}");
+        assert!(
+            body.contains("<a href=\"/_berth/auth/signin?path=%2Fx&amp;switch=1&quot;&gt;&lt;script&gt;\">sign in as someone else</a>"),
+            "{body}"
+        );
+        // The anonymous 404 names nobody.
+        let anonymous = body_of(render(&ErrorPage::NotFound, true)).await;
+        assert!(!anonymous.contains("signed in as"), "{anonymous}");
+        for (expired, words) in [(true, "has expired"), (false, "was revoked")] {
+            let page = ErrorPage::LinkEnded {
+                expired,
+                signin: "/_berth/auth/signin?path=%2F".into(),
+            };
+            let body = body_of(render(&page, true)).await;
+            assert!(body.contains(words), "{body}");
+            assert!(
+                body.contains("<a href=\"/_berth/auth/signin?path=%2F\">sign in</a>"),
+                "{body}"
+            );
+            let res = render(&page, false);
+            assert_eq!(res.status(), 401);
+            assert!(res.headers().contains_key(WWW_AUTHENTICATE));
+            let v: serde_json::Value = serde_json::from_str(&body_of(res).await).unwrap();
+            assert!(v["message"].as_str().unwrap().contains(words), "{v}");
+        }
     }
 
     #[test]

@@ -95,6 +95,16 @@ async fn handle(
     if req.uri().path() == signin::CALLBACK_PATH {
         return signin::callback(cx.edge, req.uri(), req.headers(), cx.bare_host()).await;
     }
+    if req.uri().path() == signin::SIGNIN_PATH {
+        let host = cx.host.as_deref().unwrap_or("");
+        return Ok(signin::start(
+            cx.edge,
+            req.uri(),
+            req.headers(),
+            cx.bare_host(),
+            host,
+        ));
+    }
     if paths::is_edge_path(req.uri().path()) {
         return Err(ErrorPage::NotFound);
     }
@@ -284,7 +294,15 @@ fn authorize(
                 tracing::info!(host = %app.host, method = %req.method(), upgrade = ask.upgrade,
                     refusal = ?refusal, "cross-origin request refused");
             }
-            Err(page)
+            // Said for this visitor: who they are, or that their link ended.
+            Err(signin::explain(
+                cx.edge,
+                req,
+                who,
+                cx.bare_host(),
+                cx.now,
+                page,
+            ))
         }
     }
 }
@@ -573,19 +591,19 @@ async fn redeem(
         // A real link, but for another app: it opens nothing here.
         return Err(expired());
     }
-    let value = edge.signin.key.sign(
-        cookie::Purpose::Share,
-        &link.id,
-        cx.bare_host(),
-        link.expires_at,
-    );
+    // The cookie outlives the link, to tell a returning browser it ended.
+    let until = crate::auth::link_cookie::cookie_expiry(link.expires_at);
+    let value = edge
+        .signin
+        .key
+        .sign(cookie::Purpose::Share, &link.id, cx.bare_host(), until);
     let path = headers::strip_share_param(uri.path_and_query().map_or("/", |p| p.as_str()));
     Ok(see_other(
         &paths::same_origin_location(&path),
         Some(cookie::set_cookie(
             cookie::SHARE_COOKIE,
             &value,
-            link.expires_at - now,
+            until - now,
         )),
     ))
 }

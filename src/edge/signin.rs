@@ -11,6 +11,7 @@
 use super::pages::ErrorPage;
 use super::{see_other, Edge};
 use crate::auth::cookie::{self, Copies, Purpose};
+use crate::auth::link_cookie::{self, LinkState};
 use crate::auth::{self, Visitor};
 use crate::catalog::{Change, Link};
 use crate::protocol::edge_api::Exchange;
@@ -19,6 +20,11 @@ use http::{HeaderMap, Response};
 
 /// Where the control plane sends a signed-in browser back with a code.
 pub(crate) const CALLBACK_PATH: &str = "/_berth/auth/callback";
+
+/// Where the edge's pages link to sign in (`?path=...`, and `&switch=1` to
+/// sign in as someone else): the browser is sent to sign in whatever
+/// cookies it holds here.
+pub(crate) const SIGNIN_PATH: &str = "/_berth/auth/signin";
 
 /// The signed-in visitor of `__Host-berth_app` on `host`, with the id of their session
 /// (what an open connection is re-checked against when sessions end): every copy is
@@ -92,14 +98,30 @@ pub(crate) fn to_signin(
     return_to: &str,
     now: i64,
 ) -> Response<Body> {
+    send_to_signin(edge, headers, host, return_to, now, false)
+}
+
+/// [`to_signin`]; with `switch`, control shows its sign-in form even to a
+/// browser signed in there, so that someone else may sign in.
+fn send_to_signin(
+    edge: &Edge,
+    headers: &HeaderMap,
+    host: &str,
+    return_to: &str,
+    now: i64,
+    switch: bool,
+) -> Response<Body> {
     let state = state_of(edge, headers, host, now).unwrap_or_else(auth::signin::new_state);
     let ttl = auth::signin::STATE_TTL_SECS;
     let value = edge
         .signin
         .key
         .sign(Purpose::State, &state, host, now + ttl);
-    let query = serde_urlencoded::to_string([("return_to", return_to), ("state", &state)])
-        .expect("strings always encode");
+    let mut query = vec![("return_to", return_to), ("state", state.as_str())];
+    if switch {
+        query.push(("switch", "1"));
+    }
+    let query = serde_urlencoded::to_string(query).expect("strings always encode");
     see_other(
         &format!("{}/signin?{query}", edge.signin.base_url),
         Some(cookie::set_cookie(cookie::STATE_COOKIE, &value, ttl)),
@@ -179,4 +201,120 @@ pub(crate) async fn callback(
         res.headers_mut().append(http::header::SET_COOKIE, v);
     }
     Ok(res)
+}
+
+/// `GET {SIGNIN_PATH}?path=/p[&switch=1]` on `host_header`: a page's sign-in
+/// link; sends the browser to sign in and back to `path` on this host.
+pub(crate) fn start(
+    edge: &Edge,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    host: &str,
+    host_header: &str,
+) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    struct Start {
+        #[serde(default)]
+        path: Option<String>,
+        #[serde(default)]
+        switch: Option<String>,
+    }
+    let q: Option<Start> = serde_urlencoded::from_str(uri.query().unwrap_or("")).ok();
+    let path = q
+        .as_ref()
+        .and_then(|q| q.path.as_deref())
+        .and_then(auth::signin::safe_path)
+        .unwrap_or("/");
+    let switch = q.as_ref().and_then(|q| q.switch.as_deref()) == Some("1");
+    let return_to = format!("https://{host_header}{path}");
+    send_to_signin(edge, headers, host, &return_to, super::unix_now(), switch)
+}
+
+/// The link to [`start`] back to this request's path (without a share
+/// link's token), as someone else when `switch`.
+fn signin_link(uri: &http::Uri, switch: bool) -> String {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = super::headers::strip_share_param(path);
+    let mut query = vec![("path", path.as_ref())];
+    if switch {
+        query.push(("switch", "1"));
+    }
+    format!(
+        "{SIGNIN_PATH}?{}",
+        serde_urlencoded::to_string(query).expect("strings always encode")
+    )
+}
+
+/// The 404 for a request the decision turned away: a visitor signed in on
+/// this host with its cookie is told as whom, and offered to sign in as
+/// someone else; anyone else (anonymous, or a program's token) gets the
+/// plain page, which names nobody.
+pub(crate) fn not_found(visitor: Option<&Visitor>, by_cookie: bool, uri: &http::Uri) -> ErrorPage {
+    match visitor {
+        Some(v) if by_cookie => ErrorPage::NotFoundSignedIn {
+            username: v.username.clone(),
+            switch: signin_link(uri, true),
+        },
+        _ => ErrorPage::NotFound,
+    }
+}
+
+/// A refusal from [`super::admit::admit`], said for this visitor: a 404
+/// names whom a browser is signed in as ([`not_found`]); a 401 for a share
+/// cookie that opens nothing says whether its link expired or was revoked
+/// ([`link_ended`]). Anything else stays as it is.
+pub(crate) fn explain<B>(
+    edge: &Edge,
+    req: &http::Request<B>,
+    who: &super::admit::Who,
+    host: &str,
+    now: i64,
+    page: ErrorPage,
+) -> ErrorPage {
+    match page {
+        ErrorPage::NotFound => not_found(who.visitor.as_ref(), who.session.is_some(), req.uri()),
+        ErrorPage::Unauthenticated { .. } if who.share_cookie && who.link.is_none() => {
+            link_ended(edge, req.headers(), host, now, req.uri())
+        }
+        page => page,
+    }
+}
+
+/// The page for a browser whose `__Host-berth_share` on `host` opens
+/// nothing: the link expired or was revoked ([`link_cookie::state`]; the
+/// cookie outlives its link to say so), with a sign-in link; or, when no
+/// copy verifies at all, that the link is not valid here.
+pub(crate) fn link_ended(
+    edge: &Edge,
+    headers: &HeaderMap,
+    host: &str,
+    now: i64,
+    uri: &http::Uri,
+) -> ErrorPage {
+    let ended = cookie::copies(headers, cookie::SHARE_COOKIE)
+        .into_iter()
+        .take(cookie::MAX_COPIES)
+        .filter_map(|value| {
+            let (id, until) = edge
+                .signin
+                .key
+                .verify_until(Purpose::Share, value, host, now)
+                .ok()?;
+            Some(link_cookie::state(
+                until,
+                edge.catalog.link_expiry(&id),
+                now,
+            ))
+        })
+        .find(|s| *s != LinkState::Live);
+    match ended {
+        Some(state) => ErrorPage::LinkEnded {
+            expired: state == LinkState::Expired,
+            signin: signin_link(uri, false),
+        },
+        None => ErrorPage::Unauthenticated {
+            reason: "This share link has expired or was revoked: ask the owner for a new one"
+                .into(),
+        },
+    }
 }

@@ -1,5 +1,7 @@
 //! Berth groups: users a share can name together, managed by admins or
-//! filled from the sign-in provider's groups claim (`oidc.groups_claim`).
+//! filled at sign-in from the OpenID Connect groups claim
+//! (`oidc.groups_claim`) or the person's GitHub teams
+//! (`github.teams_as_groups`).
 
 use super::{found, now, write_err, Store, StoreError};
 use crate::catalog;
@@ -12,6 +14,8 @@ pub enum MemberSource {
     Berth,
     /// The sign-in provider's groups claim, at the user's last sign-in.
     Oidc,
+    /// The user's GitHub teams, at their last GitHub sign-in.
+    Github,
 }
 
 impl MemberSource {
@@ -20,6 +24,7 @@ impl MemberSource {
         match self {
             MemberSource::Berth => "berth",
             MemberSource::Oidc => "oidc",
+            MemberSource::Github => "github",
         }
     }
 }
@@ -142,6 +147,7 @@ impl Store {
         for m in members {
             let source = match m.source.as_str() {
                 "oidc" => MemberSource::Oidc,
+                "github" => MemberSource::Github,
                 _ => MemberSource::Berth,
             };
             if let Some(g) = rows.iter_mut().find(|g| g.id == m.group_id) {
@@ -214,14 +220,20 @@ impl Store {
         Ok(done > 0)
     }
 
-    /// Makes the user's provider-given memberships exactly `names` (groups
-    /// that do not exist yet are created); memberships an admin gave stay.
-    /// Returns the ids of the groups whose members changed.
-    pub async fn sync_oidc_groups(
+    /// Makes the user's memberships from `source` (a sign-in provider)
+    /// exactly `names` (groups that do not exist yet are created);
+    /// memberships from any other source (an admin's, another provider's)
+    /// stay as they are. Returns the ids of the groups whose members changed.
+    pub async fn sync_provider_groups(
         &self,
         user_id: i64,
+        source: MemberSource,
         names: &[String],
     ) -> Result<Vec<i64>, StoreError> {
+        debug_assert!(
+            source != MemberSource::Berth,
+            "admins' memberships are not synced"
+        );
         let mut changed = Vec::new();
         let mut wanted = Vec::new();
         for name in names {
@@ -238,27 +250,41 @@ impl Store {
             wanted.push(id);
             let added = on_pool!(self, |pool| {
                 sqlx::query(
-                "INSERT INTO group_members (group_id, user_id, source) VALUES ($1, $2, 'oidc') \
-                 ON CONFLICT (group_id, user_id) DO NOTHING"
-            )
-            .bind(id)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+                    "INSERT INTO group_members (group_id, user_id, source) VALUES ($1, $2, $3) \
+                     ON CONFLICT (group_id, user_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(user_id)
+                .bind(source.as_str())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
             })?;
             if added > 0 {
                 changed.push(id);
             }
         }
         let had: Vec<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
-            "SELECT group_id FROM group_members WHERE user_id = $1 AND source = 'oidc'"
+            "SELECT group_id FROM group_members WHERE user_id = $1 AND source = $2"
         )
         .bind(user_id)
+        .bind(source.as_str())
         .fetch_all(pool)
         .await)?;
-        for (id,) in had {
-            if !wanted.contains(&id) && self.remove_group_member(id, user_id).await? {
+        for (id,) in had.into_iter().filter(|(id,)| !wanted.contains(id)) {
+            // Only if still this source's: an admin may have just made it theirs.
+            let removed = on_pool!(self, |pool| {
+                sqlx::query(
+                "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 AND source = $3"
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(source.as_str())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            })?;
+            if removed > 0 {
                 changed.push(id);
             }
         }
@@ -312,13 +338,16 @@ mod tests {
             // The provider's claim: creates "ops", joins it; keeps the
             // admin-given "platform"; a later sign-in without "ops" leaves it.
             let changed = store
-                .sync_oidc_groups(bob, &["ops".into(), "platform".into()])
+                .sync_provider_groups(bob, MemberSource::Oidc, &["ops".into(), "platform".into()])
                 .await
                 .unwrap();
             let ops = store.group_by_name("ops").await.unwrap();
             assert_eq!(changed, vec![ops.id]);
             assert_eq!(ops.members[0].2, MemberSource::Oidc);
-            let changed = store.sync_oidc_groups(bob, &[]).await.unwrap();
+            let changed = store
+                .sync_provider_groups(bob, MemberSource::Oidc, &[])
+                .await
+                .unwrap();
             assert_eq!(changed, vec![ops.id]);
             assert!(store.group_by_name("ops").await.unwrap().members.is_empty());
             assert_eq!(store.group(eng.id).await.unwrap().members.len(), 2);
@@ -329,6 +358,54 @@ mod tests {
             assert!(store.group(eng.id).await.unwrap().members.is_empty());
             store.delete_group("platform").await.unwrap();
             assert_eq!(store.all_groups().await.unwrap().len(), 1);
+        }
+    }
+
+    store_test! {
+        async fn github_memberships_are_their_own_and_leave_the_others_alone(store: Store) {
+            let (alice, _, _) = crate::store::seed(&store).await;
+            let by_hand = store.create_group("acme/backend").await.unwrap();
+            let sources = |g: GroupRow| g.members.iter().map(|m| (m.1.clone(), m.2)).collect::<Vec<_>>();
+            // The OIDC claim puts her in "ops"; her GitHub teams in
+            // "acme/backend" (which an admin made) and "acme/web" (made now).
+            store.sync_provider_groups(alice, MemberSource::Oidc, &["ops".into()]).await.unwrap();
+            let changed = store
+                .sync_provider_groups(alice, MemberSource::Github, &["acme/backend".into(), "acme/web".into()])
+                .await
+                .unwrap();
+            let web = store.group_by_name("acme/web").await.unwrap();
+            assert_eq!(changed, vec![by_hand.id, web.id]);
+            assert_eq!(sources(web), [("alice".to_owned(), MemberSource::Github)]);
+            // The same teams again change nothing.
+            let again = store
+                .sync_provider_groups(alice, MemberSource::Github, &["acme/backend".into(), "acme/web".into()])
+                .await
+                .unwrap();
+            assert!(again.is_empty(), "{again:?}");
+            // An admin makes "acme/web" hers by hand: leaving the team on
+            // GitHub no longer takes her out of it; leaving acme/backend does.
+            let web = store.group_by_name("acme/web").await.unwrap();
+            store.add_group_member(web.id, alice).await.unwrap();
+            let changed = store.sync_provider_groups(alice, MemberSource::Github, &[]).await.unwrap();
+            assert_eq!(changed, vec![by_hand.id]);
+            assert!(store.group_by_name("acme/backend").await.unwrap().members.is_empty());
+            assert_eq!(
+                sources(store.group_by_name("acme/web").await.unwrap()),
+                [("alice".to_owned(), MemberSource::Berth)]
+            );
+            // A GitHub sign-in leaves the OIDC claim's memberships alone, and
+            // the other way round.
+            assert_eq!(
+                sources(store.group_by_name("ops").await.unwrap()),
+                [("alice".to_owned(), MemberSource::Oidc)]
+            );
+            store.sync_provider_groups(alice, MemberSource::Github, &["acme/backend".into()]).await.unwrap();
+            store.sync_provider_groups(alice, MemberSource::Oidc, &[]).await.unwrap();
+            assert!(store.group_by_name("ops").await.unwrap().members.is_empty());
+            assert_eq!(
+                sources(store.group_by_name("acme/backend").await.unwrap()),
+                [("alice".to_owned(), MemberSource::Github)]
+            );
         }
     }
 }

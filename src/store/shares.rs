@@ -248,6 +248,19 @@ impl Store {
         Ok(())
     }
 
+    /// Takes a name off a port; true if there was one.
+    pub async fn delete_app(&self, agent_id: i64, name: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM apps WHERE agent_id = $1 AND name = $2"
+        )
+        .bind(agent_id)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
     /// The named apps of one agent.
     pub async fn list_apps(&self, agent_id: i64) -> Result<Vec<App>, StoreError> {
         let recs: Vec<AppRecord> = on_pool!(self, |pool| sqlx::query_as(
@@ -318,7 +331,11 @@ mod tests {
                 protocol: Protocol::Http,
             };
             store.put_app(&app).await.unwrap();
-            assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app]);
+            assert_eq!(store.list_apps(agent_id).await.unwrap(), vec![app.clone()]);
+            assert!(store.delete_app(agent_id, "docs").await.unwrap());
+            assert!(!store.delete_app(agent_id, "docs").await.unwrap());
+            assert!(store.list_apps(agent_id).await.unwrap().is_empty());
+            store.put_app(&app).await.unwrap();
             let snapshot = store.snapshot().await.unwrap();
             assert!(snapshot
                 .iter()

@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startApp, patternBytes, PAGE_MARKER, PAGE_TITLE } from './app.mjs';
+import { runDashboardJourney } from './dashboard_journey.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -465,6 +466,11 @@ async function main() {
   assert(fs.existsSync(BERTH), `no berth binary at ${BERTH} (run cargo build)`);
   assert(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 
+  // The dashboard from an empty data dir to an app shared on a second agent
+  // (its own berth dev; BERTH_BROWSER_ONLY=dashboard runs just this).
+  const journey = () => runDashboardJourney({ BERTH, test, assert, sleep, tempDir, freePort, launch, makeNssHome, signIn, DEBUG });
+  if (process.env.BERTH_BROWSER_ONLY === 'dashboard') return journey();
+
   app = await startApp();
   wakeHook = await startWakeHook();
   const dataDir = tempDir('berth-browser-data-');
@@ -667,6 +673,7 @@ async function main() {
       const row = page.locator(`tr[data-port="${app.port}"]`);
       await row.waitFor({ timeout: 10_000 });
       await row.locator('select.level').selectOption('public');
+      await page.click('#confirm-yes');
       await page.waitForFunction(
         (p) => document.querySelector('#msg').textContent.includes(`Port ${p} is now public`),
         app.port,
@@ -1119,6 +1126,8 @@ async function main() {
     assert(/ERR_CERT_AUTHORITY_INVALID/.test(err.message), `unexpected error: ${err.message.split('\n')[0]}`);
     return 'net::ERR_CERT_AUTHORITY_INVALID';
   });
+
+  await journey();
 
   await test('no console errors or page errors on the app\'s pages', async () => {
     assert(consoleProblems.length === 0, consoleProblems.join('\n'));

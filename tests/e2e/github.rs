@@ -423,3 +423,134 @@ async fn github_sign_in_in_chromium() {
     assert_eq!(seen["headers"]["x-berth-email"], "alice@example.com");
     assert_eq!(gh.pkce_verified(), 1);
 }
+
+/// The members of a group, as (user name, source).
+async fn members(berth: &Berth, group: &str) -> Vec<(String, String)> {
+    let path = format!("/api/v1/groups/{}", group.replace('/', "%2F"));
+    let (s, g) = berth
+        .api(Method::GET, &path, &berth.admin_token, None)
+        .await;
+    assert_eq!(s, 200, "{path}: {g}");
+    g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["username"].as_str().unwrap().to_owned(),
+                m["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_teams_become_groups_that_shares_name_and_a_left_team_is_left_at_sign_in() {
+    use crate::regions::within;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let (berth, gh) = with_github(&tmp, |g| g.teams_as_groups = true, false).await;
+    let admin = berth.admin_token.clone();
+    let pair = |u: &str, s: &str| (u.to_owned(), s.to_owned());
+
+    // Alice is in acme's Backend team, and in a team of an organization
+    // berth does not know. Her sign-in makes the group acme/backend (GitHub
+    // slugs compare lower-case) with her in it, and nothing for the other.
+    let alice = Account::new("alice", 1, "alice@example.com")
+        .in_org("acme")
+        .in_team("Acme", "Backend")
+        .in_team("elsewhere", "backend");
+    gh.add(alice.clone());
+    let b = browser(&berth);
+    let (res, _) = sign_in(&b, &berth, &gh, "alice", None).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(
+        members(&berth, "acme/backend").await,
+        [pair("alice", "github")]
+    );
+    let (s, _) = berth
+        .api(
+            Method::GET,
+            "/api/v1/groups/elsewhere%2Fbackend",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // Carol signs in (acme, no team); an admin then puts her in the group
+    // by hand. Her next GitHub sign-in leaves that membership alone.
+    gh.add(Account::new("carol", 2, "carol@example.com").in_org("acme"));
+    let (res, _) = sign_in(&browser(&berth), &berth, &gh, "carol", None).await;
+    assert_eq!(res.status(), 303);
+    let (s, g) = berth
+        .api(
+            Method::PUT,
+            "/api/v1/groups/acme%2Fbackend/members/carol",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    let (res, _) = sign_in(&browser(&berth), &berth, &gh, "carol", None).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        members(&berth, "acme/backend").await,
+        [pair("alice", "github"), pair("carol", "berth")]
+    );
+
+    // The admin's app, private but for the group.
+    let app = apps::start("127.0.0.1:0", "team-app").await;
+    let port = app.port();
+    let shared = berth
+        .share(
+            &admin,
+            "admin/dev/main",
+            port,
+            json!({"level": "owner", "groups": ["acme/backend"]}),
+        )
+        .await;
+    assert_eq!(shared["groups"], json!(["acme/backend"]), "{shared}");
+    let label = format!("{port}--main--dev--admin");
+    let app_url = berth.app_url(&label, "/team");
+    let res = b
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let state = state_of(&location(&res));
+    let (res, _) = sign_in(&b, &berth, &gh, "alice", Some((&app_url, &state))).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let res = b.get(location(&res)).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let res = b.get(&app_url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "alice, in the team");
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-berth-user"], "alice");
+
+    // Alice leaves the team on GitHub. Her app cookie still works until
+    // she next signs in with GitHub: then she is out of the group, and the
+    // app (at the edge, with the same cookie) is no longer hers to see.
+    let mut left = alice.clone();
+    left.teams.retain(|(o, _)| o != "Acme");
+    gh.add(left);
+    let (res, _) = sign_in(&b, &berth, &gh, "alice", None).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        members(&berth, "acme/backend").await,
+        [pair("carol", "berth")]
+    );
+    let took = within(Duration::from_secs(5), "alice's access ends", || async {
+        b.get(&app_url).send().await.unwrap().status() == 404
+    })
+    .await;
+    println!("a left team closed the app to her in {took:?}");
+    let log = audit(&berth).await;
+    assert!(
+        log.iter()
+            .any(|e| e["actor"] == "alice" && e["action"] == "session.started"),
+        "{log:?}"
+    );
+}

@@ -15,6 +15,7 @@ mod audience;
 mod cli;
 mod client;
 mod deadagent;
+mod error_pages;
 mod github;
 mod identity;
 mod inspect;

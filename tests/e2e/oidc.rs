@@ -454,3 +454,141 @@ async fn forged_replayed_and_refused_callbacks_sign_nobody_in() {
         .unwrap();
     assert_eq!(res.status(), 400);
 }
+
+/// `name=value` of the app session cookie an edge's sign-in callback set.
+fn app_cookie(res: &Response) -> String {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-berth_app="))
+        .unwrap_or_else(|| panic!("no app cookie in {:?}", res.headers()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_groups_in_the_id_token_let_a_share_in_and_a_dropped_group_is_left_at_sign_in() {
+    idp_groups_let_a_share_in_until_dropped(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_groups_from_userinfo_let_a_share_in_and_a_dropped_group_is_left_at_sign_in() {
+    idp_groups_let_a_share_in_until_dropped(false).await;
+}
+
+/// `oidc.groups_claim` through the real flow: the provider sends the
+/// claim in the ID token (`in_id_token`) or only at its userinfo endpoint.
+async fn idp_groups_let_a_share_in_until_dropped(in_id_token: bool) {
+    use crate::regions::within;
+    use crate::security::revocation::{closes_within, echoes, ws_h1, Cred, Target};
+    let tmp = tempfile::tempdir().unwrap();
+    let (idp_port, issuer) = Idp::reserve();
+    let dir = tmp.path().join("data");
+    let oidc = OidcConfig {
+        issuer,
+        client_id: CLIENT_ID.into(),
+        client_secret: berth::auth::Secret::new(CLIENT_SECRET),
+        scopes: "openid email profile groups".into(),
+        allowed_domains: vec![],
+        organization: None,
+        create_users: true,
+        ca_file: Some(dir.join("ca.pem")),
+        label: "SSO".into(),
+        groups_claim: Some("groups".into()),
+    };
+    let berth = Berth::start_with(Options {
+        dir: Some(dir.clone()),
+        oidc: Some(oidc),
+        ..Default::default()
+    })
+    .await;
+    let idp = Idp::start_with(
+        idp_port,
+        &dir,
+        &berth.api_url("/signin/oidc/callback"),
+        in_id_token,
+    )
+    .await;
+    let admin = berth.admin_token.clone();
+    let members = |group: &'static str| {
+        let berth = &berth;
+        async move {
+            let (s, g) = berth
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/groups/{group}"),
+                    &berth.admin_token,
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{group}: {g}");
+            g["members"].clone()
+        }
+    };
+
+    // At the provider, alice is in eng-platform and staff. Her first
+    // sign-in makes both berth groups, with her in them from the claim.
+    idp.set_groups("alice", &["eng-platform", "staff"]).await;
+    let b = browser(&berth);
+    let res = sso(&b, &berth, "alice", Start::Plain).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let alice_is_in = json!([{"username": "alice", "source": "oidc"}]);
+    assert_eq!(members("eng-platform").await, alice_is_in);
+    assert_eq!(members("staff").await, alice_is_in);
+
+    // The admin's app is private but for @eng-platform: alice signs in at
+    // the app host through the provider and gets in.
+    let app = apps::start("127.0.0.1:0", "idp-groups").await;
+    let port = app.port();
+    berth
+        .share(
+            &admin,
+            "admin/dev/main",
+            port,
+            json!({"level": "owner", "groups": ["eng-platform"]}),
+        )
+        .await;
+    let label = format!("{port}--main--dev--admin");
+    let app_url = berth.app_url(&label, "/in");
+    let res = b
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let state = state_of(&location(&res));
+    let res = sso(&b, &berth, "alice", Start::Button(&app_url, &state)).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let res = b.get(location(&res)).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = app_cookie(&res);
+    let res = b.get(&app_url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "alice, in @eng-platform at the provider");
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-berth-user"], "alice");
+    // ...and opens a WebSocket through it with her app cookie.
+    let target = Target {
+        addr: berth.addr,
+        ca: berth.ca_pem.clone(),
+        host: format!("{label}.berth.localhost"),
+    };
+    let mut ws = ws_h1(&target, Cred::Cookie(&cookie)).await;
+    echoes(&mut ws, "alice, through the group").await;
+
+    // The provider's admin takes her out of eng-platform. Her next sign-in
+    // takes her out of the berth group; the app turns her away at once and
+    // her open WebSocket is closed.
+    idp.set_groups("alice", &["staff"]).await;
+    let since = std::time::Instant::now();
+    let res = sso(&browser(&berth), &berth, "alice", Start::Plain).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(members("eng-platform").await, json!([]));
+    assert_eq!(members("staff").await, alice_is_in);
+    let took = within(Duration::from_secs(5), "alice's access ends", || async {
+        b.get(&app_url).send().await.unwrap().status() == 404
+    })
+    .await;
+    println!("the dropped group closed the app to her in {took:?}");
+    let closed = closes_within(&mut ws, since, "alice's WebSocket, out of the group").await;
+    println!("her WebSocket closed {closed:?} after the sign-in began");
+}

@@ -602,3 +602,137 @@ async fn trust_installs_the_ca_into_nss_and_uninstalls_it() {
     assert_exit(&o, EXIT_USAGE);
     assert!(err(&o).contains("cannot read the CA"), "{}", err(&o));
 }
+
+/// Signs `user` in with the CLI in a config directory of their own.
+async fn login_as(berth: &Berth, user: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("https://berth.localhost:{}", berth.addr.port());
+    let ca = berth.ca_pem.to_str().unwrap();
+    let o = cli(
+        dir.path(),
+        &[
+            "login",
+            &url,
+            "--username",
+            user,
+            "--password-stdin",
+            "--ca-file",
+            ca,
+        ],
+        &format!("{password}\n"),
+    )
+    .await;
+    assert_exit(&o, 0);
+    dir
+}
+
+/// The token `berth login` saved in a config directory.
+fn saved_token(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("credentials.toml")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("token")).unwrap();
+    line.split('"').nth(1).unwrap().to_owned()
+}
+
+/// The dashboard's journey with the CLI alone: the admin adds bob and
+/// carol; bob signs in, creates a workspace, runs the agent command it
+/// prints (a second agent), and shares a port on it with carol only;
+/// carol, signed in with the CLI, gets the same 404 as for nothing before
+/// the share and the app after; a third user still gets the 404. Bob's
+/// links list their status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_with_the_cli_alone_shares_an_app_on_a_second_agent() {
+    let berth = Berth::start().await;
+    let admin = tempfile::tempdir().unwrap();
+    login_admin(&berth, admin.path()).await;
+    let mut passwords = std::collections::HashMap::new();
+    for name in ["bob", "carol", "dave"] {
+        let email = format!("{name}@example.com");
+        let o = cli(
+            admin.path(),
+            &["users", "create", name, "--email", &email, "--json"],
+            "",
+        )
+        .await;
+        let pw = json_out(&o)["password"].as_str().unwrap().to_owned();
+        passwords.insert(name, pw);
+    }
+    let bob = login_as(&berth, "bob", &passwords["bob"]).await;
+    let carol = login_as(&berth, "carol", &passwords["carol"]).await;
+    let dave = login_as(&berth, "dave", &passwords["dave"]).await;
+
+    let o = cli(
+        bob.path(),
+        &["workspaces", "create", "laptop", "--json"],
+        "",
+    )
+    .await;
+    let created = json_out(&o);
+    let command = created["command"].as_str().unwrap().to_owned();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let mut agent = berth_cmd()
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = cli(bob.path(), &["agents", "--json"], "").await;
+        if json_out(&o)[0]["connected"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob's agent never connected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let app = apps::start("127.0.0.1:0", "bobs-app").await;
+    let port = app.port().to_string();
+    let url = berth.app_url(&format!("{port}--main--laptop--bob"), "/");
+    let c = berth.client(true);
+    let visit = |dir: &Path| {
+        let token = saved_token(dir);
+        let req = c.get(&url).bearer_auth(token);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(visit(carol.path()).await.0, 404, "before the share");
+    let o = cli(
+        bob.path(),
+        &[
+            "share",
+            &port,
+            "--level",
+            "owner",
+            "--with-user",
+            "carol",
+            "--json",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(json_out(&o)["users"], json!(["carol"]));
+    let (status, body) = visit(carol.path()).await;
+    assert_eq!(status, 200, "carol after the share: {body}");
+    assert!(body.contains("bobs-app"), "{body}");
+    assert_eq!(visit(dave.path()).await.0, 404, "dave is not named");
+
+    // Links as the dashboard lists them: active, then revoked.
+    let o = cli(
+        bob.path(),
+        &["link", "create", &port, "--max-uses", "2", "--json"],
+        "",
+    )
+    .await;
+    let id = json_out(&o)["id"].as_str().unwrap().to_owned();
+    let o = cli(bob.path(), &["link", "ls", "--json"], "").await;
+    assert_eq!(json_out(&o)[0]["status"], "active", "{}", out(&o));
+    let o = cli(bob.path(), &["link", "rm", &id], "").await;
+    assert_exit(&o, 0);
+    let o = cli(bob.path(), &["link", "ls", "--json"], "").await;
+    assert_eq!(json_out(&o)[0]["status"], "revoked", "{}", out(&o));
+
+    let _ = agent.start_kill();
+    let _ = agent.wait().await;
+}

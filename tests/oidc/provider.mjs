@@ -2,7 +2,13 @@
 // served over HTTPS on a loopback port, with three fixed accounts and a
 // one-field login form (no consent step). Configured by environment:
 //   OIDC_PORT, OIDC_ISSUER (https://idp.localhost:PORT), OIDC_CERT, OIDC_KEY
-//   (PEM paths), OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI.
+//   (PEM paths), OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI;
+//   OIDC_ID_TOKEN_CLAIMS=1 puts the scopes' claims (groups among them) in the
+//   ID token too, as Okta, Keycloak or Entra do when configured to (by
+//   default oidc-provider gives them only at the userinfo endpoint).
+// The `groups` scope gives an account's `groups` claim; tests change an
+// account's groups with POST /_test/groups {"sub", "groups"}, as an admin
+// would at the provider.
 // Prints "ready" on stdout once it listens; stops when stdin closes.
 import https from 'node:https';
 import fs from 'node:fs';
@@ -31,7 +37,10 @@ const provider = new Provider(env('OIDC_ISSUER'), {
     response_types: ['code'],
   }],
   pkce: { required: () => true },
-  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+  claims: {
+    openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'],
+  },
+  conformIdTokenClaims: process.env.OIDC_ID_TOKEN_CLAIMS !== '1',
   cookies: { keys: ['berth-test-cookie-key'] },
   features: { devInteractions: { enabled: false } },
   async findAccount(ctx, sub) {
@@ -45,7 +54,7 @@ const provider = new Provider(env('OIDC_ISSUER'), {
       accountId: ctx.oidc.session.accountId,
       clientId: ctx.oidc.client.clientId,
     });
-    grant.addOIDCScope('openid email profile');
+    grant.addOIDCScope(ctx.oidc.params.scope || 'openid email profile');
     await grant.save();
     return grant;
   },
@@ -85,10 +94,29 @@ async function interaction(req, res) {
   return false;
 }
 
+// The test's hand on the provider's directory: an account's groups.
+async function testGroups(req, res) {
+  if (req.method !== 'POST' || req.url !== '/_test/groups') return false;
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  const { sub, groups } = JSON.parse(body);
+  if (!accounts[sub]) {
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('no such account');
+    return true;
+  }
+  accounts[sub].groups = groups;
+  res.writeHead(204);
+  res.end();
+  return true;
+}
+
 const callback = provider.callback();
 const server = https.createServer(
   { cert: fs.readFileSync(env('OIDC_CERT')), key: fs.readFileSync(env('OIDC_KEY')) },
-  async (req, res) => { if (!(await interaction(req, res))) callback(req, res); },
+  async (req, res) => {
+    if (!(await testGroups(req, res)) && !(await interaction(req, res))) callback(req, res);
+  },
 );
 server.listen(Number(env('OIDC_PORT')), '127.0.0.1', () => console.log('ready'));
 process.stdin.on('end', () => process.exit(0));

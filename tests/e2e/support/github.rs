@@ -465,6 +465,7 @@ pub async fn with_github(
         create_users: true,
         ca_file: Some(dir.join("ca.pem")),
         label: "Sign in with GitHub".into(),
+        teams_as_groups: false,
     };
     tweak(&mut cfg);
     let berth = super::Berth::start_with(super::Options {

@@ -18,6 +18,9 @@ pub const CLIENT_SECRET: &str = "s3cret:with/odd+chars";
 pub struct Idp {
     _child: Child,
     _dir: tempfile::TempDir,
+    issuer: String,
+    /// Trusts the CA that signed the provider's certificate.
+    ca_pem: PathBuf,
 }
 
 fn provider_dir() -> PathBuf {
@@ -55,6 +58,18 @@ impl Idp {
     /// Starts the provider on `port`, its certificate issued by the CA in
     /// `ca_dir`, accepting `redirect_uri` for [`CLIENT_ID`].
     pub async fn start(port: u16, ca_dir: &Path, redirect_uri: &str) -> Idp {
+        Idp::start_with(port, ca_dir, redirect_uri, false).await
+    }
+
+    /// [`Idp::start`]; with `id_token_claims`, the provider also puts the
+    /// claims of the granted scopes (`groups` among them) in the ID token,
+    /// as providers configured to send groups there do.
+    pub async fn start_with(
+        port: u16,
+        ca_dir: &Path,
+        redirect_uri: &str,
+        id_token_claims: bool,
+    ) -> Idp {
         npm_ci();
         let dir = tempfile::tempdir().unwrap();
         let ca = LocalCa::load_or_create(ca_dir).unwrap();
@@ -86,6 +101,10 @@ impl Idp {
             .env("OIDC_CLIENT_ID", CLIENT_ID)
             .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
             .env("OIDC_REDIRECT_URI", redirect_uri)
+            .env(
+                "OIDC_ID_TOKEN_CLAIMS",
+                if id_token_claims { "1" } else { "0" },
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -108,6 +127,27 @@ impl Idp {
         Idp {
             _child: child,
             _dir: dir,
+            issuer,
+            ca_pem: ca_dir.join(berth::tls::ca::CA_CERT_FILE),
         }
+    }
+
+    /// Sets the `groups` claim of account `sub` at the provider, as its
+    /// admin would (the next sign-in carries it).
+    pub async fn set_groups(&self, sub: &str, groups: &[&str]) {
+        let pem = std::fs::read(&self.ca_pem).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .dns_resolver(std::sync::Arc::new(super::Loopback))
+            .build()
+            .unwrap();
+        let res = client
+            .post(format!("{}/_test/groups", self.issuer))
+            .json(&serde_json::json!({ "sub": sub, "groups": groups }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "the provider took the groups");
     }
 }
