@@ -83,15 +83,20 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// With `websocket`, `Upgrade: websocket` and `Connection: upgrade` are set:
 /// a WebSocket is the one protocol the edge lets an exchange switch to.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    // Most messages carry none: one pass over the names present instead of
+    // a hashed removal for each hop-by-hop name (`Connection` is one of
+    // them, so nothing is named in it either).
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named.iter().chain(HOP_BY_HOP.iter()) {
+            headers.remove(name);
+        }
     }
     if websocket {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -136,6 +141,16 @@ pub fn strip_berth_cookies(value: &str) -> Option<String> {
         .filter(|c| !cookie::is_berth_name(c.split('=').next().unwrap_or("")))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// False only when no cookie in a `Cookie` value can be one of berth's
+/// (their names all contain `berth_`, in any case): a cheap test before
+/// [`strip_berth_cookies`].
+fn may_hold_berth_cookie(value: &str) -> bool {
+    value
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"berth_"))
 }
 
 /// True for an app's `Set-Cookie` that would set one of berth's cookies
@@ -211,48 +226,78 @@ pub struct Forwarded<'a> {
 /// Rewrites a client's request headers for the app.
 pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     strip_hop_by_hop(headers, fwd.upgrade);
-    // Berth credentials never reach the app, nor a client's claim to be
-    // berth's identity assertion (the edge sets its own).
-    headers.remove(&BERTH_TOKEN);
-    headers.remove(crate::auth::jwt::ASSERTION_HEADER);
-    let app_auth: Vec<HeaderValue> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter(|v| {
-            v.to_str()
-                .ok()
-                .and_then(bearer)
-                .is_none_or(|t| TokenKind::of(t).is_none())
-        })
-        .cloned()
-        .collect();
-    headers.remove(header::AUTHORIZATION);
-    for v in app_auth {
-        headers.append(header::AUTHORIZATION, v);
-    }
-    let cookies: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(strip_berth_cookies)
-        .collect();
-    headers.remove(header::COOKIE);
-    if !cookies.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
-            headers.insert(header::COOKIE, v);
+    // One pass over the names present finds what has to go: berth's
+    // credentials (`Berth-Token`), a client's claim to be berth's identity
+    // assertion (the edge sets its own), and whatever the client claimed
+    // about itself or its forwarding. Each header below is rewritten only
+    // when it holds something of berth's.
+    let mut dropped: Vec<HeaderName> = Vec::new();
+    let (mut authorization, mut cookie) = (false, false);
+    for k in headers.keys() {
+        if *k == header::AUTHORIZATION {
+            authorization = true;
+        } else if *k == header::COOKIE {
+            cookie = true;
+        } else {
+            let s = k.as_str();
+            if *k == BERTH_TOKEN
+                || s == crate::auth::jwt::ASSERTION_HEADER
+                || s.starts_with("x-berth-")
+                || s.starts_with("x-forwarded-")
+                || s == "forwarded"
+            {
+                dropped.push(k.clone());
+            }
         }
     }
-    // Whatever the client claimed about itself or its forwarding is dropped.
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with("x-berth-") || k.starts_with("x-forwarded-") || k == "forwarded"
-        })
-        .cloned()
-        .collect();
-    for k in spoofed {
+    for k in dropped {
         headers.remove(k);
+    }
+    let is_berth_bearer = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(bearer)
+            .is_some_and(|t| TokenKind::of(t).is_some())
+    };
+    if authorization
+        && headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .any(is_berth_bearer)
+    {
+        let app_auth: Vec<HeaderValue> = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter(|v| !is_berth_bearer(v))
+            .cloned()
+            .collect();
+        headers.remove(header::AUTHORIZATION);
+        for v in app_auth {
+            headers.append(header::AUTHORIZATION, v);
+        }
+    }
+    // One `Cookie` without berth's stays as it is; several become one (as
+    // HTTP/1.1 wants), without berth's.
+    let rewrite_cookies = cookie && {
+        let mut values = headers.get_all(header::COOKIE).iter();
+        match (values.next(), values.next()) {
+            (Some(one), None) => one.to_str().map_or(true, may_hold_berth_cookie),
+            _ => true,
+        }
+    };
+    if rewrite_cookies {
+        let cookies: Vec<String> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(strip_berth_cookies)
+            .collect();
+        headers.remove(header::COOKIE);
+        if !cookies.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+                headers.insert(header::COOKIE, v);
+            }
+        }
     }
     headers.insert(X_FORWARDED_FOR, ip_value(fwd.client_ip));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
@@ -505,6 +550,57 @@ mod tests {
             assert!(h.get(gone).is_none(), "{gone} survived");
         }
         assert_eq!(h.get("accept").unwrap(), "text/html");
+    }
+
+    /// The fast paths (a header rewritten only when it holds something of
+    /// berth's) keep the app's own values as sent, and never miss one of
+    /// berth's, whatever its case or place.
+    #[test]
+    fn only_what_is_berths_is_rewritten() {
+        let fwd = Forwarded {
+            client_ip: "10.0.0.7".parse().unwrap(),
+            host: "h",
+            host_header: "h",
+            visitor: None,
+            upgrade: false,
+        };
+        let mut h = map(&[
+            ("cookie", "a=1;b=2;;"),
+            ("authorization", "Bearer app-own-token"),
+            ("authorization", "Basic YTpi"),
+        ]);
+        prepare_request(&mut h, &fwd);
+        assert_eq!(
+            h.get("cookie").unwrap(),
+            "a=1;b=2;;",
+            "the app's own, as sent"
+        );
+        let auth: Vec<_> = h.get_all("authorization").iter().collect();
+        assert_eq!(auth, ["Bearer app-own-token", "Basic YTpi"]);
+        for (cookie, left) in [
+            ("a=1; Berth_App=x", Some("a=1")),
+            ("__HOST-BERTH_APP=x", None),
+            ("a=1;__secure-berth_share=y;b=2", Some("a=1; b=2")),
+        ] {
+            let mut h = map(&[
+                ("cookie", cookie),
+                ("authorization", &format!("bearer {API}")),
+                ("authorization", "Basic YTpi"),
+                ("X-BERTH-GROUPS", "admins"),
+            ]);
+            prepare_request(&mut h, &fwd);
+            assert_eq!(
+                h.get("cookie").map(|v| v.to_str().unwrap()),
+                left,
+                "{cookie}"
+            );
+            let auth: Vec<_> = h.get_all("authorization").iter().collect();
+            assert_eq!(auth, ["Basic YTpi"]);
+            assert!(h.get("x-berth-groups").is_none());
+        }
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        prepare_request(&mut h, &fwd);
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     }
 
     #[test]

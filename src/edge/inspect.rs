@@ -329,8 +329,22 @@ impl Tap {
     }
 
     /// Keeps the record, with what the response body's wrapper saw; a
-    /// copy of it.
+    /// copy of it (for a replay's answer; [`Tap::close`] keeps it only).
     fn done(mut self, response: Option<&Captured>) -> Exchange {
+        self.complete(response);
+        let copy = self.record.clone();
+        self.inspector.keep(self.seq, self.record);
+        copy
+    }
+
+    /// Keeps the record, with what the response body's wrapper saw.
+    fn close(mut self, response: Option<&Captured>) {
+        self.complete(response);
+        self.inspector.keep(self.seq, self.record);
+    }
+
+    /// The record's duration, sizes and bodies, as the exchange ends.
+    fn complete(&mut self, response: Option<&Captured>) {
         self.record.duration_ms = ms(self.started);
         self.record.request_bytes = self.request.total.load(Ordering::Relaxed);
         self.record.request_body = self.request.body();
@@ -338,9 +352,6 @@ impl Tap {
             self.record.response_bytes = r.total.load(Ordering::Relaxed);
             self.record.response_body = r.body();
         }
-        let copy = self.record.clone();
-        self.inspector.keep(self.seq, self.record);
-        copy
     }
 }
 
@@ -431,9 +442,8 @@ pub(super) fn finish(
     match answer {
         Err(page) => {
             let res = pages::render(&page, html);
-            let _ = tap
-                .answered(res.status(), res.headers(), Some(page.code()))
-                .done(None);
+            tap.answered(res.status(), res.headers(), Some(page.code()))
+                .close(None);
             res
         }
         Ok(res) => {
@@ -467,7 +477,7 @@ pub struct Upgraded(Option<Tap>);
 impl Drop for Upgraded {
     fn drop(&mut self) {
         if let Some(tap) = self.0.take() {
-            let _ = tap.done(None);
+            tap.close(None);
         }
     }
 }
@@ -497,7 +507,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(tap) = this.done.take() {
-                let _ = tap.done(Some(this.seen));
+                tap.close(Some(this.seen));
             }
         }
     }
@@ -521,7 +531,7 @@ impl http_body::Body for Tee {
             }
             Poll::Ready(None) => {
                 if let Some(tap) = this.done.take() {
-                    let _ = tap.done(Some(this.seen));
+                    tap.close(Some(this.seen));
                 }
             }
             _ => {}
@@ -716,9 +726,8 @@ pub async fn replay(
                 fault: pages::Fault::Tunnel,
                 detail: "the agent is not connected".into(),
             };
-            let _ = tap
-                .answered(page.status(), &HeaderMap::new(), Some(page.code()))
-                .done(None);
+            tap.answered(page.status(), &HeaderMap::new(), Some(page.code()))
+                .close(None);
             return Err(ReplayRefused::Unreachable(
                 "the agent is not connected".into(),
             ));
@@ -755,9 +764,8 @@ pub async fn replay(
             fault: pages::Fault::App,
             detail: detail.clone(),
         };
-        let _ = tap
-            .answered(page.status(), &HeaderMap::new(), Some(page.code()))
-            .done(None);
+        tap.answered(page.status(), &HeaderMap::new(), Some(page.code()))
+            .close(None);
         ReplayRefused::Unreachable(detail)
     };
     let _permit = match edge.streams.acquire(agent_id) {
