@@ -75,7 +75,7 @@ impl Inspection for NoInspection {
 
 /// The agent a path names, if the caller may inspect its port: the same
 /// 404 as for a port that does not exist otherwise.
-async fn inspectable(
+pub(super) async fn inspectable(
     st: &ControlState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -128,7 +128,7 @@ pub(crate) struct RequestsJson {
     requests: Vec<Exchange>,
 }
 
-type PortPath = (String, String, String, u16);
+pub(super) type PortPath = (String, String, String, u16);
 
 /// The port's recorded exchanges, newest first (`?limit=N`); with `Accept:
 /// text/event-stream`, a live stream of new ones instead.
