@@ -49,7 +49,7 @@ pub use bootstrap::{
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use github::GithubClient;
-pub use inspect::{Inspection, NoInspection};
+pub use inspect::{Inspection, Live, NoInspection};
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
