@@ -674,6 +674,11 @@ impl Catalog {
         self.users.get(&id).map(|u| u.clone())
     }
 
+    /// A user's organization (without copying the rest of the user).
+    pub fn organization_of(&self, id: i64) -> Option<String> {
+        self.users.get(&id)?.organization.clone()
+    }
+
     /// The id of the user with this name.
     pub fn user_id_by_name(&self, username: &str) -> Option<i64> {
         self.user_ids.get(username).map(|r| *r)

@@ -73,6 +73,10 @@ pub struct EdgeMetrics {
     pub upstream_seconds: Histogram,
     /// Body bytes proxied each way.
     pub bytes: Family<DirectionLabel, Counter>,
+    /// `bytes` towards the app, looked up once (not per request).
+    pub bytes_in: Counter,
+    /// `bytes` towards the client, looked up once.
+    pub bytes_out: Counter,
     /// Open upgraded connections (and long responses) watched for revocation.
     pub tracked_connections: Gauge,
     /// Connections closed because their access was revoked.
@@ -84,13 +88,22 @@ pub struct EdgeMetrics {
 impl EdgeMetrics {
     /// Metrics registered in `registry` under `berth_edge_*`.
     pub fn new(registry: &mut Registry, tunnels: &crate::tunnel::edge::Tunnels) -> Self {
+        let bytes = Family::<DirectionLabel, Counter>::default();
+        let bytes_in = bytes
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .clone();
+        let bytes_out = bytes
+            .get_or_create(&DirectionLabel { direction: "out" })
+            .clone();
         let m = EdgeMetrics {
+            bytes_in,
+            bytes_out,
             requests: Family::default(),
             upstream_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0,
             ]),
-            bytes: Family::default(),
+            bytes,
             tracked_connections: Gauge::default(),
             revoked_connections: Counter::default(),
             public_rate_limited: Family::default(),

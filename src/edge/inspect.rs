@@ -744,6 +744,7 @@ pub async fn replay(
         super::relay::Hop::Relay(h) => super::connector::Via::Relay(edge.relay.holder_id(h)),
         super::relay::Hop::Offline => {
             let page = ErrorPage::UpstreamFailed {
+                fault: pages::Fault::Tunnel,
                 detail: "the agent is not connected".into(),
             };
             let _ = tap
@@ -782,6 +783,7 @@ pub async fn replay(
 
     let unreachable = |tap: Tap, detail: String| {
         let page = ErrorPage::UpstreamFailed {
+            fault: pages::Fault::App,
             detail: detail.clone(),
         };
         let _ = tap

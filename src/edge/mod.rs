@@ -7,6 +7,7 @@
 //! [`proxy`]. [`server`] owns sockets, TLS and connection limits.
 
 pub mod activity;
+mod admit;
 mod body;
 mod connector;
 pub mod cors;
@@ -333,9 +334,9 @@ impl Frontdoor {
                         Err(never) => match never {},
                     }
                 }
-                None => json(
-                    StatusCode::NOT_FOUND,
-                    serde_json::json!({"error": "not_found", "message": "this edge serves apps only; the API is on the control plane"}),
+                None => pages::render(
+                    &pages::ErrorPage::NoApiHere,
+                    pages::wants_html(req.headers()),
                 ),
             },
         }
@@ -349,10 +350,11 @@ impl Frontdoor {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case(tunnel::UPGRADE_PROTOCOL));
         if !wants || req.version() != http::Version::HTTP_11 {
-            return json(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({"error": "bad_request", "message": format!("agents connect here with HTTP/1.1 and Upgrade: {}", tunnel::UPGRADE_PROTOCOL)}),
+            let reason = format!(
+                "agents connect here with HTTP/1.1 and Upgrade: {}",
+                tunnel::UPGRADE_PROTOCOL
             );
+            return pages::render(&pages::ErrorPage::BadRequest { reason }, false);
         }
         let token = req
             .headers()
@@ -362,10 +364,7 @@ impl Frontdoor {
             .filter(|t| TokenKind::of(t) == Some(TokenKind::Agent));
         let Some(agent) = token.and_then(|t| self.edge.catalog.agent_for_token(&TokenHash::of(t)))
         else {
-            return json(
-                StatusCode::UNAUTHORIZED,
-                serde_json::json!({"error": "invalid_token", "message": "the agent token is missing, malformed, or unknown"}),
-            );
+            return pages::render(&pages::ErrorPage::AgentToken, false);
         };
         let serving = self.serving(&agent);
         let on_upgrade = hyper::upgrade::on(&mut req);

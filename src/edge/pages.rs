@@ -1,6 +1,11 @@
 //! Error responses of the edge (SPEC section 3): JSON
 //! `{"error": code, "message": message}` for programs, a small self-contained
 //! page for browsers.
+//!
+//! [`ErrorPage`] is the edge's one error type: the proxy, the front door and
+//! the sign-in callback return it, and [`render`] is the one place it becomes
+//! a status and a page. Each knows whose [`Fault`] it is (for the access log),
+//! and the wording of every refusal lives here.
 
 use crate::auth::origin::Refusal;
 use crate::html::escape_html;
@@ -32,8 +37,9 @@ pub enum ErrorPage {
     PortNotAllowed { port: u16 },
     /// 504: the app did not answer in time.
     UpstreamTimeout { seconds: u64 },
-    /// 502: talking to the app failed.
-    UpstreamFailed { detail: String },
+    /// 502: talking to the app failed; `fault` says where (the tunnel, the
+    /// app, or berth's own routing).
+    UpstreamFailed { fault: Fault, detail: String },
     /// 400: the request itself is unusable.
     BadRequest { reason: String },
     /// 403: a berth cookie admitted a WebSocket upgrade or a non-safe
@@ -48,6 +54,48 @@ pub enum ErrorPage {
     /// 429 with `Retry-After`: this address sent more requests to public
     /// shares or share links than `sharing.public_rate_limit` allows.
     RateLimited { retry_after_secs: u64 },
+    /// 401 `invalid_token` at the tunnel endpoint: no agent has that token.
+    AgentToken,
+    /// 404 on a regional edge's own host: the API is on the control plane.
+    NoApiHere,
+}
+
+/// Whose doing an [`ErrorPage`] is: the client's request, the tunnel to the
+/// agent, the app behind it, or berth itself (logged with each refusal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request: its host, credentials, origin, framing.
+    Client,
+    /// The agent or its tunnel: offline, refused the port, failed.
+    Tunnel,
+    /// The app: closed port, no answer, bad HTTP, timeout.
+    App,
+    /// berth itself: a limit, a loop, an internal error.
+    Berth,
+}
+
+impl Fault {
+    /// The word the access log carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Tunnel => "tunnel",
+            Fault::App => "app",
+            Fault::Berth => "berth",
+        }
+    }
+}
+
+/// Why a request without enough credentials is refused (the words are
+/// [`ErrorPage::unauthenticated`]'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// A share-link cookie was presented but names no live link.
+    ExpiredLink,
+    /// An API token was presented but names nobody.
+    BadToken,
+    /// Nothing was presented.
+    Nothing,
 }
 
 /// `Retry-After` on a 503 for a busy agent, in seconds.
@@ -65,14 +113,65 @@ struct Text {
 const OFFLINE_RETRY_SECS: u32 = 5;
 
 impl ErrorPage {
+    /// The 401 for a request that `missing` something.
+    pub fn unauthenticated(missing: Missing) -> ErrorPage {
+        let reason = match missing {
+            Missing::ExpiredLink => {
+                "This share link has expired or was revoked: ask the owner for a new one"
+            }
+            Missing::BadToken => {
+                "The berth API token is not valid (revoked, or from another deployment)"
+            }
+            Missing::Nothing => {
+                "This app needs a berth API token: send Authorization: Bearer <token> or \
+                 Berth-Token: <token>"
+            }
+        };
+        ErrorPage::Unauthenticated {
+            reason: reason.into(),
+        }
+    }
+
+    /// The 401 for a share link that opens nothing (any more): redeemed by
+    /// URL or sent by a program in place of an API token.
+    pub fn link_refused() -> ErrorPage {
+        ErrorPage::Unauthenticated {
+            reason: "This share link has expired, was revoked, or has been used up: ask the \
+                     owner for a new one"
+                .into(),
+        }
+    }
+
+    /// Whose doing it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ErrorPage::UnknownHost { .. }
+            | ErrorPage::NotFound
+            | ErrorPage::Ambiguous { .. }
+            | ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::BadRequest { .. }
+            | ErrorPage::CrossOrigin { .. }
+            | ErrorPage::AgentToken
+            | ErrorPage::NoApiHere
+            | ErrorPage::RateLimited { .. } => Fault::Client,
+            ErrorPage::AgentOffline { .. } | ErrorPage::PortNotAllowed { .. } => Fault::Tunnel,
+            ErrorPage::PortClosed { .. } | ErrorPage::UpstreamTimeout { .. } => Fault::App,
+            ErrorPage::UpstreamFailed { fault, .. } => *fault,
+            ErrorPage::AgentBusy { .. } | ErrorPage::Loop { .. } => Fault::Berth,
+        }
+    }
+
+    /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ErrorPage::UnknownHost { .. } | ErrorPage::NotFound | ErrorPage::Ambiguous { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } => {
-                StatusCode::UNAUTHORIZED
-            }
+            ErrorPage::UnknownHost { .. }
+            | ErrorPage::NotFound
+            | ErrorPage::Ambiguous { .. }
+            | ErrorPage::NoApiHere => StatusCode::NOT_FOUND,
+            ErrorPage::Unauthenticated { .. }
+            | ErrorPage::SigninAgain { .. }
+            | ErrorPage::AgentToken => StatusCode::UNAUTHORIZED,
             ErrorPage::AgentOffline { .. }
             | ErrorPage::PortClosed { .. }
             | ErrorPage::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -103,6 +202,8 @@ impl ErrorPage {
             ErrorPage::CrossOrigin { .. } => "cross_origin_refused",
             ErrorPage::AgentBusy { .. } => "agent_busy",
             ErrorPage::Loop { .. } => "loop_detected",
+            ErrorPage::AgentToken => "invalid_token",
+            ErrorPage::NoApiHere => "not_found",
             ErrorPage::RateLimited { .. } => "rate_limited",
         }
     }
@@ -195,7 +296,7 @@ impl ErrorPage {
                 format!("The app did not answer within {seconds} seconds."),
                 Some("Check that your server is not stuck, then try again.".to_string()),
             ),
-            ErrorPage::UpstreamFailed { detail } => (
+            ErrorPage::UpstreamFailed { detail, .. } => (
                 "App error",
                 format!(
                     "berth could not get an answer from the app: {}",
@@ -259,6 +360,20 @@ impl ErrorPage {
                      (they end after limits.upstream_timeout_secs); an operator can raise \
                      limits.max_streams_per_agent (now {limit})."
                 )),
+            ),
+            ErrorPage::AgentToken => (
+                "Agent not recognized",
+                "The agent token is missing, malformed, or unknown.".to_string(),
+                Some(
+                    "Give `berth agent` the token printed when the agent was created \
+                     (--token-file), or create the agent again."
+                        .to_string(),
+                ),
+            ),
+            ErrorPage::NoApiHere => (
+                "Not found",
+                "This edge serves apps only; the API is on the control plane.".to_string(),
+                None,
             ),
             ErrorPage::Loop { port } => (
                 "Request loop",
@@ -379,7 +494,7 @@ pub fn render(page: &ErrorPage, html: bool) -> Response<Body> {
     );
     if matches!(
         page,
-        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. }
+        ErrorPage::Unauthenticated { .. } | ErrorPage::SigninAgain { .. } | ErrorPage::AgentToken
     ) {
         headers.insert(
             WWW_AUTHENTICATE,
@@ -453,6 +568,7 @@ mod tests {
             ),
             (
                 ErrorPage::UpstreamFailed {
+                    fault: Fault::App,
                     detail: "connection reset".into(),
                 },
                 502,
@@ -485,6 +601,8 @@ mod tests {
             ),
             (ErrorPage::AgentBusy { limit: 1000 }, 503, "agent_busy"),
             (ErrorPage::Loop { port: 8443 }, 508, "loop_detected"),
+            (ErrorPage::AgentToken, 401, "invalid_token"),
+            (ErrorPage::NoApiHere, 404, "not_found"),
         ]
     }
 
@@ -573,6 +691,62 @@ mod tests {
     }
 
     #[test]
+    fn every_page_names_whose_fault_it_is() {
+        use Fault::*;
+        let table = [
+            (ErrorPage::NotFound, Client),
+            (ErrorPage::unauthenticated(Missing::BadToken), Client),
+            (ErrorPage::BadRequest { reason: "x".into() }, Client),
+            (ErrorPage::AgentToken, Client),
+            (
+                ErrorPage::AgentOffline {
+                    agent: "a".into(),
+                    workspace: "w".into(),
+                },
+                Tunnel,
+            ),
+            (ErrorPage::PortNotAllowed { port: 22 }, Tunnel),
+            (ErrorPage::PortClosed { port: 3000 }, App),
+            (ErrorPage::UpstreamTimeout { seconds: 1 }, App),
+            (
+                ErrorPage::UpstreamFailed {
+                    fault: Tunnel,
+                    detail: "x".into(),
+                },
+                Tunnel,
+            ),
+            (
+                ErrorPage::UpstreamFailed {
+                    fault: Berth,
+                    detail: "x".into(),
+                },
+                Berth,
+            ),
+            (ErrorPage::AgentBusy { limit: 1 }, Berth),
+            (ErrorPage::Loop { port: 1 }, Berth),
+        ];
+        for (page, fault) in table {
+            assert_eq!(page.fault(), fault, "{page:?}");
+        }
+    }
+
+    #[test]
+    fn unauthenticated_says_what_is_missing() {
+        for (missing, says) in [
+            (Missing::ExpiredLink, "share link has expired"),
+            (Missing::BadToken, "token is not valid"),
+            (
+                Missing::Nothing,
+                "Authorization: Bearer <token> or Berth-Token: <token>",
+            ),
+        ] {
+            let page = ErrorPage::unauthenticated(missing);
+            assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+            assert!(page.message().contains(says), "{}", page.message());
+        }
+    }
+
+    #[test]
     fn a_busy_agent_says_when_to_retry() {
         let r = render(&ErrorPage::AgentBusy { limit: 8 }, false);
         assert_eq!(r.headers()[http::header::RETRY_AFTER], "1");
@@ -641,6 +815,7 @@ mod tests {
                 reason: evil.into(),
             },
             ErrorPage::UpstreamFailed {
+                fault: Fault::Tunnel,
                 detail: evil.into(),
             },
             ErrorPage::BadRequest {
