@@ -22,6 +22,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +39,9 @@ pub trait Inspection: Send + Sync + 'static {
     /// Every exchange any edge holds for `port` of `agent_id`, newest first.
     fn list(&self, agent_id: i64, port: u16) -> BoxFuture<'static, Vec<Exchange>>;
 
-    /// New exchanges of every port as edges record them.
-    fn follow(&self) -> tokio::sync::broadcast::Receiver<Arc<Exchange>>;
+    /// New exchanges of `port` of `agent_id` as any edge records them
+    /// (this one's, and the regional edges' over the relay link).
+    fn follow(&self, agent_id: i64, port: u16) -> BoxStream<'static, Live>;
 
     /// Sends `original`, changed by `edits`, to its port again as `owner`;
     /// the new exchange.
@@ -50,6 +53,15 @@ pub trait Inspection: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Exchange, ReplayRefused>>;
 }
 
+/// What a live follower of a port gets.
+#[derive(Clone, Debug)]
+pub enum Live {
+    /// A new exchange of the port.
+    Exchange(Arc<Exchange>),
+    /// The follower fell behind: this many exchanges were skipped.
+    Lagged(u64),
+}
+
 /// An [`Inspection`] with no edge: nothing recorded, nothing to replay.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoInspection;
@@ -59,8 +71,8 @@ impl Inspection for NoInspection {
         Box::pin(async { Vec::new() })
     }
 
-    fn follow(&self) -> tokio::sync::broadcast::Receiver<Arc<Exchange>> {
-        tokio::sync::broadcast::channel(1).1
+    fn follow(&self, _agent_id: i64, _port: u16) -> BoxStream<'static, Live> {
+        Box::pin(futures_util::stream::pending())
     }
 
     fn replay(
@@ -75,7 +87,7 @@ impl Inspection for NoInspection {
 
 /// The agent a path names, if the caller may inspect its port: the same
 /// 404 as for a port that does not exist otherwise.
-async fn inspectable(
+pub(super) async fn inspectable(
     st: &ControlState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -128,7 +140,7 @@ pub(crate) struct RequestsJson {
     requests: Vec<Exchange>,
 }
 
-type PortPath = (String, String, String, u16);
+pub(super) type PortPath = (String, String, String, u16);
 
 /// The port's recorded exchanges, newest first (`?limit=N`); with `Accept:
 /// text/event-stream`, a live stream of new ones instead.
@@ -182,7 +194,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
 /// Server-sent events: `event: exchange` with the JSON record, for each new
 /// exchange of this port; a comment line every 15 s meanwhile.
 fn live(st: &ControlState, agent_id: i64, port: u16) -> Response {
-    let mut feed = st.inspection.follow();
+    let mut feed = st.inspection.follow(agent_id, port);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         if tx.send(Bytes::from_static(b": live\n\n")).await.is_err() {
@@ -192,16 +204,15 @@ fn live(st: &ControlState, agent_id: i64, port: u16) -> Response {
         keepalive.tick().await;
         loop {
             let line = tokio::select! {
-                got = feed.recv() => match got {
-                    Ok(e) if e.agent_id == agent_id && e.port == port => {
+                got = feed.next() => match got {
+                    Some(Live::Exchange(e)) => {
                         let json = serde_json::to_string(&*e).unwrap_or_default();
                         format!("event: exchange\nid: {}\ndata: {json}\n\n", e.id)
                     }
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    Some(Live::Lagged(n)) => {
                         format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n")
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    None => return,
                 },
                 _ = keepalive.tick() => ": keep-alive\n\n".to_owned(),
                 _ = tx.closed() => return,

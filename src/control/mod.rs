@@ -25,6 +25,7 @@ mod github;
 mod groups;
 pub(crate) mod holders;
 pub(crate) mod inspect;
+mod inspector_page;
 pub(crate) mod links;
 pub(crate) mod login;
 mod oidc;
@@ -49,7 +50,7 @@ pub use bootstrap::{
 pub use error::ApiError;
 pub use extract::{Admin, ApiJson, ApiPath, Caller};
 pub use github::GithubClient;
-pub use inspect::{Inspection, NoInspection};
+pub use inspect::{Inspection, Live, NoInspection};
 pub use oidc::OidcClient;
 
 use crate::catalog::{Catalog, Change};
@@ -314,6 +315,12 @@ pub fn router(state: ControlState) -> Router {
             get(github::start).post(github::start_from_page),
         )
         .route("/signin/github/callback", get(github::callback))
+        .route(
+            "/dashboard/inspect/{user}/{workspace}/{agent}/{port}",
+            get(inspector_page::page),
+        )
+        .route("/dashboard/inspector.js", get(inspector_page::script))
+        .route("/dashboard/inspector.css", get(inspector_page::style))
         .with_state(state)
         .layer(middleware::map_response(page_headers))
         .layer(middleware::from_fn(with_client_addr))

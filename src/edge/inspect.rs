@@ -19,7 +19,7 @@ use super::Edge;
 use crate::auth::Visitor;
 use crate::config::InspectorConfig;
 use crate::protocol::inspect::{
-    CapturedBody, Exchange, Held, Kind, Replay, ReplayRefused, RELAY_PATH,
+    CapturedBody, Exchange, Held, Kind, Replay, ReplayRefused, RELAY_FOLLOW_PATH, RELAY_PATH,
 };
 use axum::body::Body;
 use bytes::Bytes;
@@ -552,7 +552,8 @@ impl http_body::Body for Tee {
 /// edge recorded for one port (`GET` [`RELAY_PATH`] with the relay's agent
 /// and port headers and secret); `None` for any other request.
 pub(super) fn relay_answer<B>(edge: &Edge, req: &Request<B>) -> Option<Response<Body>> {
-    if req.method() != http::Method::GET || req.uri().path() != RELAY_PATH {
+    let follow = req.uri().path() == RELAY_FOLLOW_PATH;
+    if req.method() != http::Method::GET || !(follow || req.uri().path() == RELAY_PATH) {
         return None;
     }
     let number = |name: &str| {
@@ -575,6 +576,9 @@ pub(super) fn relay_answer<B>(edge: &Edge, req: &Request<B>) -> Option<Response<
     ) else {
         return Some(status(StatusCode::BAD_REQUEST));
     };
+    if follow {
+        return Some(followed(edge, agent_id, port));
+    }
     let held = Held {
         exchanges: edge.inspector.list(agent_id, port),
     };
@@ -586,6 +590,33 @@ pub(super) fn relay_answer<B>(edge: &Edge, req: &Request<B>) -> Option<Response<
         http::HeaderValue::from_static("application/json"),
     );
     Some(res)
+}
+
+/// The answer to [`RELAY_FOLLOW_PATH`]: each exchange this edge keeps for
+/// `port` of `agent_id` from now on, as a JSON line, until the asker goes.
+/// A follower that falls behind skips what it missed.
+fn followed(edge: &Edge, agent_id: i64, port: u16) -> Response<Body> {
+    use tokio::sync::broadcast::error::RecvError;
+    let feed = edge.inspector.follow();
+    let lines = futures_util::stream::unfold(feed, move |mut feed| async move {
+        loop {
+            match feed.recv().await {
+                Ok(e) if e.agent_id == agent_id && e.port == port => {
+                    let mut line = serde_json::to_vec(&*e).expect("exchanges serialize");
+                    line.push(b'\n');
+                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), feed));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut res = Response::new(Body::from_stream(lines));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    res
 }
 
 /// Sends `original` again to its port, changed by `edits`, as `owner`

@@ -273,6 +273,74 @@ impl Relay {
             .map_err(|_| fail(&"no answer in time"))?
     }
 
+    /// Follows what `holder` keeps for `port` of `agent_id` from now on
+    /// (the inspector's live stream over the relay link): each exchange as
+    /// it is kept, until the link or `holder`'s stream ends.
+    pub async fn follow_exchanges(
+        &self,
+        holder: &str,
+        agent_id: i64,
+        port: u16,
+    ) -> Result<
+        impl futures_util::Stream<Item = crate::protocol::inspect::Exchange> + Send + 'static,
+        String,
+    > {
+        use crate::protocol::inspect::{Exchange, MAX_FOLLOWED_LINE, RELAY_FOLLOW_PATH};
+        let fail = |e: &dyn std::fmt::Display| format!("inspector at {holder}: {e}");
+        let head = async {
+            let mut sender = self.link(holder).await.map_err(|e| fail(&e))?;
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(format!(
+                    "{}{RELAY_FOLLOW_PATH}",
+                    holder.trim_end_matches('/')
+                ))
+                .header(AGENT_HEADER, agent_id)
+                .header(PORT_HEADER, port)
+                .header(AUTH_HEADER, &self.secret)
+                .body(Empty::new())
+                .map_err(|e| fail(&e))?;
+            sender.ready().await.map_err(|e| fail(&e))?;
+            sender.send_request(req).await.map_err(|e| fail(&e))
+        };
+        let res = tokio::time::timeout(LINK_TIMEOUT + PORTS_TIMEOUT, head)
+            .await
+            .map_err(|_| fail(&"no answer in time"))??;
+        if !res.status().is_success() {
+            return Err(fail(&res.status()));
+        }
+        // Lines of JSON, split as the frames arrive.
+        let state = (res.into_body(), Vec::<u8>::new());
+        Ok(futures_util::stream::unfold(
+            state,
+            |(mut body, mut buf)| async move {
+                loop {
+                    if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=end).collect();
+                        match serde_json::from_slice::<Exchange>(&line[..end]) {
+                            Ok(e) => return Some((e, (body, buf))),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "a followed exchange does not parse");
+                                continue;
+                            }
+                        }
+                    }
+                    if buf.len() > MAX_FOLLOWED_LINE {
+                        return None;
+                    }
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                buf.extend_from_slice(&data);
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            },
+        ))
+    }
+
     /// The live link to `holder`, dialing it if there is none.
     async fn link(&self, holder: &str) -> Result<SendRequest<Empty<Bytes>>, OpenError> {
         let slot = self.links.entry(holder.to_owned()).or_default().clone();

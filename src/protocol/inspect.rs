@@ -10,6 +10,17 @@ use serde::{Deserialize, Serialize};
 /// authenticated like every relay call).
 pub const RELAY_PATH: &str = "/_berth/relay/inspect";
 
+/// The path, on an edge's relay listener, where control follows the
+/// exchanges an edge keeps for one port from now on (the live stream): the
+/// same headers and secret as [`RELAY_PATH`]; the answer is a stream of
+/// JSON lines, one [`Exchange`] each, as they are kept.
+pub const RELAY_FOLLOW_PATH: &str = "/_berth/relay/inspect/follow";
+
+/// The longest line of [`RELAY_FOLLOW_PATH`]'s stream a reader accepts
+/// (a record is bounded by `inspector.max_bytes_per_port` and its body
+/// capture; this is well above what the defaults produce).
+pub const MAX_FOLLOWED_LINE: usize = 16 << 20;
+
 /// What the exchange was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -108,6 +108,8 @@ export async function startApp() {
       site: req.headers['sec-fetch-site'] ?? null,
       host: req.headers['x-forwarded-host'] ?? null,
     });
+  // Every request to /inspect-me: { method, path, headers, body }.
+  const inspected = [];
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -190,6 +192,15 @@ export async function startApp() {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('transferred\n');
       });
+    } else if (url.pathname === '/inspect-me') {
+      // What reached the app, for the inspector's test (replays included).
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        inspected.push({ method: req.method, path: req.url, headers: req.headers, body });
+        res.writeHead(200, { 'content-type': 'application/json', 'x-app-says': 'inspected' });
+        res.end(JSON.stringify({ n: inspected.length, got: body }));
+      });
     } else if (url.pathname === '/headers') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ method: req.method, httpVersion: req.httpVersion, headers: req.headers }));
@@ -217,6 +228,7 @@ export async function startApp() {
   return {
     port,
     seen,
+    inspected,
     close: () =>
       new Promise((resolve) => {
         for (const c of wss.clients) c.terminate();

@@ -25,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startApp, patternBytes, PAGE_MARKER, PAGE_TITLE } from './app.mjs';
 import { runDashboardJourney } from './dashboard_journey.mjs';
+import { inspectorTests } from './inspector.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -1026,6 +1027,9 @@ async function main() {
       await context.close();
     }
   });
+
+  // The request inspector's page (tests/browser/inspector.mjs).
+  await inspectorTests({ test, assert, h2, newPage, signIn, port, adminPassword, api, app, appHost, token, ca, caPem });
 
   await test('regions: the dashboard times each region from the browser and links ports on the fastest', async () => {
     // A second region with its own `berth edge` process, certificate from

@@ -42,11 +42,11 @@ cargo build --quiet --bin berth || fail_setup "cargo build"
 
 export BERTH_BIN="${BERTH_BIN:-$ROOT/target/debug/berth}"
 export CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
-# The test has its own 120 s limit; this one is a backstop if node itself hangs.
+# The test has its own 180 s limit; this one is a backstop if node itself hangs.
 rc=0
-timeout -k 10 150 node "$HERE/browser.test.mjs" || rc=$?
+timeout -k 10 210 node "$HERE/browser.test.mjs" || rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-  echo "not ok - node did not finish within 150 s"
+  echo "not ok - node did not finish within 210 s"
   echo "0 passed, 1 failed"
 fi
 exit "$rc"

@@ -636,3 +636,133 @@ async fn a_share_turns_recording_off_for_its_port() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert!(list[0]["url"].as_str().unwrap().ends_with("/recorded"));
 }
+
+/// The live stream carries what a regional edge serves too: control
+/// follows each fresh region's records over the relay link. Requests go
+/// through the regional edge (the agent's tunnel is on control's edge)
+/// until one shows up on the stream; the relay's follow path is closed
+/// to anyone without the relay secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_carries_exchanges_a_regional_edge_served() {
+    use crate::support::{client_for, free_port};
+    let berth = Berth::start().await;
+    let admin = berth.admin_token.clone();
+    let eu_port = free_port();
+    let (s, r) = berth
+        .api(
+            Method::POST,
+            "/api/v1/regions",
+            &admin,
+            Some(
+                json!({"name": "eu", "url": format!("https://eu.berth.localhost:{eu_port}"),
+                        "wildcard": "*.eu.berth.localhost"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{r}");
+    let dir = tempfile::tempdir().unwrap();
+    let region_token = r["region_token"].as_str().unwrap().to_owned();
+    let (eu, stop_eu, eu_rx) =
+        crate::regions::start_edge(&berth, "eu", &region_token, eu_port, dir.path()).await;
+    let eu_catalog = eu.catalog.clone();
+    let eu_task = tokio::spawn(eu.run(async {
+        let _ = eu_rx.await;
+    }));
+    let app = apps::start("127.0.0.1:0", "far").await;
+    let port = app.port();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while eu_catalog.tunnels_at(1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "eu never learnt where the agent is"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The region is followed once it has sent a heartbeat.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, regions) = berth
+            .api(Method::GET, "/api/v1/regions", &admin, None)
+            .await;
+        if regions[0]["healthy"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "eu never healthy: {regions}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut live = berth
+        .client(true)
+        .get(berth.api_url(&requests_path(port, "")))
+        .bearer_auth(&admin)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let c = client_for(&berth.ca_pem, false);
+    let far = format!("https://{port}--main--dev--admin.eu.berth.localhost:{eu_port}");
+    let started = Instant::now();
+    let mut seen = String::new();
+    let mut sent = 0;
+    let got = loop {
+        sent += 1;
+        let res = c
+            .post(format!("{far}/upload?n={sent}"))
+            .bearer_auth(&admin)
+            .body("live from europe")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+        let until = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                chunk = live.chunk() => match chunk.unwrap() {
+                    Some(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+                    None => panic!("the live stream ended: {seen}"),
+                },
+                _ = &mut until => break,
+            }
+            if seen.contains(".eu.berth.localhost") {
+                break;
+            }
+        }
+        if let Some(line) = seen
+            .lines()
+            .find(|l| l.starts_with("data: ") && l.contains(".eu.berth.localhost"))
+        {
+            break serde_json::from_str::<Value>(&line["data: ".len()..]).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exchange of the regional edge on the live stream after {sent} requests: {seen}"
+        );
+    };
+    assert_eq!(got["request_body"]["data"], "live from europe", "{got}");
+    assert_eq!(got["status"], 200);
+    assert!(!seen.contains(&admin), "the token is on the stream");
+    eprintln!(
+        "first regional exchange on the live stream after {sent} request(s), {:?}",
+        started.elapsed()
+    );
+
+    // Without the relay secret, the follow path answers 403 and nothing.
+    for secret in [None, Some("0".repeat(64))] {
+        let mut req = c
+            .get(format!(
+                "https://eu.berth.localhost:{eu_port}/_berth/relay/inspect/follow"
+            ))
+            .header("berth-relay-agent", "1")
+            .header("berth-relay-port", port.to_string());
+        if let Some(s) = &secret {
+            req = req.header("berth-relay-auth", s);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{secret:?}");
+    }
+    drop(live);
+    let _ = stop_eu.send(());
+    let _ = eu_task.await;
+}

@@ -177,7 +177,7 @@ function portRow(ctx, p) {
   const named = [...(p.users || []), ...(p.groups || []).map((g) => "@" + g)];
   const b = bestUrl(p);
   const tr = html(`<table><tr data-port="${p.port}" data-level="${esc(p.level)}">
-    <td>${p.port}</td>
+    <td>${p.port} <a class="inspect" href="/dashboard/inspect/${[ctx.ws.owner, ctx.ws.name, ctx.agent, p.port].map(encodeURIComponent).join("/")}" title="Requests to port ${p.port}, live">Inspect</a></td>
     <td>${p.listening ? "listening" : "—"}${p.process ? ` <span class="muted process" title="${esc(p.command || "")}">${esc(p.process)}</span>` : ""}</td>
     <td>${(p.apps || []).map((a) => `<span class="chip" data-app="${esc(a.name)}"><a href="${esc(a.url)}" target="_blank" rel="noopener">${esc(a.name)}</a><button class="unname" type="button" aria-label="Remove the name ${esc(a.name)}">×</button></span>`).join("")}
       <input class="app-name" size="8" placeholder="name" aria-label="Name port ${p.port}"> <button class="name" type="button">Name</button></td>
