@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod apps;
+pub mod berth_cli;
 pub mod browser;
 pub mod delay;
 pub mod github;
