@@ -16,8 +16,10 @@ pub mod netns;
 pub mod postgres;
 pub mod raw;
 pub mod recorder;
+pub mod regional;
 pub mod relay;
 pub mod setup;
+pub mod wait;
 
 use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
 use berth::roles::Server;
