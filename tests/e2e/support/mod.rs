@@ -16,6 +16,7 @@ pub mod netns;
 pub mod postgres;
 pub mod raw;
 pub mod recorder;
+pub mod redirects;
 pub mod regional;
 pub mod relay;
 pub mod setup;
