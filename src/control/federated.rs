@@ -196,7 +196,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
 /// Sends the browser to the service's authorization `url` for `flow`,
 /// remembering the flow's state (signed for `purpose`, so one service's
 /// state never finishes at another's callback) and where to go back.
-pub(super) fn send_to_service(
+fn send_to_service(
     st: &ControlState,
     purpose: Purpose,
     flow: &Flow,
@@ -405,6 +405,10 @@ pub(super) trait Service {
     /// What the code is exchanged for.
     type Token;
 
+    /// Where to send the browser to sign in for `flow` (`Err`: the
+    /// service cannot be used now).
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String>;
+
     /// A refusal page when the redirect itself is wrong (before the code
     /// is used).
     fn check(&self, _q: &CallbackQuery) -> Option<Response> {
@@ -423,6 +427,26 @@ pub(super) trait Service {
 
     /// Whether and how this service creates berth users.
     fn accounts(&self) -> (bool, Option<&str>);
+}
+
+/// Starts a sign-in at `service`: checks where it goes back, then sends
+/// the browser to the service with a new flow.
+pub(super) async fn begin<S: Service>(
+    st: &ControlState,
+    service: &S,
+    q: StartQuery,
+    interactive: bool,
+) -> Response {
+    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
+    if let Err(res) = back.check(st).await {
+        return res;
+    }
+    let flow = Flow::start(&st.signin.key);
+    let url = match service.authorization_url(&flow).await {
+        Ok(url) => url,
+        Err(e) => return unavailable(&e),
+    };
+    send_to_service(st, S::PURPOSE, &flow, url, back, interactive)
 }
 
 /// The callback: checks the round trip, exchanges the code, lets the

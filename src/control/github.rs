@@ -8,8 +8,8 @@
 //! with the same session and way back to the app an OpenID Connect sign-in
 //! has ([`super::federated`]).
 
-use super::federated::{self, send_to_service, CallbackQuery, Service, ServiceHttp, StartQuery};
-use super::signin::{cross_site, forbidden_cross_site, page, Back};
+use super::federated::{self, CallbackQuery, Service, ServiceHttp, StartQuery};
+use super::signin::{cross_site, forbidden_cross_site, page};
 use super::ControlState;
 use crate::auth::cookie::Purpose;
 use crate::auth::github::{
@@ -140,13 +140,7 @@ async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response 
     let Some(gh) = st.github.clone() else {
         return not_configured();
     };
-    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
-    if let Err(res) = back.check(st).await {
-        return res;
-    }
-    let flow = Flow::start(&st.signin.key);
-    let url = authorization_url(&gh.cfg.url, &gh.cfg.client_id, &gh.redirect_uri, &flow);
-    send_to_service(st, Purpose::GitHub, &flow, url, back, interactive)
+    federated::begin(st, &*gh, q, interactive).await
 }
 
 /// `GET /signin/github/callback`: GitHub sends the browser back here.
@@ -168,6 +162,15 @@ impl Service for GithubClient {
     const NAME: &'static str = "GitHub";
     const METHOD: &'static str = "github";
     type Token = String;
+
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String> {
+        Ok(authorization_url(
+            &self.cfg.url,
+            &self.cfg.client_id,
+            &self.redirect_uri,
+            flow,
+        ))
+    }
 
     async fn exchange(&self, code: &str, flow: &Flow) -> Result<String, String> {
         self.token(code, flow).await

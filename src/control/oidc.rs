@@ -6,11 +6,8 @@
 //! finds the user by verified e-mail (or creates one), and starts the same
 //! session a password sign-in does.
 
-use super::federated::{
-    self, send_to_service, start_again, unavailable, CallbackQuery, Service, ServiceHttp,
-    StartQuery,
-};
-use super::signin::{cross_site, forbidden_cross_site, page, Back};
+use super::federated::{self, start_again, CallbackQuery, Service, ServiceHttp, StartQuery};
+use super::signin::{cross_site, forbidden_cross_site, page};
 use super::ControlState;
 use crate::auth::cookie::Purpose;
 use crate::auth::oidc::{
@@ -230,23 +227,7 @@ async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response 
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
-    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
-    if let Err(res) = back.check(st).await {
-        return res;
-    }
-    let (meta, _) = match oidc.provider(false).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(&e),
-    };
-    let flow = Flow::start(&st.signin.key);
-    let url = authorization_url(
-        &meta,
-        &oidc.cfg.client_id,
-        &oidc.redirect_uri,
-        &oidc.cfg.scopes,
-        &flow,
-    );
-    send_to_service(st, Purpose::Oidc, &flow, url, back, interactive)
+    federated::begin(st, &*oidc, q, interactive).await
 }
 
 /// `GET /signin/oidc/callback`: the provider sends the browser back here.
@@ -268,6 +249,17 @@ impl Service for OidcClient {
     const NAME: &'static str = "The identity provider";
     const METHOD: &'static str = "oidc";
     type Token = (IdClaims, Option<String>);
+
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String> {
+        let (meta, _) = self.provider(false).await?;
+        Ok(authorization_url(
+            &meta,
+            &self.cfg.client_id,
+            &self.redirect_uri,
+            &self.cfg.scopes,
+            flow,
+        ))
+    }
 
     fn check(&self, q: &CallbackQuery) -> Option<Response> {
         q.iss
