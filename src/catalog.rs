@@ -47,6 +47,8 @@ pub enum Protocol {
     Http,
     /// HTTPS, without verifying the app's certificate (it is loopback).
     Https,
+    /// HTTP/2 with prior knowledge, without TLS (gRPC servers on loopback).
+    H2c,
 }
 
 impl Protocol {
@@ -55,6 +57,7 @@ impl Protocol {
         match self {
             Protocol::Http => "http",
             Protocol::Https => "https",
+            Protocol::H2c => "h2c",
         }
     }
     /// Parses the stored and wire name.
@@ -62,6 +65,7 @@ impl Protocol {
         match s {
             "http" => Some(Protocol::Http),
             "https" => Some(Protocol::Https),
+            "h2c" => Some(Protocol::H2c),
             _ => None,
         }
     }

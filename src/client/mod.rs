@@ -517,6 +517,8 @@ pub enum Protocol {
     Http,
     /// HTTPS (the app's own certificate is not checked: it is on loopback)
     Https,
+    /// HTTP/2 without TLS (prior knowledge), what gRPC servers speak
+    H2c,
 }
 
 /// `berth share`.

@@ -26,7 +26,7 @@ pub(crate) struct PutShare {
     /// `"owner"`, `"organization"`, `"authenticated"` or `"public"`.
     #[schema(value_type = String)]
     level: ShareLevel,
-    /// `"http"` (default) or `"https"`.
+    /// `"http"` (default), `"https"` or `"h2c"` (HTTP/2 without TLS, for gRPC).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     protocol: Protocol,
@@ -58,7 +58,7 @@ pub(crate) const MAX_NAMED: usize = 100;
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutApp {
     port: u16,
-    /// `"http"` (default) or `"https"`.
+    /// `"http"` (default), `"https"` or `"h2c"` (HTTP/2 without TLS, for gRPC).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     protocol: Protocol,

@@ -43,6 +43,8 @@ pub(crate) enum Route {
         agent_id: i64,
         port: u16,
         tls: bool,
+        /// HTTP/2 without TLS to the app (`protocol = "h2c"`).
+        h2c: bool,
         /// Who the share lets in as of this request ([`Share::audience`]:
         /// an ended share is `owner`, nobody named).
         level: ShareLevel,
@@ -93,6 +95,7 @@ impl Route {
             agent_id,
             port,
             tls: tls_asked || protocol == Protocol::Https,
+            h2c: !tls_asked && protocol == Protocol::H2c,
             level,
             users: users.to_vec(),
             groups: groups.to_vec(),
@@ -181,6 +184,8 @@ pub(crate) struct Pass {
     pub(crate) port: u16,
     /// HTTPS to the app.
     pub(crate) tls: bool,
+    /// HTTP/2 without TLS to the app (`protocol = "h2c"`).
+    pub(crate) h2c: bool,
     /// The response gets CORS allow headers for the request's `Origin`.
     pub(crate) cors_origin: bool,
     /// The credential that admitted it.
@@ -275,11 +280,13 @@ pub(crate) fn admit(who: &Who, route: &Route, ask: &Ask<'_>, app: &origin::App<'
             agent_id,
             port,
             tls,
+            h2c,
             ..
         } => Admission::Pass(Pass {
             agent_id: *agent_id,
             port: *port,
             tls: *tls,
+            h2c: *h2c,
             cors_origin: same_owner_origin,
             credential,
         }),
@@ -437,6 +444,7 @@ mod tests {
             agent_id: 7,
             port: 3000,
             tls: false,
+            h2c: false,
             cors_origin,
             credential,
         })

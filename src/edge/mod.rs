@@ -12,6 +12,7 @@ mod body;
 mod connector;
 pub mod cors;
 mod framing;
+mod h2c;
 pub mod headers;
 pub mod hops;
 mod identity;
@@ -93,6 +94,8 @@ pub struct Edge {
     /// `sharing.public_rate_limit`, per source address.
     public_limit: public_limit::PublicLimit,
     client: Client<TunnelConnector, Body>,
+    /// The HTTP/2 client for `h2c` ports ([`h2c`]).
+    h2c_client: Client<TunnelConnector, Body>,
     _revocation_watcher: revocation::Watcher,
 }
 
@@ -152,7 +155,8 @@ impl Edge {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .set_host(false)
-            .build(connector);
+            .build(connector.clone());
+        let h2c_client = h2c::client(connector, POOL_IDLE);
         let (revocation, watcher) = revocation::Registry::start(
             catalog.clone(),
             metrics.tracked_connections.clone(),
@@ -182,6 +186,7 @@ impl Edge {
             program_links: Default::default(),
             public_limit,
             client,
+            h2c_client,
             _revocation_watcher: watcher,
         }
     }

@@ -399,7 +399,13 @@ async fn forward(
     // Active while it lasts (a WebSocket: while it is open).
     let active = edge.activity.begin(pass.agent_id, pass.port);
     let sent = Instant::now();
-    let res = tokio::time::timeout(edge.limits.upstream_timeout, edge.client.request(up_req))
+    // An `h2c` port gets HTTP/2 (a WebSocket still goes over HTTP/1.1).
+    let client = if pass.h2c && !upgrade {
+        &edge.h2c_client
+    } else {
+        &edge.client
+    };
+    let res = tokio::time::timeout(edge.limits.upstream_timeout, client.request(up_req))
         .await
         .map_err(|_| ErrorPage::UpstreamTimeout {
             seconds: edge.limits.upstream_timeout.as_secs(),
@@ -453,6 +459,7 @@ fn upstream_request(
     let edge = cx.edge;
     let host = cx.host.as_deref().unwrap_or("");
     let (mut parts, body) = req.into_parts();
+    let trailers = pass.h2c && super::h2c::asks_trailers(&parts.headers);
     headers::prepare_request(
         &mut parts.headers,
         &headers::Forwarded {
@@ -483,6 +490,9 @@ fn upstream_request(
         reason: "the request target is not a valid path".into(),
     })?;
     parts.version = Version::HTTP_11;
+    if pass.h2c && !upgrade {
+        super::h2c::to_app(&mut parts.version, &mut parts.headers, trailers);
+    }
     if h2_websocket {
         parts.method = Method::GET;
         headers::websocket_h2_to_h1(&mut parts.headers);

@@ -17,6 +17,7 @@ mod client;
 mod deadagent;
 mod error_pages;
 mod github;
+mod grpc;
 mod identity;
 mod inspect;
 mod lifecycle;

@@ -15,6 +15,7 @@ pub(super) async fn share(a: ShareArgs) -> Result<(), ClientError> {
         body["protocol"] = json!(match p {
             Protocol::Http => "http",
             Protocol::Https => "https",
+            Protocol::H2c => "h2c",
         });
     }
     if let Some(c) = a.cors {
