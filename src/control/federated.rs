@@ -11,7 +11,7 @@ use crate::auth::cookie::{self, Purpose, OIDC_COOKIE, OIDC_RETURN_COOKIE};
 use crate::auth::oidc::{Flow, FLOW_TTL_SECS};
 use crate::catalog::{Change, User};
 use crate::html::escape_html;
-use crate::store::{NewUser, Role};
+use crate::store::{MemberSource, NewUser, Role};
 use crate::tls::client::{client_config, fetch};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -196,7 +196,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
 /// Sends the browser to the service's authorization `url` for `flow`,
 /// remembering the flow's state (signed for `purpose`, so one service's
 /// state never finishes at another's callback) and where to go back.
-pub(super) fn send_to_service(
+fn send_to_service(
     st: &ControlState,
     purpose: Purpose,
     flow: &Flow,
@@ -370,4 +370,170 @@ pub(super) async fn sign_in(
         return res;
     }
     start_session(st, user, method, back, pending.interactive).await
+}
+
+/// A service's redirect back to its callback.
+#[derive(Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    /// RFC 9207's issuer, which an OpenID Connect provider may add.
+    pub(super) iss: Option<String>,
+}
+
+/// Who a service says signed in, once its own rules admitted them.
+pub(super) struct Admitted {
+    /// The verified address the berth user is found (or created) by.
+    pub email: String,
+    /// The name a new user would like (see [`Accounts::wanted_name`]).
+    pub wanted_name: Option<String>,
+    /// The groups the service puts them in, when berth mirrors them.
+    pub groups: Option<(MemberSource, Vec<String>)>,
+}
+
+/// What differs between identity services at the callback; [`finish`]
+/// does the rest the same way for each.
+pub(super) trait Service {
+    /// What the round trip's state is signed for.
+    const PURPOSE: Purpose;
+    /// The service as pages name it at the start of a sentence.
+    const NAME: &'static str;
+    /// `"oidc"`, `"github"`: the session's method and the audit's word.
+    const METHOD: &'static str;
+    /// What the code is exchanged for.
+    type Token;
+
+    /// Where to send the browser to sign in for `flow` (`Err`: the
+    /// service cannot be used now).
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String>;
+
+    /// A refusal page when the redirect itself is wrong (before the code
+    /// is used).
+    fn check(&self, _q: &CallbackQuery) -> Option<Response> {
+        None
+    }
+
+    /// Exchanges the code (with the flow's PKCE verifier) for tokens.
+    async fn exchange(&self, code: &str, flow: &Flow) -> Result<Self::Token, String>;
+
+    /// Reads who the tokens belong to: `Err` when the service cannot be
+    /// used, else who asked (for the audit) and whether they may sign in.
+    async fn identify(
+        &self,
+        token: Self::Token,
+    ) -> Result<(String, Result<Admitted, String>), String>;
+
+    /// Whether and how this service creates berth users.
+    fn accounts(&self) -> (bool, Option<&str>);
+}
+
+/// Starts a sign-in at `service`: checks where it goes back, then sends
+/// the browser to the service with a new flow.
+pub(super) async fn begin<S: Service>(
+    st: &ControlState,
+    service: &S,
+    q: StartQuery,
+    interactive: bool,
+) -> Response {
+    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
+    if let Err(res) = back.check(st).await {
+        return res;
+    }
+    let flow = Flow::start(&st.signin.key);
+    let url = match service.authorization_url(&flow).await {
+        Ok(url) => url,
+        Err(e) => return unavailable(&e),
+    };
+    send_to_service(st, S::PURPOSE, &flow, url, back, interactive)
+}
+
+/// The callback: checks the round trip, exchanges the code, lets the
+/// service identify the person, finds (or creates) the berth user, mirrors
+/// their groups and starts the session. Rate limited, and the attempt's
+/// cookies are cleared on every answer.
+pub(super) async fn callback<S: Service>(
+    st: &ControlState,
+    service: &S,
+    headers: &HeaderMap,
+    q: CallbackQuery,
+) -> Response {
+    if let Some(res) = over_limit(st) {
+        return res;
+    }
+    let mut res = finish(st, service, headers, q).await;
+    end_attempt(&mut res);
+    res
+}
+
+async fn finish<S: Service>(
+    st: &ControlState,
+    service: &S,
+    headers: &HeaderMap,
+    q: CallbackQuery,
+) -> Response {
+    let Some(flow) = resume(st, headers, S::PURPOSE, q.state.as_deref()) else {
+        return expired();
+    };
+    if let Some(res) = service.check(&q) {
+        return res;
+    }
+    if let Some(error) = q.error {
+        let detail = q.error_description.unwrap_or_default();
+        return start_again(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            &format!("{} did not sign you in: {error}. {detail}", S::NAME),
+        );
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
+        return start_again(
+            StatusCode::BAD_REQUEST,
+            "Sign-in refused",
+            &format!("{} sent you back without a code.", S::NAME),
+        );
+    };
+    let token = match service.exchange(&code, &flow).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, method = S::METHOD, "federated sign-in failed");
+            return start_again(
+                StatusCode::UNAUTHORIZED,
+                "Not signed in",
+                &format!("berth could not complete the sign-in: {e}"),
+            );
+        }
+    };
+    let (who, admitted) = match service.identify(token).await {
+        Ok(x) => x,
+        Err(e) => return unavailable(&e),
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(refusal) => {
+            st.audit(&who, "session.refused", &refusal).await;
+            return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal);
+        }
+    };
+    let (create_users, organization) = service.accounts();
+    let accounts = Accounts {
+        method: S::METHOD,
+        create_users,
+        organization,
+        wanted_name: admitted.wanted_name.as_deref(),
+    };
+    let user = match user_for(st, &admitted.email, &accounts).await {
+        Ok(user) => user,
+        Err(res) => return res,
+    };
+    if let Some((source, names)) = &admitted.groups {
+        if let Err(e) =
+            super::groups::sync_from_provider(st, *source, user.id, &user.username, names).await
+        {
+            tracing::error!(error = ?e, user = %user.username, method = S::METHOD, "cannot update group memberships from the sign-in provider");
+            return unavailable("your group memberships could not be stored; try again");
+        }
+    }
+    sign_in(st, headers, &user, S::METHOD).await
 }

@@ -8,11 +8,8 @@
 //! with the same session and way back to the app an OpenID Connect sign-in
 //! has ([`super::federated`]).
 
-use super::federated::{
-    end_attempt, expired, over_limit, resume, send_to_service, sign_in, start_again, unavailable,
-    user_for, Accounts, ServiceHttp, StartQuery,
-};
-use super::signin::{cross_site, forbidden_cross_site, page, Back};
+use super::federated::{self, CallbackQuery, Service, ServiceHttp, StartQuery};
+use super::signin::{cross_site, forbidden_cross_site, page};
 use super::ControlState;
 use crate::auth::cookie::Purpose;
 use crate::auth::github::{
@@ -26,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 /// The control plane's GitHub OAuth client.
 pub struct GithubClient {
@@ -144,22 +140,7 @@ async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response 
     let Some(gh) = st.github.clone() else {
         return not_configured();
     };
-    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
-    if let Err(res) = back.check(st).await {
-        return res;
-    }
-    let flow = Flow::start(&st.signin.key);
-    let url = authorization_url(&gh.cfg.url, &gh.cfg.client_id, &gh.redirect_uri, &flow);
-    send_to_service(st, Purpose::GitHub, &flow, url, back, interactive)
-}
-
-/// GitHub's redirect back.
-#[derive(Deserialize)]
-pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+    federated::begin(st, &*gh, q, interactive).await
 }
 
 /// `GET /signin/github/callback`: GitHub sends the browser back here.
@@ -171,91 +152,53 @@ pub(crate) async fn callback(
     let Some(gh) = st.github.clone() else {
         return not_configured();
     };
-    if let Some(res) = over_limit(&st) {
-        return res;
-    }
-    let mut res = finish(&st, &gh, &headers, q).await;
-    end_attempt(&mut res);
-    res
+    federated::callback(&st, &*gh, &headers, q).await
 }
 
-async fn finish(
-    st: &ControlState,
-    gh: &GithubClient,
-    headers: &HeaderMap,
-    q: CallbackQuery,
-) -> Response {
-    let Some(flow) = resume(st, headers, Purpose::GitHub, q.state.as_deref()) else {
-        return expired();
-    };
-    if let Some(error) = q.error {
-        let detail = q.error_description.unwrap_or_default();
-        return start_again(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in",
-            &format!("GitHub did not sign you in: {error}. {detail}"),
-        );
+/// GitHub's part of the callback: an access token, then the person's
+/// profile, addresses, organizations and teams.
+impl Service for GithubClient {
+    const PURPOSE: Purpose = Purpose::GitHub;
+    const NAME: &'static str = "GitHub";
+    const METHOD: &'static str = "github";
+    type Token = String;
+
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String> {
+        Ok(authorization_url(
+            &self.cfg.url,
+            &self.cfg.client_id,
+            &self.redirect_uri,
+            flow,
+        ))
     }
-    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
-        return start_again(
-            StatusCode::BAD_REQUEST,
-            "Sign-in refused",
-            "GitHub sent you back without a code.",
-        );
-    };
-    let token = match gh.token(&code, &flow).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "GitHub sign-in failed");
-            return start_again(
-                StatusCode::UNAUTHORIZED,
-                "Not signed in",
-                &format!("berth could not complete the sign-in: {e}"),
-            );
-        }
-    };
-    let (profile, admitted) = match gh.identify(&token).await {
-        Ok(x) => x,
-        Err(e) => return unavailable(&e),
-    };
-    let admitted = match admitted {
-        Ok(a) => a,
-        Err(refusal) => {
-            st.audit(
-                &format!("github:{}", profile.login),
-                "session.refused",
-                &refusal,
-            )
-            .await;
-            return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal);
-        }
-    };
-    tracing::debug!(login = %admitted.login, teams = ?admitted.teams, "GitHub sign-in admitted");
-    let accounts = Accounts {
-        method: "github",
-        create_users: gh.cfg.create_users,
-        organization: gh.cfg.organization.as_deref(),
-        wanted_name: Some(&admitted.login),
-    };
-    let user = match user_for(st, &admitted.email, &accounts).await {
-        Ok(user) => user,
-        Err(res) => return res,
-    };
-    if gh.cfg.teams_as_groups {
-        // The person's teams (`org/team-slug`, in the organizations berth
-        // knows) become their `github` group memberships, left teams included.
-        if let Err(e) = super::groups::sync_from_provider(
-            st,
-            MemberSource::Github,
-            user.id,
-            &user.username,
-            &admitted.teams,
-        )
-        .await
-        {
-            tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from GitHub teams");
-            return unavailable("your group memberships could not be stored; try again");
-        }
+
+    async fn exchange(&self, code: &str, flow: &Flow) -> Result<String, String> {
+        self.token(code, flow).await
     }
-    sign_in(st, headers, &user, "github").await
+
+    async fn identify(
+        &self,
+        token: String,
+    ) -> Result<(String, Result<federated::Admitted, String>), String> {
+        let (profile, admitted) = GithubClient::identify(self, &token).await?;
+        let admitted = admitted.map(|a| {
+            tracing::debug!(login = %a.login, teams = ?a.teams, "GitHub sign-in admitted");
+            federated::Admitted {
+                email: a.email,
+                // The person's teams (`org/team-slug`, in the organizations
+                // berth knows) become their `github` group memberships,
+                // left teams included.
+                groups: self
+                    .cfg
+                    .teams_as_groups
+                    .then_some((MemberSource::Github, a.teams)),
+                wanted_name: Some(a.login),
+            }
+        });
+        Ok((format!("github:{}", profile.login), admitted))
+    }
+
+    fn accounts(&self) -> (bool, Option<&str>) {
+        (self.cfg.create_users, self.cfg.organization.as_deref())
+    }
 }

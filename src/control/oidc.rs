@@ -6,11 +6,8 @@
 //! finds the user by verified e-mail (or creates one), and starts the same
 //! session a password sign-in does.
 
-use super::federated::{
-    end_attempt, expired, over_limit, resume, send_to_service, sign_in, start_again, unavailable,
-    user_for, Accounts, ServiceHttp, StartQuery,
-};
-use super::signin::{cross_site, forbidden_cross_site, page, Back};
+use super::federated::{self, start_again, CallbackQuery, Service, ServiceHttp, StartQuery};
+use super::signin::{cross_site, forbidden_cross_site, page};
 use super::ControlState;
 use crate::auth::cookie::Purpose;
 use crate::auth::oidc::{
@@ -18,6 +15,7 @@ use crate::auth::oidc::{
     OidcError, UserInfo,
 };
 use crate::config::OidcConfig;
+use crate::store::MemberSource;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -229,33 +227,7 @@ async fn begin(st: &ControlState, q: StartQuery, interactive: bool) -> Response 
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
-    let back = Back::new(q.return_to.as_deref(), q.state.as_deref());
-    if let Err(res) = back.check(st).await {
-        return res;
-    }
-    let (meta, _) = match oidc.provider(false).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(&e),
-    };
-    let flow = Flow::start(&st.signin.key);
-    let url = authorization_url(
-        &meta,
-        &oidc.cfg.client_id,
-        &oidc.redirect_uri,
-        &oidc.cfg.scopes,
-        &flow,
-    );
-    send_to_service(st, Purpose::Oidc, &flow, url, back, interactive)
-}
-
-/// The provider's redirect back.
-#[derive(Deserialize)]
-pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-    iss: Option<String>,
+    federated::begin(st, &*oidc, q, interactive).await
 }
 
 /// `GET /signin/oidc/callback`: the provider sends the browser back here.
@@ -267,103 +239,72 @@ pub(crate) async fn callback(
     let Some(oidc) = st.oidc.clone() else {
         return not_configured();
     };
-    if let Some(res) = over_limit(&st) {
-        return res;
-    }
-    let mut res = finish(&st, &oidc, &headers, q).await;
-    end_attempt(&mut res);
-    res
+    federated::callback(&st, &*oidc, &headers, q).await
 }
 
-async fn finish(
-    st: &ControlState,
-    oidc: &OidcClient,
-    headers: &HeaderMap,
-    q: CallbackQuery,
-) -> Response {
-    let Some(flow) = resume(st, headers, Purpose::Oidc, q.state.as_deref()) else {
-        return expired();
-    };
-    if q.iss.as_deref().is_some_and(|i| i != oidc.cfg.issuer) {
-        return start_again(
-            StatusCode::BAD_REQUEST,
-            "Sign-in refused",
-            "The answer came from another identity provider than the one berth sent you to.",
-        );
+/// The provider's part of the callback: a verified ID token (and userinfo
+/// when it lacks a claim), its issuer checked.
+impl Service for OidcClient {
+    const PURPOSE: Purpose = Purpose::Oidc;
+    const NAME: &'static str = "The identity provider";
+    const METHOD: &'static str = "oidc";
+    type Token = (IdClaims, Option<String>);
+
+    async fn authorization_url(&self, flow: &Flow) -> Result<String, String> {
+        let (meta, _) = self.provider(false).await?;
+        Ok(authorization_url(
+            &meta,
+            &self.cfg.client_id,
+            &self.redirect_uri,
+            &self.cfg.scopes,
+            flow,
+        ))
     }
-    if let Some(error) = q.error {
-        let detail = q.error_description.unwrap_or_default();
-        return start_again(
-            StatusCode::UNAUTHORIZED,
-            "Not signed in",
-            &format!("The identity provider did not sign you in: {error}. {detail}"),
-        );
-    }
-    let Some(code) = q.code.filter(|c| !c.is_empty()) else {
-        return start_again(
-            StatusCode::BAD_REQUEST,
-            "Sign-in refused",
-            "The identity provider sent you back without a code.",
-        );
-    };
-    let (claims, access) = match oidc.exchange(&code, &flow).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "OpenID sign-in failed");
-            return start_again(
-                StatusCode::UNAUTHORIZED,
-                "Not signed in",
-                &format!("berth could not complete the sign-in: {e}"),
-            );
-        }
-    };
-    let info = match oidc.userinfo(&claims, access.as_deref()).await {
-        Ok(i) => i,
-        Err(e) => return unavailable(&e),
-    };
-    // The e-mail claims from the ID token, else from userinfo.
-    let (email, verified) = match (&claims.email, &info) {
-        (Some(e), _) => (Some(e.clone()), claims.email_verified),
-        (None, Some(i)) => (i.email.clone(), i.email_verified),
-        (None, None) => (None, None),
-    };
-    let email = match admit(email.as_deref(), verified, &oidc.cfg.allowed_domains) {
-        Ok(e) => e,
-        Err(refusal) => {
-            st.audit(
-                &format!("oidc:{}", claims.sub),
-                "session.refused",
-                &refusal.to_string(),
+
+    fn check(&self, q: &CallbackQuery) -> Option<Response> {
+        q.iss
+            .as_deref()
+            .is_some_and(|i| i != self.cfg.issuer)
+            .then(|| {
+                start_again(
+                StatusCode::BAD_REQUEST,
+                "Sign-in refused",
+                "The answer came from another identity provider than the one berth sent you to.",
             )
-            .await;
-            return start_again(StatusCode::FORBIDDEN, "Not allowed", &refusal.to_string());
-        }
-    };
-    let accounts = Accounts {
-        method: "oidc",
-        create_users: oidc.cfg.create_users,
-        organization: oidc.cfg.organization.as_deref(),
-        wanted_name: None,
-    };
-    match user_for(st, &email, &accounts).await {
-        Ok(user) => {
-            if let Some(claim) = &oidc.cfg.groups_claim {
-                let names = claims.groups_or_userinfo(claim, info.as_ref());
-                if let Err(e) = super::groups::sync_from_provider(
-                    st,
-                    crate::store::MemberSource::Oidc,
-                    user.id,
-                    &user.username,
-                    &names,
-                )
-                .await
-                {
-                    tracing::error!(error = ?e, user = %user.username, "cannot update group memberships from the sign-in provider");
-                    return unavailable("your group memberships could not be stored; try again");
-                }
-            }
-            sign_in(st, headers, &user, "oidc").await
-        }
-        Err(res) => res,
+            })
+    }
+
+    async fn exchange(&self, code: &str, flow: &Flow) -> Result<Self::Token, String> {
+        OidcClient::exchange(self, code, flow).await
+    }
+
+    async fn identify(
+        &self,
+        (claims, access): Self::Token,
+    ) -> Result<(String, Result<federated::Admitted, String>), String> {
+        let info = self.userinfo(&claims, access.as_deref()).await?;
+        // The e-mail claims from the ID token, else from userinfo.
+        let (email, verified) = match (&claims.email, &info) {
+            (Some(e), _) => (Some(e.clone()), claims.email_verified),
+            (None, Some(i)) => (i.email.clone(), i.email_verified),
+            (None, None) => (None, None),
+        };
+        let admitted = admit(email.as_deref(), verified, &self.cfg.allowed_domains)
+            .map(|email| federated::Admitted {
+                email,
+                wanted_name: None,
+                groups: self.cfg.groups_claim.as_ref().map(|claim| {
+                    (
+                        MemberSource::Oidc,
+                        claims.groups_or_userinfo(claim, info.as_ref()),
+                    )
+                }),
+            })
+            .map_err(|refusal| refusal.to_string());
+        Ok((format!("oidc:{}", claims.sub), admitted))
+    }
+
+    fn accounts(&self) -> (bool, Option<&str>) {
+        (self.cfg.create_users, self.cfg.organization.as_deref())
     }
 }

@@ -2,7 +2,9 @@
 //! built-in edge and a regional edge (`berth edge`, following control's
 //! watch stream): every change at control reaches both within 5 s.
 
-use crate::support::{apps, client_for, free_port, run_agent, Berth, Options};
+use crate::support::regional::{start_eu_edge, EuEdge};
+use crate::support::wait::eventually;
+use crate::support::{apps, client_for, run_agent, Berth, Options};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -20,8 +22,7 @@ pub struct World {
     pub port: u16,
     _app: apps::App,
     _agents: Vec<tokio::sync::oneshot::Sender<()>>,
-    _edge_stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    _edge: EuEdge,
 }
 
 /// Which edge a request goes through.
@@ -42,37 +43,8 @@ impl World {
             ..Default::default()
         })
         .await;
-        let edge_port = free_port();
-        let (s, created) = berth
-            .api(
-                Method::POST,
-                "/api/v1/regions",
-                &berth.admin_token,
-                Some(
-                    json!({"name": "eu", "url": format!("https://eu.berth.localhost:{edge_port}"),
-                            "wildcard": "*.eu.berth.localhost"}),
-                ),
-            )
-            .await;
-        assert_eq!(s, 201, "{created}");
-        let dir = tempfile::tempdir().unwrap();
-        let edge = start_edge(
-            &berth,
-            created["region_token"].as_str().unwrap(),
-            edge_port,
-            dir.path(),
-        )
-        .await;
-        let (control, tunnels) = (edge.control.clone(), edge.tunnels.clone());
-        let (edge_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(edge.run(async {
-            let _ = stopped.await;
-        }));
-        eventually(Duration::from_secs(10), "the edge follows control", || {
-            let c = control.clone();
-            async move { c.connected() }
-        })
-        .await;
+        let edge = start_eu_edge(&berth).await;
+        let (edge_port, tunnels) = (edge.port, edge.tunnels.clone());
         let alice = berth
             .user_token("alice", "correct-horse", "member", Some("acme"))
             .await;
@@ -103,8 +75,7 @@ impl World {
             alice,
             _app: app,
             _agents: agents,
-            _edge_stop: edge_stop,
-            _dir: dir,
+            _edge: edge,
         }
     }
 
@@ -182,50 +153,6 @@ impl World {
             slowest = slowest.max(t0.elapsed());
         }
         slowest
-    }
-}
-
-/// A regional edge for region `eu`, following control at `berth`.
-async fn start_edge(
-    berth: &Berth,
-    token: &str,
-    port: u16,
-    dir: &std::path::Path,
-) -> berth::roles::regional::RegionalEdge {
-    use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
-    let cfg = ServerConfig::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some(format!("127.0.0.1:{port}")),
-            data_dir: Some(dir.join("eu")),
-            admin_listen: Some("off".into()),
-            base_domain: Some("eu.berth.localhost".into()),
-            wildcard: Some("*.eu.berth.localhost".into()),
-            ..Default::default()
-        },
-        RoleDefaults::EDGE,
-    )
-    .unwrap();
-    let link = berth::roles::regional::ControlLink {
-        url: berth.api_url(""),
-        token: berth::auth::Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-    };
-    berth::roles::regional::RegionalEdge::build(cfg, link, Duration::from_secs(10))
-        .await
-        .unwrap()
-}
-
-/// Polls `f` every 50 ms until it is true, at most `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

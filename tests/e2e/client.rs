@@ -1,61 +1,14 @@
 //! The client CLI (`berth login`, `ports`, `share`, `unshare`, `open`) as a
 //! real child process against a running berth, with its own config directory.
 
+use crate::support::berth_cli::{assert_exit, cli, client_cmd, err, out};
 use crate::support::{apps, client_for, Berth};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const EXIT_USAGE: i32 = 64;
-
-/// `berth ARGS` with `BERTH_CONFIG_DIR=config` and nothing else from the
-/// caller's `BERTH_*` environment; `stdin` is fed to it.
-async fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("BERTH_CONFIG_DIR", config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("berth runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("berth finished in time")
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out(o),
-        err(o)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_ports_share_unshare_open() {
@@ -520,14 +473,7 @@ async fn inspect_tails_a_ports_requests() {
     );
 
     // Live, as JSON lines.
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .env("BERTH_CONFIG_DIR", dir)
+    let mut child = client_cmd(dir)
         .args(["inspect", &port, "--json", "-w", "dev", "-a", "main"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,7 +3,8 @@
 //! by their verified primary address, organizations and teams that admit
 //! or refuse, and the way back to the app.
 
-use crate::support::github::{browser, location, sign_in, state_of, with_github, Account};
+use crate::support::github::{browser, location, sign_in, with_github, Account};
+use crate::support::redirects::{sent_to_sign_in, state_of};
 use crate::support::{apps, Berth};
 use reqwest::header::LOCATION;
 use reqwest::Method;
@@ -84,14 +85,7 @@ async fn github_sign_in_creates_or_matches_users_by_verified_primary_email() {
     let label = format!("{port}--main--dev--admin");
     let app_url = berth.app_url(&label, "/deep/page?q=1");
     // The app host sends her to sign in, with its state in her cookie jar.
-    let res = b
-        .get(&app_url)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let state = state_of(&location(&res));
+    let state = sent_to_sign_in(&b, &app_url).await;
     let (res, _) = sign_in(&b, &berth, &gh, "Alice-GH", Some((&app_url, &state))).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let back = location(&res);
@@ -513,14 +507,7 @@ async fn github_teams_become_groups_that_shares_name_and_a_left_team_is_left_at_
     assert_eq!(shared["groups"], json!(["acme/backend"]), "{shared}");
     let label = format!("{port}--main--dev--admin");
     let app_url = berth.app_url(&label, "/team");
-    let res = b
-        .get(&app_url)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let state = state_of(&location(&res));
+    let state = sent_to_sign_in(&b, &app_url).await;
     let (res, _) = sign_in(&b, &berth, &gh, "alice", Some((&app_url, &state))).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let res = b.get(location(&res)).send().await.unwrap();

@@ -4,6 +4,7 @@
 //! can be forged or replayed.
 
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::redirects::{location, sent_to_sign_in, state_of};
 use crate::support::{apps, Berth, Loopback, Options};
 use berth::config::OidcConfig;
 use reqwest::header::LOCATION;
@@ -26,21 +27,6 @@ fn browser(berth: &Berth) -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-fn location(res: &Response) -> String {
-    let loc = res.headers()[LOCATION].to_str().unwrap();
-    if loc.starts_with('/') {
-        let u = res.url();
-        format!(
-            "{}://{}:{}{loc}",
-            u.scheme(),
-            u.host_str().unwrap(),
-            u.port().unwrap()
-        )
-    } else {
-        loc.to_owned()
-    }
 }
 
 /// How a sign-in through the provider starts.
@@ -115,16 +101,6 @@ async fn sso(b: &reqwest::Client, berth: &Berth, login: &str, start: Start<'_>) 
         url = location(&res);
     }
     panic!("no way back to berth from the provider");
-}
-
-/// The `state` parameter of an authorization URL.
-fn state_of(auth: &str) -> String {
-    reqwest::Url::parse(auth)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap()
 }
 
 /// A berth (control + edge) whose `[oidc]` points at a provider started
@@ -225,14 +201,7 @@ async fn sign_in_through_a_real_openid_provider() {
     let label = format!("{port}--main--dev--admin");
     let app_url = berth.app_url(&label, "/deep/page?q=1");
     // The app host sends her to sign in with its state (kept in her cookie jar).
-    let res = b
-        .get(&app_url)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let state = state_of(&location(&res));
+    let state = sent_to_sign_in(&b, &app_url).await;
     let res = sso(&b, &berth, "alice", Start::Button(&app_url, &state)).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let back = location(&res);
@@ -549,14 +518,7 @@ async fn idp_groups_let_a_share_in_until_dropped(in_id_token: bool) {
         .await;
     let label = format!("{port}--main--dev--admin");
     let app_url = berth.app_url(&label, "/in");
-    let res = b
-        .get(&app_url)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let state = state_of(&location(&res));
+    let state = sent_to_sign_in(&b, &app_url).await;
     let res = sso(&b, &berth, "alice", Start::Button(&app_url, &state)).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     let res = b.get(location(&res)).send().await.unwrap();

@@ -5,61 +5,17 @@
 //! the organization level refused without an organization, and a clear
 //! word when an agent does not trust the server's CA.
 
-use crate::cli::{berth_cmd, drain, BIN};
+use crate::cli::{berth_cmd, drain};
+use crate::support::berth_cli::{assert_exit, cli, err, out};
 use crate::support::{apps, free_port, Berth, Options};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EXIT_USAGE: i32 = 64;
-
-/// `berth ARGS` as a client with its own config directory, `stdin` fed in.
-async fn cli(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("BERTH_") || k == "SSL_CERT_FILE" || k == "XDG_CONFIG_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("BERTH_CONFIG_DIR", config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("berth runs");
-    let mut input = child.stdin.take().unwrap();
-    // A command that reads nothing may have exited already.
-    let _ = input.write_all(stdin.as_bytes()).await;
-    drop(input);
-    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("berth finished in time")
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        out(o),
-        err(o)
-    );
-}
 
 fn json_out(o: &Output) -> Value {
     assert_exit(o, 0);

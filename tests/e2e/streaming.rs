@@ -4,7 +4,6 @@ use crate::support::{apps, Berth};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
@@ -138,24 +137,7 @@ pub(crate) async fn tls_to(
     host: &str,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(berth.addr).await.unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&berth.ca_pem).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(host.to_owned().try_into().unwrap(), tcp)
-        .await
-        .unwrap()
+    crate::support::raw::tls_alpn(berth.addr, &berth.ca_pem, host, alpn).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

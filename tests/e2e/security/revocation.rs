@@ -5,7 +5,9 @@
 //! an app-host sign-in, an API token or a public share, on the built-in edge
 //! and on a regional one. Connections that stay allowed stay open.
 
-use crate::support::{apps, browser, client_for, free_port, run_agent, Berth, Options};
+use crate::support::regional::start_eu_edge;
+use crate::support::wait::eventually;
+use crate::support::{apps, browser, client_for, run_agent, Berth, Options};
 use futures_util::{SinkExt, Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
@@ -13,7 +15,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{self, protocol::Role, Message};
 
@@ -73,24 +74,7 @@ impl Cred<'_> {
 }
 
 async fn tls_to(t: &Target, alpn: &[u8]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(t.addr).await.unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&t.ca).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(t.host.clone().try_into().unwrap(), tcp)
-        .await
-        .unwrap()
+    crate::support::raw::tls_alpn(t.addr, &t.ca, &t.host, alpn).await
 }
 
 pub(crate) type H1Ws =
@@ -698,50 +682,6 @@ async fn a_long_download_stops_within_5s_of_revoking_its_link() {
     }
 }
 
-/// A regional edge for region `eu`, following control at `berth`.
-async fn start_edge(
-    berth: &Berth,
-    token: &str,
-    port: u16,
-    dir: &std::path::Path,
-) -> berth::roles::regional::RegionalEdge {
-    use berth::config::{FileConfig, Overrides, RoleDefaults, ServerConfig};
-    let cfg = ServerConfig::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some(format!("127.0.0.1:{port}")),
-            data_dir: Some(dir.join("eu")),
-            admin_listen: Some("off".into()),
-            base_domain: Some("eu.berth.localhost".into()),
-            wildcard: Some("*.eu.berth.localhost".into()),
-            ..Default::default()
-        },
-        RoleDefaults::EDGE,
-    )
-    .unwrap();
-    let link = berth::roles::regional::ControlLink {
-        url: berth.api_url(""),
-        token: berth::auth::Secret::new(token),
-        ca_file: Some(berth.ca_pem.clone()),
-    };
-    berth::roles::regional::RegionalEdge::build(cfg, link, Duration::from_secs(10))
-        .await
-        .unwrap()
-}
-
-/// Polls `f` every 50 ms until it is true, at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regional_edge_closes_websockets_when_a_link_is_revoked_or_a_share_lowered() {
     let berth = Berth::start_with(Options {
@@ -749,37 +689,8 @@ async fn a_regional_edge_closes_websockets_when_a_link_is_revoked_or_a_share_low
         ..Default::default()
     })
     .await;
-    let edge_port = free_port();
-    let (s, created) = berth
-        .api(
-            Method::POST,
-            "/api/v1/regions",
-            &berth.admin_token,
-            Some(
-                json!({"name": "eu", "url": format!("https://eu.berth.localhost:{edge_port}"),
-                        "wildcard": "*.eu.berth.localhost"}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 201, "{created}");
-    let dir = tempfile::tempdir().unwrap();
-    let edge = start_edge(
-        &berth,
-        created["region_token"].as_str().unwrap(),
-        edge_port,
-        dir.path(),
-    )
-    .await;
-    let (control, tunnels) = (edge.control.clone(), edge.tunnels.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let edge_task = tokio::spawn(edge.run(async {
-        let _ = stop_rx.await;
-    }));
-    eventually(Duration::from_secs(10), "the edge follows control", || {
-        let c = control.clone();
-        async move { c.connected() }
-    })
-    .await;
+    let edge = start_eu_edge(&berth).await;
+    let (edge_port, tunnels) = (edge.port, edge.tunnels.clone());
     let agent_token = berth.create_agent("api", "laptop").await;
     let stop_agent = run_agent(berth::agent::AgentConfig {
         url: format!("https://eu.berth.localhost:{edge_port}"),
@@ -847,6 +758,6 @@ async fn a_regional_edge_closes_websockets_when_a_link_is_revoked_or_a_share_low
     echoes(&mut owner, "the owner's socket stays").await;
 
     let _ = stop_agent.send(());
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), edge_task).await;
+    let _ = edge.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), edge.task).await;
 }

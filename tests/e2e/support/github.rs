@@ -495,31 +495,7 @@ pub fn browser(berth: &super::Berth) -> reqwest::Client {
         .unwrap()
 }
 
-/// A response's `Location`, made absolute.
-pub fn location(res: &reqwest::Response) -> String {
-    let loc = res.headers()[header::LOCATION].to_str().unwrap();
-    if loc.starts_with('/') {
-        let u = res.url();
-        format!(
-            "{}://{}:{}{loc}",
-            u.scheme(),
-            u.host_str().unwrap(),
-            u.port().unwrap()
-        )
-    } else {
-        loc.to_owned()
-    }
-}
-
-/// The `state` parameter of a URL.
-pub fn state_of(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap()
-}
+pub use super::redirects::{location, state_of};
 
 /// Signs browser `b` in to the stand-in as `login` (GitHub's own session).
 pub async fn github_session(b: &reqwest::Client, gh: &GitHub, login: &str) {

@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod apps;
+pub mod berth_cli;
 pub mod browser;
 pub mod delay;
 pub mod github;
@@ -15,8 +16,11 @@ pub mod netns;
 pub mod postgres;
 pub mod raw;
 pub mod recorder;
+pub mod redirects;
+pub mod regional;
 pub mod relay;
 pub mod setup;
+pub mod wait;
 
 use berth::config::{FileConfig, Limits, Overrides, RoleDefaults, ServerConfig};
 use berth::roles::Server;

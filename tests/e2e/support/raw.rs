@@ -1,7 +1,9 @@
 //! Raw TLS connections to berth, for requests no polite client would send,
 //! and a small HTTP/1.x response reader.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +20,29 @@ pub async fn tls(ca: &Path, sni: &str, port: u16) -> TlsStream<TcpStream> {
     .await
     .expect("TLS connect timed out")
     .expect("TLS connect")
+}
+
+/// Opens a TLS connection to `addr` offering ALPN `alpn`, with SNI `sni`,
+/// trusting only `ca` (no timeout: the caller bounds it).
+pub async fn tls_alpn(addr: SocketAddr, ca: &Path, sni: &str, alpn: &[u8]) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(sni.to_owned().try_into().unwrap(), tcp)
+        .await
+        .unwrap()
 }
 
 /// How a raw exchange ended.
