@@ -233,6 +233,16 @@ pub(crate) struct AgentArgs {
     /// reachable the moment the first region's edge fails (not with --region)
     #[arg(long, conflicts_with = "region")]
     pub(crate) standby: bool,
+    /// Tunnel connections to the edge, 1 to 16: the edge spreads requests
+    /// over them, and losing one costs only the requests on it
+    #[arg(
+        long,
+        env = "BERTH_TUNNELS",
+        value_name = "N",
+        default_value_t = berth::agent::DEFAULT_TUNNELS,
+        value_parser = clap::value_parser!(u16).range(1..=berth::tunnel::MAX_TUNNELS as i64)
+    )]
+    pub(crate) tunnels: u16,
     /// Log lines as "text" or "json"
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub(crate) log_format: String,

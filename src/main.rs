@@ -302,6 +302,7 @@ async fn run_agent(a: AgentArgs) -> ExitCode {
         upstream,
         region: a.region,
         standby: a.standby,
+        tunnels: a.tunnels,
     };
     match agent::run(cfg, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -370,6 +370,7 @@ pub fn swarm() {
                     upstream: Default::default(),
                     region: None,
                     standby: false,
+                    tunnels: berth::agent::DEFAULT_TUNNELS,
                 };
                 tokio::spawn(async move {
                     if let Err(e) = berth::agent::run(cfg, std::future::pending()).await {

@@ -4,6 +4,9 @@
 
 mod regions;
 mod scan;
+mod set;
+
+pub use set::DEFAULT_TUNNELS;
 
 use crate::protocol::regions::{from_header, https_host_port, Candidate, CONTROL, REGIONS_HEADER};
 use crate::secret::Secret;
@@ -44,6 +47,10 @@ pub struct AgentConfig {
     /// Keep a second tunnel to the next nearest region, so that the app
     /// stays reachable the moment the first one's edge fails.
     pub standby: bool,
+    /// Tunnel connections to the edge (1..=[`crate::tunnel::MAX_TUNNELS`]):
+    /// the edge spreads requests over them, and losing one costs only its
+    /// own streams. The standby is always one.
+    pub tunnels: u16,
 }
 
 /// Why one connection attempt failed.
@@ -67,6 +74,8 @@ pub enum AgentError {
     HandshakeTimeout(Duration),
     #[error("the tunnel task failed: {0}")]
     Serve(String),
+    #[error("--tunnels {0}: give 1 to {max}", max = tunnel::MAX_TUNNELS)]
+    Tunnels(u16),
 }
 
 /// Splits `https://host[:port][/]` into host and port.
@@ -131,8 +140,11 @@ async fn standby(
             }
             continue;
         };
-        let opened =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, &target, tls.clone())).await;
+        let opened = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            open_tunnel(cfg, &target, tls.clone(), None),
+        )
+        .await;
         let (io, edge) = match opened {
             Ok(Ok((io, _, edge))) => (io, edge),
             Ok(Err(e)) => {
@@ -189,6 +201,8 @@ struct RunState {
     retiring: Option<(Arc<tunnel::agent::Steering>, Serving)>,
     /// Where the primary tunnel is, for the standby.
     primary: Primary,
+    /// The other tunnels of the primary's set (`--tunnels`).
+    siblings: Option<set::Siblings>,
 }
 
 /// How a tunnel ended.
@@ -221,11 +235,21 @@ async fn connect_once(
         known,
         retiring,
         primary,
+        siblings,
     } = st;
-    let (io, listed, edge) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, open_tunnel(cfg, url, tls.clone()))
-            .await
-            .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+    // The same set while the agent stays with this edge: a redial of the
+    // primary joins its siblings there instead of replacing them.
+    let set = match siblings {
+        Some(s) if s.url == url => s.set,
+        _ => rand::random(),
+    };
+    let slot = tunnel::TunnelSlot { set, index: 0 };
+    let (io, listed, edge) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        open_tunnel(cfg, url, tls.clone(), Some(slot)),
+    )
+    .await
+    .map_err(|_| AgentError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     if let Some(list) = listed {
         *known = Some(list);
     }
@@ -236,6 +260,14 @@ async fn connect_once(
         tracing::info!("retiring the previous tunnel (its open streams finish)");
         steering.retire.notify_one();
         serving.detach();
+    }
+    if siblings.as_ref().is_none_or(|s| s.set != set) {
+        if let Some(old) = siblings.take() {
+            old.retire();
+        }
+        if cfg.tunnels > 1 {
+            *siblings = Some(set::Siblings::start(cfg, url, set, tls.clone(), up.clone()));
+        }
     }
     // Somewhere else to go: unpinned, and another region or control's edge.
     let can_move = cfg.region.is_none()
@@ -339,11 +371,13 @@ type Opened = (
     Option<std::net::SocketAddr>,
 );
 
-/// Dials, does TLS, and upgrades to the tunnel protocol.
+/// Dials, does TLS, and upgrades to the tunnel protocol, as `slot` of a
+/// set when given.
 async fn open_tunnel(
     cfg: &AgentConfig,
     url: &str,
     tls: Arc<rustls::ClientConfig>,
+    slot: Option<tunnel::TunnelSlot>,
 ) -> Result<Opened, AgentError> {
     let (host, port) = parse_url(url)?;
     // --connect-to names where cfg.url's host is, not a region's.
@@ -364,7 +398,7 @@ async fn open_tunnel(
     } else {
         format!("{host}:{port}")
     };
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .uri(tunnel::CONNECT_PATH)
         .header(http::header::HOST, authority)
         .header(http::header::CONNECTION, "upgrade")
@@ -379,6 +413,10 @@ async fn open_tunnel(
         )
         .body(Empty::new())
         .expect("static request is valid");
+    if let Some(slot) = slot {
+        let value = http::HeaderValue::try_from(slot.header_value()).expect("hex and digits");
+        req.headers_mut().insert(tunnel::TUNNEL_SET_HEADER, value);
+    }
     let mut res = sender.send_request(req).await?;
     match res.status() {
         http::StatusCode::SWITCHING_PROTOCOLS => {}
@@ -455,6 +493,9 @@ async fn targets(
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     parse_url(&cfg.url)?;
+    if !(1..=tunnel::MAX_TUNNELS).contains(&cfg.tunnels) {
+        return Err(AgentError::Tunnels(cfg.tunnels));
+    }
     let tls = crate::tls::client::client_config(cfg.ca_file.as_deref(), &[b"http/1.1"])?;
     let up = Arc::new(cfg.upstream.clone());
     let (primary, primary_rx) = tokio::sync::watch::channel(None);
@@ -470,6 +511,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             known: None,
             retiring: None,
             primary,
+            siblings: None,
         };
         let mut avoid: Option<String> = None;
         loop {

@@ -372,12 +372,23 @@ impl Frontdoor {
         else {
             return pages::render(&pages::ErrorPage::AgentToken, false);
         };
+        let slot = match req.headers().get(tunnel::TUNNEL_SET_HEADER).map(|v| {
+            v.to_str()
+                .map_err(|_| format!("{} is not ASCII", tunnel::TUNNEL_SET_HEADER))
+                .and_then(tunnel::TunnelSlot::parse)
+        }) {
+            None => None,
+            Some(Ok(slot)) => Some(slot),
+            Some(Err(reason)) => {
+                return pages::render(&pages::ErrorPage::BadRequest { reason }, false)
+            }
+        };
         let serving = self.serving(&agent);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let tunnels = self.edge.tunnels.clone();
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(io) => tunnels.serve(agent.id, agent.token_hash, io).await,
+                Ok(io) => tunnels.serve(agent.id, agent.token_hash, slot, io).await,
                 Err(e) => tracing::warn!(agent = %agent.name, error = %e, "agent upgrade failed"),
             }
         });

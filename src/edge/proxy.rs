@@ -348,7 +348,8 @@ async fn wake(
 /// server that has it.
 fn way(cx: &Ctx<'_>, pass: &Pass, target: &AppTarget) -> Result<connector::Via, ErrorPage> {
     let edge = cx.edge;
-    if let Some(tunnel) = edge.tunnels.get(pass.agent_id) {
+    let affinity = crate::tunnel::edge::affinity(cx.peer);
+    if let Some(tunnel) = edge.tunnels.pick(pass.agent_id, affinity) {
         return Ok(connector::Via::Tunnel(tunnel.generation));
     }
     let holders = edge.catalog.tunnels_at(pass.agent_id);

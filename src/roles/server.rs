@@ -381,6 +381,7 @@ impl Server {
                 // never moved to a regional edge.
                 region: Some(crate::protocol::regions::CONTROL.into()),
                 standby: false,
+                tunnels: crate::agent::DEFAULT_TUNNELS,
             };
             let stop = stop.begun();
             tokio::spawn(async move {

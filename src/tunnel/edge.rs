@@ -1,11 +1,13 @@
-//! The edge's end of the tunnels: a registry of live agents, each an HTTP/2
-//! client connection on which the edge opens one `CONNECT` stream per
-//! upstream TCP connection, and asks `GET /ports` for the listening ports.
+//! The edge's end of the tunnels: a registry of live agents, each with one
+//! or more HTTP/2 client connections (an agent's set of `--tunnels N`, see
+//! [`super::TUNNEL_SET_HEADER`]) on which the edge opens one `CONNECT`
+//! stream per upstream TCP connection, and asks `GET /ports` for the
+//! listening ports.
 
 use super::protocol::ListeningPort;
 use super::{
-    PortsReply, Refusal, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY, MOVE_PATH,
-    PING_INTERVAL, PING_TIMEOUT, PORTS_PATH, PORTS_TIMEOUT, STREAM_WINDOW,
+    PortsReply, Refusal, TunnelSlot, CONNECTION_WINDOW, ERROR_HEADER, MAX_FRAME, MAX_PORTS_REPLY,
+    MAX_TUNNELS, MOVE_PATH, PING_INTERVAL, PING_TIMEOUT, PORTS_PATH, PORTS_TIMEOUT, STREAM_WINDOW,
 };
 use crate::auth::TokenHash;
 use bytes::Bytes;
@@ -73,6 +75,9 @@ pub struct TunnelHandle {
     pub since: Instant,
     /// The agent token the tunnel was opened with.
     pub token: TokenHash,
+    /// Its place in the agent's set of tunnels (`None`: an agent that opens
+    /// one tunnel only, older than sets).
+    pub slot: Option<TunnelSlot>,
     sender: SendRequest<Empty<Bytes>>,
     kill: Arc<Notify>,
 }
@@ -205,20 +210,84 @@ pub struct TunnelEvent {
 /// its open streams (a little over the agent's own retire grace).
 const REPLACED_GRACE: Duration = Duration::from_secs(20);
 
-/// Replaced tunnels of one agent kept in their grace period at most; an
-/// older one beyond is closed at once.
-const MAX_EARLIER: usize = 4;
+/// Replaced tunnels of one agent kept in their grace period at most (a
+/// whole set can be replaced at once); an older one beyond is closed at once.
+const MAX_EARLIER: usize = MAX_TUNNELS as usize;
 
-/// An agent's tunnels here: the newest, which takes new streams, and the
-/// ones it replaced that are still finishing theirs (oldest first). When
-/// the newest ends first, the newest earlier one that is still open takes
-/// over at once: a replacement that dies (a second connection with the
-/// same token, a standby's edge restarting) must not leave the agent
+/// An agent's tunnels here: the newest set, which takes new streams
+/// (`current` and its `siblings`, the other connections of the same
+/// [`TunnelSlot::set`]), and the ones it replaced that are still finishing
+/// theirs (oldest first). When `current` ends, an open sibling takes its
+/// place, so losing one connection of a set costs only its own streams.
+/// When the whole set is gone, the newest earlier one that is still open
+/// takes over at once: a replacement that dies (a second connection with
+/// the same token, a standby's edge restarting) must not leave the agent
 /// unreachable while its first tunnel is alive.
 #[derive(Debug)]
 struct AgentTunnels {
     current: TunnelHandle,
+    siblings: Vec<TunnelHandle>,
     earlier: Vec<TunnelHandle>,
+}
+
+impl AgentTunnels {
+    /// The newest set's connections: `current`, then its siblings.
+    fn set(&self) -> impl Iterator<Item = &TunnelHandle> {
+        std::iter::once(&self.current).chain(&self.siblings)
+    }
+
+    /// Every connection the agent has here.
+    fn all(&self) -> impl Iterator<Item = &TunnelHandle> {
+        self.set().chain(&self.earlier)
+    }
+
+    /// Takes in a newly arrived tunnel: it joins the current set, taking
+    /// over its slot if another has it, or it replaces the set. Returns the
+    /// generations it displaced (closed after their grace).
+    fn arrive(&mut self, handle: TunnelHandle) -> Vec<u64> {
+        let displaced: Vec<TunnelHandle> = if TunnelSlot::joins(self.current.slot, handle.slot) {
+            let index = handle.slot.map(|s| s.index);
+            if self.current.slot.map(|s| s.index) == index {
+                vec![std::mem::replace(&mut self.current, handle)]
+            } else if let Some(i) = self
+                .siblings
+                .iter()
+                .position(|h| h.slot.map(|s| s.index) == index)
+            {
+                vec![std::mem::replace(&mut self.siblings[i], handle)]
+            } else {
+                self.siblings.push(handle);
+                Vec::new()
+            }
+        } else {
+            let old = std::mem::replace(&mut self.current, handle);
+            std::iter::once(old)
+                .chain(std::mem::take(&mut self.siblings))
+                .collect()
+        };
+        let generations = displaced.iter().map(|h| h.generation).collect();
+        self.earlier.extend(displaced);
+        self.trim_earlier();
+        generations
+    }
+
+    /// Keeps `earlier` within [`MAX_EARLIER`], closing the oldest.
+    fn trim_earlier(&mut self) {
+        while self.earlier.len() > MAX_EARLIER {
+            self.earlier.remove(0).kill.notify_one();
+        }
+    }
+}
+
+/// Spreads requests over an agent's tunnels: the same `affinity` (one
+/// client connection) keeps to the same tunnel, so its warm requests reuse
+/// that tunnel's pooled connections.
+pub fn affinity(peer: std::net::SocketAddr) -> u64 {
+    let ip = match peer.ip() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+    };
+    ip.rotate_left(16) ^ u64::from(peer.port())
 }
 
 /// What ending one tunnel did to its agent.
@@ -229,6 +298,11 @@ enum Ended {
     /// It was the newest; an earlier, still open tunnel of that generation
     /// took over.
     Reinstated(u64),
+    /// It was the newest set's first; another open tunnel of the set (of
+    /// that generation) took its place.
+    Promoted(u64),
+    /// It was one of the newest set's other tunnels.
+    Sibling,
     /// It had been replaced, or was already forgotten.
     Earlier,
 }
@@ -272,8 +346,7 @@ impl Tunnels {
     pub fn sweep(&self, still_valid: impl Fn(i64, &TokenHash) -> bool) {
         for entry in self.live.iter() {
             let agent_id = *entry.key();
-            let tunnels = std::iter::once(&entry.current).chain(&entry.earlier);
-            for h in tunnels.filter(|h| !still_valid(agent_id, &h.token)) {
+            for h in entry.all().filter(|h| !still_valid(agent_id, &h.token)) {
                 tracing::info!(agent_id, "closing the tunnel of a removed agent");
                 h.kill.notify_one();
             }
@@ -328,10 +401,38 @@ impl Tunnels {
     /// has closed and not yet been cleared) the newest earlier one open.
     pub fn get(&self, agent_id: i64) -> Option<TunnelHandle> {
         let agent = self.live.get(&agent_id)?;
-        std::iter::once(&agent.current)
+        let found = agent
+            .set()
             .chain(agent.earlier.iter().rev())
             .find(|h| h.is_open())
-            .cloned()
+            .cloned();
+        found
+    }
+
+    /// The tunnel for a request with this [`affinity`]: one of the newest
+    /// set's open connections (the same one for the same affinity while
+    /// the set stays), or [`Tunnels::get`]'s when none is open.
+    pub fn pick(&self, agent_id: i64, affinity: u64) -> Option<TunnelHandle> {
+        let agent = self.live.get(&agent_id)?;
+        let open = agent.set().filter(|h| h.is_open()).count();
+        if open > 1 {
+            // By slot index, so the choice does not depend on arrival order.
+            let mut set: Vec<&TunnelHandle> = agent.set().filter(|h| h.is_open()).collect();
+            set.sort_unstable_by_key(|h| h.slot.map(|s| s.index));
+            return Some(set[(affinity % open as u64) as usize].clone());
+        }
+        drop(agent);
+        self.get(agent_id)
+    }
+
+    /// The generations of the agent's newest set that are open, by slot.
+    pub fn set_generations(&self, agent_id: i64) -> Vec<u64> {
+        let Some(agent) = self.live.get(&agent_id) else {
+            return Vec::new();
+        };
+        let mut set: Vec<&TunnelHandle> = agent.set().filter(|h| h.is_open()).collect();
+        set.sort_unstable_by_key(|h| h.slot.map(|s| s.index));
+        set.into_iter().map(|h| h.generation).collect()
     }
 
     /// The ids of the agents with a live tunnel, sorted.
@@ -339,7 +440,7 @@ impl Tunnels {
         let mut ids: Vec<i64> = self
             .live
             .iter()
-            .filter(|e| e.current.is_open() || e.earlier.iter().any(TunnelHandle::is_open))
+            .filter(|e| e.all().any(TunnelHandle::is_open))
             .map(|e| *e.key())
             .collect();
         ids.sort_unstable();
@@ -369,22 +470,44 @@ impl Tunnels {
     }
 
     /// Forgets the tunnel `generation` of `agent_id`, which ended; when it
-    /// was the newest, the newest earlier one still open takes over.
+    /// was the newest, an open one of its set takes over, else the newest
+    /// earlier one still open.
     fn end(&self, agent_id: i64, generation: u64) -> Ended {
         let dashmap::Entry::Occupied(mut e) = self.live.entry(agent_id) else {
             return Ended::Earlier;
         };
         let agent = e.get_mut();
         if agent.current.generation != generation {
+            if let Some(i) = agent
+                .siblings
+                .iter()
+                .position(|h| h.generation == generation)
+            {
+                agent.siblings.remove(i);
+                return Ended::Sibling;
+            }
             agent.earlier.retain(|h| h.generation != generation);
             return Ended::Earlier;
         }
-        while let Some(earlier) = agent.earlier.pop() {
-            if earlier.is_open() {
-                let reinstated = earlier.generation;
-                agent.current = earlier;
-                return Ended::Reinstated(reinstated);
-            }
+        agent.siblings.retain(TunnelHandle::is_open);
+        if !agent.siblings.is_empty() {
+            agent.current = agent.siblings.remove(0);
+            return Ended::Promoted(agent.current.generation);
+        }
+        // The newest earlier one still open serves again, with the open
+        // ones of its set, the lowest slot first.
+        agent.earlier.retain(TunnelHandle::is_open);
+        if let Some(newest) = agent.earlier.pop() {
+            let set = newest.slot.map(|s| s.set);
+            let (mut back, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut agent.earlier)
+                .into_iter()
+                .partition(|h| set.is_some() && h.slot.map(|s| s.set) == set);
+            agent.earlier = rest;
+            back.push(newest);
+            back.sort_by_key(|h| h.slot.map(|s| s.index));
+            agent.current = back.remove(0);
+            agent.siblings = back;
+            return Ended::Reinstated(agent.current.generation);
         }
         e.remove();
         Ended::Last
@@ -396,7 +519,7 @@ impl Tunnels {
         let Some(agent) = self.live.get(&agent_id) else {
             return;
         };
-        if agent.current.generation == generation {
+        if agent.set().any(|h| h.generation == generation) {
             return;
         }
         if let Some(h) = agent.earlier.iter().find(|h| h.generation == generation) {
@@ -411,17 +534,29 @@ impl Tunnels {
         generation: u64,
         port: u16,
     ) -> Result<Upgraded, OpenError> {
-        let handle = self
-            .get(agent_id)
-            .filter(|h| h.generation == generation)
+        let in_set = self.live.get(&agent_id).and_then(|a| {
+            a.set()
+                .find(|h| h.generation == generation && h.is_open())
+                .cloned()
+        });
+        let handle = in_set
+            .or_else(|| self.get(agent_id).filter(|h| h.generation == generation))
             .ok_or(OpenError::Offline)?;
         self.stats.streams_opened.inc();
         handle.open(port).await
     }
 
-    /// Runs an agent's tunnel over an upgraded connection until it ends. The
-    /// newest tunnel of an agent wins; an older one is dropped from the map.
-    pub async fn serve(self: Arc<Self>, agent_id: i64, token: TokenHash, io: Upgraded) {
+    /// Runs an agent's tunnel over an upgraded connection until it ends. A
+    /// tunnel of the agent's current set (same [`TunnelSlot::set`]) joins
+    /// it, taking over its slot if that was taken; any other is the newest
+    /// and replaces the set, which finishes its streams meanwhile.
+    pub async fn serve(
+        self: Arc<Self>,
+        agent_id: i64,
+        token: TokenHash,
+        slot: Option<TunnelSlot>,
+        io: Upgraded,
+    ) {
         let result = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
@@ -445,29 +580,22 @@ impl Tunnels {
             generation,
             since: Instant::now(),
             token,
+            slot,
             sender,
             kill: kill.clone(),
         };
         let replaced = match self.live.entry(agent_id) {
-            dashmap::Entry::Occupied(mut e) => {
-                let agent = e.get_mut();
-                let old = std::mem::replace(&mut agent.current, handle);
-                let old_generation = old.generation;
-                agent.earlier.push(old);
-                if agent.earlier.len() > MAX_EARLIER {
-                    agent.earlier.remove(0).kill.notify_one();
-                }
-                Some(old_generation)
-            }
+            dashmap::Entry::Occupied(mut e) => Some(e.get_mut().arrive(handle)),
             dashmap::Entry::Vacant(e) => {
                 e.insert(AgentTunnels {
                     current: handle,
+                    siblings: Vec::new(),
                     earlier: Vec::new(),
                 });
                 None
             }
         };
-        if let Some(old_generation) = replaced {
+        if let Some(replaced) = replaced {
             // The agent reconnected (or promoted its standby tunnel here):
             // new streams go to the new tunnel at once; the old one keeps
             // its open streams a while (the agent retires it gracefully, or
@@ -476,7 +604,9 @@ impl Tunnels {
             let tunnels = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(REPLACED_GRACE).await;
-                tunnels.close_if_replaced(agent_id, old_generation);
+                for old_generation in replaced {
+                    tunnels.close_if_replaced(agent_id, old_generation);
+                }
             });
         } else {
             self.stats.connected.inc();
@@ -502,7 +632,12 @@ impl Tunnels {
                 generation = earlier,
                 "the agent's newest tunnel ended; its earlier one, still open, serves again"
             ),
-            Ended::Earlier => {}
+            Ended::Promoted(other) => tracing::info!(
+                agent_id,
+                generation = other,
+                "one of the agent's tunnels ended; the others keep serving"
+            ),
+            Ended::Sibling | Ended::Earlier => {}
         }
         match outcome {
             Ok(()) => tracing::info!(agent_id, generation, "agent disconnected"),
@@ -544,6 +679,7 @@ mod tests {
             generation: 1,
             since: Instant::now(),
             token: TokenHash([0; 32]),
+            slot: None,
             sender,
             kill: Arc::new(Notify::new()),
         }
@@ -561,6 +697,7 @@ mod tests {
             generation,
             since: Instant::now(),
             token: TokenHash([0; 32]),
+            slot: None,
             sender,
             kill: Arc::new(Notify::new()),
         };
@@ -582,6 +719,7 @@ mod tests {
             7,
             AgentTunnels {
                 current: open(3).await,
+                siblings: Vec::new(),
                 earlier: vec![open(1).await, closed(2).await],
             },
         );
@@ -607,6 +745,7 @@ mod tests {
             1,
             AgentTunnels {
                 current: closed(5).await,
+                siblings: Vec::new(),
                 earlier: vec![open(4).await],
             },
         );
@@ -623,6 +762,7 @@ mod tests {
             3,
             AgentTunnels {
                 current: two,
+                siblings: Vec::new(),
                 earlier: vec![one],
             },
         );
@@ -633,6 +773,124 @@ mod tests {
         t.close_if_replaced(3, 2);
         let newest = tokio::time::timeout(Duration::from_millis(100), kill2.notified()).await;
         assert!(newest.is_err(), "the newest tunnel was closed");
+    }
+
+    async fn in_slot(generation: u64, set: u64, index: u16) -> TunnelHandle {
+        TunnelHandle {
+            slot: Some(TunnelSlot { set, index }),
+            ..open(generation).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_set_shares_the_load_and_losing_one_costs_only_that_one() {
+        let t = Tunnels::new();
+        t.live.insert(
+            9,
+            AgentTunnels {
+                current: in_slot(1, 0xa, 0).await,
+                siblings: Vec::new(),
+                earlier: Vec::new(),
+            },
+        );
+        let mut agent = t.live.get_mut(&9).unwrap();
+        // The set's second tunnel joins; nothing is displaced.
+        assert!(agent.arrive(in_slot(2, 0xa, 1).await).is_empty());
+        drop(agent);
+        assert_eq!(t.set_generations(9), [1, 2]);
+        // Each affinity keeps to one tunnel; both are used.
+        let picked: Vec<u64> = (0..4).map(|a| t.pick(9, a).unwrap().generation).collect();
+        assert_eq!(picked, [1, 2, 1, 2]);
+        assert_eq!(
+            t.pick(9, 7).unwrap().generation,
+            t.pick(9, 7).unwrap().generation
+        );
+        // Streams open on either tunnel of the set.
+        assert!(t.live.get(&9).unwrap().set().any(|h| h.generation == 2));
+        // The first one ends: the other takes its place, the agent stays.
+        assert_eq!(t.end(9, 1), Ended::Promoted(2));
+        assert_eq!(t.set_generations(9), [2]);
+        assert_eq!(t.pick(9, 0).unwrap().generation, 2);
+        // The agent redials slot 0 with the same set: it joins again.
+        let mut agent = t.live.get_mut(&9).unwrap();
+        assert!(agent.arrive(in_slot(3, 0xa, 0).await).is_empty());
+        drop(agent);
+        assert_eq!(t.set_generations(9), [3, 2], "by slot index");
+        // A redial of a slot still held displaces the old connection.
+        let mut agent = t.live.get_mut(&9).unwrap();
+        assert_eq!(agent.arrive(in_slot(4, 0xa, 1).await), [2]);
+        drop(agent);
+        assert_eq!(t.set_generations(9), [3, 4]);
+        // A sibling ending leaves the rest as they are.
+        assert_eq!(t.end(9, 3), Ended::Sibling);
+        assert_eq!(t.set_generations(9), [4]);
+        assert_eq!(t.agent_ids(), [9]);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_set_serves_again_whole_when_its_replacement_dies() {
+        let t = Tunnels::new();
+        t.live.insert(
+            4,
+            AgentTunnels {
+                current: in_slot(1, 0xa, 0).await,
+                siblings: vec![in_slot(2, 0xa, 1).await],
+                earlier: vec![open(7).await],
+            },
+        );
+        let mut agent = t.live.get_mut(&4).unwrap();
+        assert_eq!(agent.arrive(in_slot(3, 0xb, 0).await), [1, 2]);
+        drop(agent);
+        assert_eq!(t.end(4, 3), Ended::Reinstated(1));
+        assert_eq!(t.set_generations(4), [1, 2], "slot 0 first");
+        assert_eq!(t.get(4).unwrap().generation, 1);
+        let agent = t.live.get(&4).unwrap();
+        let earlier: Vec<u64> = agent.earlier.iter().map(|h| h.generation).collect();
+        assert_eq!(earlier, [7], "another set stays earlier");
+    }
+
+    #[tokio::test]
+    async fn another_set_or_an_older_agent_replaces_the_whole_set() {
+        let t = Tunnels::new();
+        t.live.insert(
+            5,
+            AgentTunnels {
+                current: in_slot(1, 0xa, 0).await,
+                siblings: vec![in_slot(2, 0xa, 1).await],
+                earlier: Vec::new(),
+            },
+        );
+        let mut agent = t.live.get_mut(&5).unwrap();
+        assert_eq!(agent.arrive(in_slot(3, 0xb, 0).await), [1, 2]);
+        assert_eq!(agent.earlier.len(), 2);
+        drop(agent);
+        assert_eq!(t.set_generations(5), [3]);
+        // Replaced tunnels are closed after their grace, the new set's not.
+        let kill2 = t.live.get(&5).unwrap().earlier[1].kill.clone();
+        t.close_if_replaced(5, 2);
+        tokio::time::timeout(Duration::from_secs(1), kill2.notified())
+            .await
+            .expect("the replaced sibling is told to close");
+        // An older agent's tunnel (no slot) replaces a set too.
+        let mut agent = t.live.get_mut(&5).unwrap();
+        assert_eq!(agent.arrive(open(4).await), [3]);
+        drop(agent);
+        assert_eq!(t.set_generations(5), [4]);
+        // However many arrive, at most MAX_EARLIER are kept.
+        for g in 10..10 + 2 * MAX_EARLIER as u64 {
+            t.live.get_mut(&5).unwrap().arrive(in_slot(g, g, 0).await);
+        }
+        assert_eq!(t.live.get(&5).unwrap().earlier.len(), MAX_EARLIER);
+        // A slot index cannot grow a set beyond MAX_TUNNELS connections:
+        // each index holds one.
+        for g in 100..100 + 3 * MAX_TUNNELS as u64 {
+            let index = (g % MAX_TUNNELS as u64) as u16;
+            t.live
+                .get_mut(&5)
+                .unwrap()
+                .arrive(in_slot(g, 0xc, index).await);
+        }
+        assert!(t.set_generations(5).len() <= MAX_TUNNELS as usize);
     }
 
     #[tokio::test]

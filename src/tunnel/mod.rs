@@ -15,8 +15,8 @@ pub mod protocol;
 pub mod stall;
 
 pub use protocol::{
-    ListeningPort, PortsReply, Refusal, CONNECT_PATH, ERROR_HEADER, MAX_PORTS_REPLY,
-    MAX_REPORTED_PORTS, MOVE_PATH, PORTS_PATH, UPGRADE_PROTOCOL,
+    ListeningPort, PortsReply, Refusal, TunnelSlot, CONNECT_PATH, ERROR_HEADER, MAX_PORTS_REPLY,
+    MAX_REPORTED_PORTS, MAX_TUNNELS, MOVE_PATH, PORTS_PATH, TUNNEL_SET_HEADER, UPGRADE_PROTOCOL,
 };
 
 use std::time::Duration;

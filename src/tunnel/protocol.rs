@@ -143,3 +143,128 @@ pub struct ListeningPort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
 }
+
+/// Header on the agent's upgrade request naming which tunnel of a set this
+/// is: `SET/INDEX`, SET a random 64-bit number in hex that the agent picks
+/// for one edge (it keeps it while it redials that edge), INDEX in
+/// `0..`[`MAX_TUNNELS`]. An agent opens `--tunnels N` connections to its
+/// edge with one SET and indexes 0..N; the edge keeps them all and spreads
+/// requests over them. A tunnel of another SET (or without the header, an
+/// older agent) replaces the agent's tunnels as a reconnection does.
+pub const TUNNEL_SET_HEADER: &str = "berth-tunnel-set";
+
+/// Most tunnel connections one agent keeps to one edge (`--tunnels`).
+pub const MAX_TUNNELS: u16 = 16;
+
+/// Which tunnel of an agent's set a connection is ([`TUNNEL_SET_HEADER`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelSlot {
+    /// The set, random per agent and edge.
+    pub set: u64,
+    /// Its place in the set, below [`MAX_TUNNELS`].
+    pub index: u16,
+}
+
+impl TunnelSlot {
+    /// The header value, `SET/INDEX` (`00c0ffee00c0ffee/1`).
+    pub fn header_value(self) -> String {
+        format!("{:016x}/{}", self.set, self.index)
+    }
+
+    /// Parses a header value; the error says what is wrong with it.
+    pub fn parse(value: &str) -> Result<TunnelSlot, String> {
+        let bad = || {
+            format!(
+                "{TUNNEL_SET_HEADER} must be SET/INDEX: 16 hex digits, then an index below {MAX_TUNNELS}"
+            )
+        };
+        let (set, index) = value.split_once('/').ok_or_else(bad)?;
+        if set.len() != 16 || !set.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        if index.is_empty() || index.len() > 2 || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let set = u64::from_str_radix(set, 16).map_err(|_| bad())?;
+        let index: u16 = index.parse().map_err(|_| bad())?;
+        if index >= MAX_TUNNELS {
+            return Err(bad());
+        }
+        Ok(TunnelSlot { set, index })
+    }
+
+    /// Whether a tunnel in slot `new` joins the agent's tunnels of slot
+    /// `current` as one more of the same set (else it replaces them, as a
+    /// reconnection): only when both name the same set.
+    pub fn joins(current: Option<TunnelSlot>, new: Option<TunnelSlot>) -> bool {
+        matches!((current, new), (Some(c), Some(n)) if c.set == n.set)
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn slots_round_trip_and_bad_ones_are_refused() {
+        let s = TunnelSlot {
+            set: 0x00c0_ffee_00c0_ffee,
+            index: 15,
+        };
+        assert_eq!(s.header_value(), "00c0ffee00c0ffee/15");
+        assert_eq!(TunnelSlot::parse(&s.header_value()), Ok(s));
+        assert_eq!(
+            TunnelSlot::parse("FFFFFFFFFFFFFFFF/0"),
+            Ok(TunnelSlot {
+                set: u64::MAX,
+                index: 0
+            })
+        );
+        for bad in [
+            "",
+            "/",
+            "00c0ffee00c0ffee",
+            "00c0ffee00c0ffee/",
+            "00c0ffee00c0ffee/16",
+            "00c0ffee00c0ffee/99",
+            "00c0ffee00c0ffee/100",
+            "00c0ffee00c0ffee/-1",
+            "00c0ffee00c0ffee/+1",
+            "00c0ffee00c0ffee/1/2",
+            "00c0ffee00c0ffe/1",
+            "00c0ffee00c0ffee0/1",
+            "+0c0ffee00c0ffee/1",
+            "0xc0ffee00c0ffee/1",
+            "00c0ffee00c0ffeg/1",
+            " 00c0ffee00c0ffee/1",
+            "00c0ffee00c0ffee/1 ",
+            "00c0ffee00c0ffée/1",
+        ] {
+            let err = TunnelSlot::parse(bad).unwrap_err();
+            assert!(err.contains(TUNNEL_SET_HEADER), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_the_same_set_joins() {
+        let slot = |set, index| Some(TunnelSlot { set, index });
+        assert!(TunnelSlot::joins(slot(7, 0), slot(7, 1)));
+        assert!(
+            TunnelSlot::joins(slot(7, 1), slot(7, 1)),
+            "a redial of one slot"
+        );
+        assert!(
+            !TunnelSlot::joins(slot(7, 0), slot(8, 1)),
+            "another set replaces"
+        );
+        assert!(
+            !TunnelSlot::joins(None, slot(7, 0)),
+            "an older agent's tunnel"
+        );
+        assert!(
+            !TunnelSlot::joins(slot(7, 0), None),
+            "an older agent replaces"
+        );
+        assert!(!TunnelSlot::joins(None, None));
+    }
+}

@@ -60,6 +60,7 @@ impl World {
             upstream: Default::default(),
             region: None,
             standby: false,
+            tunnels: berth::agent::DEFAULT_TUNNELS,
         }));
         berth.wait_agents(1).await;
         eventually(Duration::from_secs(10), "the agent on the edge", || {

@@ -29,12 +29,18 @@ async fn the_edge_drops_a_partitioned_agent_and_it_comes_back() {
     // The agent dials berth.localhost at the relay's port; the relay
     // forwards to the real listener.
     let cfg = berth.agent_config(&token, relay.addr.port());
+    let cfg_tunnels = cfg.tunnels;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent_task = tokio::spawn(agent::run(cfg, async {
         let _ = stopped.await;
     }));
     berth.wait_agents_exactly(2, Duration::from_secs(10)).await;
-    assert_eq!(relay.accepted(), 1);
+    // One connection per tunnel of the agent's set.
+    let tunnels = usize::from(cfg_tunnels);
+    while relay.accepted() < tunnels {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(relay.accepted(), tunnels);
     let url = berth.app_url(&format!("{}--main--far--admin", app.port()), "/before");
     let (s, body) = get_status(&berth, &url).await;
     assert_eq!(s, 200, "{body}");
@@ -119,6 +125,9 @@ async fn the_agent_notices_a_dead_path_by_itself_and_redials() {
         let _ = stopped.await;
     }));
     berth.wait_agents_exactly(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One connection per tunnel of the agent's set.
+    let dialed = relay.accepted();
 
     // The tunnel's connection goes dead and stays open forever: nothing
     // the edge does reaches the agent, so the agent must find out by its
@@ -128,7 +137,7 @@ async fn the_agent_notices_a_dead_path_by_itself_and_redials() {
     berth.wait_agents_exactly(1, Duration::from_secs(15)).await;
     println!("the edge dropped the agent after {:?}", frozen_at.elapsed());
     let deadline = Duration::from_secs(25);
-    while relay.accepted() < 2 {
+    while relay.accepted() <= dialed {
         assert!(
             frozen_at.elapsed() < deadline,
             "the agent did not redial within {deadline:?} of the path going dead"

@@ -122,6 +122,7 @@ impl Region {
             upstream: Default::default(),
             region: None,
             standby: false,
+            tunnels: berth::agent::DEFAULT_TUNNELS,
         });
         let t0 = Instant::now();
         while tunnels.is_empty() || identity.get().current().is_none() {

@@ -115,6 +115,7 @@ async fn control_role_serves_an_operator_certificate() {
         upstream: Default::default(),
         region: None,
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     };
     let (agent_stop, agent_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(berth::agent::run(agent_cfg, async {

@@ -34,4 +34,5 @@ mod security;
 mod sharing;
 mod signin;
 mod streaming;
+mod tunnels;
 mod wake;

@@ -160,6 +160,7 @@ async fn a_regional_edge_follows_control_and_serves_from_cache_when_it_is_down()
         upstream: Default::default(),
         region: None,
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     };
     let stop_agent = run_agent(agent_cfg);
     within(Duration::from_secs(10), "agent on the edge", || {
@@ -503,6 +504,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         upstream: Default::default(),
         region: None,
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     };
     let stop_agent = run_agent(cfg);
     let took = within(Duration::from_secs(15), "agent settles on us", || {
@@ -569,6 +571,7 @@ async fn an_agent_picks_the_nearest_region_and_fails_over_when_its_edge_dies() {
         upstream: Default::default(),
         region: Some("eu".into()),
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     };
     let stop_pinned = run_agent(cfg);
     within(Duration::from_secs(10), "pinned agent on eu", || {
@@ -678,6 +681,7 @@ async fn every_region_relays_to_the_edge_that_holds_the_agent() {
         upstream: Default::default(),
         region: Some("eu".into()),
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     });
     within(Duration::from_secs(10), "agent on eu", || {
         let e = eu_tunnels.clone();
@@ -882,6 +886,7 @@ async fn a_stopping_edge_moves_its_agents_first() {
         upstream: Default::default(),
         region: None,
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     });
     within(Duration::from_secs(15), "agent settles on eu", || {
         let (e, c) = (eu_tunnels.clone(), berth.server.tunnels.clone());

@@ -700,6 +700,7 @@ async fn a_regional_edge_closes_websockets_when_a_link_is_revoked_or_a_share_low
         upstream: Default::default(),
         region: None,
         standby: false,
+        tunnels: berth::agent::DEFAULT_TUNNELS,
     });
     eventually(Duration::from_secs(10), "the agent on the edge", || {
         let t = tunnels.clone();

@@ -226,6 +226,7 @@ impl Berth {
             upstream: Default::default(),
             region: None,
             standby: false,
+            tunnels: berth::agent::DEFAULT_TUNNELS,
         }
     }
 

@@ -16,6 +16,8 @@ struct State {
     frozen: bool,
     /// One switch per connection.
     conns: Vec<watch::Sender<bool>>,
+    /// Each connection's two pumps, in accept order.
+    pumps: Vec<[tokio::task::AbortHandle; 2]>,
 }
 
 /// A running relay from `addr` to a target.
@@ -58,8 +60,9 @@ impl Relay {
                         st.conns.push(tx);
                         rx
                     };
-                    pumps.spawn(pump(cr, sw, frozen.clone()));
-                    pumps.spawn(pump(sr, cw, frozen));
+                    let up = pumps.spawn(pump(cr, sw, frozen.clone()));
+                    let down = pumps.spawn(pump(sr, cw, frozen));
+                    state.lock().unwrap().pumps.push([up, down]);
                 }
             })
         };
@@ -104,6 +107,14 @@ impl Relay {
         if let Some(t) = self.task.take() {
             t.abort();
             let _ = t.await;
+        }
+    }
+
+    /// Closes connection `i` (0-based, in accept order) both ways at once,
+    /// like a path that failed; the others go on.
+    pub fn cut(&self, i: usize) {
+        for pump in &self.state.lock().unwrap().pumps[i] {
+            pump.abort();
         }
     }
 
