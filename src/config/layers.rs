@@ -19,6 +19,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server", "relay_url"),
     ("server", "trusted_proxies"),
     ("server", "dev_agent_ports"),
+    ("server", "runtime"),
     ("tls", "mode"),
     ("tls", "cert_file"),
     ("tls", "key_file"),

@@ -40,7 +40,7 @@ pub use layers::Overrides;
 pub use login::LoginLimits;
 pub use oidc::OidcConfig;
 pub use ports::parse_ports;
-pub use resolve::{Limits, LogFormat, RoleDefaults, ServerConfig, TlsMode};
+pub use resolve::{Limits, LogFormat, RoleDefaults, RuntimeShape, ServerConfig, TlsMode};
 pub use schema::{
     AcmeDnsSection, AcmeSection, ActivitySection, AdminSection, FileConfig, GithubSection,
     JwtSection, LimitsSection, LogSection, OidcSection, ServerSection, SharingSection, TlsSection,

@@ -30,6 +30,32 @@ pub enum TlsMode {
     Acme(Box<AcmeSettings>),
 }
 
+/// How the public listener uses the cores (`server.runtime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RuntimeShape {
+    /// One multi-threaded, work-stealing runtime serves every connection.
+    #[default]
+    WorkStealing,
+    /// One single-threaded runtime per core, each with its own
+    /// `SO_REUSEPORT` listener: a connection stays on the core that
+    /// accepted it, and prefers that core's tunnel of an agent.
+    PerCore,
+}
+
+impl RuntimeShape {
+    /// `server.runtime`: "work-stealing" (the default) or "per-core".
+    fn parse(s: Option<String>) -> Result<RuntimeShape, ConfigError> {
+        match s.as_deref() {
+            None | Some("work-stealing") => Ok(RuntimeShape::WorkStealing),
+            Some("per-core") => Ok(RuntimeShape::PerCore),
+            Some(other) => Err(invalid(
+                "server.runtime",
+                format!("{other:?} is not \"work-stealing\" or \"per-core\""),
+            )),
+        }
+    }
+}
+
 /// Where logs go and how they look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -93,6 +119,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `server.dev_agent_ports`: the ports `berth dev`'s agent lists.
     pub dev_agent_ports: Option<std::collections::BTreeSet<u16>>,
+    /// `server.runtime`: how the public listener uses the cores.
+    pub runtime: RuntimeShape,
     pub tls: TlsMode,
     pub admin_listen: Option<SocketAddr>,
     /// False when `admin_listen` is only the role's default: then a busy port
@@ -198,6 +226,7 @@ impl ServerConfig {
                     message,
                 }),
         );
+        let runtime = p.take(RuntimeShape::parse(s.runtime.clone()));
         let tls = p.take(tls(
             file.tls,
             TlsFlags {
@@ -233,6 +262,7 @@ impl ServerConfig {
                 relay_url: relay_url?,
                 trusted_proxies: trusted_proxies?,
                 dev_agent_ports: dev_agent_ports?,
+                runtime: runtime?,
                 tls: tls?,
                 admin_listen: admin_listen?,
                 admin_listen_explicit,

@@ -182,6 +182,10 @@ pub struct ServerSection {
     /// `berth dev`'s agent lists only these ports, e.g. `"3000-3999,5432"`
     /// (default: every listening port but berth's own).
     pub dev_agent_ports: Option<PortList>,
+    /// How the public listener uses the cores: `"work-stealing"` (the
+    /// default: one multi-threaded runtime) or `"per-core"` (one
+    /// single-threaded runtime and `SO_REUSEPORT` listener per core).
+    pub runtime: Option<String>,
 }
 
 /// A port list as written: `"3000-3999,5432"`, or one bare port (`8080`,

@@ -518,3 +518,23 @@ fn dev_agent_ports_from_file_and_env_and_refused_when_malformed() {
     let e = ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV).unwrap_err();
     assert!(e.to_string().contains("server.dev_agent_ports"), "{e}");
 }
+
+#[test]
+fn runtime_shape_from_file_and_env_and_refused_when_unknown() {
+    use super::RuntimeShape;
+    let resolve = |f| ServerConfig::resolve(f, Overrides::default(), RoleDefaults::DEV);
+    let c = resolve(load("", &[]).unwrap()).unwrap();
+    assert_eq!(c.runtime, RuntimeShape::WorkStealing, "the default");
+    let c = resolve(load("[server]\nruntime = \"per-core\"\n", &[]).unwrap()).unwrap();
+    assert_eq!(c.runtime, RuntimeShape::PerCore);
+    let c = resolve(load("", &[("BERTH_SERVER_RUNTIME", "work-stealing")]).unwrap()).unwrap();
+    assert_eq!(c.runtime, RuntimeShape::WorkStealing);
+    for bad in ["percore", "Per-Core", "", "per-core "] {
+        let f = load("", &[("BERTH_SERVER_RUNTIME", bad)]).unwrap();
+        let e = resolve(f).unwrap_err().to_string();
+        assert!(
+            e.contains("server.runtime") && e.contains("per-core"),
+            "{bad:?}: {e}"
+        );
+    }
+}

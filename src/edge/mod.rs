@@ -10,6 +10,7 @@ pub mod activity;
 mod admit;
 mod body;
 mod connector;
+pub(crate) mod cores;
 pub mod cors;
 mod framing;
 mod h2c;

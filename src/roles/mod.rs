@@ -133,6 +133,8 @@ pub(crate) struct Serving {
     pub(crate) frontdoor: Arc<edge::Frontdoor>,
     registry: Arc<Registry>,
     admin: Option<TcpListener>,
+    /// `server.runtime`.
+    runtime: crate::config::RuntimeShape,
 }
 
 impl Serving {
@@ -143,6 +145,7 @@ impl Serving {
         tls: Arc<rustls::ServerConfig>,
         frontdoor: Arc<edge::Frontdoor>,
         registry: Registry,
+        runtime: crate::config::RuntimeShape,
     ) -> Serving {
         Serving {
             listener,
@@ -150,6 +153,7 @@ impl Serving {
             frontdoor,
             registry: Arc::new(registry),
             admin,
+            runtime,
         }
     }
 
@@ -163,14 +167,28 @@ impl Serving {
         let edge = self.frontdoor.edge.clone();
         let limits = edge.limits.clone();
         let moved = move_agents_then(stop.begun(), edge, &limits);
-        edge::server::serve(
-            self.listener,
-            self.tls,
-            self.frontdoor,
-            limits.clone(),
-            moved,
-        )
-        .await;
+        match self.runtime {
+            crate::config::RuntimeShape::WorkStealing => {
+                edge::server::serve(
+                    self.listener,
+                    self.tls,
+                    self.frontdoor,
+                    limits.clone(),
+                    moved,
+                )
+                .await
+            }
+            crate::config::RuntimeShape::PerCore => {
+                edge::cores::serve(
+                    self.listener,
+                    self.tls,
+                    self.frontdoor,
+                    limits.clone(),
+                    moved,
+                )
+                .await
+            }
+        }
     }
 }
 
@@ -191,7 +209,11 @@ pub(crate) async fn bind(
         addr: cfg.listen,
         source,
     };
-    let listener = TcpListener::bind(cfg.listen).await.map_err(listen_err)?;
+    let listener = match cfg.runtime {
+        crate::config::RuntimeShape::WorkStealing => TcpListener::bind(cfg.listen).await,
+        crate::config::RuntimeShape::PerCore => edge::cores::bind_shared(cfg.listen),
+    }
+    .map_err(listen_err)?;
     let local_addr = listener.local_addr().map_err(listen_err)?;
     let admin = match cfg.admin_listen {
         None => None,

@@ -321,7 +321,14 @@ impl Server {
         });
         Ok(Server {
             state,
-            serving: Serving::new(listener, admin, tls_config, frontdoor, registry),
+            serving: Serving::new(
+                listener,
+                admin,
+                tls_config,
+                frontdoor,
+                registry,
+                cfg.runtime,
+            ),
             admin_addr,
             local_addr,
             dev_agent_token: boot.dev_agent_token,

@@ -78,6 +78,9 @@ pub struct TunnelHandle {
     /// Its place in the agent's set of tunnels (`None`: an agent that opens
     /// one tunnel only, older than sets).
     pub slot: Option<TunnelSlot>,
+    /// The core whose runtime drives this tunnel's connection (per-core
+    /// runtimes only): requests on that core prefer it.
+    pub home: Option<u16>,
     sender: SendRequest<Empty<Bytes>>,
     kill: Arc<Notify>,
 }
@@ -279,6 +282,21 @@ impl AgentTunnels {
     }
 }
 
+thread_local! {
+    /// The core this thread serves with `server.runtime = "per-core"`.
+    static CORE: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks this thread as serving core `core` (its runtime's only thread).
+pub fn set_core(core: u16) {
+    CORE.with(|c| c.set(Some(core)));
+}
+
+/// The core this thread serves, if it is one of a per-core runtime's.
+pub fn core() -> Option<u16> {
+    CORE.with(std::cell::Cell::get)
+}
+
 /// Spreads requests over an agent's tunnels: the same `affinity` (one
 /// client connection) keeps to the same tunnel, so its warm requests reuse
 /// that tunnel's pooled connections.
@@ -409,11 +427,22 @@ impl Tunnels {
         found
     }
 
-    /// The tunnel for a request with this [`affinity`]: one of the newest
-    /// set's open connections (the same one for the same affinity while
-    /// the set stays), or [`Tunnels::get`]'s when none is open.
+    /// The tunnel for a request with this [`affinity`]: on a per-core
+    /// runtime's thread, the newest set's open connection that this core
+    /// drives, if any; else one of the set's open connections (the same
+    /// one for the same affinity while the set stays), or [`Tunnels::get`]'s
+    /// when none is open.
     pub fn pick(&self, agent_id: i64, affinity: u64) -> Option<TunnelHandle> {
         let agent = self.live.get(&agent_id)?;
+        if let Some(core) = core() {
+            let home = agent
+                .set()
+                .find(|h| h.home == Some(core) && h.is_open())
+                .cloned();
+            if home.is_some() {
+                return home;
+            }
+        }
         let open = agent.set().filter(|h| h.is_open()).count();
         if open > 1 {
             // By slot index, so the choice does not depend on arrival order.
@@ -581,6 +610,7 @@ impl Tunnels {
             since: Instant::now(),
             token,
             slot,
+            home: core(),
             sender,
             kill: kill.clone(),
         };
@@ -680,6 +710,7 @@ mod tests {
             since: Instant::now(),
             token: TokenHash([0; 32]),
             slot: None,
+            home: None,
             sender,
             kill: Arc::new(Notify::new()),
         }
@@ -698,6 +729,7 @@ mod tests {
             since: Instant::now(),
             token: TokenHash([0; 32]),
             slot: None,
+            home: None,
             sender,
             kill: Arc::new(Notify::new()),
         };
@@ -825,6 +857,42 @@ mod tests {
         assert_eq!(t.end(9, 3), Ended::Sibling);
         assert_eq!(t.set_generations(9), [4]);
         assert_eq!(t.agent_ids(), [9]);
+    }
+
+    #[tokio::test]
+    async fn on_a_core_a_request_prefers_the_tunnel_that_core_drives() {
+        let t = Tunnels::new();
+        let homed = |h: TunnelHandle, core| TunnelHandle {
+            home: Some(core),
+            ..h
+        };
+        t.live.insert(
+            6,
+            AgentTunnels {
+                current: homed(in_slot(1, 0xa, 0).await, 1),
+                siblings: vec![homed(in_slot(2, 0xa, 1).await, 0)],
+                earlier: Vec::new(),
+            },
+        );
+        // Not a core's thread: by affinity.
+        assert_eq!(t.pick(6, 0).unwrap().generation, 1);
+        // Each core its own tunnel, whatever the affinity.
+        std::thread::scope(|s| {
+            for (core, want) in [(0, 2), (1, 1)] {
+                let t = &t;
+                s.spawn(move || {
+                    set_core(core);
+                    for affinity in 0..4 {
+                        assert_eq!(t.pick(6, affinity).unwrap().generation, want);
+                    }
+                });
+            }
+            // A core that drives none of them: by affinity again.
+            s.spawn(|| {
+                set_core(5);
+                assert_eq!(t.pick(6, 1).unwrap().generation, 2);
+            });
+        });
     }
 
     #[tokio::test]

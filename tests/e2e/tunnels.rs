@@ -145,3 +145,45 @@ async fn a_malformed_tunnel_set_header_is_refused_with_400() {
     }
     assert_eq!(berth.server.tunnels.len(), 1, "only berth dev's own agent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_runtimes_serve_and_drive_the_tunnels_they_accepted() {
+    let berth = Berth::start_with(crate::support::Options {
+        config: Some("[server]\nruntime = \"per-core\"\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let app = apps::start("127.0.0.1:0", "cores").await;
+    berth.wait_agents(1).await;
+    let agent = berth.server.tunnels.agent_ids()[0];
+    set_of(&berth, agent, 2).await;
+    // Each tunnel is driven by the core that accepted its connection.
+    let homes: Vec<Option<u16>> = (0..2)
+        .map(|a| berth.server.tunnels.pick(agent, a).unwrap().home)
+        .collect();
+    assert!(homes.iter().all(Option::is_some), "{homes:?}");
+    let url = berth.app_url(&format!("{}--main--dev--admin", app.port()), "/");
+    let mut fresh = Vec::new();
+    for _ in 0..32 {
+        let (client, url, token) = (berth.client(true), url.clone(), berth.admin_token.clone());
+        fresh.push(tokio::spawn(async move {
+            let res = client.get(&url).bearer_auth(&token).send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }));
+    }
+    for f in fresh {
+        let (status, body) = f.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("cores"), "{body}");
+    }
+    // HTTP/2 too, on the same listeners.
+    let res = berth
+        .client(false)
+        .get(&url)
+        .bearer_auth(&berth.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+}

@@ -180,12 +180,13 @@ impl RegionalEdge {
             trusted_proxies: cfg.trusted_proxies.clone(),
         });
         let mut cfg = cfg;
+        let runtime = cfg.runtime;
         if cfg.listen.port() == 0 {
             cfg.listen = local_addr;
         }
         Ok(RegionalEdge {
             cfg,
-            serving: Serving::new(listener, admin, tls_config, frontdoor, registry),
+            serving: Serving::new(listener, admin, tls_config, frontdoor, registry, runtime),
             client,
             certs,
             pending_cert,
