@@ -625,12 +625,14 @@ impl Tunnels {
                 None
             }
         };
-        if let Some(replaced) = replaced {
+        let first = replaced.is_none();
+        if let Some(replaced) = replaced.filter(|r| !r.is_empty()) {
             // The agent reconnected (or promoted its standby tunnel here):
             // new streams go to the new tunnel at once; the old one keeps
             // its open streams a while (the agent retires it gracefully, or
             // it was dead and its pings time out), then is closed, unless
-            // it has become the newest again meanwhile.
+            // it has become the newest again meanwhile. (A tunnel that
+            // joined its set displaced nothing.)
             let tunnels = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(REPLACED_GRACE).await;
@@ -638,7 +640,7 @@ impl Tunnels {
                     tunnels.close_if_replaced(agent_id, old_generation);
                 }
             });
-        } else {
+        } else if first {
             self.stats.connected.inc();
             let _ = self.events.send(TunnelEvent { agent_id, up: true });
         }
