@@ -627,10 +627,12 @@ async fn the_journey_with_the_cli_alone_shares_an_app_on_a_second_agent() {
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();
     let mut agent = berth_cmd()
         .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let agent_out = drain(agent.stdout.take().unwrap());
+    let agent_err = drain(agent.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let o = cli(bob.path(), &["agents", "--json"], "").await;
@@ -691,4 +693,12 @@ async fn the_journey_with_the_cli_alone_shares_an_app_on_a_second_agent() {
 
     let _ = agent.start_kill();
     let _ = agent.wait().await;
+    // The agent said which workspace it serves and where its ports are.
+    let log = agent_out.await.unwrap() + &agent_err.await.unwrap();
+    assert!(
+        log.contains("serving workspace bob/laptop/")
+            && log.contains("https://{port}--")
+            && log.contains("--laptop--bob."),
+        "the agent never said what it serves:\n{log}"
+    );
 }
