@@ -443,12 +443,17 @@ impl Tunnels {
                 return home;
             }
         }
-        let open = agent.set().filter(|h| h.is_open()).count();
-        if open > 1 {
-            // By slot index, so the choice does not depend on arrival order.
-            let mut set: Vec<&TunnelHandle> = agent.set().filter(|h| h.is_open()).collect();
-            set.sort_unstable_by_key(|h| h.slot.map(|s| s.index));
-            return Some(set[(affinity % open as u64) as usize].clone());
+        let open = || agent.set().filter(|h| h.is_open());
+        let n = open().count();
+        if n > 1 {
+            // The k-th by slot index, so the choice does not depend on
+            // arrival order (a set has at most MAX_TUNNELS: no allocation).
+            let k = (affinity % n as u64) as usize;
+            let index = |h: &TunnelHandle| h.slot.map(|s| s.index);
+            let kth = open().find(|h| open().filter(|o| index(o) < index(h)).count() == k);
+            if let Some(h) = kth {
+                return Some(h.clone());
+            }
         }
         drop(agent);
         self.get(agent_id)
