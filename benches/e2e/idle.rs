@@ -201,6 +201,7 @@ pub async fn websockets(scratch: &Path, app_port: u16, count: usize) -> Result<I
                 &format!("ws{i}"),
                 berth.port,
                 app_port,
+                &[],
             )
             .await?;
         targets.push(t);

@@ -9,7 +9,10 @@
 //! cargo bench --bench e2e -- --quick     # ~1 s per load, 64 MiB, no peers (CI smoke)
 //! cargo bench --bench e2e -- --builtin   # ignore wrk / h2load even if installed
 //! cargo bench --bench e2e -- --hold      # start origin, berth, agent; print a wrk line; wait
-//! cargo bench --bench e2e -- --inspector-only   # request inspector off / headers / bodies
+//! cargo bench --bench e2e -- --rounds 5 # 5 interleaved rounds of the 1 KiB h1 / h2 loads
+//! cargo bench --bench e2e -- --compare inspector   # request inspector off / headers / bodies
+//! cargo bench --bench e2e -- --compare shapes      # work-stealing / per-core x 2 / 1 tunnels
+//! cargo bench --bench e2e -- --help      # every flag
 //! ```
 //!
 //! It reports numbers; it never passes or fails on them. See benches/README.md.
@@ -18,8 +21,8 @@
 // the unreachable_pub lint is for the library's modules.
 #![allow(unreachable_pub)]
 
+mod compare;
 mod idle;
-mod inspector;
 mod load;
 mod net;
 mod origin;
@@ -29,7 +32,7 @@ mod relay;
 mod report;
 mod tools;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use load::Load;
 use net::{Proto, Target};
 use report::{Kind, Measured, Row};
@@ -51,9 +54,37 @@ struct Opts {
     idle_only: bool,
     /// Start the processes, print how to load them, and wait (for profiling)
     hold: bool,
-    /// Run only the inspector on/off comparison
-    inspector_only: bool,
+    /// Rounds of the 1 KiB h1 / h2 scenarios, or of `--compare` (default:
+    /// 3, 1 with `--quick`; 5 for `--compare`)
+    rounds: Option<usize>,
+    /// Run only this side-by-side comparison (`--compare`)
+    compare: Option<compare::Which>,
 }
+
+const HELP: &str = "\
+usage: cargo bench --bench e2e -- [OPTIONS]
+
+  --quick              ~1 s per load, 64 MiB transfers, 200 idle connections,
+                       1 round, no peers (the CI smoke)
+  --rounds N           rounds of the 1 KiB h1 and h2 scenarios, every target
+                       loaded in turn in each round; the median round is
+                       recorded (default 3, 1 with --quick); with --compare,
+                       its rounds (default 5)
+  --compare inspector  only compare the request inspector off / headers only /
+                       bodies, each case its own berth dev + berth agent
+  --compare shapes     only compare work-stealing / per-core edge runtimes with
+                       2 and with 1 agent tunnels
+  --inspector-only     the same as --compare inspector
+  --builtin            the built-in Rust client even if wrk / h2load exist
+  --no-inproc          skip the \"in-process agent\" rows
+  --peers              run nginx and nginx + rathole (default: not with --quick)
+  --no-peers           skip nginx and nginx + rathole
+  --no-idle            skip the idle tunnels / WebSockets scenario
+  --idle-only          run only the idle tunnels / WebSockets scenario
+  --hold               start origin, berth dev, berth agent; print a wrk and a
+                       perf line; wait for Ctrl-C (for profiling)
+  -h, --help           this text
+";
 
 impl Opts {
     fn parse() -> Result<Opts> {
@@ -65,11 +96,24 @@ impl Opts {
             idle: true,
             idle_only: false,
             hold: false,
-            inspector_only: false,
+            rounds: None,
+            compare: None,
         };
         let mut peers = None;
-        for arg in std::env::args().skip(1) {
-            match arg.as_str() {
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            // `--flag value` or `--flag=value`
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| anyhow!("{flag} needs a value (see --help)"))
+            };
+            match flag.as_str() {
                 "--quick" => o.quick = true,
                 "--builtin" => o.builtin = true,
                 "--no-inproc" => o.inproc = false,
@@ -78,16 +122,28 @@ impl Opts {
                 "--no-idle" => o.idle = false,
                 "--idle-only" => o.idle_only = true,
                 "--hold" => o.hold = true,
-                "--inspector-only" => o.inspector_only = true,
+                "--inspector-only" => o.compare = Some(compare::Which::Inspector),
+                "--compare" => {
+                    o.compare = Some(match value()?.as_str() {
+                        "inspector" => compare::Which::Inspector,
+                        "shapes" => compare::Which::Shapes,
+                        other => bail!("--compare {other}: give inspector or shapes"),
+                    })
+                }
+                "--rounds" => {
+                    let v = value()?;
+                    o.rounds = match v.parse::<usize>() {
+                        Ok(n) if n >= 1 => Some(n),
+                        _ => bail!("--rounds {v}: give a whole number, 1 or more"),
+                    };
+                }
                 // cargo bench passes --bench to every bench binary
                 "--bench" => {}
                 "-h" | "--help" => {
-                    println!(
-                        "usage: cargo bench --bench e2e -- [--quick] [--builtin] [--no-inproc] [--peers|--no-peers] [--no-idle|--idle-only] [--inspector-only] [--hold]"
-                    );
+                    print!("{HELP}");
                     std::process::exit(0);
                 }
-                other if other.starts_with('-') => bail!("unknown option {other}"),
+                other if other.starts_with('-') => bail!("unknown option {other} (see --help)"),
                 // a name filter from `cargo bench NAME`: this bench has one scenario set
                 _ => {}
             }
@@ -182,6 +238,10 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// One measurement and the CPU each watched process used during it, in %
+/// of one core.
+type Sample = (Measured, BTreeMap<&'static str, f64>);
+
 /// The processes whose CPU use is sampled around each measurement; a name
 /// may stand for several processes (nginx's workers), summed.
 struct Watch(Vec<(&'static str, Vec<u32>)>);
@@ -191,7 +251,7 @@ impl Watch {
     async fn measure<F: std::future::Future<Output = Result<Measured>>>(
         &self,
         f: F,
-    ) -> Result<(Measured, BTreeMap<&'static str, f64>)> {
+    ) -> Result<Sample> {
         let sum = |pids: &[u32]| -> Option<f64> {
             pids.iter().map(|p| cpu_seconds(*p)).sum::<Option<f64>>()
         };
@@ -209,6 +269,39 @@ impl Watch {
     }
 }
 
+/// CPU microseconds per request of each process: its CPU % / 100 * 10^6 /
+/// req/s (empty without a request rate).
+fn cpu_us_per_request((m, cpu): &Sample) -> BTreeMap<&'static str, f64> {
+    match m.requests_per_s {
+        Some(rate) if rate > 0.0 => cpu
+            .iter()
+            .map(|(k, pct)| (*k, pct / 100.0 * 1e6 / rate))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The index of the median of `values` (the lower middle one for an even
+/// count).
+fn median_index(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[(values.len().max(1) - 1) / 2]
+}
+
+/// The median of `values` (the mean of the two middle ones for an even
+/// count), None if empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 struct Clients {
     wrk: Option<PathBuf>,
     h2load: Option<PathBuf>,
@@ -221,6 +314,22 @@ struct JsonRow {
     row: Row,
     /// CPU use per process during the measurement, % of one core
     cpu_percent: BTreeMap<&'static str, f64>,
+    /// CPU microseconds per request per process (rows with a req/s)
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    cpu_us_per_request: BTreeMap<&'static str, f64>,
+    /// req/s of every round, in order (the row is the median round)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rounds: Option<Vec<f64>>,
+}
+
+/// The protocol a scenario speaks to a target, for the table.
+fn protocol(target: &Target, scenario: &str) -> &'static str {
+    match (&target.tls, scenario.contains("h2")) {
+        (None, true) => "HTTP/1.1 (origin has no h2)",
+        (None, false) => "HTTP/1.1",
+        (Some(_), true) => "HTTP/2 TLS",
+        (Some(_), false) => "HTTP/1.1 TLS",
+    }
 }
 
 /// The rows measured so far, each also printed as one line when it lands.
@@ -228,25 +337,14 @@ struct JsonRow {
 struct Rows(Vec<JsonRow>);
 
 impl Rows {
-    fn record(
-        &mut self,
-        scenario: &str,
-        kind: Kind,
-        target: &Target,
-        client: &str,
-        (measured, cpu): (Measured, BTreeMap<&'static str, f64>),
-    ) {
-        let protocol = match (kind, &target.tls, scenario.contains("h2")) {
-            (_, None, true) => "HTTP/1.1 (origin has no h2)",
-            (_, None, false) => "HTTP/1.1",
-            (_, Some(_), true) => "HTTP/2 TLS",
-            (_, Some(_), false) => "HTTP/1.1 TLS",
-        };
+    /// Prints one measurement as a line (`prefix` first, e.g. `round 2/3 | `).
+    fn show(prefix: &str, scenario: &str, target: &Target, client: &str, (measured, cpu): &Sample) {
         let f = |v: Option<f64>, d: usize| v.map(|r| format!("{r:.d$}")).unwrap_or("-".into());
         let cpu_text: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {v:.0}%")).collect();
         println!(
-            "  {scenario} | {} | {protocol} | {client}: {} req/s, p50 {} ms, p99 {} ms, p99.9 {} ms, {:.1} MB/s, {} errors  [cpu: {}]",
+            "  {prefix}{scenario} | {} | {} | {client}: {} req/s, p50 {} ms, p99 {} ms, p99.9 {} ms, {:.1} MB/s, {} errors  [cpu: {}]",
             target.name,
+            protocol(target, scenario),
             f(measured.requests_per_s, 0),
             f(measured.p50_ms, 3),
             f(measured.p99_ms, 3),
@@ -255,17 +353,66 @@ impl Rows {
             measured.errors,
             cpu_text.join(", "),
         );
+    }
+
+    /// Prints a single measurement and records it as the row of (scenario, target).
+    fn record(
+        &mut self,
+        scenario: &str,
+        kind: Kind,
+        target: &Target,
+        client: &str,
+        sample: Sample,
+    ) {
+        Rows::show("", scenario, target, client, &sample);
+        self.push(scenario, kind, target, client, sample, None);
+    }
+
+    /// Records the round with the median req/s of `samples` (already
+    /// printed, one per round) as the row of (scenario, target).
+    fn record_rounds(
+        &mut self,
+        scenario: &str,
+        kind: Kind,
+        target: &Target,
+        client: &str,
+        mut samples: Vec<Sample>,
+    ) {
+        let rates: Vec<f64> = samples
+            .iter()
+            .map(|(m, _)| m.requests_per_s.unwrap_or(0.0))
+            .collect();
+        if samples.is_empty() {
+            return;
+        }
+        let sample = samples.swap_remove(median_index(&rates));
+        self.push(scenario, kind, target, client, sample, Some(rates));
+    }
+
+    fn push(
+        &mut self,
+        scenario: &str,
+        kind: Kind,
+        target: &Target,
+        client: &str,
+        sample: Sample,
+        rounds: Option<Vec<f64>>,
+    ) {
+        let cpu_us_per_request = cpu_us_per_request(&sample);
+        let (measured, cpu) = sample;
         self.0.push(JsonRow {
             row: Row {
                 scenario: scenario.to_owned(),
                 kind,
                 target: target.name.to_owned(),
-                protocol: protocol.to_owned(),
+                protocol: protocol(target, scenario).to_owned(),
                 client: client.to_owned(),
                 measured,
                 ratios: BTreeMap::new(),
             },
             cpu_percent: cpu,
+            cpu_us_per_request,
+            rounds,
         });
     }
 
@@ -275,6 +422,166 @@ impl Rows {
             .find(|r| r.row.scenario == scenario && r.row.target == target)
             .and_then(|r| r.row.measured.requests_per_s)
     }
+
+    /// "CPU per request (us, median round)" for `scenarios`: a row per
+    /// (scenario, target), a column per process that served some target
+    /// (empty where it did not serve that one), and their total.
+    fn cpu_table(&self, scenarios: &[&str]) -> String {
+        const COLUMNS: [(&str, &str); 7] = [
+            ("berth dev", "berth dev (edge)"),
+            ("berth agent", "berth agent"),
+            ("nginx", "nginx"),
+            ("nginx (rathole)", "nginx (rathole)"),
+            ("rathole server", "rathole server"),
+            ("rathole client", "rathole client"),
+            ("origin", "origin"),
+        ];
+        let rows: Vec<&JsonRow> = self
+            .0
+            .iter()
+            .filter(|r| scenarios.contains(&r.row.scenario.as_str()))
+            .collect();
+        let cell = |r: &JsonRow, process: &str| {
+            served_by(&r.row.target)
+                .contains(&process)
+                .then(|| r.cpu_us_per_request.get(process).copied())
+                .flatten()
+                .filter(|us| *us > 0.0)
+        };
+        let used: Vec<(&str, &str)> = COLUMNS
+            .into_iter()
+            .filter(|(p, _)| rows.iter().any(|r| cell(r, p).is_some()))
+            .collect();
+        let mut header = vec!["scenario", "target"];
+        header.extend(used.iter().map(|(_, label)| *label));
+        header.push("total");
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut line = vec![r.row.scenario.clone(), r.row.target.clone()];
+                let mut total = 0.0;
+                for (p, _) in &used {
+                    line.push(match cell(r, p) {
+                        Some(us) => {
+                            total += us;
+                            format!("{us:.1}")
+                        }
+                        None => String::new(),
+                    });
+                }
+                line.push(format!("{total:.1}"));
+                line
+            })
+            .collect();
+        report::markdown(&header, &cells, 2)
+    }
+}
+
+/// The watched processes that serve a target's requests (the others idle
+/// while it is loaded).
+fn served_by(target: &str) -> &'static [&'static str] {
+    match target {
+        report::DIRECT => &["origin"],
+        "berth (agent process)" => &["berth dev", "berth agent", "origin"],
+        "berth (in-process agent)" => &["berth dev", "origin"],
+        report::NGINX => &["nginx", "origin"],
+        report::NGINX_RATHOLE => &[
+            "nginx (rathole)",
+            "rathole server",
+            "rathole client",
+            "origin",
+        ],
+        _ => &[],
+    }
+}
+
+/// Scenario 1's load on `target`: 1 KiB over `plan.connections` HTTP/1.1
+/// keep-alive connections, with wrk after a warm-up by the built-in client
+/// (wrk has none of its own), else with the built-in client. Returns the
+/// sample and the client's name.
+async fn small_h1(
+    target: &Target,
+    plan: &Plan,
+    wrk: Option<&Path>,
+    scratch: &Path,
+    watch: &Watch,
+) -> Result<(Sample, &'static str)> {
+    let h1 = Load {
+        proto: Proto::H1,
+        connections: plan.connections,
+        streams: 1,
+        warmup: plan.warmup,
+        duration: plan.duration,
+        path: "/1k",
+    };
+    let Some(wrk) = wrk else {
+        return Ok((watch.measure(load::run(target, &h1)).await?, "built-in"));
+    };
+    load::run(
+        target,
+        &Load {
+            duration: Duration::ZERO,
+            ..h1
+        },
+    )
+    .await?;
+    let m = watch
+        .measure(tools::wrk(
+            wrk,
+            scratch,
+            target,
+            "/1k",
+            plan.connections,
+            plan.duration,
+            1024,
+        ))
+        .await?;
+    Ok((m, "wrk"))
+}
+
+/// Scenario 2's load on `target`: 1 KiB over HTTP/2, `plan.h2_streams`
+/// streams on each of `plan.connections` connections, with h2load or the
+/// built-in client; the cleartext origin gets HTTP/1.1, one request per
+/// connection at a time.
+async fn small_h2(
+    target: &Target,
+    plan: &Plan,
+    h2load: Option<&Path>,
+    scratch: &Path,
+    watch: &Watch,
+) -> Result<(Sample, &'static str)> {
+    let is_direct = target.tls.is_none();
+    let (proto, streams) = if is_direct {
+        (Proto::H1, 1)
+    } else {
+        (Proto::H2, plan.h2_streams)
+    };
+    if let Some(h2load) = h2load {
+        let m = watch
+            .measure(tools::h2load(
+                h2load,
+                scratch,
+                target,
+                "/1k",
+                is_direct,
+                plan.connections,
+                streams,
+                plan.warmup,
+                plan.duration,
+                1024,
+            ))
+            .await?;
+        return Ok((m, "h2load"));
+    }
+    let l = Load {
+        proto,
+        connections: plan.connections,
+        streams,
+        warmup: plan.warmup,
+        duration: plan.duration,
+        path: "/1k",
+    };
+    Ok((watch.measure(load::run(target, &l)).await?, "built-in"))
 }
 
 /// What this machine is and how busy it was, for the report.
@@ -356,21 +663,22 @@ async fn bench(opts: Opts) -> Result<()> {
         print!("{}", idle::table(&idle_rows));
         return Ok(());
     }
-    if opts.inspector_only {
+    if let Some(which) = opts.compare {
         println!();
-        println!(
-            "request inspector, 1 KiB over HTTP/1.1, {} connections:",
-            plan.connections
-        );
-        return inspector::compare(
+        return compare::run(
+            which,
             scratch,
             app_port,
-            plan.connections,
-            plan.warmup,
-            plan.duration,
+            &plan,
+            opts.rounds.unwrap_or(5),
+            clients.wrk.as_deref(),
         )
         .await;
     }
+    let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 });
+    println!(
+        "  rounds        {rounds} of the 1 KiB h1 and h2 scenarios (targets interleaved; the median round is recorded)"
+    );
     let mut berth = procs::Berth::start(scratch, app_port).await?;
     println!(
         "  berth dev     https://berth.localhost:{} (pid {})",
@@ -469,83 +777,38 @@ async fn bench(opts: Opts) -> Result<()> {
 
     let mut rows = Rows::default();
 
-    // 1. 1 KiB responses, 64 keep-alive HTTP/1.1 connections.
-    let small = format!("1 KiB, h1 {} conns", plan.connections);
-    for t in &targets {
-        let h1 = Load {
-            proto: Proto::H1,
-            connections: plan.connections,
-            streams: 1,
-            warmup: plan.warmup,
-            duration: plan.duration,
-            path: "/1k",
-        };
-        if let Some(wrk) = &clients.wrk {
-            // wrk has no warm-up of its own: warm the pools with the built-in client.
-            load::run(
-                t,
-                &Load {
-                    duration: Duration::ZERO,
-                    ..h1
-                },
-            )
-            .await?;
-            let m = watch
-                .measure(tools::wrk(
-                    wrk,
-                    scratch,
-                    t,
-                    "/1k",
-                    plan.connections,
-                    plan.duration,
-                    1024,
-                ))
-                .await?;
-            rows.record(&small, Kind::Rate, t, "wrk", m);
-        } else {
-            let m = watch.measure(load::run(t, &h1)).await?;
-            rows.record(&small, Kind::Rate, t, "built-in", m);
-        }
-    }
-
-    // 2. The same over HTTP/2, `h2_streams` streams per connection; the
+    // 1. 1 KiB responses, 64 keep-alive HTTP/1.1 connections; and
+    // 2. the same over HTTP/2, `h2_streams` streams per connection (the
     //    origin speaks only HTTP/1.1, so its baseline is HTTP/1.1 cleartext
-    //    with one request per connection.
+    //    with one request per connection at a time).
+    // Each in `rounds` rounds, every target loaded in turn in each round so
+    // that drift on the machine hits every target alike; the round with the
+    // median req/s becomes the row.
+    let small = format!("1 KiB, h1 {} conns", plan.connections);
     let h2_scenario = format!("1 KiB, h2 {}x{} streams", plan.connections, plan.h2_streams);
-    for t in &targets {
-        let is_direct = t.tls.is_none();
-        let (proto, streams) = if is_direct {
-            (Proto::H1, 1)
-        } else {
-            (Proto::H2, plan.h2_streams)
-        };
-        if let Some(h2load) = &clients.h2load {
-            let m = watch
-                .measure(tools::h2load(
-                    h2load,
-                    scratch,
+    for (scenario, h2) in [(&small, false), (&h2_scenario, true)] {
+        let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
+        let mut client = "";
+        for round in 1..=rounds {
+            for (t, runs) in targets.iter().zip(&mut samples) {
+                let (sample, c) = if h2 {
+                    small_h2(t, &plan, clients.h2load.as_deref(), scratch, &watch).await?
+                } else {
+                    small_h1(t, &plan, clients.wrk.as_deref(), scratch, &watch).await?
+                };
+                Rows::show(
+                    &format!("round {round}/{rounds} | "),
+                    scenario,
                     t,
-                    "/1k",
-                    is_direct,
-                    plan.connections,
-                    streams,
-                    plan.warmup,
-                    plan.duration,
-                    1024,
-                ))
-                .await?;
-            rows.record(&h2_scenario, Kind::Rate, t, "h2load", m);
-        } else {
-            let l = Load {
-                proto,
-                connections: plan.connections,
-                streams,
-                warmup: plan.warmup,
-                duration: plan.duration,
-                path: "/1k",
-            };
-            let m = watch.measure(load::run(t, &l)).await?;
-            rows.record(&h2_scenario, Kind::Rate, t, "built-in", m);
+                    c,
+                    &sample,
+                );
+                client = c;
+                runs.push(sample);
+            }
+        }
+        for (t, runs) in targets.iter().zip(samples) {
+            rows.record_rounds(scenario, Kind::Rate, t, client, runs);
         }
     }
 
@@ -630,6 +893,7 @@ async fn bench(opts: Opts) -> Result<()> {
             "far",
             edge_relay.addr.port(),
             app_port,
+            &[],
         )
         .await?;
     watch
@@ -664,6 +928,11 @@ async fn bench(opts: Opts) -> Result<()> {
     println!("req/s or MB/s; on the fixed-rate row, p99 difference in ms. The h2 scenario's");
     println!("direct baseline is HTTP/1.1 cleartext: the origin app speaks only HTTP/1.1.");
     println!("Every process shares this machine's cores with the load generator.");
+    println!();
+    println!("CPU per request (us, median round): CPU time (user + system, /proc) of each");
+    println!("process that served the target, over the requests it answered.");
+    println!();
+    print!("{}", rows.cpu_table(&[&small, &h2_scenario]));
     if !idle_rows.is_empty() {
         println!();
         print!("{}", idle::table(&idle_rows));
@@ -686,6 +955,7 @@ async fn bench(opts: Opts) -> Result<()> {
         "load_average_1m": { "before": load_before, "after": load_after },
         "warmup_s": plan.warmup.as_secs_f64(),
         "duration_s": plan.duration.as_secs_f64(),
+        "rounds": rounds,
         "rows": rows.0,
         "idle": idle_rows,
     });

@@ -43,6 +43,11 @@ impl Proc {
         Ok(())
     }
 
+    /// Everything the process has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -248,8 +253,14 @@ impl Berth {
     /// Creates workspace `bench` with agent `main` through the API, starts
     /// `berth agent` for it as its own process, and waits until it forwards.
     pub async fn start_agent(&mut self, app_port: u16) -> Result<Target> {
+        self.start_agent_with(app_port, &[]).await
+    }
+
+    /// [`Berth::start_agent`] with extra `berth agent` arguments (e.g.
+    /// `--tunnels 1`).
+    pub async fn start_agent_with(&mut self, app_port: u16, args: &[&str]) -> Result<Target> {
         let (target, proc) = self
-            .start_agent_in("berth (agent process)", "bench", self.port, app_port)
+            .start_agent_in("berth (agent process)", "bench", self.port, app_port, args)
             .await?;
         self.agent = Some(proc);
         Ok(target)
@@ -300,13 +311,15 @@ impl Berth {
 
     /// Creates `workspace` with agent `main`, starts `berth agent` for it
     /// dialing the edge at `127.0.0.1:edge_port` (the edge itself, or a
-    /// relay in front of it), and waits until `app_port` answers through it.
+    /// relay in front of it) with the extra arguments `args`, and waits
+    /// until `app_port` answers through it.
     pub async fn start_agent_in(
         &mut self,
         name: &'static str,
         workspace: &str,
         edge_port: u16,
         app_port: u16,
+        args: &[&str],
     ) -> Result<(Target, Proc)> {
         self.create_workspace(workspace).await?;
         let agent_token = self.create_agent(workspace, "main").await?;
@@ -319,7 +332,8 @@ impl Berth {
             .arg("--token-file")
             .arg(&token_file)
             .arg("--ca-file")
-            .arg(self.dir.join("data").join("ca.pem"));
+            .arg(self.dir.join("data").join("ca.pem"))
+            .args(args);
         child_log_env(&mut cmd);
         let mut proc = Proc::spawn(
             "berth agent",

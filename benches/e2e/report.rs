@@ -135,11 +135,11 @@ pub fn table(rows: &[Row]) -> String {
         "vs nginx",
         "vs nginx+rathole",
     ];
-    let cells: Vec<[String; 13]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let m = &r.measured;
-            [
+            vec![
                 r.scenario.clone(),
                 r.target.clone(),
                 r.protocol.clone(),
@@ -156,13 +156,19 @@ pub fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &cells {
+    markdown(&header, &cells, 4)
+}
+
+/// A Markdown table with its columns padded to their widest cell; columns
+/// from `numeric_from` on are right-aligned.
+pub fn markdown(header: &[&str], cells: &[Vec<String>], numeric_from: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let numeric = |i: usize| i >= 4;
+    let numeric = |i: usize| i >= numeric_from;
     let line = |row: &[String]| {
         let mut s = String::from("|");
         for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
@@ -174,7 +180,8 @@ pub fn table(rows: &[Row]) -> String {
         }
         s + "\n"
     };
-    let mut out = line(&header.map(String::from));
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&header);
     out += "|";
     for (i, w) in widths.iter().enumerate() {
         let dashes = "-".repeat(w.saturating_sub(1));
@@ -185,7 +192,7 @@ pub fn table(rows: &[Row]) -> String {
         };
     }
     out += "\n";
-    for row in &cells {
+    for row in cells {
         out += &line(row);
     }
     out
