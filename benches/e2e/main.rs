@@ -107,10 +107,11 @@ impl Opts {
                 Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
                 _ => (arg.clone(), None),
             };
+            // (cargo appends `--bench`: a flag is never taken as a value)
             let mut value = || {
                 inline
                     .clone()
-                    .or_else(|| args.next())
+                    .or_else(|| args.next().filter(|v| !v.starts_with("--")))
                     .ok_or_else(|| anyhow!("{flag} needs a value (see --help)"))
             };
             match flag.as_str() {
