@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
+pub mod access;
+
 /// Sets up logging: `RUST_LOG` or `info`, text or JSON lines on stderr.
 ///
 /// Lines are written by a dedicated thread, not by the request's tokio
@@ -31,9 +33,13 @@ pub fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::Worker
             std::io::stderr(),
         ));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !ansi {
+        access::install(writer.clone(), matches!(format, LogFormat::Json));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -51,6 +51,8 @@ pub(crate) enum Route {
         users: Vec<i64>,
         groups: Vec<i64>,
         cors: Cors,
+        /// The inspector may record its exchanges (the share's `inspect`).
+        inspect: bool,
     },
     /// The short form named a workspace with several agents.
     Ambiguous { owner_id: i64, agents: Vec<String> },
@@ -100,6 +102,7 @@ impl Route {
             users: users.to_vec(),
             groups: groups.to_vec(),
             cors: share.map(|s| s.cors).unwrap_or_default(),
+            inspect: share.is_none_or(|s| s.inspect),
         }
     }
 
@@ -190,6 +193,8 @@ pub(crate) struct Pass {
     pub(crate) cors_origin: bool,
     /// The credential that admitted it.
     pub(crate) credential: Credential,
+    /// The inspector may record it (the port's share allows it).
+    pub(crate) inspect: bool,
 }
 
 /// The decision for `who` asking `ask` of `app` (the host asked for),
@@ -281,6 +286,7 @@ pub(crate) fn admit(who: &Who, route: &Route, ask: &Ask<'_>, app: &origin::App<'
             port,
             tls,
             h2c,
+            inspect,
             ..
         } => Admission::Pass(Pass {
             agent_id: *agent_id,
@@ -289,6 +295,7 @@ pub(crate) fn admit(who: &Who, route: &Route, ask: &Ask<'_>, app: &origin::App<'
             h2c: *h2c,
             cors_origin: same_owner_origin,
             credential,
+            inspect: *inspect,
         }),
         Route::Ambiguous { agents, .. } => Admission::Refuse(ErrorPage::Ambiguous {
             agents: agents.clone(),
@@ -447,6 +454,7 @@ mod tests {
             h2c: false,
             cors_origin,
             credential,
+            inspect: true,
         })
     }
 

@@ -19,7 +19,8 @@ use super::Edge;
 use crate::auth::Visitor;
 use crate::config::InspectorConfig;
 use crate::protocol::inspect::{
-    CapturedBody, Exchange, Held, Kind, Replay, ReplayRefused, RELAY_FOLLOW_PATH, RELAY_PATH,
+    CapturedBody, Exchange, HeaderList, Held, Kind, Replay, ReplayRefused, RELAY_FOLLOW_PATH,
+    RELAY_PATH,
 };
 use axum::body::Body;
 use bytes::Bytes;
@@ -262,25 +263,19 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Starts recording an admitted request to `port` of `agent_id`, unless
-    /// recording is off for this edge or for the port's share.
+    /// Starts recording a request `pass` admitted, unless recording is off
+    /// for this edge or for the port's share.
     pub(super) fn start<B>(
         edge: &Edge,
-        agent_id: i64,
-        port: u16,
-        app_tls: bool,
+        pass: &super::admit::Pass,
         req: &Request<B>,
         host: &str,
     ) -> Option<Tap> {
         let inspector = &edge.inspector;
-        if !inspector.cfg.enabled
-            || edge
-                .catalog
-                .share(agent_id, port)
-                .is_some_and(|s| !s.inspect)
-        {
+        if !inspector.cfg.enabled || !pass.inspect {
             return None;
         }
+        let (agent_id, port, app_tls) = (pass.agent_id, pass.port, pass.tls);
         let path = req
             .uri()
             .path_and_query()
@@ -308,7 +303,7 @@ impl Tap {
                 request_bytes: 0,
                 response_bytes: 0,
                 request_headers: request_headers(req.headers()),
-                response_headers: Vec::new(),
+                response_headers: HeaderList::default(),
                 request_body: None,
                 response_body: None,
                 app_tls,
@@ -368,8 +363,8 @@ fn unix_ms() -> i64 {
 
 /// The client's request headers without berth's credentials: `Berth-Token`,
 /// an `Authorization` carrying a berth token, berth's cookies.
-pub fn request_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(headers.len());
+pub fn request_headers(headers: &HeaderMap) -> HeaderList {
+    let mut out = HeaderList::with_capacity(list_bytes(headers));
     for (name, value) in headers {
         if *name == super::headers::BERTH_TOKEN {
             continue;
@@ -380,13 +375,21 @@ pub fn request_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         }
         if *name == http::header::COOKIE {
             if let Some(kept) = super::headers::strip_berth_cookies(&value) {
-                out.push((name.as_str().to_owned(), kept));
+                out.push(name.as_str(), &kept);
             }
             continue;
         }
-        out.push((name.as_str().to_owned(), value.into_owned()));
+        out.push(name.as_str(), &value);
     }
     out
+}
+
+/// The room `headers` take in a [`HeaderList`].
+fn list_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 2)
+        .sum()
 }
 
 /// True for an `Authorization` value whose credential is a berth token of
@@ -399,20 +402,16 @@ fn carries_berth_token(value: &str) -> bool {
 
 /// The response headers as the client got them, without any cookie of
 /// berth's being set.
-fn response_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(name, value)| {
-            **name != http::header::SET_COOKIE
-                || !super::headers::sets_berth_cookie(value.as_bytes())
-        })
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+fn response_headers(headers: &HeaderMap) -> HeaderList {
+    let mut out = HeaderList::with_capacity(list_bytes(headers));
+    for (name, value) in headers {
+        if *name == http::header::SET_COOKIE && super::headers::sets_berth_cookie(value.as_bytes())
+        {
+            continue;
+        }
+        out.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+    }
+    out
 }
 
 /// The request body on its way to the app, seen by `tap` (unchanged when
@@ -695,7 +694,11 @@ pub async fn replay(
         },
     };
     let mut headers = HeaderMap::new();
-    for (name, value) in edits.headers.as_ref().unwrap_or(&original.request_headers) {
+    let edited = edits
+        .headers
+        .as_ref()
+        .map(|h| h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect());
+    for (name, value) in edited.as_ref().unwrap_or(&original.request_headers).iter() {
         let name = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("headers: {name:?} is not a header name")))?;
         let value = http::HeaderValue::from_str(value)
@@ -734,7 +737,7 @@ pub async fn replay(
             request_bytes: 0,
             response_bytes: 0,
             request_headers: request_headers(&headers),
-            response_headers: Vec::new(),
+            response_headers: HeaderList::default(),
             request_body: None,
             response_body: None,
             app_tls: original.app_tls,
@@ -847,8 +850,8 @@ mod tests {
             duration_ms: 1.0,
             request_bytes: 0,
             response_bytes: body as u64,
-            request_headers: vec![("accept".into(), "*/*".into())],
-            response_headers: vec![],
+            request_headers: [("accept", "*/*")].into_iter().collect(),
+            response_headers: HeaderList::default(),
             request_body: None,
             response_body: Some(CapturedBody::of(&vec![b'a'; body], false)),
             app_tls: false,
@@ -960,21 +963,22 @@ mod tests {
         );
         h.append("cookie", "__Host-berth_share=secret5".parse().unwrap());
         h.insert("x-app", "kept".parse().unwrap());
-        let out = request_headers(&h);
-        let text = format!("{out:?}");
+        let list = request_headers(&h);
+        let text = format!("{list:?}");
+        let out: Vec<(&str, &str)> = list.iter().collect();
         for s in ["secret1", "secret2", "secret3", "secret4", "secret5"] {
             assert!(!text.contains(s), "{s} in {text}");
         }
-        assert!(out.contains(&("authorization".into(), "Bearer app-own-token".into())));
-        assert!(out.contains(&("cookie".into(), "theirs=1".into())));
-        assert!(out.contains(&("x-app".into(), "kept".into())));
+        assert!(out.contains(&("authorization", "Bearer app-own-token")));
+        assert!(out.contains(&("cookie", "theirs=1")));
+        assert!(out.contains(&("x-app", "kept")));
 
         let mut r = HeaderMap::new();
         r.append("set-cookie", "__Host-berth_app=x; Path=/".parse().unwrap());
         r.append("set-cookie", "theirs=1".parse().unwrap());
         assert_eq!(
-            response_headers(&r),
-            vec![("set-cookie".to_owned(), "theirs=1".to_owned())]
+            response_headers(&r).iter().collect::<Vec<_>>(),
+            vec![("set-cookie", "theirs=1")]
         );
     }
 }

@@ -119,14 +119,7 @@ async fn handle(
         Authorized::Forward(pass) => pass,
         Authorized::Answer(res) => return Ok(res),
     };
-    *tap = Tap::start(
-        cx.edge,
-        pass.agent_id,
-        pass.port,
-        pass.tls,
-        &req,
-        cx.host.as_deref().unwrap_or(""),
-    );
+    *tap = Tap::start(cx.edge, &pass, &req, cx.host.as_deref().unwrap_or(""));
     if let Some(res) = wake(cx, &req, &who, &route, &pass, &target).await {
         return Ok(res);
     }
@@ -568,17 +561,16 @@ fn splice(
 /// access-log line (with whose fault a refusal was).
 fn respond(cx: &Ctx<'_>, res: &Response<Body>, fault: Option<Fault>) {
     cx.edge.metrics.count(res.status());
-    tracing::info!(
-        target: "berth::access",
-        method = %cx.method,
-        host = %cx.host.as_deref().unwrap_or(""),
-        path = %cx.uri.path(),
-        status = res.status().as_u16(),
-        ms = cx.started.elapsed().as_micros() as f64 / 1000.0,
-        version = ?cx.version,
-        peer = %cx.peer.ip(),
-        fault = fault.map(|f| tracing::field::display(f.as_str())),
-    );
+    crate::telemetry::access::log(&crate::telemetry::access::Access {
+        method: cx.method.as_str(),
+        host: cx.host.as_deref().unwrap_or(""),
+        path: cx.uri.path(),
+        status: res.status().as_u16(),
+        micros: cx.started.elapsed().as_micros() as u64,
+        version: cx.version,
+        peer: cx.peer.ip(),
+        fault: fault.map(Fault::as_str),
+    });
 }
 
 /// Redeems `?berth_share=TOKEN`: counts a use, sets the host-only visitor

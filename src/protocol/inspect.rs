@@ -107,9 +107,9 @@ pub struct Exchange {
     pub request_bytes: u64,
     pub response_bytes: u64,
     /// As the client sent them, without berth's credentials.
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: HeaderList,
     /// As the client got them.
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: HeaderList,
     /// The first bytes of each body (absent with body capture off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_body: Option<CapturedBody>,
@@ -127,8 +127,7 @@ impl Exchange {
     /// About how many bytes the record holds, for the inspector's bounds.
     pub fn weight(&self) -> usize {
         const FIXED: usize = 256;
-        let headers =
-            |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        let headers = |h: &HeaderList| h.weight();
         let body = |b: &Option<CapturedBody>| b.as_ref().map_or(0usize, |b| b.data.len() + 40);
         FIXED
             + self.id.len()
@@ -140,6 +139,88 @@ impl Exchange {
             + body(&self.request_body)
             + body(&self.response_body)
             + self.replay_of.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Header names and values kept in one buffer (`name\0value\0` each), so
+/// that recording a request's headers costs one allocation, not two per
+/// header; in JSON a list of `[name, value]` pairs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderList {
+    text: String,
+    count: usize,
+}
+
+impl HeaderList {
+    /// An empty list with room for `bytes` of names and values.
+    pub fn with_capacity(bytes: usize) -> HeaderList {
+        HeaderList {
+            text: String::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    /// Adds one header; a NUL (which no HTTP header holds) becomes U+FFFD.
+    pub fn push(&mut self, name: &str, value: &str) {
+        for part in [name, value] {
+            if part.contains('\0') {
+                self.text.push_str(&part.replace('\0', "\u{fffd}"));
+            } else {
+                self.text.push_str(part);
+            }
+            self.text.push('\0');
+        }
+        self.count += 1;
+    }
+
+    /// The headers in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut parts = self.text.split_terminator('\0');
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
+    /// How many headers.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// No headers at all.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// About how many bytes the headers take, for the inspector's bounds
+    /// (as if each were a pair of strings).
+    pub fn weight(&self) -> usize {
+        self.text.len() + 48 * self.count
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for HeaderList {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> HeaderList {
+        let mut list = HeaderList::default();
+        for (name, value) in pairs {
+            list.push(name.as_ref(), value.as_ref());
+        }
+        list
+    }
+}
+
+impl std::fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for HeaderList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HeaderList, D::Error> {
+        Ok(Vec::<(String, String)>::deserialize(d)?.into_iter().collect())
     }
 }
 
@@ -195,5 +276,39 @@ mod tests {
             truncated: false,
         };
         assert_eq!(bad.bytes(), None);
+    }
+
+    #[test]
+    fn header_lists_keep_order_repeats_and_empty_values_and_read_as_pairs() {
+        let pairs = [
+            ("accept", "*/*"),
+            ("x-empty", ""),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("x-nul", "a\0b"),
+        ];
+        let list: HeaderList = pairs.iter().copied().collect();
+        assert_eq!(list.len(), 5);
+        let back: Vec<(&str, &str)> = list.iter().collect();
+        assert_eq!(&back[..4], &pairs[..4]);
+        assert_eq!(back[4], ("x-nul", "a\u{fffd}b"), "a NUL cannot split an entry");
+        let json = serde_json::to_value(&list).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                ["accept", "*/*"],
+                ["x-empty", ""],
+                ["cookie", "a=1"],
+                ["cookie", "b=2"],
+                ["x-nul", "a\u{fffd}b"]
+            ])
+        );
+        let again: HeaderList = serde_json::from_value(json).unwrap();
+        assert_eq!(again, list);
+        assert!(HeaderList::default().is_empty());
+        assert_eq!(HeaderList::default().iter().count(), 0);
+        let empty: HeaderList = serde_json::from_str("[]").unwrap();
+        assert!(empty.is_empty());
+        assert!(serde_json::from_str::<HeaderList>(r#"[["only-a-name"]]"#).is_err());
     }
 }
