@@ -164,8 +164,12 @@ pub async fn run(
     println!();
 
     let mut client = "";
+    let n = running.len();
     for round in 1..=rounds {
-        for (case, r) in cases.iter().zip(&mut running) {
+        // Each round starts one case later, so no case is always first
+        // (right after another's load) or always last.
+        for i in (0..n).map(|k| (k + round - 1) % n) {
+            let (case, r) = (&cases[i], &mut running[i]);
             r.berth.dev.check_alive()?;
             let (sample, c) = small_h1(&r.target, plan, wrk, scratch, &r.watch).await?;
             client = c;
@@ -189,6 +193,7 @@ pub async fn run(
         "client",
         "req/s (median)",
         "vs first",
+        "vs first, paired",
         "edge us/req",
         "agent us/req",
         "p99 ms",
@@ -198,6 +203,7 @@ pub async fn run(
     ];
     let mut base = None;
     let mut cells = Vec::new();
+    let rate_of = |s: &Sample| s.0.requests_per_s;
     for (case, r) in cases.iter().zip(&running) {
         let of =
             |f: &dyn Fn(&Sample) -> Option<f64>| median(r.samples.iter().filter_map(f).collect());
@@ -208,6 +214,19 @@ pub async fn run(
                 "-".to_owned()
             }
             (Some(b), Some(x)) if b > 0.0 => format!("{:+.1}%", (x / b - 1.0) * 100.0),
+            _ => "-".to_owned(),
+        };
+        // The median, over the rounds, of this case's req/s over the first
+        // case's in the same round: drift between rounds cancels out.
+        let paired = median(
+            r.samples
+                .iter()
+                .zip(&running[0].samples)
+                .filter_map(|(s, f)| Some(rate_of(s)? / rate_of(f)?))
+                .collect(),
+        );
+        let paired = match paired {
+            Some(p) if !std::ptr::eq(r, &running[0]) => format!("{:+.1}%", (p - 1.0) * 100.0),
             _ => "-".to_owned(),
         };
         let us = |process: &'static str| {
@@ -226,6 +245,7 @@ pub async fn run(
             client.to_owned(),
             opt(rate, 0),
             change,
+            paired,
             opt(us("berth dev"), 1),
             opt(us("berth agent"), 1),
             opt(of(&|(m, _): &Sample| m.p99_ms), 3),
@@ -242,7 +262,8 @@ pub async fn run(
     print!("{}", report::markdown(&header, &cells, 2));
     println!();
     println!("Medians over the rounds; \"vs first\": this case's median req/s against the first");
-    println!("case's. us/req: CPU time (user + system, /proc) of that process over the requests");
+    println!("case's; \"paired\": the median over the rounds of this case's req/s over the first");
+    println!("case's in the same round (each round starts one case later). us/req: CPU time (user + system, /proc) of that process over the requests");
     println!("answered. errors: summed over the rounds. edge RSS: VmRSS of berth dev after the");
     println!(
         "last round. Every case's processes run all along; the others idle while one is loaded."

@@ -59,6 +59,8 @@ struct Opts {
     rounds: Option<usize>,
     /// Run only this side-by-side comparison (`--compare`)
     compare: Option<compare::Which>,
+    /// Seconds per measured load (default 10, 1 with `--quick`)
+    seconds: Option<u64>,
 }
 
 const HELP: &str = "\
@@ -70,6 +72,9 @@ usage: cargo bench --bench e2e -- [OPTIONS]
                        loaded in turn in each round; the median round is
                        recorded (default 3, 1 with --quick); with --compare,
                        its rounds (default 5)
+  --seconds N          seconds per measured load (default 10, 1 with --quick);
+                       shorter loads with more rounds pair the cases of
+                       --compare more closely in time
   --compare inspector  only compare the request inspector off / headers only /
                        bodies, each case its own berth dev + berth agent
   --compare shapes     only compare work-stealing / per-core edge runtimes with
@@ -98,6 +103,7 @@ impl Opts {
             hold: false,
             rounds: None,
             compare: None,
+            seconds: None,
         };
         let mut peers = None;
         let mut args = std::env::args().skip(1);
@@ -136,6 +142,13 @@ impl Opts {
                     o.rounds = match v.parse::<usize>() {
                         Ok(n) if n >= 1 => Some(n),
                         _ => bail!("--rounds {v}: give a whole number, 1 or more"),
+                    };
+                }
+                "--seconds" => {
+                    let v = value()?;
+                    o.seconds = match v.parse::<u64>() {
+                        Ok(n) if n >= 1 => Some(n),
+                        _ => bail!("--seconds {v}: give a whole number of seconds, 1 or more"),
                     };
                 }
                 // cargo bench passes --bench to every bench binary
@@ -612,7 +625,10 @@ fn load_average() -> Option<f64> {
 }
 
 async fn bench(opts: Opts) -> Result<()> {
-    let plan = Plan::new(opts.quick);
+    let mut plan = Plan::new(opts.quick);
+    if let Some(s) = opts.seconds {
+        plan.duration = Duration::from_secs(s);
+    }
     let found = |name: &str| (!opts.builtin).then(|| tools::which(name)).flatten();
     let clients = Clients {
         wrk: found("wrk"),

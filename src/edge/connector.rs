@@ -39,6 +39,26 @@ pub(crate) fn authority(agent_id: i64, via: Via, port: u16) -> String {
     }
 }
 
+/// `{scheme}://{authority}{path}` for a pooled request, built without
+/// `format!` (it runs for every request).
+pub(crate) fn upstream_uri(scheme: &str, agent_id: i64, via: Via, port: u16, path: &str) -> String {
+    let mut n = itoa::Buffer::new();
+    let mut out = String::with_capacity(scheme.len() + 40 + path.len());
+    out.push_str(scheme);
+    out.push_str("://a");
+    out.push_str(n.format(agent_id));
+    let (tag, number) = match via {
+        Via::Tunnel(generation) => ("-g", generation),
+        Via::Relay(holder) => ("-r", u64::from(holder)),
+    };
+    out.push_str(tag);
+    out.push_str(n.format(number));
+    out.push_str("-p");
+    out.push_str(n.format(port));
+    out.push_str(path);
+    out
+}
+
 fn parse_authority(host: &str) -> Option<(i64, Via, u16)> {
     let rest = host.strip_prefix('a')?;
     let (agent, rest) = rest.split_once('-')?;
@@ -216,6 +236,14 @@ mod tests {
         let r = super::authority(17, Via::Relay(2), 3000);
         assert_eq!(r, "a17-r2-p3000");
         assert_eq!(super::parse_authority(&r), Some((17, Via::Relay(2), 3000)));
+        assert_eq!(
+            super::upstream_uri("http", 17, Via::Tunnel(3), 3000, "/a?b"),
+            format!("http://{a}/a?b")
+        );
+        assert_eq!(
+            super::upstream_uri("https", 17, Via::Relay(2), 3000, "/"),
+            format!("https://{r}/")
+        );
         assert_eq!(super::parse_authority("a1-g2"), None);
         assert_eq!(super::parse_authority("x1-g2-p3"), None);
         assert_eq!(super::parse_authority("a1-x2-p3"), None);

@@ -326,7 +326,10 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+    let mut text = Vec::with_capacity(15);
+    crate::telemetry::access::write_ip(&mut text, ip);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .expect("an IP address is a valid header value")
 }
 
 /// True for a WebSocket opened over HTTP/2 with extended CONNECT (RFC 8441).

@@ -127,7 +127,10 @@ impl Inspector {
 
     fn next_id(&self) -> (u64, String) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        (seq, format!("{}-{seq}", self.tag))
+        (
+            seq,
+            concat(&[&self.tag, "-", itoa::Buffer::new().format(seq)]),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rings> {
@@ -201,8 +204,20 @@ impl Inspector {
                 });
             }
         }
-        let _ = self.live.send(exchange);
+        // Sending takes the channel's lock even with nobody following.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(exchange);
+        }
     }
+}
+
+/// `parts` joined, in one allocation (cheaper than `format!`).
+fn concat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 fn empty_truncated() -> CapturedBody {
@@ -295,7 +310,7 @@ impl Tap {
                 started_at_ms: unix_ms(),
                 kind: Kind::Http,
                 method: req.method().as_str().to_owned(),
-                url: format!("https://{host}{path}"),
+                url: concat(&["https://", host, &path]),
                 status: 0,
                 error: None,
                 ttfb_ms: None,
@@ -369,7 +384,7 @@ pub fn request_headers(headers: &HeaderMap) -> HeaderList {
         if *name == super::headers::BERTH_TOKEN {
             continue;
         }
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = text(value);
         if *name == http::header::AUTHORIZATION && carries_berth_token(&value) {
             continue;
         }
@@ -382,6 +397,15 @@ pub fn request_headers(headers: &HeaderMap) -> HeaderList {
         out.push(name.as_str(), &value);
     }
     out
+}
+
+/// A header value as text: as it is when it is visible ASCII (nearly
+/// always, and cheap to check), else with invalid UTF-8 replaced.
+fn text(value: &http::HeaderValue) -> std::borrow::Cow<'_, str> {
+    match value.to_str() {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
+    }
 }
 
 /// The room `headers` take in a [`HeaderList`].
@@ -409,7 +433,7 @@ fn response_headers(headers: &HeaderMap) -> HeaderList {
         {
             continue;
         }
-        out.push(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+        out.push(name.as_str(), &text(value));
     }
     out
 }

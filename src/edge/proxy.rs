@@ -480,9 +480,12 @@ fn upstream_request(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = headers::strip_share_param(path);
     let scheme = if pass.tls { "https" } else { "http" };
-    parts.uri = Uri::try_from(format!(
-        "{scheme}://{}{path}",
-        connector::authority(pass.agent_id, via, pass.port)
+    parts.uri = Uri::try_from(connector::upstream_uri(
+        scheme,
+        pass.agent_id,
+        via,
+        pass.port,
+        &path,
     ))
     .map_err(|_| ErrorPage::BadRequest {
         reason: "the request target is not a valid path".into(),

@@ -220,7 +220,9 @@ impl Serialize for HeaderList {
 
 impl<'de> Deserialize<'de> for HeaderList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HeaderList, D::Error> {
-        Ok(Vec::<(String, String)>::deserialize(d)?.into_iter().collect())
+        Ok(Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -291,7 +293,11 @@ mod tests {
         assert_eq!(list.len(), 5);
         let back: Vec<(&str, &str)> = list.iter().collect();
         assert_eq!(&back[..4], &pairs[..4]);
-        assert_eq!(back[4], ("x-nul", "a\u{fffd}b"), "a NUL cannot split an entry");
+        assert_eq!(
+            back[4],
+            ("x-nul", "a\u{fffd}b"),
+            "a NUL cannot split an entry"
+        );
         let json = serde_json::to_value(&list).unwrap();
         assert_eq!(
             json,
